@@ -1,0 +1,453 @@
+"""Scalar cores shared by the CPU and CUDA kernels: rounding on the bits, and the random bits.
+
+Every function here is a ``@numba.njit`` function of primitive integers (no Python objects, no
+``log2``), so the same source compiles for the CPU (called from ``qemu_arrays.cpu``) and for CUDA
+(called from ``cuda_kernels``). All integer arithmetic is on int64: numba turns a mix of uint64
+and int64 into float64, so unsigned values are kept below 2**63 and masked explicitly.
+
+A rounded result is a tuple ``(status, sign, kept, q)`` meaning ``(-1)**sign * kept * 2**q`` when
+``status == FINITE``. The format parameters are the tuple of ``FloatFormat.params()``:
+``(m, emin, emax, sigmax, subnormals, has_zero, signed, specials, ebits, bias)``.
+The semantics are defined in ``docs/formats.md``.
+"""
+
+from __future__ import annotations
+
+import math
+
+from numba import njit
+
+# result status
+FINITE = 0
+INF = 1
+NAN = 2
+NAN_ERROR = 3  # NaN (or zero without a zero code) into a format that cannot hold it
+
+# rounding codes (formats.spec.Rounding)
+RNE = 0
+RNA = 1
+RTZ = 2
+RUP = 3
+RDN = 4
+ODD = 5
+SR = 6
+
+# overflow codes (formats.spec.Overflow)
+OWN = 0
+SATURATE = 1
+ML_DTYPES = 2
+
+# specials codes (formats.spec.Specials)
+IEEE = 0
+FN = 1
+FNUZ = 2
+FINITE_ONLY = 3
+P3109 = 4
+
+M32 = 0xFFFFFFFF
+
+_JIT = {"cache": True, "nogil": True}
+
+
+# ---- counter-based random bits ----------------------------------------------------------------
+
+
+@njit(**_JIT)
+def mix32(x):
+    """Wellons' lowbias32 hash: a bijection of 32-bit words (see docs/formats.md)."""
+    x = x & M32
+    x ^= x >> 16
+    x = (x * 0x7FEB352D) & M32
+    x ^= x >> 15
+    x = (x * 0x846CA68B) & M32
+    x ^= x >> 16
+    return x
+
+
+@njit(**_JIT)
+def random_word(k0, k1, k2, index, j):
+    """Word ``j`` (0 or 1) of element ``index`` under the key ``(k0, k1, k2)``."""
+    lo = index & M32
+    hi = (index >> 32) & M32
+    h = mix32(lo ^ k2)
+    h = mix32(h ^ ((hi + j * 0x9E3779B9) & M32) ^ k1)
+    return mix32((h + k0) & M32)
+
+
+@njit(**_JIT)
+def random_u(k0, k1, k2, index, r):
+    """The element's ``r``-bit random integer, ``1 <= r <= 62``."""
+    w0 = random_word(k0, k1, k2, index, 0)
+    if r <= 32:
+        return w0 >> (32 - r)
+    w1 = random_word(k0, k1, k2, index, 1)
+    return (w0 << (r - 32)) | (w1 >> (64 - r))
+
+
+def random_key(seed: int, stream: int = 0) -> tuple[int, int, int]:
+    """The key words ``(k0, k1, k2)`` for ``(seed, stream)`` (host-side, plain Python)."""
+    s = int(seed) % (1 << 64)
+    st = int(stream) % (1 << 32)
+    k0 = int(mix32(s & M32 ^ 0x243F6A88))
+    k1 = int(mix32((s >> 32) ^ k0 ^ 0x85A308D3))
+    k2 = int(mix32(st ^ k1 ^ 0x13198A2E))
+    return k0, k1, k2
+
+
+# ---- helpers ---------------------------------------------------------------------------------
+
+
+@njit(**_JIT)
+def bit_length(k):
+    """Number of bits of a non-negative int64 (0 for 0), by binary search."""
+    n = 0
+    if k >= (1 << 32):
+        k >>= 32
+        n += 32
+    if k >= (1 << 16):
+        k >>= 16
+        n += 16
+    if k >= (1 << 8):
+        k >>= 8
+        n += 8
+    if k >= (1 << 4):
+        k >>= 4
+        n += 4
+    if k >= (1 << 2):
+        k >>= 2
+        n += 2
+    if k >= (1 << 1):
+        k >>= 1
+        n += 1
+    return n + k
+
+
+@njit(**_JIT)
+def has_negative_zero(signed, has_zero, specials):
+    return signed == 1 and has_zero == 1 and specials != FNUZ and specials != P3109
+
+
+@njit(**_JIT)
+def format_has_nan(m, specials):
+    if specials == IEEE:
+        return m > 0
+    return specials != FINITE_ONLY
+
+
+@njit(**_JIT)
+def format_has_inf(specials):
+    return specials == IEEE or specials == P3109
+
+
+@njit(**_JIT)
+def _smallest(m, emin, subnormals, has_zero):
+    """(kept, q) of the smallest value >= 0 of the format (0 when it has zero)."""
+    if has_zero == 1:
+        return 0, 0
+    return 1 << m, emin - m
+
+
+@njit(**_JIT)
+def _special_result(kind, sign, m, emin, emax, sigmax, subnormals, has_zero, signed, specials, ovf):
+    """Result of an out-of-range magnitude: kind 0 = overflow rounding away, 1 = infinity input.
+
+    Returns the (status, sign, kept, q) per the overflow policy.
+    """
+    if ovf != SATURATE:
+        if format_has_inf(specials):
+            return INF, sign, 0, 0
+        if format_has_nan(m, specials):
+            return NAN, sign, 0, 0
+    return FINITE, sign, sigmax, emax - m
+
+
+@njit(**_JIT)
+def _negative_unsigned(m, emin, subnormals, has_zero, specials, ovf):
+    """A negative input to an unsigned format (see the table in docs/formats.md)."""
+    if ovf != SATURATE and format_has_nan(m, specials):
+        return NAN, 0, 0, 0
+    kept, q = _smallest(m, emin, subnormals, has_zero)
+    return FINITE, 0, kept, q
+
+
+@njit(**_JIT)
+def round_magnitude(
+    sign,
+    M,
+    E,
+    m,
+    emin,
+    emax,
+    sigmax,
+    subnormals,
+    has_zero,
+    signed,
+    specials,
+    rnd,
+    ovf,
+    u,
+    r,
+):
+    """Round the finite non-zero value ``(-1)**sign * M * 2**E`` (``0 < M < 2**62``)."""
+    if signed == 0 and sign == 1:
+        return _negative_unsigned(m, emin, subnormals, has_zero, specials, ovf)
+    e = E + bit_length(M) - 1
+    flush = e < emin and subnormals == 0  # only 0 and 2**emin are candidates
+    if flush:
+        q = emin
+    elif e < emin:
+        q = emin - m
+    else:
+        q = e - m
+    shift = q - E
+    up = False
+    if shift <= 0:
+        kept = M << (-shift)
+    else:
+        if shift > 61:
+            kept = 0
+            rem = M
+            above = False  # rem < M < 2**61 < half
+            tie = False
+            t = M >> (shift - r) if shift - r < 62 else 0
+        else:
+            kept = M >> shift
+            rem = M & ((1 << shift) - 1)
+            half = 1 << (shift - 1)
+            above = rem > half
+            tie = rem == half
+            t = rem >> (shift - r) if shift >= r else rem << (r - shift)
+        nonzero = rem != 0
+        if rnd == RNE:
+            up = above or (tie and (kept & 1) == 1)
+        elif rnd == RNA:
+            up = above or tie
+        elif rnd == RUP:
+            up = nonzero and sign == 0
+        elif rnd == RDN:
+            up = nonzero and sign == 1
+        elif rnd == ODD:
+            if nonzero:
+                kept |= 1
+        elif rnd == SR:
+            up = u < t
+    if up:
+        kept += 1
+    if kept == 0:
+        if has_zero == 1:
+            if has_negative_zero(signed, has_zero, specials):
+                return FINITE, sign, 0, 0
+            return FINITE, 0, 0, 0
+        kept, q = _smallest(m, emin, subnormals, has_zero)
+        return FINITE, sign, kept, q
+    # normal form: kept in [2**m, 2**(m+1)) with exponent q + m, or a subnormal
+    if kept == (1 << (m + 1)):
+        kept = 1 << m
+        q += 1
+    elif flush and m > 0:  # kept == 1 means 2**emin
+        kept = 1 << m
+        q = emin - m
+    if q + m > emax or (q + m == emax and kept > sigmax):
+        away = (
+            rnd == RNE
+            or rnd == RNA
+            or rnd == SR
+            or (rnd == RUP and sign == 0)
+            or (rnd == RDN and sign == 1)
+        )
+        if away:
+            return _special_result(
+                0, sign, m, emin, emax, sigmax, subnormals, has_zero, signed, specials, ovf
+            )
+        return FINITE, sign, sigmax, emax - m
+    return FINITE, sign, kept, q
+
+
+@njit(**_JIT)
+def round_ieee_bits(
+    b,
+    in_e,
+    in_m,
+    m,
+    emin,
+    emax,
+    sigmax,
+    subnormals,
+    has_zero,
+    signed,
+    specials,
+    rnd,
+    ovf,
+    u,
+    r,
+):
+    """Round the IEEE value with bit pattern ``b`` (``in_e`` exponent, ``in_m`` mantissa bits)."""
+    in_bias = (1 << (in_e - 1)) - 1
+    sign = (b >> (in_e + in_m)) & 1
+    ef = (b >> in_m) & ((1 << in_e) - 1)
+    mf = b & ((1 << in_m) - 1)
+    if ef == (1 << in_e) - 1:
+        if mf != 0:  # NaN
+            if format_has_nan(m, specials):
+                if specials == FNUZ or specials == P3109 or signed == 0:
+                    return NAN, 0, 0, 0
+                return NAN, sign, 0, 0
+            if ovf == ML_DTYPES and has_zero == 1:
+                s = 1 - sign if has_negative_zero(signed, has_zero, specials) else 0
+                return FINITE, s, 0, 0
+            return NAN_ERROR, sign, 0, 0
+        if signed == 0 and sign == 1:
+            return _negative_unsigned(m, emin, subnormals, has_zero, specials, ovf)
+        return _special_result(
+            1, sign, m, emin, emax, sigmax, subnormals, has_zero, signed, specials, ovf
+        )
+    if ef == 0:
+        if mf == 0:  # zero
+            if has_zero == 1:
+                if has_negative_zero(signed, has_zero, specials):
+                    return FINITE, sign, 0, 0
+                return FINITE, 0, 0, 0
+            if ovf == SATURATE:
+                kept, q = _smallest(m, emin, subnormals, has_zero)
+                return FINITE, 0, kept, q
+            if format_has_nan(m, specials):
+                return NAN, 0, 0, 0
+            return NAN_ERROR, 0, 0, 0
+        M = mf
+        E = 1 - in_bias - in_m
+    else:
+        M = mf | (1 << in_m)
+        E = ef - in_bias - in_m
+    return round_magnitude(
+        sign, M, E, m, emin, emax, sigmax, subnormals, has_zero, signed, specials, rnd, ovf, u, r
+    )
+
+
+@njit(**_JIT)
+def ieee_bits(status, sign, kept, q, out_e, out_m):
+    """Bit pattern of ``(status, sign, kept, q)`` in the IEEE format (out_e, out_m).
+
+    Values beyond the output's range become inf; values finer than its subnormals round to
+    nearest even (this only happens for formats whose range exceeds the output dtype's).
+    """
+    sbit = sign << (out_e + out_m)
+    all_ones = (1 << out_e) - 1
+    if status == INF:
+        return sbit | (all_ones << out_m)
+    if status != FINITE:
+        return (all_ones << out_m) | (1 << (out_m - 1))  # canonical quiet NaN
+    if kept == 0:
+        return sbit
+    out_bias = (1 << (out_e - 1)) - 1
+    bl = bit_length(kept)
+    e_r = q + bl - 1
+    if e_r > all_ones - 1 - out_bias:
+        return sbit | (all_ones << out_m)
+    if e_r >= 1 - out_bias:
+        if bl <= out_m + 1:
+            mant = kept << (out_m + 1 - bl)
+        else:
+            mant = kept >> (bl - out_m - 1)  # exact: see docstring of quantize
+        return sbit | ((e_r + out_bias) << out_m) | (mant - (1 << out_m))
+    sh = q - (1 - out_bias - out_m)
+    if sh >= 0:
+        return sbit | (kept << sh)
+    sh = -sh
+    if sh > 61:
+        return sbit
+    mant = kept >> sh
+    rem = kept & ((1 << sh) - 1)
+    half = 1 << (sh - 1)
+    if rem > half or (rem == half and (mant & 1) == 1):
+        mant += 1
+    return sbit | mant
+
+
+@njit(**_JIT)
+def format_code(status, sign, kept, q, m, emin, ebits, bias, signed, specials):
+    """The format's bit pattern for a rounded result (canonical NaN, see docs/formats.md)."""
+    mag_bits = ebits + m
+    sbit = (sign << mag_bits) if signed == 1 else 0
+    all_mag = (1 << mag_bits) - 1
+    if status == NAN or status == NAN_ERROR:
+        if specials == FNUZ or specials == P3109:
+            return 1 << mag_bits
+        if specials == IEEE:
+            return sbit | (((1 << ebits) - 1) << m) | (1 << (m - 1))
+        return sbit | all_mag
+    if status == INF:
+        if specials == P3109:
+            return sbit | all_mag
+        return sbit | (((1 << ebits) - 1) << m)
+    if kept == 0:
+        return sbit
+    if kept >= (1 << m):
+        return sbit | ((q + m + bias) << m) | (kept - (1 << m))
+    return sbit | kept
+
+
+@njit(**_JIT)
+def decode_code(code, m, emin, ebits, bias, subnormals, has_zero, signed, specials):
+    """The value of a code as float64 (the inverse of format_code)."""
+    mag_bits = ebits + m
+    mag = code & ((1 << mag_bits) - 1)
+    sign = (code >> mag_bits) & 1 if signed == 1 else 0
+    ef = mag >> m
+    mf = mag & ((1 << m) - 1)
+    top = (1 << ebits) - 1
+    if specials == IEEE and ef == top:
+        if mf == 0:
+            return -math.inf if sign == 1 else math.inf
+        return math.nan
+    if specials == FN and mag == (1 << mag_bits) - 1:
+        return math.nan
+    if (specials == FNUZ or specials == P3109) and sign == 1 and mag == 0:
+        return math.nan
+    if specials == P3109 and mag == (1 << mag_bits) - 1:
+        return -math.inf if sign == 1 else math.inf
+    if ef == 0 and has_zero == 1:
+        if subnormals == 1:
+            v = math.ldexp(float(mf), emin - m)
+        else:
+            v = 0.0
+    else:
+        v = math.ldexp(float(mf | (1 << m)), ef - bias - m)
+    return -v if sign == 1 else v
+
+
+@njit(**_JIT)
+def round_int_value(x, qmin, qmax, rnd, u, r):
+    """Round the float64 quotient ``x`` to an integer in [qmin, qmax].
+
+    Returns (status, k): status NAN_ERROR for NaN input.
+    """
+    if x != x:
+        return NAN_ERROR, 0
+    neg = x < 0
+    a = -x if neg else x
+    if a >= 4.0e18:  # beyond every supported grid: clamps (inf included)
+        return FINITE, (qmin if neg else qmax)
+    K = math.floor(a)
+    f = a - K  # exact
+    k = int(K)
+    up = False
+    if f > 0.0:
+        if rnd == RNE:
+            up = f > 0.5 or (f == 0.5 and (k & 1) == 1)
+        elif rnd == RNA:
+            up = f >= 0.5
+        elif rnd == RUP:
+            up = not neg
+        elif rnd == RDN:
+            up = neg
+        elif rnd == ODD:
+            k |= 1
+        elif rnd == SR:
+            t = int(math.floor(math.ldexp(f, r)))
+            up = u < t
+    if up:
+        k += 1
+    if neg:
+        k = -k
+    k = min(max(k, qmin), qmax)
+    return FINITE, k

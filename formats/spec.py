@@ -1,0 +1,390 @@
+"""Number-format descriptors and the enums shared by every layer.
+
+A descriptor stores only the parameters a specification gives (bit counts, bias, which special
+values exist); everything else is a derived property named after ``numpy.finfo``/``iinfo``.
+Descriptors are frozen, hashable, keyword-only dataclasses, so they can key caches and be
+compared by value.
+
+Float layout (most significant bit first): ``[sign] exponent mantissa``. A code with exponent
+field ``E`` and mantissa field ``F`` means ``(-1)^s * 2^(E - bias) * (1 + F / 2^m)`` when ``E``
+is a normal field, and ``(-1)^s * 2^(1 - bias) * (F / 2^m)`` when ``E == 0`` and the format has
+subnormals. A format without zero (``has_zero=False``, e.g. E8M0) treats ``E == 0`` as a normal
+binade too. Which codes are inf/NaN is given by :class:`Specials`.
+"""
+
+from __future__ import annotations
+
+import enum
+import math
+from dataclasses import dataclass, field
+from fractions import Fraction
+
+__all__ = [
+    "FloatFormat",
+    "IntFormat",
+    "Overflow",
+    "Rounding",
+    "Specials",
+]
+
+
+class Rounding(enum.IntEnum):
+    """Rounding modes, one enum for every format (integer codes are passed to the kernels)."""
+
+    NEAREST_EVEN = 0
+    """Round to nearest, ties to the value with an even last digit (IEEE roundTiesToEven)."""
+    NEAREST_AWAY = 1
+    """Round to nearest, ties away from zero (IEEE roundTiesToAway)."""
+    TOWARD_ZERO = 2
+    """Truncate the magnitude (IEEE roundTowardZero)."""
+    UP = 3
+    """Toward +infinity (IEEE roundTowardPositive)."""
+    DOWN = 4
+    """Toward -infinity (IEEE roundTowardNegative)."""
+    TO_ODD = 5
+    """Truncate, then set the last digit if anything was discarded (von Neumann rounding)."""
+    STOCHASTIC = 6
+    """Round away from zero with probability equal to the discarded fraction of the gap
+    (truncated to ``random_bits`` bits), using the counter-based generator of ``docs/``."""
+
+
+class Overflow(enum.IntEnum):
+    """What happens to values beyond the largest finite value, to infinities and to NaN."""
+
+    OWN = 0
+    """The format's own encoding (OCP behaviour): overflow becomes inf where the format has inf,
+    else NaN where it has NaN, else saturates. Directed modes that round toward zero at the
+    overflow (``TOWARD_ZERO``, ``TO_ODD``, ``UP`` for negatives, ``DOWN`` for positives) give
+    ±max as IEEE 754 requires. NaN input to a format without NaN raises ``ValueError``."""
+    SATURATE = 1
+    """Clamp to ±max (PTX ``.satfinite``): overflow and ±inf give ±max; NaN stays NaN where the
+    format has NaN, and raises ``ValueError`` otherwise."""
+    ML_DTYPES = 2
+    """Reproduce ml_dtypes' casts: overflow as ``OWN`` under round-to-nearest; NaN input to a
+    format without NaN follows ml_dtypes (see ``docs/formats.md``)."""
+
+
+class Specials(enum.IntEnum):
+    """Which codes are infinities and NaNs."""
+
+    IEEE = 0
+    """All-ones exponent field: mantissa 0 is ±inf, any other mantissa is NaN (float16, E5M2)."""
+    FN = 1
+    """Finite, with NaN: no inf; the all-ones magnitude code is NaN (OCP E4M3, E8M0)."""
+    FNUZ = 2
+    """Finite, unsigned zero: no inf, no -0; the negative-zero code is the only NaN."""
+    FINITE = 3
+    """Finite only: every code is a number (OCP FP6, FP4)."""
+    P3109 = 4
+    """IEEE P3109 extended: the negative-zero code is the only NaN, the all-ones magnitude codes
+    are ±inf, no -0."""
+
+
+_INT_LIMIT = 64
+
+
+def _positive_int(name: str, value, lo: int, hi: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        msg = f"{name} must be an int in [{lo}, {hi}], got {value!r} ({type(value).__name__})"
+        raise TypeError(msg)
+    if not lo <= value <= hi:
+        msg = f"{name} must be in [{lo}, {hi}], got {value}; hint: check the format's bit layout"
+        raise ValueError(msg)
+    return value
+
+
+@dataclass(frozen=True, kw_only=True)
+class FloatFormat:
+    """A binary floating-point format (multiplicative quantization: step proportional to |x|).
+
+    Parameters
+    ----------
+    exponent_bits, mantissa_bits
+        Field widths. ``mantissa_bits`` excludes the implicit leading bit.
+    bias
+        Exponent bias; default ``2**(exponent_bits - 1) - 1`` (IEEE).
+    signed
+        Whether there is a sign bit.
+    subnormals
+        Whether exponent field 0 holds subnormals (gradual underflow). When False and the
+        format has zero, exponent field 0 holds only zero (flush to zero).
+    has_zero
+        False for formats such as E8M0 whose exponent field 0 is an ordinary binade.
+    specials
+        Which codes are inf and NaN, see :class:`Specials`.
+    name
+        Display name; not part of the value (two descriptors with equal fields are equal).
+    """
+
+    exponent_bits: int
+    mantissa_bits: int
+    bias: int | None = None
+    signed: bool = True
+    subnormals: bool = True
+    has_zero: bool = True
+    specials: Specials = Specials.IEEE
+    name: str = field(default="", compare=False)
+
+    def __post_init__(self):
+        e = _positive_int("exponent_bits", self.exponent_bits, 1, 11)
+        m = _positive_int("mantissa_bits", self.mantissa_bits, 0, 52)
+        if self.bias is None:
+            object.__setattr__(self, "bias", (1 << (e - 1)) - 1)
+        elif isinstance(self.bias, bool) or not isinstance(self.bias, int):
+            msg = f"bias must be an int or None, got {self.bias!r}"
+            raise TypeError(msg)
+        try:
+            specials = Specials(self.specials)
+        except ValueError:
+            allowed = ", ".join(s.name for s in Specials)
+            msg = f"specials must be one of {allowed}, got {self.specials!r}"
+            raise ValueError(msg) from None
+        object.__setattr__(self, "specials", specials)
+        for flag in ("signed", "subnormals", "has_zero"):
+            if not isinstance(getattr(self, flag), bool):
+                msg = f"{flag} must be a bool, got {getattr(self, flag)!r}"
+                raise TypeError(msg)
+        bits = self.bits
+        if bits > 64:
+            msg = f"the format has {bits} bits, at most 64 are supported"
+            raise ValueError(msg)
+        if not self.has_zero and self.subnormals:
+            msg = (
+                "subnormals=True needs has_zero=True (exponent field 0 cannot be both "
+                "subnormal and an ordinary binade); hint: pass subnormals=False"
+            )
+            raise ValueError(msg)
+        if not self.has_zero and self.specials in (Specials.FNUZ, Specials.P3109):
+            msg = f"specials={specials.name} puts NaN on the zero code, which needs has_zero=True"
+            raise ValueError(msg)
+        if not self.signed and self.specials in (Specials.FNUZ, Specials.P3109):
+            msg = (
+                f"specials={specials.name} puts NaN on the negative-zero code, which needs "
+                "signed=True; hint: use Specials.FN for unsigned formats"
+            )
+            raise ValueError(msg)
+        if self.specials is Specials.IEEE and e < 2:
+            msg = "Specials.IEEE reserves a whole exponent field for inf/NaN: needs exponent_bits >= 2"
+            raise ValueError(msg)
+        if self.specials is Specials.FN and e == 1 and m == 0:
+            msg = "Specials.FN with 1 exponent bit and no mantissa leaves no finite value"
+            raise ValueError(msg)
+        if not self.name:
+            object.__setattr__(self, "name", self._default_name())
+
+    def _default_name(self) -> str:
+        suffix = {
+            Specials.IEEE: "",
+            Specials.FN: "fn",
+            Specials.FNUZ: "fnuz",
+            Specials.FINITE: "fn",
+            Specials.P3109: "p3109",
+        }[self.specials]
+        if not self.signed:
+            suffix += "u"
+        b = "" if self.bias == (1 << (self.exponent_bits - 1)) - 1 else f"b{self.bias}"
+        return f"float{self.bits}_e{self.exponent_bits}m{self.mantissa_bits}{b}{suffix}"
+
+    # ---- derived values -------------------------------------------------------------------
+    kind = "float"
+
+    @property
+    def bits(self) -> int:
+        return int(self.signed) + self.exponent_bits + self.mantissa_bits
+
+    @property
+    def has_inf(self) -> bool:
+        return self.specials in (Specials.IEEE, Specials.P3109)
+
+    @property
+    def has_nan(self) -> bool:
+        if self.specials is Specials.IEEE:
+            return self.mantissa_bits > 0  # with no mantissa the all-ones field is only inf
+        return self.specials is not Specials.FINITE
+
+    @property
+    def has_negative_zero(self) -> bool:
+        return self.signed and self.has_zero and self.specials not in (Specials.FNUZ, Specials.P3109)
+
+    @property
+    def emin(self) -> int:
+        """Exponent of the smallest normal binade."""
+        return (1 if self.has_zero else 0) - self.bias
+
+    @property
+    def _top(self) -> tuple[int, int]:
+        """(exponent, significand as an integer with mantissa_bits fraction bits) of max."""
+        e, m = self.exponent_bits, self.mantissa_bits
+        top_field = (1 << e) - 1
+        full = (1 << (m + 1)) - 1
+        if self.specials is Specials.IEEE:
+            return top_field - 1 - self.bias, full
+        if self.specials in (Specials.FN, Specials.P3109):
+            if m == 0:
+                return top_field - 1 - self.bias, 1
+            return top_field - self.bias, full - 1
+        return top_field - self.bias, full
+
+    @property
+    def emax(self) -> int:
+        """Exponent of the largest finite binade."""
+        return self._top[0]
+
+    @property
+    def maxexp(self) -> int:
+        """As ``numpy.finfo.maxexp``: the smallest positive power of 2 that overflows."""
+        return self.emax + 1
+
+    @property
+    def minexp(self) -> int:
+        """As ``numpy.finfo.minexp``: the exponent of the smallest normal number."""
+        return self.emin
+
+    def _exact(self, significand: int, exponent: int) -> Fraction:
+        return Fraction(significand) * Fraction(2) ** exponent
+
+    @property
+    def max_exact(self) -> Fraction:
+        e, sig = self._top
+        return self._exact(sig, e - self.mantissa_bits)
+
+    @property
+    def max(self) -> float:
+        return float(self.max_exact)
+
+    @property
+    def min(self) -> float:
+        """Most negative finite value (``0`` or the smallest positive value when unsigned)."""
+        if self.signed:
+            return -self.max
+        return 0.0 if self.has_zero else self.smallest_normal
+
+    @property
+    def smallest_normal(self) -> float:
+        return math.ldexp(1.0, self.emin)
+
+    @property
+    def smallest_subnormal(self) -> float:
+        if not self.subnormals or self.mantissa_bits == 0:
+            return self.smallest_normal
+        return math.ldexp(1.0, self.emin - self.mantissa_bits)
+
+    @property
+    def eps(self) -> float:
+        return math.ldexp(1.0, -self.mantissa_bits)
+
+    @property
+    def precision(self) -> int:
+        """Significand bits including the implicit one."""
+        return self.mantissa_bits + 1
+
+    def values(self):
+        """Every distinct representable finite value, ascending, as a float64 numpy array.
+
+        Only for formats of at most 16 bits. Zero appears once (-0 is not listed separately).
+        """
+        import numpy as np
+
+        from formats.reference import decode_code
+
+        if self.bits > 16:
+            msg = f"values() enumerates formats of at most 16 bits, {self.name} has {self.bits}"
+            raise ValueError(msg)
+        vals = {decode_code(c, self) for c in range(1 << self.bits)}
+        finite = sorted(float(v) for v in vals if isinstance(v, Fraction))
+        return np.array(finite, dtype=np.float64)
+
+    def __repr__(self):
+        return (
+            f"FloatFormat(name={self.name!r}, exponent_bits={self.exponent_bits}, "
+            f"mantissa_bits={self.mantissa_bits}, bias={self.bias}, signed={self.signed}, "
+            f"subnormals={self.subnormals}, has_zero={self.has_zero}, "
+            f"specials=Specials.{self.specials.name})"
+        )
+
+    def params(self) -> tuple[int, ...]:
+        """The primitive parameters the scalar cores take (see ``formats.cores``)."""
+        e, sig = self._top
+        return (
+            self.mantissa_bits,
+            self.emin,
+            e,
+            sig,
+            int(self.subnormals),
+            int(self.has_zero),
+            int(self.signed),
+            int(self.specials),
+            self.exponent_bits,
+            self.bias,
+        )
+
+
+@dataclass(frozen=True, kw_only=True)
+class IntFormat:
+    """A two's-complement or unsigned integer format (additive quantization: constant step).
+
+    ``narrow_range`` drops the most negative code so that the grid is symmetric
+    (``[-127, 127]`` for int8).
+    """
+
+    bits: int
+    signed: bool = True
+    narrow_range: bool = False
+    name: str = field(default="", compare=False)
+
+    def __post_init__(self):
+        _positive_int("bits", self.bits, 1, 32)
+        for flag in ("signed", "narrow_range"):
+            if not isinstance(getattr(self, flag), bool):
+                msg = f"{flag} must be a bool, got {getattr(self, flag)!r}"
+                raise TypeError(msg)
+        if self.narrow_range and not self.signed:
+            msg = "narrow_range=True only applies to signed formats; hint: drop narrow_range"
+            raise ValueError(msg)
+        if self.signed and self.bits < 2 and self.narrow_range:
+            msg = "a narrow-range signed format needs at least 2 bits"
+            raise ValueError(msg)
+        if not self.name:
+            pre = "int" if self.signed else "uint"
+            object.__setattr__(
+                self, "name", f"{pre}{self.bits}" + ("_narrow" if self.narrow_range else "")
+            )
+
+    kind = "int"
+    has_inf = False
+    has_nan = False
+    has_zero = True
+
+    @property
+    def max(self) -> int:
+        return (1 << (self.bits - 1)) - 1 if self.signed else (1 << self.bits) - 1
+
+    @property
+    def min(self) -> int:
+        if not self.signed:
+            return 0
+        return -self.max if self.narrow_range else -(1 << (self.bits - 1))
+
+    @property
+    def eps(self) -> int:
+        return 1
+
+    smallest_normal = 1
+    smallest_subnormal = 1
+
+    def values(self):
+        import numpy as np
+
+        if self.bits > 16:
+            msg = f"values() enumerates formats of at most 16 bits, {self.name} has {self.bits}"
+            raise ValueError(msg)
+        return np.arange(self.min, self.max + 1, dtype=np.float64)
+
+    def params(self) -> tuple[int, ...]:
+        return (self.min, self.max)
+
+    def __repr__(self):
+        return (
+            f"IntFormat(name={self.name!r}, bits={self.bits}, signed={self.signed}, "
+            f"narrow_range={self.narrow_range})"
+        )

@@ -1,0 +1,36 @@
+"""qemu_arrays: a hardware-faithful quantization emulator for numerical arrays.
+
+``import qemu_arrays`` is light: it imports numpy, ml_dtypes and the format descriptors; numba
+kernels compile on first use, and torch, jax, dask and numba.cuda load only when used.
+"""
+
+from formats.catalog import list_formats, minifloat, p3109, register
+from formats.spec import FloatFormat, IntFormat, Overflow, Rounding, Specials
+from qemu_arrays.api import decode, encode, quantize
+
+__version__ = "0.1.0"
+
+
+def get_format(name):
+    """Look up a format by name (element, scaled and block formats), or pass a descriptor."""
+    from formats.catalog import get_format as _get
+
+    return _get(name)
+
+
+__all__ = [
+    "FloatFormat",
+    "IntFormat",
+    "Overflow",
+    "Rounding",
+    "Specials",
+    "__version__",
+    "decode",
+    "encode",
+    "get_format",
+    "list_formats",
+    "minifloat",
+    "p3109",
+    "quantize",
+    "register",
+]

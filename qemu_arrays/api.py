@@ -1,0 +1,356 @@
+"""The public operations: ``quantize``, ``encode``, ``decode`` on NumPy arrays.
+
+Argument checking lives here; the arithmetic lives in the numba kernels of
+:mod:`qemu_arrays.cpu`, which call the scalar cores of :mod:`formats.cores`. The semantics are
+those of ``docs/formats.md``.
+"""
+
+from __future__ import annotations
+
+import numbers
+from functools import lru_cache
+
+import ml_dtypes
+import numpy as np
+
+from formats.catalog import get_format
+from formats.cores import random_key
+from formats.spec import FloatFormat, IntFormat, Overflow, Rounding
+
+__all__ = ["decode", "encode", "quantize"]
+
+_BF16 = np.dtype(ml_dtypes.bfloat16)
+_FLOAT_DTYPES = (np.dtype(np.float16), _BF16, np.dtype(np.float32), np.dtype(np.float64))
+_DEFAULT_BITS = {4: 32, 8: 53}  # random bits by input item size (after widening 16-bit types)
+
+
+# ---- argument checking ---------------------------------------------------------------------
+
+
+def _check_enum(name, value, enum_cls):
+    if isinstance(value, enum_cls):
+        return value
+    allowed = ", ".join(f"{enum_cls.__name__}.{m.name}" for m in enum_cls)
+    msg = f"{name} must be a {enum_cls.__name__} member ({allowed}), got {value!r}"
+    if isinstance(value, str):
+        msg += f"; hint: use qemu_arrays.{enum_cls.__name__}.{value.upper()}"
+    raise TypeError(msg)
+
+
+def _check_format(fmt):
+    fmt = get_format(fmt)
+    if not isinstance(fmt, (FloatFormat, IntFormat)):
+        msg = (
+            f"format {fmt.name!r} is a block format; quantize/encode here take element formats "
+            "(use the block-format functions, see docs/blocks.md)"
+        )
+        raise TypeError(msg)
+    return fmt
+
+
+def _as_float_array(x, name="x"):
+    if isinstance(x, np.ndarray):
+        arr = x
+    elif isinstance(x, (numbers.Real, np.generic)) and not isinstance(x, (bool, np.bool_)):
+        arr = np.asarray(x)
+        if arr.dtype.kind in "iu":
+            arr = arr.astype(np.float64)
+    else:
+        msg = (
+            f"{name} must be a floating-point array (numpy float16, bfloat16, float32 or "
+            f"float64), got {type(x).__name__}; hint: np.asarray(x, dtype=np.float32)"
+        )
+        raise TypeError(msg)
+    if arr.dtype not in _FLOAT_DTYPES:
+        msg = (
+            f"{name} has dtype {arr.dtype}, must be float16, bfloat16, float32 or float64; "
+            f"hint: cast with {name}.astype(np.float32)"
+        )
+        raise TypeError(msg)
+    return arr
+
+
+def _check_rounding_args(rounding, seed, stream, offset, random_bits, itemsize):
+    rounding = _check_enum("rounding", rounding, Rounding)
+    for name, val in (("stream", stream), ("offset", offset)):
+        if isinstance(val, bool) or not isinstance(val, numbers.Integral) or val < 0:
+            msg = f"{name} must be a non-negative int, got {val!r}"
+            raise ValueError(msg)
+    if rounding is Rounding.STOCHASTIC:
+        if seed is None:
+            msg = (
+                "seed=None: stochastic rounding needs an explicit integer seed so that results "
+                "are reproducible; hint: pass seed=0"
+            )
+            raise ValueError(msg)
+        if isinstance(seed, bool) or not isinstance(seed, numbers.Integral):
+            msg = f"seed must be an int, got {seed!r} ({type(seed).__name__})"
+            raise TypeError(msg)
+    r = _DEFAULT_BITS[itemsize] if random_bits is None else random_bits
+    if isinstance(r, bool) or not isinstance(r, numbers.Integral) or not 1 <= r <= 62:
+        msg = f"random_bits must be an int in [1, 62], got {random_bits!r}; hint: None = exact"
+        raise ValueError(msg)
+    k0, k1, k2 = random_key(seed or 0, stream)
+    return rounding, int(r), k0, k1, k2
+
+
+def _widen(arr, via_float32):
+    """(array the kernels read, dtype to return): 16-bit floats are widened exactly."""
+    if arr.dtype.itemsize == 2:
+        return arr.astype(np.float32), arr.dtype
+    if via_float32 and arr.dtype == np.float64:
+        return arr.astype(np.float32), arr.dtype
+    return np.ascontiguousarray(arr), arr.dtype
+
+
+def _check_out(out, shape, dtype):
+    if out is None:
+        return None
+    if not isinstance(out, np.ndarray):
+        msg = f"out must be a numpy array, got {type(out).__name__}"
+        raise TypeError(msg)
+    if out.shape != shape or out.dtype != dtype:
+        msg = (
+            f"out has shape {out.shape} and dtype {out.dtype}, must be {shape} and {dtype}; "
+            "hint: out=np.empty_like(x)"
+        )
+        raise ValueError(msg)
+    if not out.flags.writeable:
+        msg = "out is read-only; hint: pass a writeable array, or leave out=None for a new one"
+        raise ValueError(msg)
+    return out
+
+
+def _nan_error(fmt, overflow):
+    msg = (
+        f"x contains NaN (or a value the format cannot hold, such as zero for {fmt.name}), and "
+        f"format {fmt.name!r} has no NaN; overflow={overflow!r} does not map it to a value; "
+        "hint: clean NaNs first (np.nan_to_num) or use overflow=Overflow.ML_DTYPES"
+    )
+    return ValueError(msg)
+
+
+def _int_scale(fmt, scale, zero_point, shape):
+    if scale is None:
+        msg = (
+            f"integer format {fmt.name!r} needs scale= (the step between integer codes), e.g. "
+            "scale=0.05; per-channel and block scales: see docs/scaled.md"
+        )
+        raise ValueError(msg)
+    s = np.asarray(scale, dtype=np.float64)
+    z = np.asarray(0 if zero_point is None else zero_point)
+    if z.dtype.kind not in "iu" and not np.all(z == np.round(z)):
+        msg = f"zero_point must hold integers, got {zero_point!r}"
+        raise ValueError(msg)
+    z = z.astype(np.int64)
+    if not np.all(np.isfinite(s)) or np.any(s <= 0):
+        msg = f"scale must be finite and > 0, got {scale!r}"
+        raise ValueError(msg)
+    flat = []
+    for name, a in (("scale", s), ("zero_point", z)):
+        if a.size == 1:
+            flat.append(a.reshape(1))
+            continue
+        try:
+            flat.append(np.ascontiguousarray(np.broadcast_to(a, shape)).reshape(-1))
+        except ValueError:
+            msg = f"{name} of shape {a.shape} does not broadcast to x's shape {shape}"
+            raise ValueError(msg) from None
+    return flat[0], flat[1]
+
+
+def _float_kernel_args(arr):
+    if arr.dtype == np.float32:
+        return arr.reshape(-1).view(np.uint32), 8, 23
+    return arr.reshape(-1).view(np.int64), 11, 52
+
+
+# ---- public operations -----------------------------------------------------------------------
+
+
+def quantize(
+    x,
+    format,
+    *,
+    rounding=Rounding.NEAREST_EVEN,
+    overflow=Overflow.OWN,
+    seed=None,
+    stream=0,
+    offset=0,
+    random_bits=None,
+    scale=None,
+    zero_point=None,
+    via_float32=False,
+    out=None,
+):
+    """Round ``x`` to the nearest values of ``format`` (fake quantization).
+
+    Returns an array of the same type, dtype and shape as ``x`` holding values the format can
+    represent. ``x`` is never modified; ``out=`` receives the result when given.
+
+    Parameters
+    ----------
+    x : float16, bfloat16, float32 or float64 array
+    format : str or FloatFormat or IntFormat
+    rounding : Rounding
+    overflow : Overflow
+        What overflow, infinities and NaN become (``docs/formats.md``).
+    seed, stream, offset, random_bits
+        Stochastic rounding: the counter-based random bits of element ``offset + i`` under
+        ``(seed, stream)``, truncated to ``random_bits`` bits (default exact for the input).
+    scale, zero_point
+        Integer formats: ``k = clamp(round(x / scale) + zero_point)``, value ``(k - zp) * scale``.
+    via_float32
+        Round float64 input to float32 first (ml_dtypes' double rounding).
+    """
+    fmt = _check_format(format)
+    arr = _as_float_array(x)
+    scalar_in = not isinstance(x, np.ndarray)
+    overflow = _check_enum("overflow", overflow, Overflow)
+    work, out_dtype = _widen(arr, via_float32)
+    rounding, r, k0, k1, k2 = _check_rounding_args(
+        rounding, seed, stream, offset, random_bits, work.dtype.itemsize
+    )
+    out = _check_out(out, arr.shape, arr.dtype)
+    from qemu_arrays import cpu
+
+    if isinstance(fmt, IntFormat):
+        s, z = _int_scale(fmt, scale, zero_point, arr.shape)
+        res = np.empty(work.shape, dtype=work.dtype)
+        err = cpu.quantize_int(
+            work.reshape(-1), res.reshape(-1), np.empty(1, np.int64), s, z,
+            fmt.min, fmt.max, int(rounding), k0, k1, k2, int(offset), r, 1,
+        )  # fmt: skip
+    else:
+        if scale is not None or zero_point is not None:
+            msg = (
+                f"scale/zero_point apply to integer formats; {fmt.name!r} is a float format "
+                "(for scaled float formats see docs/scaled.md)"
+            )
+            raise ValueError(msg)
+        xb, in_e, in_m = _float_kernel_args(work)
+        res = np.empty(work.shape, dtype=work.dtype)
+        rb = _float_kernel_args(res)[0]
+        err = cpu.quantize_float_bits(
+            xb, rb, in_e, in_m, fmt.params(), int(rounding), int(overflow),
+            k0, k1, k2, int(offset), r,
+        )  # fmt: skip
+    if err:
+        raise _nan_error(fmt, overflow)
+    if res.dtype != out_dtype:
+        res = res.astype(out_dtype)
+    if out is not None:
+        out[...] = res
+        return out
+    if scalar_in:
+        return res[()]
+    return res
+
+
+def _code_dtype(bits):
+    for dt in (np.uint8, np.uint16, np.uint32, np.uint64):
+        if bits <= 8 * np.dtype(dt).itemsize:
+            return np.dtype(dt)
+    msg = f"formats of more than 64 bits are not supported, got {bits}"
+    raise ValueError(msg)
+
+
+def encode(
+    x,
+    format,
+    *,
+    rounding=Rounding.NEAREST_EVEN,
+    overflow=Overflow.OWN,
+    seed=None,
+    stream=0,
+    offset=0,
+    random_bits=None,
+    scale=None,
+    zero_point=None,
+    via_float32=False,
+):
+    """The format's bit patterns of the rounded ``x``, as unsigned integers.
+
+    uint8 for formats of at most 8 bits, uint16 up to 16, uint32 up to 32, else uint64. Integer
+    formats give the two's-complement pattern of ``k`` in ``bits`` bits. Same keywords as
+    :func:`quantize`.
+    """
+    fmt = _check_format(format)
+    arr = _as_float_array(x)
+    overflow = _check_enum("overflow", overflow, Overflow)
+    work, _ = _widen(arr, via_float32)
+    rounding, r, k0, k1, k2 = _check_rounding_args(
+        rounding, seed, stream, offset, random_bits, work.dtype.itemsize
+    )
+    from qemu_arrays import cpu
+
+    cdt = _code_dtype(fmt.bits)
+    if isinstance(fmt, IntFormat):
+        s, z = _int_scale(fmt, scale, zero_point, arr.shape)
+        k = np.empty(arr.size, dtype=np.int64)
+        err = cpu.quantize_int(
+            work.reshape(-1), np.empty(1, np.float64), k, s, z,
+            fmt.min, fmt.max, int(rounding), k0, k1, k2, int(offset), r, 2,
+        )  # fmt: skip
+        codes = (k & ((1 << fmt.bits) - 1)).astype(cdt)
+    else:
+        if scale is not None or zero_point is not None:
+            msg = f"scale/zero_point apply to integer formats; {fmt.name!r} is a float format"
+            raise ValueError(msg)
+        xb, in_e, in_m = _float_kernel_args(work)
+        codes = np.empty(arr.size, dtype=cdt)
+        err = cpu.encode_float_bits(
+            xb, codes, in_e, in_m, fmt.params(), int(rounding), int(overflow),
+            k0, k1, k2, int(offset), r,
+        )  # fmt: skip
+    if err:
+        raise _nan_error(fmt, overflow)
+    return codes.reshape(arr.shape)
+
+
+@lru_cache(maxsize=256)
+def _decode_table(fmt):
+    from qemu_arrays import cpu
+
+    codes = np.arange(1 << fmt.bits, dtype=np.int64)
+    out = np.empty(codes.size, dtype=np.float64)
+    cpu.decode_codes(codes, out, fmt.params())
+    out.flags.writeable = False
+    return out
+
+
+def decode(codes, format, *, dtype=np.float32, scale=None, zero_point=None):
+    """The values of bit patterns ``codes`` (the inverse of :func:`encode`), as ``dtype``."""
+    fmt = _check_format(format)
+    codes = np.asarray(codes)
+    if codes.dtype.kind not in "iu":
+        msg = (
+            f"codes must be an integer array, got dtype {codes.dtype}; hint: codes come from "
+            "qemu_arrays.encode"
+        )
+        raise TypeError(msg)
+    dtype = np.dtype(dtype)
+    if dtype not in _FLOAT_DTYPES:
+        msg = f"dtype must be float16, bfloat16, float32 or float64, got {dtype}"
+        raise TypeError(msg)
+    if codes.size and (codes.min() < 0 or int(codes.max()) >> fmt.bits):
+        msg = f"codes must lie in [0, 2**{fmt.bits}) for {fmt.name!r}, got values outside"
+        raise ValueError(msg)
+    if isinstance(fmt, IntFormat):
+        s, z = _int_scale(fmt, scale, zero_point, codes.shape)
+        k = codes.astype(np.int64)
+        if fmt.signed:
+            k = np.where(k >> (fmt.bits - 1), k - (1 << fmt.bits), k)
+        if (k < fmt.min).any():
+            msg = f"code {1 << (fmt.bits - 1)} is not used by the narrow-range {fmt.name!r}"
+            raise ValueError(msg)
+        vals = (k.reshape(-1) - z) * s
+        return vals.reshape(codes.shape).astype(dtype)
+    if fmt.bits <= 16:
+        return _decode_table(fmt)[codes.astype(np.intp)].astype(dtype)
+    from qemu_arrays import cpu
+
+    out = np.empty(codes.size, dtype=np.float64)
+    flat = np.ascontiguousarray(codes).reshape(-1).astype(np.int64)
+    cpu.decode_codes(flat, out, fmt.params())
+    return out.reshape(codes.shape).astype(dtype)

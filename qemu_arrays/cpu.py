@@ -1,0 +1,123 @@
+"""numba CPU kernels: ``prange`` loops over the scalar cores of :mod:`formats.cores`.
+
+One compiled kernel per input bit width (float32 bits, float64 bits); formats, rounding modes and
+policies are run-time integer parameters, so adding a format never compiles anything new.
+Compilation is lazy (first call) and cached on disk (``cache=True``).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+from numba import njit, prange
+
+import formats.cores
+from formats.cores import (
+    NAN_ERROR,
+    SR,
+    decode_code,
+    format_code,
+    ieee_bits,
+    random_u,
+    round_ieee_bits,
+    round_int_value,
+)
+
+_PAR = {"parallel": True, "cache": True, "nogil": True}
+
+
+def purge_stale_cache(module_file: str) -> None:
+    """Drop numba's on-disk cache of ``module_file`` when ``formats/cores.py`` changed.
+
+    numba keys a cached kernel on the stamp of the kernel's own file only, so an edit of the
+    scalar cores it inlines would otherwise keep running stale machine code.
+    """
+    src = Path(module_file)
+    cache_dir = src.parent / "__pycache__"
+    st = os.stat(formats.cores.__file__)
+    stamp = f"{st.st_mtime_ns}:{st.st_size}"
+    marker = cache_dir / f"{src.stem}.cores-stamp"
+    try:
+        if marker.read_text() == stamp:
+            return
+    except OSError:
+        pass
+    try:
+        cache_dir.mkdir(exist_ok=True)
+        for f in cache_dir.glob(f"{src.stem}.*.nb[ic]"):
+            f.unlink()
+        marker.write_text(stamp)
+    except OSError:
+        pass  # read-only install: numba falls back to its user cache directory
+
+
+purge_stale_cache(__file__)
+
+
+@njit(**_PAR)
+def quantize_float_bits(xb, outb, in_e, in_m, p, rnd, ovf, k0, k1, k2, offset, r):
+    """Round IEEE bit patterns ``xb`` into the format ``p``; write IEEE bits of the values."""
+    m, emin, emax, sigmax, sub, hz, sg, sp, eb, bias = p
+    err = 0
+    for i in prange(xb.size):
+        b = np.int64(xb[i])
+        u = random_u(k0, k1, k2, offset + i, r) if rnd == SR else 0
+        st, s, kept, q = round_ieee_bits(
+            b, in_e, in_m, m, emin, emax, sigmax, sub, hz, sg, sp, rnd, ovf, u, r
+        )
+        if st == NAN_ERROR:
+            err += 1
+        outb[i] = ieee_bits(st, s, kept, q, in_e, in_m)
+    return err
+
+
+@njit(**_PAR)
+def encode_float_bits(xb, codes, in_e, in_m, p, rnd, ovf, k0, k1, k2, offset, r):
+    """Round IEEE bit patterns ``xb`` into the format ``p``; write the format's codes."""
+    m, emin, emax, sigmax, sub, hz, sg, sp, eb, bias = p
+    err = 0
+    for i in prange(xb.size):
+        b = np.int64(xb[i])
+        u = random_u(k0, k1, k2, offset + i, r) if rnd == SR else 0
+        st, s, kept, q = round_ieee_bits(
+            b, in_e, in_m, m, emin, emax, sigmax, sub, hz, sg, sp, rnd, ovf, u, r
+        )
+        if st == NAN_ERROR:
+            err += 1
+        codes[i] = format_code(st, s, kept, q, m, emin, eb, bias, sg, sp)
+    return err
+
+
+@njit(**_PAR)
+def decode_codes(codes, out, p):
+    """Values (float64) of the format's codes."""
+    m, emin, emax, sigmax, sub, hz, sg, sp, eb, bias = p
+    for i in prange(codes.size):
+        out[i] = decode_code(np.int64(codes[i]), m, emin, eb, bias, sub, hz, sg, sp)
+
+
+@njit(**_PAR)
+def quantize_int(x, out, codes, scale, zero_point, qmin, qmax, rnd, k0, k1, k2, offset, r, want):
+    """Integer (additive) quantization: ``k = clamp(round(x / s) + z)``.
+
+    ``scale`` and ``zero_point`` hold one value or one per element. ``want`` 1 writes the
+    dequantized value ``(k - z) * s`` to ``out``, 2 writes the code ``k`` (two's complement,
+    masked to the storage width by the caller) to ``codes``.
+    """
+    err = 0
+    ns = scale.size
+    nz = zero_point.size
+    for i in prange(x.size):
+        s = scale[i] if ns > 1 else scale[0]
+        z = zero_point[i] if nz > 1 else zero_point[0]
+        u = random_u(k0, k1, k2, offset + i, r) if rnd == SR else 0
+        st, k = round_int_value(np.float64(x[i]) / s, qmin - z, qmax - z, rnd, u, r)
+        if st == NAN_ERROR:
+            err += 1
+        if want == 1:
+            out[i] = np.float64(k) * s
+        else:
+            codes[i] = k + z
+    return err
