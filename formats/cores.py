@@ -46,7 +46,7 @@ P3109 = 4
 
 M32 = 0xFFFFFFFF
 
-_JIT = {"cache": True, "nogil": True}
+_JIT = {"cache": True, "nogil": True, "inline": "always"}
 
 
 # ---- counter-based random bits ----------------------------------------------------------------
@@ -315,6 +315,12 @@ def round_ieee_bits(
             return NAN_ERROR, 0, 0, 0
         M = mf
         E = 1 - in_bias - in_m
+        if ovf == ML_DTYPES and has_zero == 0 and in_e == 8 and (signed == 1 or sign == 0):
+            # ml_dtypes rounds float32 subnormals up to a power of two in formats without zero
+            bl = bit_length(M)
+            k = E + bl - 1 if M == (1 << (bl - 1)) else E + bl
+            k = max(k, emin)
+            return FINITE, sign, 1 << m, k - m
     else:
         M = mf | (1 << in_m)
         E = ef - in_bias - in_m
@@ -451,3 +457,56 @@ def round_int_value(x, qmin, qmax, rnd, u, r):
         k = -k
     k = min(max(k, qmin), qmax)
     return FINITE, k
+
+
+@njit(**_JIT)
+def round_bits_fast(b, in_e, in_m, m, emin, emax, sigmax, signed, rnd, u, r):
+    """Fast path of :func:`round_ieee_bits` for the common case, on the input's own bits.
+
+    Applies when the input is finite and normal, its binade lies in the format's normal range,
+    the format has at most the input's precision, and no overflow results (or a negative input
+    meets an unsigned format). Returns ``(True, rounded magnitude bits in the input layout)``
+    or ``(False, 0)`` when the general path must decide. Both paths give identical results.
+    """
+    sign_shift = in_e + in_m
+    mag = b & ((1 << sign_shift) - 1)
+    sign = (b >> sign_shift) & 1
+    in_bias = (1 << (in_e - 1)) - 1
+    ef = mag >> in_m
+    e = ef - in_bias
+    sh = in_m - m
+    if (
+        ef == 0
+        or e < emin
+        or e > emax
+        or ef == (1 << in_e) - 1
+        or sh < 0
+        or (signed == 0 and sign == 1)
+    ):
+        return False, 0
+    if sh > 0:
+        low = (1 << sh) - 1
+        rem = mag & low
+        trunc = mag - rem
+        half = 1 << (sh - 1)
+        # parity of the significand; with no mantissa bits it is the implicit 1 (odd)
+        odd = ((mag >> sh) & 1) if m > 0 else 1
+        if rnd == RNE:
+            mag = (mag + (half - 1) + odd) & ~low
+        elif rnd == RNA:
+            mag = (mag + half) & ~low
+        elif rnd == RTZ:
+            mag = trunc
+        elif rnd == RUP:
+            mag = trunc + ((rem != 0) & (sign == 0)) * (low + 1)
+        elif rnd == RDN:
+            mag = trunc + ((rem != 0) & (sign == 1)) * (low + 1)
+        elif rnd == ODD:
+            mag = trunc if m == 0 else trunc | ((rem != 0) * (low + 1))
+        else:  # SR
+            t = rem << (r - sh) if r >= sh else rem >> (sh - r)
+            mag = trunc + (u < t) * (low + 1)
+    max_mag = ((emax + in_bias) << in_m) | ((sigmax - (1 << m)) << sh)
+    if mag > max_mag:
+        return False, 0
+    return True, mag

@@ -21,6 +21,7 @@ from formats.cores import (
     format_code,
     ieee_bits,
     random_u,
+    round_bits_fast,
     round_ieee_bits,
     round_int_value,
 )
@@ -60,10 +61,15 @@ purge_stale_cache(__file__)
 def quantize_float_bits(xb, outb, in_e, in_m, p, rnd, ovf, k0, k1, k2, offset, r):
     """Round IEEE bit patterns ``xb`` into the format ``p``; write IEEE bits of the values."""
     m, emin, emax, sigmax, sub, hz, sg, sp, eb, bias = p
+    sign_mask = 1 << (in_e + in_m)
     err = 0
     for i in prange(xb.size):
         b = np.int64(xb[i])
         u = random_u(k0, k1, k2, offset + i, r) if rnd == SR else 0
+        ok, mag = round_bits_fast(b, in_e, in_m, m, emin, emax, sigmax, sg, rnd, u, r)
+        if ok:
+            outb[i] = (b & sign_mask) | mag
+            continue
         st, s, kept, q = round_ieee_bits(
             b, in_e, in_m, m, emin, emax, sigmax, sub, hz, sg, sp, rnd, ovf, u, r
         )
@@ -77,10 +83,18 @@ def quantize_float_bits(xb, outb, in_e, in_m, p, rnd, ovf, k0, k1, k2, offset, r
 def encode_float_bits(xb, codes, in_e, in_m, p, rnd, ovf, k0, k1, k2, offset, r):
     """Round IEEE bit patterns ``xb`` into the format ``p``; write the format's codes."""
     m, emin, emax, sigmax, sub, hz, sg, sp, eb, bias = p
+    in_bias = (1 << (in_e - 1)) - 1
+    in_mmask = (1 << in_m) - 1
     err = 0
     for i in prange(xb.size):
         b = np.int64(xb[i])
         u = random_u(k0, k1, k2, offset + i, r) if rnd == SR else 0
+        ok, mag = round_bits_fast(b, in_e, in_m, m, emin, emax, sigmax, sg, rnd, u, r)
+        if ok:
+            ef = (mag >> in_m) - in_bias + bias
+            mf = (mag & in_mmask) >> (in_m - m)
+            codes[i] = (((b >> (in_e + in_m)) & sg) << (eb + m)) | (ef << m) | mf
+            continue
         st, s, kept, q = round_ieee_bits(
             b, in_e, in_m, m, emin, emax, sigmax, sub, hz, sg, sp, rnd, ovf, u, r
         )
