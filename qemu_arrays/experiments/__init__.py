@@ -1,0 +1,1 @@
+"""Paper reproductions: each module has run(full=False, out_dir=..., progress=True) -> dict."""
