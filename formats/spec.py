@@ -283,6 +283,8 @@ class FloatFormat:
 
         Only for formats of at most 16 bits. Zero appears once (-0 is not listed separately).
         """
+        import math
+
         import numpy as np
 
         from formats.reference import decode_code
@@ -291,7 +293,7 @@ class FloatFormat:
             msg = f"values() enumerates formats of at most 16 bits, {self.name} has {self.bits}"
             raise ValueError(msg)
         vals = {decode_code(c, self) for c in range(1 << self.bits)}
-        finite = sorted(float(v) for v in vals if isinstance(v, Fraction))
+        finite = sorted({0.0 if v == 0 else v for v in vals if math.isfinite(v)})
         return np.array(finite, dtype=np.float64)
 
     def __repr__(self):
