@@ -148,3 +148,5 @@ def get_format(name):
     hint = f"did you mean {', '.join(map(repr, close))}?" if close else "see list_formats()"
     msg = f"unknown format name {name!r}; {hint}"
     raise ValueError(msg)
+
+import formats.block_spec  # noqa: E402, F401  (registers the MX and NVFP4 block formats)

@@ -34,3 +34,11 @@ __all__ = [
     "quantize",
     "register",
 ]
+
+from formats.block_spec import BlockFormat, ScaleRule  # noqa: E402
+from qemu_arrays.packing import pack, unpack  # noqa: E402
+from qemu_arrays.qarray import QArray, asarray, load  # noqa: E402
+from qemu_arrays.scaled import Encoded, compute_scale  # noqa: E402
+
+__all__ += ["BlockFormat", "Encoded", "QArray", "ScaleRule", "asarray", "compute_scale", "load"]
+__all__ += ["pack", "unpack"]

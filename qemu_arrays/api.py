@@ -39,11 +39,8 @@ def _check_enum(name, value, enum_cls):
 
 def _check_format(fmt):
     fmt = get_format(fmt)
-    if not isinstance(fmt, (FloatFormat, IntFormat)):
-        msg = (
-            f"format {fmt.name!r} is a block format; quantize/encode here take element formats "
-            "(use the block-format functions, see docs/blocks.md)"
-        )
+    if not isinstance(fmt, (FloatFormat, IntFormat)) and getattr(fmt, "kind", "") != "block":
+        msg = f"format must be a float, integer or block format, got {fmt!r}"
         raise TypeError(msg)
     return fmt
 
@@ -130,33 +127,32 @@ def _nan_error(fmt, overflow):
     return ValueError(msg)
 
 
-def _int_scale(fmt, scale, zero_point, shape):
+def _int_scale(fmt, scale, zero_point, shape, x=None, *, full=False, **granularity):
+    """Per-element (flat) scale and zero point for ``cpu.quantize_int`` (or one value each).
+
+    ``scale`` is a number, an array, or a rule (``"absmax"``, ``"percentile"``, ``"mse"``,
+    computed from ``x``); ``granularity`` holds ``axis``, ``block_size``, ``scale_format``,
+    ``symmetric``, ``percentile`` (see ``qemu_arrays.scaled`` and docs/scaled.md). With
+    ``full=True`` also returns the group-shaped scales, zero points, axis and block size.
+    """
     if scale is None:
         msg = (
             f"integer format {fmt.name!r} needs scale= (the step between integer codes), e.g. "
-            "scale=0.05; per-channel and block scales: see docs/scaled.md"
+            "scale=0.05, or a rule: scale='absmax' (per channel: axis=0); see docs/scaled.md"
         )
         raise ValueError(msg)
-    s = np.asarray(scale, dtype=np.float64)
-    z = np.asarray(0 if zero_point is None else zero_point)
-    if z.dtype.kind not in "iu" and not np.all(z == np.round(z)):
-        msg = f"zero_point must hold integers, got {zero_point!r}"
-        raise ValueError(msg)
-    z = z.astype(np.int64)
-    if not np.all(np.isfinite(s)) or np.any(s <= 0):
-        msg = f"scale must be finite and > 0, got {scale!r}"
-        raise ValueError(msg)
-    flat = []
-    for name, a in (("scale", s), ("zero_point", z)):
-        if a.size == 1:
-            flat.append(a.reshape(1))
-            continue
-        try:
-            flat.append(np.ascontiguousarray(np.broadcast_to(a, shape)).reshape(-1))
-        except ValueError:
-            msg = f"{name} of shape {a.shape} does not broadcast to x's shape {shape}"
-            raise ValueError(msg) from None
-    return flat[0], flat[1]
+    from qemu_arrays.scaled import element_arrays
+
+    kw = {"axis": None, "block_size": None, "symmetric": True, "percentile": 99.9}
+    kw.update(scale_format=None)
+    kw.update(granularity)
+    res = element_arrays(x, fmt, scale, zero_point, shape, **kw)
+    return res if full else res[:2]
+
+
+def _is_scaled(scale, axis, block_size, scale_format):
+    """Whether encode returns an ``Encoded`` (codes and scales) rather than bare codes."""
+    return isinstance(scale, str) or not (axis is None and block_size is None and scale_format is None)
 
 
 def _float_kernel_args(arr):
@@ -182,6 +178,11 @@ def quantize(
     zero_point=None,
     via_float32=False,
     out=None,
+    axis=None,
+    block_size=None,
+    scale_format=None,
+    symmetric=True,
+    percentile=99.9,
 ):
     """Round ``x`` to the nearest values of ``format`` (fake quantization).
 
@@ -200,10 +201,30 @@ def quantize(
         ``(seed, stream)``, truncated to ``random_bits`` bits (default exact for the input).
     scale, zero_point
         Integer formats: ``k = clamp(round(x / scale) + zero_point)``, value ``(k - zp) * scale``.
+        ``scale`` may also be a rule: ``"absmax"``, ``"percentile"``, ``"mse"`` (docs/scaled.md).
+        Two-level block formats (nvfp4): ``scale`` is the float32 per-tensor scale.
     via_float32
         Round float64 input to float32 first (ml_dtypes' double rounding).
+    axis, block_size
+        Scale granularity: per tensor (both None), per channel (``axis=k``), per group of
+        ``block_size`` along ``axis`` (default last). Block formats: the axis the blocks run along.
+    scale_format, symmetric, percentile
+        Integer scales: the format the scale is stored in, zero point or not, the percentile
+        of the ``"percentile"`` rule (docs/scaled.md).
     """
+    if not isinstance(x, (np.ndarray, np.generic, numbers.Number, list, tuple)):
+        kw = dict(locals())  # other array libraries: the route ladder (docs/backends.md)
+        from qemu_arrays import dispatch
+
+        return dispatch.call("quantize", kw)
     fmt = _check_format(format)
+    if getattr(fmt, "kind", "") == "block":
+        from qemu_arrays.blocks import quantize_block
+
+        return quantize_block(
+            x, fmt, axis=axis, rounding=rounding, overflow=overflow, seed=seed, stream=stream,
+            offset=offset, random_bits=random_bits, scale=scale, via_float32=via_float32, out=out,
+        )  # fmt: skip
     arr = _as_float_array(x)
     scalar_in = not isinstance(x, np.ndarray)
     overflow = _check_enum("overflow", overflow, Overflow)
@@ -215,7 +236,10 @@ def quantize(
     from qemu_arrays import cpu
 
     if isinstance(fmt, IntFormat):
-        s, z = _int_scale(fmt, scale, zero_point, arr.shape)
+        s, z = _int_scale(
+            fmt, scale, zero_point, arr.shape, work, axis=axis, block_size=block_size,
+            scale_format=scale_format, symmetric=symmetric, percentile=percentile,
+        )  # fmt: skip
         res = np.empty(work.shape, dtype=work.dtype)
         err = cpu.quantize_int(
             work.reshape(-1), res.reshape(-1), np.empty(1, np.int64), s, z,
@@ -268,14 +292,36 @@ def encode(
     scale=None,
     zero_point=None,
     via_float32=False,
+    axis=None,
+    block_size=None,
+    scale_format=None,
+    symmetric=True,
+    percentile=99.9,
 ):
     """The format's bit patterns of the rounded ``x``, as unsigned integers.
 
     uint8 for formats of at most 8 bits, uint16 up to 16, uint32 up to 32, else uint64. Integer
     formats give the two's-complement pattern of ``k`` in ``bits`` bits. Same keywords as
     :func:`quantize`.
+
+    Scaled and block formats return an :class:`~qemu_arrays.scaled.Encoded` named tuple
+    ``(codes, scales, zero_points, tensor_scale, axis, block_size)`` instead of bare codes: block
+    formats always, integer formats when ``scale`` is a rule or ``axis``, ``block_size`` or
+    ``scale_format`` is given (docs/scaled.md, docs/blocks.md).
     """
+    if not isinstance(x, (np.ndarray, np.generic, numbers.Number, list, tuple)):
+        kw = dict(locals())  # other array libraries: the route ladder (docs/backends.md)
+        from qemu_arrays import dispatch
+
+        return dispatch.call("encode", kw)
     fmt = _check_format(format)
+    if getattr(fmt, "kind", "") == "block":
+        from qemu_arrays.blocks import encode_block
+
+        return encode_block(
+            x, fmt, axis=axis, rounding=rounding, overflow=overflow, seed=seed, stream=stream,
+            offset=offset, random_bits=random_bits, scale=scale, via_float32=via_float32,
+        )  # fmt: skip
     arr = _as_float_array(x)
     overflow = _check_enum("overflow", overflow, Overflow)
     work, _ = _widen(arr, via_float32)
@@ -286,13 +332,21 @@ def encode(
 
     cdt = _code_dtype(fmt.bits)
     if isinstance(fmt, IntFormat):
-        s, z = _int_scale(fmt, scale, zero_point, arr.shape)
+        s, z, sg, zg, g_axis, g_bs = _int_scale(
+            fmt, scale, zero_point, arr.shape, work, full=True, axis=axis,
+            block_size=block_size, scale_format=scale_format, symmetric=symmetric,
+            percentile=percentile,
+        )  # fmt: skip
         k = np.empty(arr.size, dtype=np.int64)
         err = cpu.quantize_int(
             work.reshape(-1), np.empty(1, np.float64), k, s, z,
             fmt.min, fmt.max, int(rounding), k0, k1, k2, int(offset), r, 2,
         )  # fmt: skip
         codes = (k & ((1 << fmt.bits) - 1)).astype(cdt)
+        if not err and _is_scaled(scale, axis, block_size, scale_format):
+            from qemu_arrays.scaled import Encoded
+
+            return Encoded(codes.reshape(arr.shape), sg, zg, None, g_axis, g_bs)
     else:
         if scale is not None or zero_point is not None:
             msg = f"scale/zero_point apply to integer formats; {fmt.name!r} is a float format"
@@ -319,9 +373,34 @@ def _decode_table(fmt):
     return out
 
 
-def decode(codes, format, *, dtype=np.float32, scale=None, zero_point=None):
-    """The values of bit patterns ``codes`` (the inverse of :func:`encode`), as ``dtype``."""
+def decode(
+    codes, format, *, dtype=np.float32, scale=None, zero_point=None, axis=None, block_size=None,
+    tensor_scale=None,
+):  # fmt: skip
+    """The values of bit patterns ``codes`` (the inverse of :func:`encode`), as ``dtype``.
+
+    ``codes`` may be the :class:`~qemu_arrays.scaled.Encoded` tuple that ``encode`` returns for
+    scaled and block formats; otherwise ``scale``/``zero_point`` (per ``axis``/``block_size``
+    group) give the integer scales, or the block scale codes of a block format.
+    """
+    if not isinstance(codes, (np.ndarray, np.generic, numbers.Number, list, tuple)):
+        kw = dict(locals())  # other array libraries: the route ladder (docs/backends.md)
+        from qemu_arrays import dispatch
+
+        return dispatch.call("decode", kw)
     fmt = _check_format(format)
+    if getattr(fmt, "kind", "") == "block":
+        from qemu_arrays.blocks import decode_block
+
+        return decode_block(
+            codes, fmt, dtype=dtype, scale=scale, axis=axis, tensor_scale=tensor_scale
+        )
+    from qemu_arrays.scaled import Encoded
+
+    if isinstance(codes, Encoded):
+        codes, scale, zero_point, axis, block_size = (
+            codes.codes, codes.scales, codes.zero_points, codes.axis, codes.block_size
+        )  # fmt: skip
     codes = np.asarray(codes)
     if codes.dtype.kind not in "iu":
         msg = (
@@ -337,7 +416,7 @@ def decode(codes, format, *, dtype=np.float32, scale=None, zero_point=None):
         msg = f"codes must lie in [0, 2**{fmt.bits}) for {fmt.name!r}, got values outside"
         raise ValueError(msg)
     if isinstance(fmt, IntFormat):
-        s, z = _int_scale(fmt, scale, zero_point, codes.shape)
+        s, z = _int_scale(fmt, scale, zero_point, codes.shape, axis=axis, block_size=block_size)
         k = codes.astype(np.int64)
         if fmt.signed:
             k = np.where(k >> (fmt.bits - 1), k - (1 << fmt.bits), k)

@@ -1,0 +1,216 @@
+"""Block formats: an element format whose blocks share a scale stored in a scale format.
+
+:class:`BlockFormat` composes two descriptors, as the OCP Microscaling (MX) v1.0 specification
+does: ``element`` (the per-value format: FP8/FP6/FP4 or a fixed-point integer) and ``scale`` (the
+shared per-block scale: E8M0 for MX, E4M3 for NVFP4), plus the block size, the rule that turns a
+block's largest magnitude into a scale (:class:`ScaleRule`), and, for two-level formats such as
+NVFP4, a per-tensor FP32 scale. The semantics (how the scale is computed and how elements are
+rounded) are defined in ``docs/blocks.md`` and implemented in :mod:`qemu_arrays.blocks`.
+
+Importing this module registers ``mxfp8_e4m3``, ``mxfp8_e5m2``, ``mxfp6_e2m3``, ``mxfp6_e3m2``,
+``mxfp4_e2m1``, ``mxint8`` and ``nvfp4`` in the catalogue.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+
+from formats.spec import FloatFormat, IntFormat
+
+__all__ = ["BlockFormat", "ScaleRule"]
+
+
+class ScaleRule(enum.IntEnum):
+    """How a block's largest magnitude ``amax`` becomes a power-of-two (E8M0) block scale.
+
+    ``emax`` is the exponent of the element format's largest binade, ``m`` its mantissa bits.
+    """
+
+    FLOOR = 0
+    """OCP MX v1.0: ``2^(floor(log2 amax) - emax)``; the block maximum may exceed the element
+    maximum after scaling and then saturates."""
+    CEIL = 1
+    """``amax`` rounded *up* to ``m + 1`` significant bits first, then as ``FLOOR``: the scale
+    moves up a binade when ``amax`` would round past the top of its binade."""
+    EVEN = 2
+    """``amax`` rounded to nearest (ties to even) at ``m + 1`` significant bits, then as
+    ``FLOOR`` (the "even" rule of torchao/MAX)."""
+    RCEIL = 3
+    """NVIDIA's rule: the smallest power of two ``2^e`` with ``amax / 2^e <= max`` of the
+    element format, i.e. ``ceil(log2(amax / max))``; no element ever saturates."""
+
+
+def _check_bool(name, value):
+    if not isinstance(value, bool):
+        msg = f"{name} must be a bool, got {value!r} ({type(value).__name__})"
+        raise TypeError(msg)
+
+
+@dataclass(frozen=True, kw_only=True)
+class BlockFormat:
+    """Blocks of ``block_size`` elements along one axis sharing one scale.
+
+    Parameters
+    ----------
+    element
+        The element format (``FloatFormat``, or ``IntFormat`` read as fixed point with
+        ``element_fraction_bits`` fraction bits, as MXINT8's 1.6 two's complement).
+    scale
+        The scale format: E8M0 (a power of two, MX) or a float format such as E4M3 (NVFP4).
+    block_size
+        Elements per block (32 for MX, 16 for NVFP4).
+    scale_rule
+        For power-of-two scales: how the block maximum becomes the scale (:class:`ScaleRule`).
+    tensor_scale
+        True for two-level formats (NVFP4): a float32 per-tensor scale multiplies the block
+        scales; the block scale is rounded into ``scale`` (round to nearest even, saturating,
+        subnormals kept).
+    element_fraction_bits
+        Integer elements only: the value of code ``k`` is ``k * 2^-element_fraction_bits``.
+    name
+        Display name (not part of the value).
+    """
+
+    element: FloatFormat | IntFormat
+    scale: FloatFormat
+    block_size: int
+    scale_rule: ScaleRule = ScaleRule.FLOOR
+    tensor_scale: bool = False
+    element_fraction_bits: int = 0
+    name: str = field(default="", compare=False)
+
+    kind = "block"
+
+    def __post_init__(self):
+        if not isinstance(self.element, (FloatFormat, IntFormat)):
+            msg = (
+                f"element must be a FloatFormat or IntFormat, got {self.element!r}; hint: "
+                "formats.catalog.get_format('float4_e2m1fn')"
+            )
+            raise TypeError(msg)
+        if not isinstance(self.scale, FloatFormat):
+            msg = f"scale must be a FloatFormat (E8M0, E4M3, ...), got {self.scale!r}"
+            raise TypeError(msg)
+        bs = self.block_size
+        if isinstance(bs, bool) or not isinstance(bs, int) or not 1 <= bs <= 1 << 20:
+            msg = f"block_size must be an int in [1, 2**20], got {bs!r}; hint: 32 for MX"
+            raise ValueError(msg)
+        try:
+            rule = ScaleRule(self.scale_rule)
+        except ValueError:
+            allowed = ", ".join(f"ScaleRule.{r.name}" for r in ScaleRule)
+            msg = f"scale_rule must be one of {allowed}, got {self.scale_rule!r}"
+            raise ValueError(msg) from None
+        object.__setattr__(self, "scale_rule", rule)
+        _check_bool("tensor_scale", self.tensor_scale)
+        fb = self.element_fraction_bits
+        if isinstance(fb, bool) or not isinstance(fb, int) or not 0 <= fb <= 31:
+            msg = f"element_fraction_bits must be an int in [0, 31], got {fb!r}"
+            raise ValueError(msg)
+        if fb and not isinstance(self.element, IntFormat):
+            msg = "element_fraction_bits applies to integer elements only; hint: leave it 0"
+            raise ValueError(msg)
+        if self.power_of_two_scale:
+            if self.tensor_scale:
+                msg = "tensor_scale=True needs a non-power-of-two scale format (e.g. E4M3)"
+                raise ValueError(msg)
+        elif not isinstance(self.element, FloatFormat):
+            msg = "a float (non-E8M0) scale format needs a float element format"
+            raise ValueError(msg)
+        if not self.element.signed:
+            msg = f"block formats need a signed element format, got {self.element.name}"
+            raise ValueError(msg)
+        if not self.name:
+            object.__setattr__(
+                self, "name", f"block{bs}_{self.element.name}_{self.scale.name}_{rule.name}"
+            )
+
+    # ---- derived values -------------------------------------------------------------------
+    @property
+    def power_of_two_scale(self) -> bool:
+        """Whether the scale format holds only powers of two (no mantissa bits, like E8M0)."""
+        return self.scale.mantissa_bits == 0
+
+    @property
+    def bits(self) -> int:
+        """Bits of one element code."""
+        return self.element.bits
+
+    @property
+    def scale_bits(self) -> int:
+        return self.scale.bits
+
+    @property
+    def bits_per_value(self) -> float:
+        """Average storage per element: element bits plus the block scale's share."""
+        return self.element.bits + self.scale.bits / self.block_size
+
+    @property
+    def element_emax(self) -> int:
+        """Exponent of the element format's largest power of two (``emax_elem`` of the spec)."""
+        if isinstance(self.element, FloatFormat):
+            return self.element.emax
+        return self.element.max.bit_length() - 1 - self.element_fraction_bits
+
+    @property
+    def element_max(self) -> float:
+        """Largest element magnitude (fixed-point value for integer elements)."""
+        if isinstance(self.element, FloatFormat):
+            return self.element.max
+        return self.element.max / (1 << self.element_fraction_bits)
+
+    def with_rule(self, rule: ScaleRule) -> BlockFormat:
+        """The same format with another scale rule (the name gets the rule appended)."""
+        from dataclasses import replace
+
+        rule = ScaleRule(rule)
+        return replace(self, scale_rule=rule, name=f"{self.name.split(':')[0]}:{rule.name}")
+
+    def __repr__(self):
+        extra = ", tensor_scale=True" if self.tensor_scale else ""
+        if self.element_fraction_bits:
+            extra += f", element_fraction_bits={self.element_fraction_bits}"
+        return (
+            f"BlockFormat(name={self.name!r}, element={self.element.name}, "
+            f"scale={self.scale.name}, block_size={self.block_size}, "
+            f"scale_rule=ScaleRule.{self.scale_rule.name}{extra})"
+        )
+
+
+def _register_all():
+    from formats.catalog import get_format, register
+
+    e8m0 = get_format("float8_e8m0fnu")
+    mx = (
+        ("mxfp8_e4m3", "float8_e4m3fn"),
+        ("mxfp8_e5m2", "float8_e5m2"),
+        ("mxfp6_e2m3", "float6_e2m3fn"),
+        ("mxfp6_e3m2", "float6_e3m2fn"),
+        ("mxfp4_e2m1", "float4_e2m1fn"),
+    )
+    for name, elem in mx:
+        register(BlockFormat(element=get_format(elem), scale=e8m0, block_size=32, name=name))
+    # MXINT8: 8-bit two's complement read as 1.6 fixed point; symmetric [-127, 127] / 64 (the
+    # -2 code 0x80 is never produced, as in the reference implementation microxcaling).
+    register(
+        BlockFormat(
+            element=IntFormat(bits=8, narrow_range=True),
+            scale=e8m0,
+            block_size=32,
+            element_fraction_bits=6,
+            name="mxint8",
+        )
+    )
+    register(
+        BlockFormat(
+            element=get_format("float4_e2m1fn"),
+            scale=get_format("float8_e4m3fn"),
+            block_size=16,
+            tensor_scale=True,
+            name="nvfp4",
+        )
+    )
+
+
+_register_all()

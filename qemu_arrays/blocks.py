@@ -1,0 +1,282 @@
+"""Block formats (OCP MX v1.0, NVFP4): quantize, encode and decode.
+
+Blocks of ``fmt.block_size`` consecutive elements along ``axis`` (default the last) share one
+scale. The rules (scale computation, NaN/Inf, saturation, padding) are those of
+``docs/blocks.md``; the arithmetic runs in the fused numba kernels of
+:mod:`qemu_arrays.cpu_blocks`.
+
+Padding: when the axis length is not a multiple of the block size, the last block of each row
+is shorter. It is quantized as if padded with zeros (zeros change no block maximum), which is
+what hardware that pads a tensor to whole blocks computes; ``encode`` returns codes of the
+original shape and ``ceil(n / block_size)`` scales along the axis, never padding elements.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from formats.spec import FloatFormat, Overflow, Rounding
+from qemu_arrays.scaled import Encoded, _check_axis
+
+__all__ = ["decode_block", "encode_block", "quantize_block", "tensor_scale_of"]
+
+_NV_DIVISOR = None  # filled lazily: element max * scale max (6 * 448 for NVFP4)
+
+
+def _check_block_axis(arr, axis):
+    if arr.ndim == 0:
+        msg = "block formats need an array of at least one dimension, got a scalar; hint: x[None]"
+        raise ValueError(msg)
+    return _check_axis(-1 if axis is None else axis, arr.ndim)
+
+
+def _check_overflow(fmt, overflow):
+    if overflow not in (Overflow.OWN, Overflow.SATURATE):
+        msg = (
+            f"overflow={overflow!r} does not apply to the block format {fmt.name!r}: elements "
+            "always saturate (the MX rule); allowed: Overflow.OWN, Overflow.SATURATE"
+        )
+        raise ValueError(msg)
+
+
+def tensor_scale_of(x, fmt) -> np.float32:
+    """The NVFP4 per-tensor scale: ``float32(amax / (element max * scale max))``.
+
+    ``amax`` is the largest finite magnitude of ``x``; the quotient is rounded once (nearest
+    even) to float32. An all-zero (or all non-finite) tensor gets 1; a quotient that rounds to
+    zero gets the smallest positive float32.
+    """
+    from fractions import Fraction
+
+    from formats.reference import quantize_value
+
+    a = np.abs(np.asarray(x, dtype=np.float64))
+    a = a[np.isfinite(a)]
+    amax = float(a.max()) if a.size else 0.0
+    if amax == 0.0:
+        return np.float32(1.0)
+    div = Fraction(fmt.element.max) * Fraction(fmt.scale.max)
+    t = quantize_value(Fraction(amax) / div, "float32")
+    if t == 0.0:
+        t = float(np.finfo(np.float32).smallest_subnormal)
+    return np.float32(t)
+
+
+def _check_tensor_scale(ts):
+    try:
+        v = np.float32(ts)
+    except (TypeError, ValueError):
+        msg = f"scale (the per-tensor float32 scale) must be a positive number, got {ts!r}"
+        raise TypeError(msg) from None
+    if not (np.isfinite(v) and v > 0) or float(v) != float(ts):
+        msg = (
+            f"scale (the per-tensor scale) must be a positive finite float32 value, got {ts!r}; "
+            "hint: np.float32(value)"
+        )
+        raise ValueError(msg)
+    return v
+
+
+def _run(arr, fmt, axis, rounding, keys, offset, r, want, tensor_scale, out_dtype):
+    """The kernel call: ``(values or None, codes or None, scale codes, tensor scale)``."""
+    from qemu_arrays import cpu_blocks
+
+    k0, k1, k2 = keys
+    moved = np.moveaxis(arr, axis, -1)
+    shape_m = moved.shape
+    n = shape_m[-1]
+    size = arr.size
+    R = size // n if n else 0
+    bs = fmt.block_size
+    nb = -(-n // bs)
+    if rounding is Rounding.STOCHASTIC and axis != arr.ndim - 1:
+        idxmap = np.ascontiguousarray(
+            np.moveaxis(np.arange(size, dtype=np.int64).reshape(arr.shape), axis, -1)
+        ).reshape(-1)
+    else:
+        idxmap = np.zeros(1, dtype=np.int64)
+    scodes = np.empty(R * nb, dtype=np.uint8)
+    cdt = np.uint8 if fmt.bits <= 8 else np.uint16
+    codes = np.empty(size if want & 2 else 1, dtype=cdt)
+    ts = None
+    if fmt.tensor_scale:
+        work = np.ascontiguousarray(moved, dtype=np.float32)
+        odt = np.float32 if out_dtype.itemsize <= 4 else np.float64
+        out = np.empty(size if want & 1 else 1, dtype=odt)
+        ts = (
+            tensor_scale_of(arr, fmt) if tensor_scale is None else _check_tensor_scale(tensor_scale)
+        )
+        flat = work.reshape(-1)
+        cpu_blocks.nv_kernel(
+            flat, flat.view(np.uint32), R, n, bs, fmt.element.params(), fmt.scale.params(),
+            np.float32(ts), int(rounding), k0, k1, k2, int(offset), r, idxmap, want,
+            out, codes, scodes,
+        )  # fmt: skip
+    else:
+        if tensor_scale is not None:
+            msg = f"scale= (a per-tensor scale) applies to two-level formats such as nvfp4, not {fmt.name!r}"
+            raise ValueError(msg)
+        if moved.dtype == np.float64:
+            work = np.ascontiguousarray(moved)
+            xb, in_e, in_m = work.reshape(-1).view(np.int64), 11, 52
+            odt = np.float64
+        else:
+            work = np.ascontiguousarray(moved, dtype=np.float32)
+            xb, in_e, in_m = work.reshape(-1).view(np.uint32), 8, 23
+            odt = np.float32
+        out = np.empty(size if want & 1 else 1, dtype=odt)
+        el = fmt.element
+        sc = fmt.scale
+        if isinstance(el, FloatFormat):
+            ep = el.params()
+            is_int, qmin, qmax, mprec, maxsig = 0, 0, 0, el.mantissa_bits, el.params()[3]
+        else:
+            ep = (0,) * 10
+            is_int, qmin, qmax = 1, el.min, el.max
+            mprec = el.max.bit_length() - 1
+            maxsig = el.max
+        s_nan = (1 << sc.bits) - 1  # E8M0 NaN: 0xFF
+        cpu_blocks.mx_kernel(
+            xb, in_e, in_m, R, n, bs, ep, is_int, fmt.element_fraction_bits, qmin, qmax,
+            mprec, fmt.element_emax, maxsig, sc.emin, sc.emax, sc.bias, s_nan,
+            int(fmt.scale_rule), int(rounding), k0, k1, k2, int(offset), r, idxmap, want,
+            out, codes, scodes,
+        )  # fmt: skip
+    vals = None
+    if want & 1:
+        vals = np.moveaxis(out.reshape(shape_m), -1, axis)
+        vals = (
+            np.ascontiguousarray(vals, dtype=out_dtype)
+            if vals.dtype != out_dtype
+            else np.ascontiguousarray(vals)
+        )
+    if want & 2:
+        codes = np.ascontiguousarray(np.moveaxis(codes.reshape(shape_m), -1, axis))
+    else:
+        codes = None
+    scales = np.ascontiguousarray(np.moveaxis(scodes.reshape((*shape_m[:-1], nb)), -1, axis))
+    return vals, codes, scales, ts
+
+
+def _prepare(x, fmt, axis, overflow, rounding_args, via_float32):
+    from qemu_arrays.api import _as_float_array, _check_enum, _check_rounding_args
+
+    arr = _as_float_array(x)
+    overflow = _check_enum("overflow", overflow, Overflow)
+    _check_overflow(fmt, overflow)
+    axis = _check_block_axis(arr, axis)
+    if via_float32 and arr.dtype == np.float64:
+        arr = arr.astype(np.float32)
+    itemsize = 4 if (arr.dtype.itemsize <= 4 or fmt.tensor_scale) else 8
+    rounding, r, k0, k1, k2 = _check_rounding_args(*rounding_args, itemsize)
+    return arr, axis, rounding, r, (k0, k1, k2)
+
+
+def quantize_block(
+    x, fmt, *, axis=None, rounding=Rounding.NEAREST_EVEN, overflow=Overflow.OWN, seed=None,
+    stream=0, offset=0, random_bits=None, scale=None, via_float32=False, out=None,
+):  # fmt: skip
+    """Block-format fake quantization: the values ``decode(encode(x))``, dtype of ``x``."""
+    arr0 = x
+    arr, axis, rounding, r, keys = _prepare(
+        x, fmt, axis, overflow, (rounding, seed, stream, offset, random_bits), via_float32
+    )
+    out_dtype = np.asarray(arr0).dtype
+    vals, _, _, _ = _run(arr, fmt, axis, rounding, keys, offset, r, 1, scale, out_dtype)
+    if out is not None:
+        from qemu_arrays.api import _check_out
+
+        _check_out(out, vals.shape, out_dtype)
+        out[...] = vals
+        return out
+    return vals
+
+
+def encode_block(
+    x, fmt, *, axis=None, rounding=Rounding.NEAREST_EVEN, overflow=Overflow.OWN, seed=None,
+    stream=0, offset=0, random_bits=None, scale=None, via_float32=False,
+):  # fmt: skip
+    """Element codes and block scale codes (an :class:`~qemu_arrays.scaled.Encoded`)."""
+    arr, axis, rounding, r, keys = _prepare(
+        x, fmt, axis, overflow, (rounding, seed, stream, offset, random_bits), via_float32
+    )
+    _, codes, scales, ts = _run(arr, fmt, axis, rounding, keys, offset, r, 2, scale, arr.dtype)
+    return Encoded(
+        codes=codes,
+        scales=scales,
+        zero_points=None,
+        tensor_scale=None if ts is None else np.float32(ts),
+        axis=axis,
+        block_size=fmt.block_size,
+    )
+
+
+def block_values(codes, scale_codes, fmt, tensor_scale=None):
+    """float64 values of element ``codes`` with per-element ``scale_codes`` (same shape)."""
+    from qemu_arrays.api import _decode_table
+
+    el = fmt.element
+    if isinstance(el, FloatFormat):
+        ev = _decode_table(el)[np.asarray(codes).astype(np.intp)]
+    else:
+        k = np.asarray(codes).astype(np.int64)
+        k = np.where(k >> (el.bits - 1), k - (1 << el.bits), k)
+        ev = np.ldexp(k.astype(np.float64), -fmt.element_fraction_bits)
+    sv = _decode_table(fmt.scale)[np.asarray(scale_codes).astype(np.intp)]
+    if fmt.tensor_scale:
+        ts = np.float64(_check_tensor_scale(1.0 if tensor_scale is None else tensor_scale))
+        with np.errstate(over="ignore"):
+            d = (sv * ts).astype(np.float32).astype(np.float64)
+        return ev * d
+    return ev * sv  # exact: a power of two times a short significand
+
+
+def decode_block(codes, fmt, *, dtype=np.float32, scale=None, axis=None, tensor_scale=None):
+    """Values of block-format codes: ``element value * block scale (* tensor scale)``.
+
+    ``codes`` is an :class:`~qemu_arrays.scaled.Encoded` (from :func:`encode_block`), or the
+    element codes with ``scale=`` the scale codes (and ``axis=``, ``tensor_scale=`` as needed).
+    The product is formed exactly and rounded once to ``dtype``. A NaN block scale gives NaN for
+    the whole block; NVFP4's element times the float32 ``d = float32(s_b * tensor_scale)``.
+    """
+    from qemu_arrays.api import _FLOAT_DTYPES
+
+    if isinstance(codes, Encoded):
+        enc = codes
+        codes, scale = enc.codes, enc.scales
+        axis = enc.axis if axis is None else axis
+        tensor_scale = enc.tensor_scale if tensor_scale is None else tensor_scale
+    codes = np.asarray(codes)
+    if codes.dtype.kind not in "iu":
+        msg = f"codes must be an integer array, got dtype {codes.dtype}"
+        raise TypeError(msg)
+    if scale is None:
+        msg = (
+            f"decoding the block format {fmt.name!r} needs the scale codes: pass the Encoded "
+            "tuple from encode, or scale=<scale codes>"
+        )
+        raise ValueError(msg)
+    dtype = np.dtype(dtype)
+    if dtype not in _FLOAT_DTYPES:
+        msg = f"dtype must be float16, bfloat16, float32 or float64, got {dtype}"
+        raise TypeError(msg)
+    axis = _check_block_axis(codes, axis)
+    scale = np.asarray(scale)
+    n = codes.shape[axis]
+    nb = -(-n // fmt.block_size)
+    want_shape = tuple(nb if d == axis else s for d, s in enumerate(codes.shape))
+    if scale.shape != want_shape:
+        msg = (
+            f"scale codes have shape {scale.shape}, expected {want_shape} for codes of shape "
+            f"{codes.shape} with blocks of {fmt.block_size} along axis {axis}"
+        )
+        raise ValueError(msg)
+    if codes.size and (codes.min() < 0 or int(codes.max()) >> fmt.bits):
+        msg = f"codes must lie in [0, 2**{fmt.bits}) for {fmt.name!r}, got values outside"
+        raise ValueError(msg)
+    from qemu_arrays.scaled import expand_groups
+
+    sc = expand_groups(scale, codes.shape, axis, fmt.block_size)
+    vals = block_values(codes, sc, fmt, tensor_scale)
+    with np.errstate(over="ignore", invalid="ignore"):
+        return vals.astype(dtype)

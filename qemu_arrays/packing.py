@@ -1,0 +1,87 @@
+"""Bit packing of codes narrower than a byte: the storage layout hardware uses.
+
+The layout is a little-endian bit stream: code ``i`` (``bits`` wide) occupies stream bits
+``[i * bits, (i + 1) * bits)``, its least significant bit first, and byte ``j`` holds stream bits
+``[8 j, 8 j + 8)`` with stream bit ``8 j`` as the byte's least significant bit. Hence
+
+* 4-bit codes (FP4 E2M1, INT4): two per byte, element ``2i`` in the **low** nibble and element
+  ``2i + 1`` in the high nibble (the layout of PyTorch's ``float4_e2m1fn_x2`` and of NVIDIA's
+  packed FP4); ``pack([0x1, 0x2, 0x3], 4) == [0x21, 0x03]``;
+* 6-bit codes (FP6): four in three bytes, ``w = c0 | c1 << 6 | c2 << 12 | c3 << 18`` stored as the
+  bytes ``w & 0xFF, (w >> 8) & 0xFF, w >> 16``; ``pack([1, 2, 3, 4], 6) == [0x81, 0x30, 0x10]``;
+* 2-bit codes: four per byte, element ``4i`` in the lowest two bits.
+
+A length that does not fill the last byte is padded with zero bits; :func:`unpack` needs the
+count. Codes of 8 bits and more are stored as they are (one machine word each).
+"""
+
+from __future__ import annotations
+
+import numbers
+
+import numpy as np
+
+__all__ = ["pack", "packed_nbytes", "unpack"]
+
+
+def _check_bits(bits):
+    if isinstance(bits, bool) or not isinstance(bits, numbers.Integral) or not 1 <= bits <= 8:
+        msg = f"bits must be an int in [1, 8], got {bits!r}; hint: 4 for FP4/INT4, 6 for FP6"
+        raise ValueError(msg)
+    return int(bits)
+
+
+def packed_nbytes(count: int, bits: int) -> int:
+    """Bytes that ``count`` codes of ``bits`` bits occupy once packed."""
+    return -(-int(count) * _check_bits(bits) // 8)
+
+
+def pack(codes, bits):
+    """Pack the codes (any shape, read in C order) into a 1-D uint8 array.
+
+    Raises ``ValueError`` when a code does not fit in ``bits`` bits.
+    """
+    bits = _check_bits(bits)
+    c = np.asarray(codes)
+    if c.dtype.kind not in "iu":
+        msg = f"codes must be an integer array, got dtype {c.dtype}; hint: codes come from encode"
+        raise TypeError(msg)
+    c = c.reshape(-1)
+    if c.size and (c.min() < 0 or int(c.max()) >> bits):
+        msg = f"codes must lie in [0, 2**{bits}) to pack into {bits} bits, got values outside"
+        raise ValueError(msg)
+    c = c.astype(np.uint8)
+    if bits == 8:
+        return c.copy()
+    if bits == 4:
+        if c.size % 2:
+            c = np.concatenate([c, np.zeros(1, np.uint8)])
+        return (c[0::2] | (c[1::2] << 4)).astype(np.uint8)
+    stream = np.unpackbits(c[:, None], axis=1, count=bits, bitorder="little").reshape(-1)
+    return np.packbits(stream, bitorder="little")
+
+
+def unpack(packed, bits, count):
+    """The first ``count`` codes (uint8, 1-D) of a packed byte array (inverse of :func:`pack`)."""
+    bits = _check_bits(bits)
+    p = np.asarray(packed)
+    if p.dtype != np.uint8:
+        msg = f"packed must be a uint8 array, got dtype {p.dtype}"
+        raise TypeError(msg)
+    p = p.reshape(-1)
+    if isinstance(count, bool) or not isinstance(count, numbers.Integral) or count < 0:
+        msg = f"count must be a non-negative int, got {count!r}"
+        raise ValueError(msg)
+    need = packed_nbytes(count, bits)
+    if p.size < need:
+        msg = f"packed holds {p.size} bytes, {count} codes of {bits} bits need {need}"
+        raise ValueError(msg)
+    if bits == 8:
+        return p[:count].copy()
+    if bits == 4:
+        out = np.empty(2 * need, dtype=np.uint8)
+        out[0::2] = p[:need] & 0xF
+        out[1::2] = p[:need] >> 4
+        return out[:count]
+    stream = np.unpackbits(p[:need], bitorder="little")[: count * bits].reshape(count, bits)
+    return np.packbits(stream, axis=1, bitorder="little").reshape(-1)

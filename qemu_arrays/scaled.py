@@ -1,0 +1,366 @@
+"""Scales for integer (additive) quantization: rules, granularity, and the scale's own format.
+
+A *scaled* integer quantization stores codes ``k`` and, per group of elements, a scale ``s`` and
+an integer zero point ``z``: the value of code ``k`` is ``(k - z) * s``. This module computes
+``(s, z)`` per group and expands them to one value per element for the numba kernel
+(``qemu_arrays.cpu.quantize_int``). The semantics are those of ``docs/scaled.md``:
+
+* granularity: per tensor (``axis=None``), per channel (``axis=k``: one scale per index along
+  axis ``k``), or per group (``block_size=B``: groups of ``B`` consecutive elements along
+  ``axis``, default the last axis; the last group may be shorter);
+* rules: a given scale (number or array), ``"absmax"``, ``"percentile"`` and ``"mse"`` (the
+  clipping ratio minimising the squared error, found by search over a fixed grid);
+* symmetric (``z = 0``, ``s = amax / max``) or asymmetric (``s = (hi - lo) / (max - min)``,
+  ``z = min - round(lo / s)`` with ``lo <= 0 <= hi``);
+* the scale stored in a format (``scale_format``: float32, float16, bfloat16, E8M0, E4M3, ...),
+  rounded into it with :func:`qemu_arrays.quantize` (nearest-even, saturating) before the zero
+  point is derived from it.
+"""
+
+from __future__ import annotations
+
+import numbers
+from typing import NamedTuple
+
+import numpy as np
+
+from formats.spec import FloatFormat, IntFormat, Overflow, Rounding
+
+__all__ = ["SCALE_RULES", "Encoded", "compute_scale", "expand_groups", "group_shape"]
+
+SCALE_RULES = ("absmax", "percentile", "mse")
+
+_MSE_RATIOS = np.linspace(1.0, 0.2, 81)  # clipping ratios searched by the "mse" rule
+
+
+class Encoded(NamedTuple):
+    """Codes plus scales: what ``encode`` returns for scaled and block formats.
+
+    ``codes``: the element codes, shape of ``x`` (unsigned integers, as plain ``encode``).
+    ``scales``: block formats: the scale *codes* in the block format's scale format (uint8),
+    shape of ``x`` with ``axis`` holding one entry per block; scaled integers: the scale
+    *values* (float64, already representable in ``scale_format``) in the group shape.
+    ``zero_points``: integer zero points in the group shape (scaled integers), else None.
+    ``tensor_scale``: the float32 per-tensor scale of two-level formats (NVFP4), else None.
+    ``axis``, ``block_size``: the granularity, so that ``decode(enc, format)`` needs nothing else.
+    """
+
+    codes: np.ndarray
+    scales: np.ndarray
+    zero_points: np.ndarray | None = None
+    tensor_scale: float | None = None
+    axis: int | None = None
+    block_size: int | None = None
+
+
+# ---- granularity ---------------------------------------------------------------------------
+
+
+def _check_axis(axis, ndim, name="axis"):
+    if axis is None:
+        return None
+    if isinstance(axis, bool) or not isinstance(axis, numbers.Integral):
+        msg = f"{name} must be an int or None, got {axis!r} ({type(axis).__name__})"
+        raise TypeError(msg)
+    if not -ndim <= axis < ndim:
+        msg = (
+            f"{name}={axis} is out of range for an array of {ndim} dimensions; "
+            f"allowed: {-ndim} ... {ndim - 1}"
+        )
+        raise ValueError(msg)
+    return int(axis) % ndim
+
+
+def check_granularity(shape, axis, block_size):
+    """Normalised ``(axis, block_size)``; with ``block_size`` the axis defaults to the last."""
+    ndim = len(shape)
+    if block_size is not None:
+        if isinstance(block_size, bool) or not isinstance(block_size, numbers.Integral):
+            msg = f"block_size must be a positive int or None, got {block_size!r}"
+            raise TypeError(msg)
+        if block_size < 1:
+            msg = f"block_size must be >= 1, got {block_size}; hint: 32 or 128 are common"
+            raise ValueError(msg)
+        if ndim == 0:
+            msg = "block_size needs an array of at least one dimension, got a scalar"
+            raise ValueError(msg)
+        axis = -1 if axis is None else axis
+    if axis is not None and ndim == 0:
+        msg = f"axis={axis} needs an array of at least one dimension, got a scalar"
+        raise ValueError(msg)
+    axis = _check_axis(axis, ndim)
+    return axis, (None if block_size is None else int(block_size))
+
+
+def group_shape(shape, axis, block_size):
+    """Shape of the per-group scale array (dimensions of size 1 are kept, for broadcasting)."""
+    if axis is None:
+        return ()
+    if block_size is None:
+        return tuple(n if d == axis else 1 for d, n in enumerate(shape))
+    nb = -(-shape[axis] // block_size)
+    return tuple(nb if d == axis else n for d, n in enumerate(shape))
+
+
+def _groups(x, axis, block_size):
+    """``(G, gshape)``: the groups as rows of a 2-D float64 array (NaN-padded)."""
+    x = np.asarray(x, dtype=np.float64)
+    gshape = group_shape(x.shape, axis, block_size)
+    if axis is None:
+        return x.reshape(1, -1), gshape
+    if block_size is None:
+        return np.moveaxis(x, axis, 0).reshape(x.shape[axis], -1), gshape
+    xm = np.moveaxis(x, axis, -1)
+    n = xm.shape[-1]
+    nb = -(-n // block_size)
+    if nb * block_size != n:
+        pad = np.full((*xm.shape[:-1], nb * block_size - n), np.nan)
+        xm = np.concatenate([xm, pad], axis=-1)
+    return xm.reshape(-1, block_size), gshape
+
+
+def _ungroup(vals, gshape, axis, block_size):
+    """Per-group results (one per row of ``G``) back into the group shape."""
+    if axis is None:
+        return vals.reshape(())
+    if block_size is None:
+        return vals.reshape(gshape)
+    moved = np.moveaxis(np.empty(gshape, dtype=np.int8), axis, -1).shape
+    return np.moveaxis(vals.reshape(moved), -1, axis)
+
+
+def expand_groups(a, shape, axis, block_size):
+    """A group-shaped array expanded to one value per element of ``shape``."""
+    a = np.asarray(a)
+    if axis is None or block_size is None:
+        return np.broadcast_to(a, shape)
+    rep = np.repeat(a, block_size, axis=axis)
+    return rep[
+        tuple(slice(0, shape[axis]) if d == axis else slice(None) for d in range(len(shape)))
+    ]
+
+
+# ---- rules ---------------------------------------------------------------------------------
+
+
+def _check_scale_format(scale_format):
+    if scale_format is None:
+        return None
+    from formats.catalog import get_format
+
+    fmt = get_format(scale_format)
+    if not isinstance(fmt, FloatFormat):
+        msg = (
+            f"scale_format must be a float format (float32, float16, bfloat16, "
+            f"float8_e8m0fnu, float8_e4m3fn, ...), got {fmt.name!r}"
+        )
+        raise ValueError(msg)
+    return fmt
+
+
+def round_scale(s, scale_format):
+    """Positive scales ``s`` (float64) rounded into ``scale_format`` as hardware stores them.
+
+    Nearest-even, saturating at the format's maximum; a scale that would round to zero becomes
+    the format's smallest positive value (a scale is never zero).
+    """
+    s = np.asarray(s, dtype=np.float64)
+    if scale_format is None:
+        return s
+    from qemu_arrays.api import quantize
+
+    r = np.asarray(
+        quantize(s, scale_format, rounding=Rounding.NEAREST_EVEN, overflow=Overflow.SATURATE)
+    )
+    tiny = scale_format.smallest_subnormal if scale_format.has_zero else scale_format.min
+    return np.where(r > 0, r, tiny)
+
+
+def _zero_point(lo, s, fmt):
+    z = fmt.min - np.rint(lo / s)
+    return np.clip(z, fmt.min, fmt.max).astype(np.int64)
+
+
+def _range(G, rule, symmetric, percentile):
+    """(lo, hi) per group row: symmetric gives (-amax, amax)."""
+    with np.errstate(invalid="ignore"), _allnan_ok():
+        if symmetric:
+            a = np.abs(G)
+            if rule == "percentile":
+                hi = np.nanpercentile(a, percentile, axis=1)
+            else:
+                hi = np.nanmax(a, axis=1)
+            return -hi, hi
+        if rule == "percentile":
+            lo = np.nanpercentile(G, 100.0 - percentile, axis=1)
+            hi = np.nanpercentile(G, percentile, axis=1)
+        else:
+            lo = np.nanmin(G, axis=1)
+            hi = np.nanmax(G, axis=1)
+    return np.minimum(lo, 0.0), np.maximum(hi, 0.0)
+
+
+class _allnan_ok:
+    def __enter__(self):
+        import warnings
+
+        self._w = warnings.catch_warnings()
+        self._w.__enter__()
+        warnings.simplefilter("ignore", RuntimeWarning)
+
+    def __exit__(self, *exc):
+        return self._w.__exit__(*exc)
+
+
+def _scale_from_range(lo, hi, fmt, symmetric, scale_format):
+    if symmetric:
+        s = hi / fmt.max
+    else:
+        s = (hi - lo) / (fmt.max - fmt.min)
+    s = np.where(np.isfinite(s) & (s > 0), s, 1.0)
+    s = round_scale(s, scale_format)
+    z = np.zeros(s.shape, dtype=np.int64) if symmetric else _zero_point(lo, s, fmt)
+    return s, z
+
+
+def _sq_error(G, s, z, fmt):
+    q = np.clip(np.rint(G / s[:, None]) + z[:, None], fmt.min, fmt.max)
+    return np.nansum(((q - z[:, None]) * s[:, None] - G) ** 2, axis=1)
+
+
+def compute_scale(
+    x,
+    format,
+    *,
+    rule="absmax",
+    axis=None,
+    block_size=None,
+    symmetric=True,
+    percentile=99.9,
+    scale_format=None,
+):
+    """``(scale, zero_point)`` in the group shape for integer ``format`` and data ``x``.
+
+    ``rule``: ``"absmax"`` (the range of the data), ``"percentile"`` (the ``percentile``-th
+    percentile of ``|x|``, or of ``x`` at both ends when asymmetric) or ``"mse"`` (the clipped
+    range ``c * range``, ``c`` in ``1.00, 0.99, ..., 0.20``, minimising the squared error after
+    quantization with nearest-even rounding; the first minimum wins, i.e. the widest range).
+    Groups holding only zeros get scale 1. NaN and infinities are ignored; a group with no
+    finite value gets scale 1.
+    """
+    from formats.catalog import get_format
+
+    fmt = get_format(format)
+    if not isinstance(fmt, IntFormat):
+        msg = f"format must be an integer format for scale rules, got {getattr(fmt, 'name', fmt)!r}"
+        raise TypeError(msg)
+    if rule not in SCALE_RULES:
+        msg = f"scale rule must be one of {SCALE_RULES} (or a number/array), got {rule!r}"
+        raise ValueError(msg)
+    if not isinstance(symmetric, bool):
+        msg = f"symmetric must be a bool, got {symmetric!r}"
+        raise TypeError(msg)
+    if isinstance(percentile, bool) or not isinstance(percentile, numbers.Real):
+        msg = f"percentile must be a number in (0, 100], got {percentile!r}"
+        raise TypeError(msg)
+    if not 0 < percentile <= 100:
+        msg = f"percentile must be in (0, 100], got {percentile}; hint: 99.9"
+        raise ValueError(msg)
+    sfmt = _check_scale_format(scale_format)
+    x = np.asarray(x)
+    axis, block_size = check_granularity(x.shape, axis, block_size)
+    G, gshape = _groups(x, axis, block_size)
+    G = np.where(np.isfinite(G), G, np.nan)
+    lo, hi = _range(G, rule, symmetric, float(percentile))
+    lo = np.nan_to_num(lo)
+    hi = np.nan_to_num(hi)
+    s, z = _scale_from_range(lo, hi, fmt, symmetric, sfmt)
+    if rule == "mse":
+        best = _sq_error(G, s, z, fmt)
+        for c in _MSE_RATIOS[1:]:
+            sc, zc = _scale_from_range(lo * c, hi * c, fmt, symmetric, sfmt)
+            err = _sq_error(G, sc, zc, fmt)
+            better = err < best
+            best = np.where(better, err, best)
+            s = np.where(better, sc, s)
+            z = np.where(better, zc, z)
+    return _ungroup(s, gshape, axis, block_size), _ungroup(z, gshape, axis, block_size)
+
+
+def check_given_scale(scale, name="scale"):
+    """A user-given scale (number or array) as a float64 array, checked finite and > 0."""
+    if isinstance(scale, bool) or not isinstance(scale, (numbers.Real, np.ndarray, list, tuple)):
+        msg = (
+            f"{name} must be a positive number, an array of them, or one of {SCALE_RULES}, got "
+            f"{scale!r} ({type(scale).__name__})"
+        )
+        raise TypeError(msg)
+    s = np.asarray(scale, dtype=np.float64)
+    if not np.all(np.isfinite(s)) or np.any(s <= 0):
+        msg = f"{name} must be finite and > 0, got {scale!r}"
+        raise ValueError(msg)
+    return s
+
+
+def given_to_groups(a, shape, axis, block_size, name):
+    """A user-given scale/zero-point array in the group shape (from 1-D per channel too)."""
+    a = np.asarray(a)
+    if a.ndim == 0 or axis is None:
+        return a
+    gshape = group_shape(shape, axis, block_size)
+    if block_size is None and a.ndim == 1 and a.shape[0] == shape[axis]:
+        return a.reshape(gshape)
+    try:
+        return np.broadcast_to(a, gshape)
+    except ValueError:
+        msg = (
+            f"{name} of shape {a.shape} does not fit the groups of shape {gshape} "
+            f"(axis={axis}, block_size={block_size}); hint: one value per channel or per group"
+        )
+        raise ValueError(msg) from None
+
+
+def element_arrays(x, fmt, scale, zero_point, shape, *, axis, block_size, symmetric, percentile,
+                   scale_format):  # fmt: skip
+    """``(s_flat, z_flat, s_groups, z_groups)`` for the integer kernel.
+
+    ``s_flat``/``z_flat`` hold one value, or one per element in C order. ``x`` is needed only
+    for the rules (``scale`` a string).
+    """
+    axis, block_size = check_granularity(shape, axis, block_size)
+    sfmt = _check_scale_format(scale_format)
+    if isinstance(scale, str):
+        if x is None:
+            msg = f"scale={scale!r} is a rule, which needs data; decode needs the scale values"
+            raise ValueError(msg)
+        if zero_point is not None:
+            msg = "zero_point is computed by the scale rule; pass symmetric=False instead"
+            raise ValueError(msg)
+        sg, zg = compute_scale(
+            x, fmt, rule=scale, axis=axis, block_size=block_size, symmetric=symmetric,
+            percentile=percentile, scale_format=sfmt,
+        )  # fmt: skip
+    else:
+        sg = round_scale(check_given_scale(scale), sfmt)
+        sg = given_to_groups(sg, shape, axis, block_size, "scale")
+        z = np.asarray(0 if zero_point is None else zero_point)
+        if z.dtype.kind not in "iu" and not np.all(z == np.round(z)):
+            msg = f"zero_point must hold integers, got {zero_point!r}"
+            raise ValueError(msg)
+        zg = given_to_groups(z.astype(np.int64), shape, axis, block_size, "zero_point")
+    flat = []
+    for name, a in (("scale", sg), ("zero_point", zg)):
+        if a.size == 1:
+            flat.append(
+                np.ascontiguousarray(a, dtype=np.float64 if name == "scale" else np.int64).reshape(
+                    1
+                )
+            )
+            continue
+        try:
+            e = expand_groups(a, shape, axis, block_size)
+            flat.append(np.ascontiguousarray(e).reshape(-1))
+        except ValueError:
+            msg = f"{name} of shape {a.shape} does not broadcast to x's shape {shape}"
+            raise ValueError(msg) from None
+    return flat[0], flat[1], np.asarray(sg), np.asarray(zg), axis, block_size
