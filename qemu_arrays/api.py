@@ -21,7 +21,8 @@ __all__ = ["decode", "encode", "quantize"]
 
 _BF16 = np.dtype(ml_dtypes.bfloat16)
 _FLOAT_DTYPES = (np.dtype(np.float16), _BF16, np.dtype(np.float32), np.dtype(np.float64))
-_DEFAULT_BITS = {4: 32, 8: 53}  # random bits by input item size (after widening 16-bit types)
+_DEFAULT_BITS = {4: 32, 8: 53}
+_random_key = lru_cache(maxsize=64)(random_key)  # random bits by input item size (after widening 16-bit types)
 
 
 # ---- argument checking ---------------------------------------------------------------------
@@ -87,7 +88,7 @@ def _check_rounding_args(rounding, seed, stream, offset, random_bits, itemsize):
     if isinstance(r, bool) or not isinstance(r, numbers.Integral) or not 1 <= r <= 62:
         msg = f"random_bits must be an int in [1, 62], got {random_bits!r}; hint: None = exact"
         raise ValueError(msg)
-    k0, k1, k2 = random_key(seed or 0, stream)
+    k0, k1, k2 = _random_key(seed or 0, stream)
     return rounding, int(r), k0, k1, k2
 
 
@@ -241,10 +242,11 @@ def quantize(
             scale_format=scale_format, symmetric=symmetric, percentile=percentile,
         )  # fmt: skip
         res = np.empty(work.shape, dtype=work.dtype)
-        err = cpu.quantize_int(
-            work.reshape(-1), res.reshape(-1), np.empty(1, np.int64), s, z,
-            fmt.min, fmt.max, int(rounding), k0, k1, k2, int(offset), r, 1,
-        )  # fmt: skip
+        with cpu.threads_for(work.size):
+            err = cpu.quantize_int(
+                work.reshape(-1), res.reshape(-1), np.empty(1, np.int64), s, z,
+                fmt.min, fmt.max, int(rounding), k0, k1, k2, int(offset), r, 1,
+            )  # fmt: skip
     else:
         if scale is not None or zero_point is not None:
             msg = (
@@ -255,10 +257,11 @@ def quantize(
         xb, in_e, in_m = _float_kernel_args(work)
         res = np.empty(work.shape, dtype=work.dtype)
         rb = _float_kernel_args(res)[0]
-        err = cpu.quantize_float_bits(
-            xb, rb, in_e, in_m, fmt.params(), int(rounding), int(overflow),
-            k0, k1, k2, int(offset), r,
-        )  # fmt: skip
+        with cpu.threads_for(work.size):
+            err = cpu.quantize_float_bits(
+                xb, rb, in_e, in_m, fmt.params(), int(rounding), int(overflow),
+                k0, k1, k2, int(offset), r,
+            )  # fmt: skip
     if err:
         raise _nan_error(fmt, overflow)
     if res.dtype != out_dtype:
@@ -338,10 +341,11 @@ def encode(
             percentile=percentile,
         )  # fmt: skip
         k = np.empty(arr.size, dtype=np.int64)
-        err = cpu.quantize_int(
-            work.reshape(-1), np.empty(1, np.float64), k, s, z,
-            fmt.min, fmt.max, int(rounding), k0, k1, k2, int(offset), r, 2,
-        )  # fmt: skip
+        with cpu.threads_for(work.size):
+            err = cpu.quantize_int(
+                work.reshape(-1), np.empty(1, np.float64), k, s, z,
+                fmt.min, fmt.max, int(rounding), k0, k1, k2, int(offset), r, 2,
+            )  # fmt: skip
         codes = (k & ((1 << fmt.bits) - 1)).astype(cdt)
         if not err and _is_scaled(scale, axis, block_size, scale_format):
             from qemu_arrays.scaled import Encoded
@@ -353,10 +357,11 @@ def encode(
             raise ValueError(msg)
         xb, in_e, in_m = _float_kernel_args(work)
         codes = np.empty(arr.size, dtype=cdt)
-        err = cpu.encode_float_bits(
-            xb, codes, in_e, in_m, fmt.params(), int(rounding), int(overflow),
-            k0, k1, k2, int(offset), r,
-        )  # fmt: skip
+        with cpu.threads_for(work.size):
+            err = cpu.encode_float_bits(
+                xb, codes, in_e, in_m, fmt.params(), int(rounding), int(overflow),
+                k0, k1, k2, int(offset), r,
+            )  # fmt: skip
     if err:
         raise _nan_error(fmt, overflow)
     return codes.reshape(arr.shape)

@@ -8,8 +8,10 @@ Compilation is lazy (first call) and cached on disk (``cache=True``).
 from __future__ import annotations
 
 import os
+from contextlib import contextmanager
 from pathlib import Path
 
+import numba
 import numpy as np
 from numba import njit, prange
 
@@ -55,6 +57,23 @@ def purge_stale_cache(module_file: str) -> None:
 
 
 purge_stale_cache(__file__)
+
+SMALL = 1 << 15  # below this many elements a kernel runs on the calling thread alone
+
+
+@contextmanager
+def threads_for(n: int):
+    """Run small arrays on one thread: waking the pool costs more than the work (and, on a
+    loaded machine, can cost milliseconds). Results do not depend on the thread count."""
+    if n >= SMALL:
+        yield
+        return
+    prev = numba.get_num_threads()
+    numba.set_num_threads(1)
+    try:
+        yield
+    finally:
+        numba.set_num_threads(prev)
 
 
 @njit(**_PAR)
