@@ -307,9 +307,11 @@ def round_ieee_bits(
                 if has_negative_zero(signed, has_zero, specials):
                     return FINITE, sign, 0, 0
                 return FINITE, 0, 0, 0
+            if signed == 0 and sign == 1:
+                return _negative_unsigned(m, emin, subnormals, has_zero, specials, ovf)
             if ovf == SATURATE:
                 kept, q = _smallest(m, emin, subnormals, has_zero)
-                return FINITE, 0, kept, q
+                return FINITE, sign, kept, q
             if format_has_nan(m, specials):
                 return NAN, 0, 0, 0
             return NAN_ERROR, 0, 0, 0
@@ -412,10 +414,12 @@ def decode_code(code, m, emin, ebits, bias, subnormals, has_zero, signed, specia
     if specials == P3109 and mag == (1 << mag_bits) - 1:
         return -math.inf if sign == 1 else math.inf
     if ef == 0 and has_zero == 1:
-        if subnormals == 1:
+        if subnormals == 1 and mf != 0:
             v = math.ldexp(float(mf), emin - m)
         else:
             v = 0.0
+            if not has_negative_zero(signed, has_zero, specials):
+                return v
     else:
         v = math.ldexp(float(mf | (1 << m)), ef - bias - m)
     return -v if sign == 1 else v
