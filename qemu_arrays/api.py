@@ -97,7 +97,8 @@ def _widen(arr, via_float32):
     if arr.dtype.itemsize == 2:
         return arr.astype(np.float32), arr.dtype
     if via_float32 and arr.dtype == np.float64:
-        return arr.astype(np.float32), arr.dtype
+        with np.errstate(over="ignore"):  # float64 beyond float32's range: inf, as ml_dtypes
+            return arr.astype(np.float32), arr.dtype
     return np.ascontiguousarray(arr), arr.dtype
 
 
@@ -265,7 +266,8 @@ def quantize(
     if err:
         raise _nan_error(fmt, overflow)
     if res.dtype != out_dtype:
-        res = res.astype(out_dtype)
+        with np.errstate(over="ignore"):  # values beyond the dtype's range become inf (docs)
+            res = res.astype(out_dtype)
     if out is not None:
         out[...] = res
         return out
