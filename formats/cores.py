@@ -46,13 +46,16 @@ P3109 = 4
 
 M32 = 0xFFFFFFFF
 
-_JIT = {"cache": True, "nogil": True, "inline": "always"}
+_JIT = {"cache": True, "nogil": True}
+# small functions on every element's path are inlined at numba IR level; the general path is
+# left to LLVM, which keeps compile time of each kernel to seconds
+_HOT = {"cache": True, "nogil": True, "inline": "always"}
 
 
 # ---- counter-based random bits ----------------------------------------------------------------
 
 
-@njit(**_JIT)
+@njit(**_HOT)
 def mix32(x):
     """Wellons' lowbias32 hash: a bijection of 32-bit words (see docs/formats.md)."""
     x = x & M32
@@ -64,7 +67,7 @@ def mix32(x):
     return x
 
 
-@njit(**_JIT)
+@njit(**_HOT)
 def random_word(k0, k1, k2, index, j):
     """Word ``j`` (0 or 1) of element ``index`` under the key ``(k0, k1, k2)``."""
     lo = index & M32
@@ -74,7 +77,7 @@ def random_word(k0, k1, k2, index, j):
     return mix32((h + k0) & M32)
 
 
-@njit(**_JIT)
+@njit(**_HOT)
 def random_u(k0, k1, k2, index, r):
     """The element's ``r``-bit random integer, ``1 <= r <= 62``."""
     w0 = random_word(k0, k1, k2, index, 0)
@@ -97,7 +100,7 @@ def random_key(seed: int, stream: int = 0) -> tuple[int, int, int]:
 # ---- helpers ---------------------------------------------------------------------------------
 
 
-@njit(**_JIT)
+@njit(**_HOT)
 def bit_length(k):
     """Number of bits of a non-negative int64 (0 for 0), by binary search."""
     n = 0
@@ -122,19 +125,19 @@ def bit_length(k):
     return n + k
 
 
-@njit(**_JIT)
+@njit(**_HOT)
 def has_negative_zero(signed, has_zero, specials):
     return signed == 1 and has_zero == 1 and specials != FNUZ and specials != P3109
 
 
-@njit(**_JIT)
+@njit(**_HOT)
 def format_has_nan(m, specials):
     if specials == IEEE:
         return m > 0
     return specials != FINITE_ONLY
 
 
-@njit(**_JIT)
+@njit(**_HOT)
 def format_has_inf(specials):
     return specials == IEEE or specials == P3109
 
@@ -463,7 +466,7 @@ def round_int_value(x, qmin, qmax, rnd, u, r):
     return FINITE, k
 
 
-@njit(**_JIT)
+@njit(**_HOT)
 def round_bits_fast(b, in_e, in_m, m, emin, emax, sigmax, signed, rnd, u, r):
     """Fast path of :func:`round_ieee_bits` for the common case, on the input's own bits.
 
@@ -514,3 +517,41 @@ def round_bits_fast(b, in_e, in_m, m, emin, emax, sigmax, signed, rnd, u, r):
     if mag > max_mag:
         return False, 0
     return True, mag
+
+
+@njit(**_HOT)
+def round_subnormal_fast(b, in_e, in_m, m, emin, subnormals, has_zero, signed, specials, rnd, u, r):
+    """Fast path for a normal input below the format's smallest normal (format with subnormals).
+
+    Returns ``(True, sign, kept)`` meaning ``(-1)**sign * kept * 2**(emin - m)`` (``kept`` may
+    reach ``2**m``, the smallest normal), or ``(False, 0, 0)`` when the general path decides.
+    Identical to :func:`round_ieee_bits` where it applies.
+    """
+    sign = (b >> (in_e + in_m)) & 1
+    ef = (b >> in_m) & ((1 << in_e) - 1)
+    e = ef - ((1 << (in_e - 1)) - 1)
+    if ef == 0 or e >= emin or subnormals == 0 or m > in_m or (signed == 0 and sign == 1):
+        return False, 0, 0
+    s = in_m - m + (emin - e)
+    if s > 61:
+        return False, 0, 0
+    big = (b & ((1 << in_m) - 1)) | (1 << in_m)
+    kept = big >> s
+    rem = big & ((1 << s) - 1)
+    half = 1 << (s - 1)
+    if rnd == RNE:
+        kept += (rem > half) | ((rem == half) & ((kept & 1) == 1))
+    elif rnd == RNA:
+        kept += rem >= half
+    elif rnd == RUP:
+        kept += (rem != 0) & (sign == 0)
+    elif rnd == RDN:
+        kept += (rem != 0) & (sign == 1)
+    elif rnd == ODD:
+        kept |= rem != 0
+    elif rnd == SR:
+        t = rem >> (s - r) if s >= r else rem << (r - s)
+        kept += u < t
+    if kept == 0 and not has_negative_zero(signed, has_zero, specials):
+        sign = 0
+    return True, sign, kept

@@ -260,7 +260,7 @@ def quantize(
         rb = _float_kernel_args(res)[0]
         with cpu.threads_for(work.size):
             err = cpu.quantize_float_bits(
-                xb, rb, in_e, in_m, fmt.params(), int(rounding), int(overflow),
+                xb, rb, res.reshape(-1), in_e, in_m, fmt.params(), int(rounding), int(overflow),
                 k0, k1, k2, int(offset), r,
             )  # fmt: skip
     if err:

@@ -7,6 +7,7 @@ Compilation is lazy (first call) and cached on disk (``cache=True``).
 
 from __future__ import annotations
 
+import math
 import os
 from contextlib import contextmanager
 from pathlib import Path
@@ -26,6 +27,7 @@ from formats.cores import (
     round_bits_fast,
     round_ieee_bits,
     round_int_value,
+    round_subnormal_fast,
 )
 
 _PAR = {"parallel": True, "cache": True, "nogil": True}
@@ -77,10 +79,14 @@ def threads_for(n: int):
 
 
 @njit(**_PAR)
-def quantize_float_bits(xb, outb, in_e, in_m, p, rnd, ovf, k0, k1, k2, offset, r):
-    """Round IEEE bit patterns ``xb`` into the format ``p``; write IEEE bits of the values."""
+def quantize_float_bits(xb, outb, outf, in_e, in_m, p, rnd, ovf, k0, k1, k2, offset, r):
+    """Round IEEE bit patterns ``xb`` into the format ``p``; write the values.
+
+    ``outb`` and ``outf`` are the same output buffer viewed as bits and as floats.
+    """
     m, emin, emax, sigmax, sub, hz, sg, sp, eb, bias = p
     sign_mask = 1 << (in_e + in_m)
+    sub_scale = math.ldexp(1.0, emin - m)
     err = 0
     for i in prange(xb.size):
         b = np.int64(xb[i])
@@ -88,6 +94,11 @@ def quantize_float_bits(xb, outb, in_e, in_m, p, rnd, ovf, k0, k1, k2, offset, r
         ok, mag = round_bits_fast(b, in_e, in_m, m, emin, emax, sigmax, sg, rnd, u, r)
         if ok:
             outb[i] = (b & sign_mask) | mag
+            continue
+        ok, s, kept = round_subnormal_fast(b, in_e, in_m, m, emin, sub, hz, sg, sp, rnd, u, r)
+        if ok:
+            v = np.float64(kept) * sub_scale
+            outf[i] = -v if s == 1 else v
             continue
         st, s, kept, q = round_ieee_bits(
             b, in_e, in_m, m, emin, emax, sigmax, sub, hz, sg, sp, rnd, ovf, u, r
@@ -113,6 +124,10 @@ def encode_float_bits(xb, codes, in_e, in_m, p, rnd, ovf, k0, k1, k2, offset, r)
             ef = (mag >> in_m) - in_bias + bias
             mf = (mag & in_mmask) >> (in_m - m)
             codes[i] = (((b >> (in_e + in_m)) & sg) << (eb + m)) | (ef << m) | mf
+            continue
+        ok, s, kept = round_subnormal_fast(b, in_e, in_m, m, emin, sub, hz, sg, sp, rnd, u, r)
+        if ok:
+            codes[i] = ((s & sg) << (eb + m)) | kept
             continue
         st, s, kept, q = round_ieee_bits(
             b, in_e, in_m, m, emin, emax, sigmax, sub, hz, sg, sp, rnd, ovf, u, r
