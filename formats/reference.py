@@ -1,0 +1,559 @@
+"""The exact reference codec: ``docs/formats.md`` transcribed into rational arithmetic.
+
+This module is the oracle every fast path is tested against. It works on one value at a time with
+:class:`fractions.Fraction` and Python integers, never with floating-point arithmetic or bit
+tricks, so that it is independent of the kernels it checks:
+
+* a finite input is converted to its exact rational value;
+* the grid spacing ``2^q`` at ``|x|`` is found from the exact binade of ``|x|``;
+* ``|x| = (K + f) * 2^q`` is split exactly, and the rounding mode picks ``K`` or ``K + 1``
+  following the table of the doc, line by line;
+* the special cases (NaN, infinities, overflow, negative input to unsigned formats, zero into
+  formats without zero) follow the doc's ``Overflow`` table.
+
+It also holds the counter-based random generator of the doc in plain Python integers.
+
+Public functions: :func:`quantize_value`, :func:`encode_value`, :func:`decode_code`,
+:func:`decode_exact`, :func:`key`, :func:`mix32`, :func:`random_word`, :func:`random_bits`.
+Slow (tens of microseconds per value) and obviously right; use it in tests, not in loops over
+large arrays.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+import operator
+from dataclasses import dataclass
+from fractions import Fraction
+
+from formats.spec import FloatFormat, IntFormat, Overflow, Rounding, Specials
+
+__all__ = [
+    "decode_code",
+    "decode_exact",
+    "encode_value",
+    "key",
+    "mix32",
+    "quantize_value",
+    "random_bits",
+    "random_word",
+]
+
+_M32 = 0xFFFFFFFF
+_FLOAT32_EMIN = -126  # float32 values below 2^-126 are subnormal
+_HALF = Fraction(1, 2)
+
+
+# ---- argument checking -------------------------------------------------------------------------
+
+
+def _as_format(fmt):
+    if isinstance(fmt, (FloatFormat, IntFormat)):
+        return fmt
+    if isinstance(fmt, str):
+        from formats.catalog import get_format
+
+        return _as_format(get_format(fmt))
+    msg = (
+        f"fmt must be a FloatFormat, an IntFormat or a catalogue name, got {fmt!r} "
+        f"({type(fmt).__name__}); hint: the reference handles element formats only, quantize "
+        "block formats element by element"
+    )
+    raise TypeError(msg)
+
+
+def _as_enum(name, value, enum_cls):
+    try:
+        return enum_cls(value)
+    except ValueError:
+        allowed = ", ".join(f"{enum_cls.__name__}.{v.name}" for v in enum_cls)
+        msg = f"{name} must be one of {allowed}, got {value!r}"
+        raise ValueError(msg) from None
+
+
+def _as_int(name, value):
+    if isinstance(value, bool):
+        msg = f"{name} must be an integer, got the bool {value!r}"
+        raise TypeError(msg)
+    try:
+        return operator.index(value)
+    except TypeError:
+        msg = f"{name} must be an integer, got {value!r} ({type(value).__name__})"
+        raise TypeError(msg) from None
+
+
+def _check_random(u, r):
+    if u is None or r is None:
+        msg = (
+            f"Rounding.STOCHASTIC needs the random integer u and its width r, got u={u!r}, "
+            f"r={r!r}; hint: u = random_bits(seed, stream, index, r)"
+        )
+        raise ValueError(msg)
+    u = _as_int("u", u)
+    r = _as_int("r", r)
+    if not 1 <= r <= 64:
+        msg = f"r (random bits) must be in [1, 64], got {r}"
+        raise ValueError(msg)
+    if not 0 <= u < (1 << r):
+        msg = f"u must be an r-bit integer in [0, 2**{r}), got {u}"
+        raise ValueError(msg)
+    return u, r
+
+
+# ---- exact values ------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _Value:
+    """A rounded result: ``kind`` is "finite", "inf" or "nan"; ``magnitude`` is exact."""
+
+    kind: str
+    negative: bool
+    magnitude: Fraction = Fraction(0)
+
+
+def _split_input(x):
+    """(kind, negative, exact magnitude) of a Python float, int or Fraction (or numpy scalar)."""
+    if isinstance(x, Fraction):
+        return "finite", x < 0, abs(x)
+    if isinstance(x, (bool, str, bytes)):
+        msg = f"x must be a real number (float, int or Fraction), got {x!r} ({type(x).__name__})"
+        raise TypeError(msg)
+    if isinstance(x, int):
+        return "finite", x < 0, Fraction(abs(x))
+    try:
+        xf = float(x)  # exact for float16/bfloat16/float32/float64 scalars
+    except (TypeError, ValueError):
+        msg = f"x must be a real number (float, int or Fraction), got {x!r} ({type(x).__name__})"
+        raise TypeError(msg) from None
+    negative = math.copysign(1.0, xf) < 0
+    if math.isnan(xf):
+        return "nan", negative, Fraction(0)
+    if math.isinf(xf):
+        return "inf", negative, Fraction(0)
+    return "finite", negative, Fraction(abs(xf))
+
+
+@functools.lru_cache(maxsize=4096)
+def _pow2(k: int) -> Fraction:
+    """2^k as an exact Fraction (cached: the reference builds many powers of two)."""
+    return Fraction(1 << k) if k >= 0 else Fraction(1, 1 << -k)
+
+
+@functools.lru_cache(maxsize=256)
+def _max_exact(fmt: FloatFormat) -> Fraction:
+    return fmt.max_exact
+
+
+def _floor_log2(v: Fraction) -> int:
+    """The integer e with 2^e <= v < 2^(e+1), for v > 0, exactly."""
+    e = v.numerator.bit_length() - v.denominator.bit_length()
+    if v < _pow2(e):
+        e -= 1
+    return e
+
+
+def _to_float(negative: bool, v: Fraction) -> float:
+    """The exact rational ``(-1)^negative * v`` rounded to float64 (nearest-even, ±inf)."""
+    try:
+        out = float(v)  # int / int true division: correctly rounded
+    except OverflowError:
+        out = math.inf
+    return -out if negative else out
+
+
+def _round_significand(K: int, f: Fraction, rounding: Rounding, negative: bool, u, r) -> int:
+    """Choose K' for |x| = (K + f) * 2^q, 0 <= f < 1: the table of docs/formats.md."""
+    if rounding is Rounding.NEAREST_EVEN:
+        return K + 1 if f > _HALF or (f == _HALF and K % 2 == 1) else K
+    if rounding is Rounding.NEAREST_AWAY:
+        return K + 1 if f >= _HALF else K
+    if rounding is Rounding.TOWARD_ZERO:
+        return K
+    if rounding is Rounding.UP:
+        return K + 1 if f > 0 and not negative else K
+    if rounding is Rounding.DOWN:
+        return K + 1 if f > 0 and negative else K
+    if rounding is Rounding.TO_ODD:
+        return K | 1 if f > 0 else K
+    # STOCHASTIC: away from zero when u < floor(f * 2^r)
+    threshold = math.floor(f * (1 << r))
+    return K + 1 if u < threshold else K
+
+
+def _rounds_away_at_max(rounding: Rounding, negative: bool) -> bool:
+    if rounding in (Rounding.NEAREST_EVEN, Rounding.NEAREST_AWAY, Rounding.STOCHASTIC):
+        return True
+    if rounding is Rounding.UP:
+        return not negative
+    if rounding is Rounding.DOWN:
+        return negative
+    return False  # TOWARD_ZERO, TO_ODD
+
+
+# ---- float formats -----------------------------------------------------------------------------
+
+
+def _smallest_magnitude(fmt: FloatFormat) -> Fraction:
+    """The smallest positive finite magnitude."""
+    if fmt.has_zero and fmt.subnormals and fmt.mantissa_bits > 0:
+        return _pow2(fmt.emin - fmt.mantissa_bits)
+    return _pow2(fmt.emin)
+
+
+def _smallest_value(fmt: FloatFormat, negative: bool) -> _Value:
+    """'The smallest value' of the doc: zero where the format has zero, else the smallest
+    magnitude (negative only for a signed format asked for a negative one)."""
+    if fmt.has_zero:
+        return _Value("finite", negative and fmt.has_negative_zero, Fraction(0))
+    return _Value("finite", negative and fmt.signed, _smallest_magnitude(fmt))
+
+
+def _zero(fmt: FloatFormat, negative: bool) -> _Value:
+    return _Value("finite", negative and fmt.has_negative_zero, Fraction(0))
+
+
+def _nan(fmt: FloatFormat, negative: bool, why: str) -> _Value:
+    if not fmt.has_nan:
+        msg = (
+            f"{why}: the format {fmt.name} has no NaN to represent it; hint: pass "
+            "overflow=Overflow.SATURATE or filter the input (NaN input always needs a NaN)"
+        )
+        raise ValueError(msg)
+    return _Value("nan", negative and fmt.signed)
+
+
+def _overflowed(fmt: FloatFormat, negative: bool, away: bool, overflow: Overflow) -> _Value:
+    """Result of a magnitude beyond max (or an infinite input) per the Overflow table."""
+    if overflow is Overflow.SATURATE or not away:
+        return _Value("finite", negative, _max_exact(fmt))
+    if fmt.has_inf:
+        return _Value("inf", negative)
+    if fmt.has_nan:
+        return _Value("nan", negative and fmt.signed)
+    return _Value("finite", negative, _max_exact(fmt))
+
+
+def _quantize_float(x, fmt: FloatFormat, rounding, overflow, u, r, held_as_float32) -> _Value:
+    kind, negative, mag = _split_input(x)
+
+    # NaN input
+    if kind == "nan":
+        if fmt.has_nan:
+            return _Value("nan", negative and fmt.signed)
+        if overflow is Overflow.ML_DTYPES:
+            # ml_dtypes' FP6/FP4 behaviour: zero with the opposite sign of the NaN
+            if fmt.has_zero:
+                return _zero(fmt, not negative)
+            return _nan(fmt, False, "NaN input became zero, which a format without zero lacks")
+        return _nan(fmt, negative, "NaN input")
+
+    # negative input to an unsigned format (-0 only matters when the format has no zero)
+    if negative and not fmt.signed and (kind != "finite" or mag != 0 or not fmt.has_zero):
+        if overflow is not Overflow.SATURATE and fmt.has_nan:
+            return _Value("nan", False)
+        return _smallest_value(fmt, False)
+
+    # infinite input
+    if kind == "inf":
+        return _overflowed(fmt, negative, True, overflow)
+
+    # exact zero
+    if mag == 0:
+        if fmt.has_zero:
+            return _zero(fmt, negative)
+        if overflow is Overflow.SATURATE:
+            return _smallest_value(fmt, negative)
+        return _nan(fmt, False, "zero input")
+
+    # a non-zero finite magnitude: |x| = (K + f) * 2^q
+    m, emin = fmt.mantissa_bits, fmt.emin
+    e = _floor_log2(mag)
+    if (
+        overflow is Overflow.ML_DTYPES
+        and not fmt.has_zero
+        and held_as_float32
+        and mag < _pow2(_FLOAT32_EMIN)
+    ):
+        # ml_dtypes' quirk (docs/formats.md): a float32 subnormal input into a format without
+        # zero goes *up* to the next grid value, whatever the rounding mode
+        rounding = Rounding.UP if not negative else Rounding.DOWN
+    if not fmt.subnormals and e < emin:
+        q = emin  # no subnormals: the only candidates below 2^emin are 0 and 2^emin
+    else:
+        q = max(e, emin) - m
+    scaled = mag / _pow2(q)
+    K = math.floor(scaled)
+    f = scaled - K
+    K_new = _round_significand(K, f, rounding, negative, u, r)
+    result = K_new * _pow2(q)
+
+    if result > _max_exact(fmt):
+        return _overflowed(fmt, negative, _rounds_away_at_max(rounding, negative), overflow)
+    if result == 0:
+        if fmt.has_zero:
+            return _zero(fmt, negative)
+        return _smallest_value(fmt, negative)  # a non-zero magnitude rounded to 0, no zero
+    return _Value("finite", negative, result)
+
+
+def _encode_float(v: _Value, fmt: FloatFormat) -> int:
+    e, m = fmt.exponent_bits, fmt.mantissa_bits
+    sign_bit = (1 << (e + m)) if (v.negative and fmt.signed) else 0
+    all_ones_field = (1 << e) - 1
+    all_ones_magnitude = (1 << (e + m)) - 1
+    if v.kind == "nan":
+        if fmt.specials in (Specials.FNUZ, Specials.P3109):
+            return 1 << (e + m)
+        if fmt.specials is Specials.IEEE:
+            return sign_bit | (all_ones_field << m) | (1 << (m - 1))
+        return sign_bit | all_ones_magnitude  # FN
+    if v.kind == "inf":
+        if fmt.specials is Specials.IEEE:
+            return sign_bit | (all_ones_field << m)
+        return sign_bit | all_ones_magnitude  # P3109
+    mag = v.magnitude
+    if mag == 0:
+        return sign_bit if fmt.has_negative_zero else 0
+    if fmt.subnormals and mag < _pow2(fmt.emin):
+        ef = 0
+        ff = mag / _pow2(fmt.emin - m)
+    else:
+        ex = _floor_log2(mag)
+        ef = ex + fmt.bias
+        ff = mag / _pow2(ex - m) - (1 << m)
+    if ff.denominator != 1 or not 0 <= ef <= all_ones_field or not 0 <= ff < (1 << m):
+        msg = f"internal error: {mag} is not a value of {fmt!r}"
+        raise RuntimeError(msg)
+    return sign_bit | (ef << m) | int(ff)
+
+
+def decode_exact(code, fmt) -> Fraction | float:
+    """The exact value of a code: a Fraction for finite codes (zero as ``Fraction(0)``, whatever
+    its sign), ``±inf`` or ``nan`` (floats) for the special codes."""
+    fmt = _as_format(fmt)
+    if not isinstance(fmt, FloatFormat):
+        msg = f"decode_exact takes a FloatFormat, got {fmt!r}; hint: an integer code is k itself"
+        raise TypeError(msg)
+    code = _as_int("code", code)
+    if not 0 <= code < (1 << fmt.bits):
+        msg = f"code must be in [0, 2**{fmt.bits}) for {fmt.name}, got {code}"
+        raise ValueError(msg)
+    e, m, b = fmt.exponent_bits, fmt.mantissa_bits, fmt.bias
+    negative = fmt.signed and bool(code >> (e + m))
+    magnitude_code = code & ((1 << (e + m)) - 1)
+    ef, ff = magnitude_code >> m, magnitude_code & ((1 << m) - 1)
+    all_ones_field, all_ones_magnitude = (1 << e) - 1, (1 << (e + m)) - 1
+    sp = fmt.specials
+    sign = -1.0 if negative else 1.0
+    if sp is Specials.IEEE and ef == all_ones_field:
+        return sign * math.inf if ff == 0 else math.nan
+    if sp is Specials.FN and magnitude_code == all_ones_magnitude:
+        return math.nan
+    if sp in (Specials.FNUZ, Specials.P3109) and negative and magnitude_code == 0:
+        return math.nan
+    if sp is Specials.P3109 and magnitude_code == all_ones_magnitude:
+        return sign * math.inf
+    if ef == 0 and fmt.has_zero:
+        value = _pow2(1 - b) * Fraction(ff, 1 << m) if fmt.subnormals else Fraction(0)
+    else:
+        value = _pow2(ef - b) * (1 + Fraction(ff, 1 << m))
+    return -value if negative else value
+
+
+def decode_code(code, fmt) -> float:
+    """The value of ``code`` in the float format ``fmt`` as a float64: exact for every format
+    whose values float64 holds, ``±0.0`` with the code's sign, ``±inf``, ``nan``."""
+    fmt = _as_format(fmt)
+    value = decode_exact(code, fmt)
+    if isinstance(value, float):
+        return value
+    negative = fmt.signed and bool(code >> (fmt.bits - 1))
+    if value == 0:
+        return -0.0 if negative and fmt.has_negative_zero else 0.0
+    return _to_float(value < 0, abs(value))
+
+
+# ---- integer formats ---------------------------------------------------------------------------
+
+
+def _check_scale(scale):
+    if scale is None:
+        msg = "scale is required for integer formats: value = clamp(round(x / scale)) * scale"
+        raise ValueError(msg)
+    if isinstance(scale, bool):
+        msg = f"scale must be a positive finite number, got the bool {scale!r}"
+        raise TypeError(msg)
+    try:
+        s = Fraction(scale) if isinstance(scale, (int, Fraction)) else Fraction(float(scale))
+    except (TypeError, ValueError, OverflowError):
+        msg = f"scale must be a positive finite number, got {scale!r}"
+        raise ValueError(msg) from None
+    if s <= 0:
+        msg = f"scale must be a positive finite number, got {scale!r}; hint: use abs(scale)"
+        raise ValueError(msg)
+    return s
+
+
+def _quantize_int(x, fmt: IntFormat, rounding, u, r, scale) -> int:
+    """The integer k of docs/formats.md: float64 quotient x / s, rounded, clamped."""
+    s = _check_scale(scale)
+    kind, negative, mag = _split_input(x)
+    if kind == "nan":
+        msg = f"NaN input: the integer format {fmt.name} has no NaN; hint: filter the input"
+        raise ValueError(msg)
+    if kind == "inf":
+        return fmt.min if negative else fmt.max
+    quotient = _to_float(negative, mag / s)  # the float64 quotient, one correct rounding
+    if math.isinf(quotient):
+        return fmt.min if negative else fmt.max
+    qmag = Fraction(abs(quotient))
+    K = math.floor(qmag)
+    k_mag = _round_significand(K, qmag - K, rounding, negative, u, r)
+    k = -k_mag if negative else k_mag
+    return min(max(k, fmt.min), fmt.max)
+
+
+# ---- public codec ------------------------------------------------------------------------------
+
+
+_HELD_AS_FLOAT32 = ("float16", "bfloat16", "float32")
+
+
+@functools.lru_cache(maxsize=64)
+def _held_as_float32(input_dtype) -> bool:
+    """Whether the input type is one the kernels read as float32 (16-bit types widen exactly)."""
+    if input_dtype is None:
+        return False
+    name = input_dtype if isinstance(input_dtype, str) else getattr(input_dtype, "name", None)
+    if name is None:
+        name = getattr(input_dtype, "__name__", None)
+    allowed = (*_HELD_AS_FLOAT32, "float64")
+    if name not in allowed:
+        msg = f"input_dtype must be one of {allowed} (or None for float64), got {input_dtype!r}"
+        raise ValueError(msg)
+    return name in _HELD_AS_FLOAT32
+
+
+def _prepare(fmt, rounding, overflow, u, r, scale):
+    fmt = _as_format(fmt)
+    rounding = _as_enum("rounding", rounding, Rounding)
+    overflow = _as_enum("overflow", overflow, Overflow)
+    if rounding is Rounding.STOCHASTIC:
+        u, r = _check_random(u, r)
+    if isinstance(fmt, FloatFormat) and scale is not None:
+        msg = (
+            f"scale applies to integer formats, got scale={scale!r} with {fmt.name}; hint: "
+            "divide by the scale before quantizing to a float format"
+        )
+        raise ValueError(msg)
+    return fmt, rounding, overflow, u, r
+
+
+def quantize_value(
+    x,
+    fmt,
+    rounding=Rounding.NEAREST_EVEN,
+    overflow=Overflow.OWN,
+    *,
+    u=None,
+    r=None,
+    scale=None,
+    input_dtype=None,
+) -> float:
+    """``x`` rounded to ``fmt`` exactly, returned as a float64 (exact when float64 holds it).
+
+    ``x`` is a Python float (or anything ``float()`` converts exactly), an int or a Fraction.
+    ``Rounding.STOCHASTIC`` needs ``u``, an ``r``-bit random integer. Integer formats need
+    ``scale`` and return ``k * scale``. ``input_dtype`` (a name or dtype: "float16", "bfloat16",
+    "float32", "float64") says what type held ``x``; only ``Overflow.ML_DTYPES`` uses it, for
+    ml_dtypes' rounding of float32 subnormals into formats without zero. ``None`` means float64.
+    """
+    fmt, rounding, overflow, u, r = _prepare(fmt, rounding, overflow, u, r, scale)
+    if isinstance(fmt, IntFormat):
+        k = _quantize_int(x, fmt, rounding, u, r, scale)
+        return _to_float(k < 0, abs(k) * _check_scale(scale))
+    v = _quantize_float(x, fmt, rounding, overflow, u, r, _held_as_float32(input_dtype))
+    if v.kind == "nan":
+        return math.copysign(math.nan, -1.0 if v.negative else 1.0)
+    if v.kind == "inf":
+        return -math.inf if v.negative else math.inf
+    if v.magnitude == 0:
+        return -0.0 if v.negative else 0.0
+    return _to_float(v.negative, v.magnitude)
+
+
+def encode_value(
+    x,
+    fmt,
+    rounding=Rounding.NEAREST_EVEN,
+    overflow=Overflow.OWN,
+    *,
+    u=None,
+    r=None,
+    scale=None,
+    input_dtype=None,
+) -> int:
+    """The code of ``x`` rounded to ``fmt``: the format's bit pattern as a non-negative int.
+
+    NaN results get the canonical NaN code of ``docs/formats.md``. Integer formats return the
+    ``bits``-bit two's-complement pattern of ``k`` (``k`` itself when unsigned). Arguments as
+    :func:`quantize_value`.
+    """
+    fmt, rounding, overflow, u, r = _prepare(fmt, rounding, overflow, u, r, scale)
+    if isinstance(fmt, IntFormat):
+        k = _quantize_int(x, fmt, rounding, u, r, scale)
+        return k & ((1 << fmt.bits) - 1)
+    held = _held_as_float32(input_dtype)
+    return _encode_float(_quantize_float(x, fmt, rounding, overflow, u, r, held), fmt)
+
+
+# ---- the counter-based random bits -------------------------------------------------------------
+
+
+def mix32(x: int) -> int:
+    """Wellons' lowbias32 hash of a 32-bit word (a bijection of [0, 2^32))."""
+    x &= _M32
+    x ^= x >> 16
+    x = (x * 0x7FEB352D) & _M32
+    x ^= x >> 15
+    x = (x * 0x846CA68B) & _M32
+    x ^= x >> 16
+    return x
+
+
+def key(seed, stream=0) -> tuple[int, int, int]:
+    """The three key words (k0, k1, k2) of ``(seed mod 2^64, stream mod 2^32)``."""
+    seed = _as_int("seed", seed) % (1 << 64)
+    stream = _as_int("stream", stream) % (1 << 32)
+    k0 = mix32((seed & _M32) ^ 0x243F6A88)
+    k1 = mix32((seed >> 32) ^ k0 ^ 0x85A308D3)
+    k2 = mix32(stream ^ k1 ^ 0x13198A2E)
+    return k0, k1, k2
+
+
+def random_word(seed, stream, index, j) -> int:
+    """The 32-bit word ``word(index, j)`` (j = 0 or 1) of the generator keyed by seed, stream."""
+    k0, k1, k2 = key(seed, stream)
+    index = _as_int("index", index) % (1 << 64)
+    j = _as_int("j", j)
+    if j not in (0, 1):
+        msg = f"j must be 0 or 1, got {j}"
+        raise ValueError(msg)
+    h = mix32((index & _M32) ^ k2)
+    h = mix32(h ^ (((index >> 32) + j * 0x9E3779B9) & _M32) ^ k1)
+    return mix32((h + k0) & _M32)
+
+
+def random_bits(seed, stream, index, r) -> int:
+    """The element's ``r``-bit random integer u (1 <= r <= 64), as in docs/formats.md."""
+    r = _as_int("r", r)
+    if not 1 <= r <= 64:
+        msg = f"r (random bits) must be in [1, 64], got {r}; hint: 32 for float32 input"
+        raise ValueError(msg)
+    w0 = random_word(seed, stream, index, 0)
+    if r <= 32:
+        return w0 >> (32 - r)
+    w1 = random_word(seed, stream, index, 1)
+    return ((w0 << 32) | w1) >> (64 - r)
