@@ -7,6 +7,7 @@ kernels compile on first use, and torch, jax, dask and numba.cuda load only when
 from formats.catalog import list_formats, minifloat, p3109, register
 from formats.spec import FloatFormat, IntFormat, Overflow, Rounding, Specials
 from qemu_arrays.api import decode, encode, quantize
+from qemu_arrays.dispatch import Route, explain_route, route
 
 __version__ = "0.1.0"
 
@@ -23,16 +24,19 @@ __all__ = [
     "IntFormat",
     "Overflow",
     "Rounding",
+    "Route",
     "Specials",
     "__version__",
     "decode",
     "encode",
+    "explain_route",
     "get_format",
     "list_formats",
     "minifloat",
     "p3109",
     "quantize",
     "register",
+    "route",
 ]
 
 from formats.block_spec import BlockFormat, ScaleRule  # noqa: E402

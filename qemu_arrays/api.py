@@ -99,7 +99,7 @@ def _widen(arr, via_float32):
     if via_float32 and arr.dtype == np.float64:
         with np.errstate(over="ignore"):  # float64 beyond float32's range: inf, as ml_dtypes
             return arr.astype(np.float32), arr.dtype
-    return np.ascontiguousarray(arr), arr.dtype
+    return (arr if arr.flags.c_contiguous else np.ascontiguousarray(arr)), arr.dtype
 
 
 def _check_out(out, shape, dtype):

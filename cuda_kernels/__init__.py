@@ -1,0 +1,422 @@
+"""numba-CUDA route of qemu_arrays: kernels over the shared scalar cores, loaded on first use.
+
+``import qemu_arrays`` never imports this package; :mod:`qemu_arrays.dispatch` calls :func:`run`
+when it sees device memory (``__cuda_array_interface__``: CuPy arrays, PyTorch CUDA tensors,
+numba device arrays). Importing ``numba.cuda`` and compiling the kernels happen here, at the
+first call, and a missing numba-cuda or CUDA driver gives an ``ImportError``/``RuntimeError``
+that says what is missing. Under ``NUMBA_ENABLE_CUDASIM=1`` the same kernels run in numba's CUDA
+simulator (slow: for tests on small arrays).
+"""
+
+from __future__ import annotations
+
+import math
+import os
+
+import numpy as np
+
+__all__ = ["available", "load", "run"]
+
+_THREADS = 256
+_kernels = None
+_SMS: dict = {}
+
+
+def load():
+    """Import numba.cuda and the kernels module, or say clearly why that is impossible."""
+    global _kernels
+    if _kernels is not None:
+        return _kernels
+    if not hasattr(np, "row_stack"):
+        # numba-cuda <= 0.30 registers an overload of np.row_stack, which NumPy 2.4 removed;
+        # the alias lets its CUDA target initialise (drop when numba-cuda no longer needs it)
+        setattr(np, "row_stack", np.vstack)  # noqa: B010 - a plain assignment trips NPY201
+    try:
+        from numba import cuda
+    except ImportError as e:  # pragma: no cover - depends on the installation
+        msg = (
+            "the CUDA route needs numba-cuda (`pip install numba-cuda`, or qemu-arrays[cuda]); "
+            f"importing numba.cuda failed: {e}"
+        )
+        raise ImportError(msg) from e
+    if not cuda.is_available():
+        msg = (
+            "the CUDA route found no usable CUDA driver/GPU (numba.cuda.is_available() is False); "
+            "hint: check `nvidia-smi`, or set NUMBA_ENABLE_CUDASIM=1 before importing numba "
+            "to run the kernels in the simulator; or move the array to the host"
+        )
+        raise RuntimeError(msg)
+    from cuda_kernels import kernels
+
+    _kernels = kernels
+    return kernels
+
+
+def available() -> bool:
+    """Whether the CUDA route can run here (numba-cuda importable and a device or simulator)."""
+    try:
+        load()
+    except (ImportError, RuntimeError):
+        return False
+    return True
+
+
+def simulated() -> bool:
+    return os.environ.get("NUMBA_ENABLE_CUDASIM", "0") == "1"
+
+
+# ---- array adapters --------------------------------------------------------------------------
+
+
+class _Lib:
+    """What the route needs from the caller's library: views, allocation, the current stream."""
+
+    def __init__(self, x):
+        mod = type(x).__module__.split(".", 1)[0]
+        self.kind = "torch" if mod == "torch" else "cupy" if mod == "cupy" else "numba"
+
+    def contiguous(self, x):
+        if self.kind == "torch":
+            return x.detach().contiguous()
+        if self.kind == "cupy":
+            import cupy
+
+            return cupy.ascontiguousarray(x)
+        if not x.is_c_contiguous():
+            msg = "x is a non-contiguous numba device array; hint: pass a contiguous copy"
+            raise ValueError(msg)
+        return x
+
+    def flat(self, x):
+        return x.reshape(-1) if self.kind != "numba" else x.reshape(x.size)
+
+    def np_dtype(self, x):
+        if self.kind == "torch":
+            import ml_dtypes
+            import torch
+
+            return {
+                torch.float16: np.dtype(np.float16),
+                torch.bfloat16: np.dtype(ml_dtypes.bfloat16),
+                torch.float32: np.dtype(np.float32),
+                torch.float64: np.dtype(np.float64),
+                torch.uint8: np.dtype(np.uint8),
+                torch.int8: np.dtype(np.int8),
+                torch.int16: np.dtype(np.int16),
+                torch.uint16: np.dtype(np.uint16),
+                torch.int32: np.dtype(np.int32),
+                torch.uint32: np.dtype(np.uint32),
+                torch.int64: np.dtype(np.int64),
+                torch.uint64: np.dtype(np.uint64),
+            }[x.dtype]
+        return np.dtype(x.dtype)
+
+    def lib_dtype(self, dt):
+        dt = np.dtype(dt)
+        if self.kind == "torch":
+            import torch
+
+            return getattr(torch, dt.name)
+        return dt
+
+    def empty(self, like, shape, dt):
+        dt = np.dtype(dt)
+        if self.kind == "torch":
+            import torch
+
+            return torch.empty(shape, dtype=self.lib_dtype(dt), device=like.device)
+        if self.kind == "cupy":
+            import cupy
+
+            return cupy.empty(shape, dtype=dt)
+        from numba import cuda
+
+        return cuda.device_array(shape, dtype=dt)
+
+    def view(self, x, dt):
+        """Same bits, integer dtype ``dt`` of the same width (signed types: CAI-safe)."""
+        if self.kind == "torch":
+            return x.view(self.lib_dtype(dt))
+        return x.view(np.dtype(dt))
+
+    def cast(self, x, dt):
+        if self.kind == "torch":
+            return x.to(self.lib_dtype(dt))
+        if self.kind == "cupy":
+            return x.astype(np.dtype(dt))
+        msg = f"dtype conversion of numba device arrays to {dt} is not supported"
+        raise TypeError(msg)
+
+    def stream(self, x):
+        from numba import cuda
+
+        if simulated():
+            return cuda.default_stream()
+        if self.kind == "torch":
+            import torch
+
+            ptr = torch.cuda.current_stream(x.device).cuda_stream
+        elif self.kind == "cupy":
+            import cupy
+
+            ptr = cupy.cuda.get_current_stream().ptr
+        else:
+            return cuda.default_stream()
+        return cuda.external_stream(ptr) if ptr else cuda.default_stream()
+
+    def device_ctx(self, x):
+        from contextlib import nullcontext
+
+        from numba import cuda
+
+        if simulated():
+            return nullcontext()
+        if self.kind == "torch":
+            return cuda.gpus[x.device.index or 0]
+        if self.kind == "cupy":
+            return cuda.gpus[x.device.id]
+        return nullcontext()
+
+
+def _nb(a):
+    """A numba device array over the same memory (no synchronisation: same stream)."""
+    from numba import cuda
+
+    if type(a).__module__.split(".", 1)[0] in ("numba", "numba_cuda"):
+        return a
+    return cuda.as_cuda_array(a, sync=False)
+
+
+def _grid(n):
+    from numba import cuda
+
+    if simulated():
+        return max(1, min(math.ceil(n / 32), 4)), 32
+    dev = cuda.get_current_device()
+    sms = _SMS.get(dev.id)
+    if sms is None:
+        sms = _SMS[dev.id] = dev.MULTIPROCESSOR_COUNT
+    return max(1, min(math.ceil(n / _THREADS), sms * 32)), _THREADS
+
+
+_INT_OF = {
+    2: np.uint16,
+    4: np.uint32,
+    8: np.int64,
+}  # views of the bits (int64: the cores return int64)
+
+
+# ---- entry point -----------------------------------------------------------------------------
+
+
+def run(op, x, fmt, *, out=None, dtype=None, **kw):
+    """``quantize``/``encode``/``decode`` of a device array ``x``: same type, device, shape."""
+    k = load()
+
+    from formats.cores import random_key
+    from formats.spec import FloatFormat, IntFormat
+    from qemu_arrays import api
+
+    lib = _Lib(x)
+    shape = tuple(x.shape)
+    src = lib.contiguous(x)
+    src_dt = lib.np_dtype(src)
+    fmt = api._check_format(fmt)
+    if not isinstance(fmt, (FloatFormat, IntFormat)):
+        msg = f"block format {fmt.name!r} is not handled by the CUDA kernels"
+        raise NotImplementedError(msg)
+    stream = lib.stream(x)
+    with lib.device_ctx(x):
+        if op == "decode":
+            res = _decode(k, lib, src, src_dt, shape, fmt, dtype, kw, stream)
+        else:
+            res = _round(k, lib, op, src, src_dt, shape, fmt, kw, stream, random_key)
+    if out is not None:
+        if tuple(out.shape) != shape or type(out) is not type(res):
+            msg = f"out must be a device array of x's type and shape {shape}"
+            raise ValueError(msg)
+        if lib.kind == "torch":
+            out.copy_(res)
+        else:
+            out[...] = res
+        return out
+    return res
+
+
+def _round(k, lib, op, src, src_dt, shape, fmt, kw, stream, random_key):
+    from formats.spec import IntFormat, Overflow, Rounding
+    from qemu_arrays import api
+
+    if src_dt.kind != "f" and "bfloat16" not in src_dt.name:
+        msg = f"x has dtype {src_dt}, must be float16, bfloat16, float32 or float64"
+        raise TypeError(msg)
+    rounding = kw.get("rounding", Rounding.NEAREST_EVEN)
+    overflow = api._check_enum("overflow", kw.get("overflow", Overflow.OWN), Overflow)
+    via32 = bool(kw.get("via_float32", False))
+    if via32 and src_dt == np.float64:
+        src, src_dt = lib.cast(src, np.float32), np.dtype(np.float32)
+        back = np.dtype(np.float64)
+    else:
+        back = None
+    item = 8 if src_dt.itemsize == 8 else 4
+    seed, stream_id, offset = kw.get("seed"), kw.get("stream", 0), kw.get("offset", 0)
+    rounding, r, k0, k1, k2 = api._check_rounding_args(
+        rounding, seed, stream_id, offset, kw.get("random_bits"), item
+    )
+    n = int(np.prod(shape)) if shape else 1
+    err = _zeros_err(stream)
+    blocks, threads = _grid(n)
+    if isinstance(fmt, IntFormat):
+        res = _int_round(k, lib, op, src, src_dt, shape, fmt, kw, stream, rounding, r,
+                         (k0, k1, k2), int(offset), err, blocks, threads)  # fmt: skip
+    else:
+        if kw.get("scale") is not None or kw.get("zero_point") is not None:
+            msg = f"scale/zero_point apply to integer formats; {fmt.name!r} is a float format"
+            raise ValueError(msg)
+        p = fmt.params()
+        m, emin, emax, sigmax, sub, hz, sg, sp, eb, bias = p
+        ib = _INT_OF[src_dt.itemsize]
+        in_e, in_m = {2: (5, 10), 4: (8, 23), 8: (11, 52)}[src_dt.itemsize]
+        if "bfloat16" in src_dt.name:
+            in_e, in_m = 8, 7
+        bmask = -1 if src_dt.itemsize == 8 else (1 << (8 * src_dt.itemsize)) - 1
+        xb = _nb(lib.flat(lib.view(src, ib)))
+        if op == "quantize":
+            res = lib.empty(src, shape, src_dt)
+            ob = _nb(lib.flat(lib.view(res, ib)))
+            nf = api.get_format("bfloat16" if in_m == 7 else "float16")
+            nm, nemin, nemax, nsig = nf.params()[:4]
+            if n:
+                narrow = 1 if src_dt.itemsize == 2 else 0
+                if simulated():  # the simulator runs Python: one generic kernel is faster there
+                    k.quantize_float[blocks, threads, stream](
+                        xb, ob, bmask, in_e, in_m, m, emin, emax, sigmax, sub, hz, sg, sp,
+                        int(rounding), int(overflow), k0, k1, k2, int(offset), r,
+                        narrow, nm, nemin, nemax, nsig, err,
+                    )  # fmt: skip
+                else:
+                    kern = k.specialised_quantize(
+                        in_e, in_m, p, int(rounding), int(overflow), narrow,
+                        (nm, nemin, nemax, nsig),
+                    )  # fmt: skip
+                    kern[blocks, threads, stream](xb, ob, bmask, k0, k1, k2, int(offset), r, err)
+        else:
+            cdt = api._code_dtype(fmt.bits)
+            res = lib.empty(
+                src, shape, _INT_OF.get(cdt.itemsize, np.int8) if cdt.itemsize > 1 else cdt
+            )
+            if n:
+                k.encode_float[blocks, threads, stream](
+                    xb, _nb(lib.flat(res)), bmask, in_e, in_m, m, emin, emax, sigmax, sub, hz,
+                    sg, sp, eb, bias, int(rounding), int(overflow), k0, k1, k2, int(offset), r, err,
+                )  # fmt: skip
+            res = _as_unsigned(lib, res, cdt)
+        if n and not fmt.has_nan:
+            _check_err(err, stream, fmt, overflow)
+    if back is not None:
+        res = lib.cast(res, back)
+    return res
+
+
+def _as_unsigned(lib, res, cdt):
+    if cdt.itemsize == 1:
+        return res
+    return lib.view(res, cdt)
+
+
+def _zeros_err(stream=0):
+    from numba import cuda
+
+    return cuda.to_device(np.zeros(1, dtype=np.int32), stream=stream)
+
+
+def _check_err(err, stream, fmt, overflow):
+    from qemu_arrays import api
+
+    if int(err.copy_to_host(stream=stream)[0]):
+        raise api._nan_error(fmt, overflow)
+
+
+def _int_round(k, lib, op, src, src_dt, shape, fmt, kw, stream, rounding, r, key, offset, err,
+               blocks, threads):  # fmt: skip
+    import numbers
+
+    from qemu_arrays import api
+
+    scale, zp = kw.get("scale"), kw.get("zero_point")
+    if not isinstance(scale, numbers.Real) or isinstance(scale, bool):
+        msg = (
+            f"scale must be a positive number on the CUDA route, got {type(scale).__name__}; "
+            "hint: per-element scales and scale rules work on NumPy and PyTorch CPU input"
+        )
+        raise TypeError(msg)
+    if not (math.isfinite(scale) and scale > 0):
+        msg = f"scale must be finite and > 0, got {scale!r}"
+        raise ValueError(msg)
+    zp = 0 if zp is None else int(zp)
+    work_dt = src_dt if src_dt.itemsize >= 4 else np.dtype(np.float32)
+    work = src if work_dt == src_dt else lib.cast(src, work_dt)
+    n = int(np.prod(shape)) if shape else 1
+    xin = _nb(lib.flat(work))
+    k0, k1, k2 = key
+    if op == "quantize":
+        res = lib.empty(src, shape, work_dt)
+        codes = _nb(lib.flat(lib.empty(src, (1,), np.int64)))
+        outv = _nb(lib.flat(res))
+        want = 1
+    else:
+        cdt = api._code_dtype(fmt.bits)
+        res = lib.empty(src, shape, _INT_OF.get(cdt.itemsize, np.int8) if cdt.itemsize > 1 else cdt)
+        codes = _nb(lib.flat(res))
+        outv = _nb(lib.flat(lib.empty(src, (1,), np.float64)))
+        want = 2
+    if n:
+        k.quantize_int[blocks, threads, stream](
+            xin, outv, codes, float(scale), zp, fmt.min, fmt.max, int(rounding), k0, k1, k2,
+            offset, r, want, (1 << fmt.bits) - 1, err,
+        )  # fmt: skip
+        _check_err(err, stream, fmt, kw.get("overflow"))
+    if op == "quantize":
+        return res if work_dt == src_dt else lib.cast(res, src_dt)
+    return _as_unsigned(lib, res, api._code_dtype(fmt.bits))
+
+
+def _decode(k, lib, codes, cdt, shape, fmt, dtype, kw, stream):
+    from formats.spec import IntFormat
+    from qemu_arrays import api
+
+    if cdt.kind not in "iu":
+        msg = f"codes must be an integer array, got dtype {cdt}"
+        raise TypeError(msg)
+    dtype = np.dtype(np.float32) if dtype is None else _np_dtype(dtype)
+    if isinstance(fmt, IntFormat):
+        msg = "decode of integer formats on device arrays: use (codes - zero_point) * scale"
+        raise NotImplementedError(msg)
+    n = int(np.prod(shape)) if shape else 1
+    blocks, threads = _grid(n)
+    ci = _nb(lib.flat(lib.view(codes, _INT_OF[cdt.itemsize]) if cdt.itemsize > 1 else codes))
+    bmask = (1 << fmt.bits) - 1 if fmt.bits < 64 else -1
+    wide = np.dtype(np.float64) if dtype == np.float64 or fmt.bits > 16 else np.dtype(np.float32)
+    res = lib.empty(codes, shape, wide)
+    if n:
+        from numba import cuda
+
+        if fmt.bits <= 16:
+            table = cuda.to_device(api._decode_table(fmt).astype(wide), stream=stream)
+            k.decode_table[blocks, threads, stream](ci, _nb(lib.flat(res)), table, bmask)
+        else:
+            m, emin, _emax, _sig, sub, hz, sg, sp, eb, bias = fmt.params()
+            k.decode_bits[blocks, threads, stream](
+                ci, _nb(lib.flat(res)), m, emin, eb, bias, sub, hz, sg, sp, bmask
+            )
+    return res if wide == dtype else lib.cast(res, dtype)
+
+
+def _np_dtype(dtype):
+    s = str(dtype)
+    if s.startswith("torch."):
+        import ml_dtypes
+
+        s = s[6:]
+        return np.dtype(ml_dtypes.bfloat16) if s == "bfloat16" else np.dtype(s)
+    return np.dtype(dtype)

@@ -1,0 +1,739 @@
+"""Generic array-API implementation of ``quantize``, ``encode`` and ``decode``.
+
+The same semantics as the numba kernels (``docs/formats.md``), written with the array-API
+standard only, so that it runs on any conforming namespace (array-api-strict, JAX, CuPy, NumPy)
+and inside ``jax.jit``. It is bit-exact with :mod:`formats.cores`: it reads the input's IEEE bit
+pattern and applies the same integer arithmetic, element-wise with ``xp.where`` in place of the
+scalar branches. Format parameters, the rounding mode and the overflow policy are Python values,
+so the branches on them are taken once, at trace time.
+
+Integers are unsigned words of ``W`` bits: ``W = 32`` for float32 (and widened 16-bit) input, so
+that the code runs under JAX's default 32-bit mode, and ``W = 64`` for float64 input, for formats
+whose significand does not fit 32-bit words (more than 28 mantissa bits) and for more than 32
+random bits. Exponents and shifts are int32. The counter-based random bits are computed on uint32
+words (``docs/formats.md``), the element index being split into two 32-bit halves.
+
+The only things the standard lacks are bit casts between floats and unsigned integers of the same
+width, and a way to know whether a JAX process has 64-bit types enabled: :func:`bitcast` and
+:func:`has_int64` are the shims.
+"""
+
+from __future__ import annotations
+
+import numbers
+
+import numpy as np
+
+from formats.cores import random_key
+from formats.spec import FloatFormat, IntFormat, Overflow, Rounding, Specials
+
+__all__ = ["bitcast", "decode", "encode", "has_int64", "quantize"]
+
+M32 = 0xFFFFFFFF
+
+# status codes (as formats.cores)
+_FINITE, _INF, _NAN, _ERR = 0, 1, 2, 3
+
+
+# ---- shims -----------------------------------------------------------------------------------
+
+
+def _is_jax(xp) -> bool:
+    return "jax" in getattr(xp, "__name__", "")
+
+
+def has_int64(xp) -> bool:
+    """Whether the namespace holds 64-bit integers and floats (JAX: only with ``jax_enable_x64``)."""
+    if _is_jax(xp):
+        import jax
+
+        return bool(jax.config.read("jax_enable_x64"))
+    return True
+
+
+def bitcast(x, dtype, xp):
+    """Reinterpret the bits of ``x`` as ``dtype`` (same item size): the one non-standard shim."""
+    name = getattr(xp, "__name__", "")
+    if _is_jax(xp):
+        import jax
+
+        return jax.lax.bitcast_convert_type(x, dtype)
+    if "array_api_strict" in name:
+        host = np.from_dlpack(x)
+        npdt = np.dtype(str(dtype).rsplit(".", 1)[-1])
+        return xp.asarray(np.ascontiguousarray(host).view(npdt), device=x.device)
+    if hasattr(x, "view"):  # numpy, cupy, torch
+        if "torch" in name:
+            return x.view(dtype)
+        return x.view(dtype)
+    msg = (
+        f"no bit-cast shim for namespace {name!r}; the generic route needs one to read IEEE bits; "
+        "hint: convert the array to numpy or JAX first"
+    )
+    raise TypeError(msg)
+
+
+class _Ops:
+    """Element-wise helpers on ``W``-bit unsigned words of one namespace."""
+
+    def __init__(self, xp, W: int):
+        self.xp = xp
+        self.W = W
+        self.U = xp.uint32 if W == 32 else xp.uint64
+        self.I = xp.int32
+
+    def u(self, v):
+        """A constant word (JAX refuses Python ints beyond int32 next to uint32 arrays)."""
+        return self.xp.asarray(v, dtype=self.U)
+
+    def i(self, v):
+        return self.xp.asarray(v, dtype=self.I)
+
+    def shl(self, a, s):
+        """``a << s`` with an int32 shift, clipped into [0, W-1]."""
+        xp = self.xp
+        return xp.bitwise_left_shift(a, xp.astype(xp.clip(s, 0, self.W - 1), self.U))
+
+    def shr(self, a, s):
+        xp = self.xp
+        return xp.bitwise_right_shift(a, xp.astype(xp.clip(s, 0, self.W - 1), self.U))
+
+    def bit_length(self, a):
+        """Number of bits of each word (0 for 0), by binary search."""
+        xp = self.xp
+        n = xp.zeros(a.shape, dtype=self.I)
+        for s in (32, 16, 8, 4, 2, 1):
+            if s >= self.W:
+                continue
+            big = a >= self.u(1 << s)
+            a = xp.where(big, a >> s, a)
+            n = xp.where(big, n + s, n)
+        return n + xp.astype(a, self.I)
+
+    def to_i(self, a):
+        return self.xp.astype(a, self.I)
+
+
+# ---- the counter-based random bits -----------------------------------------------------------
+
+
+def _mix32(xp, x):
+    c1 = xp.asarray(0x7FEB352D, dtype=xp.uint32)
+    c2 = xp.asarray(0x846CA68B, dtype=xp.uint32)
+    x = x ^ (x >> 16)
+    x = x * c1
+    x = x ^ (x >> 15)
+    x = x * c2
+    return x ^ (x >> 16)
+
+
+def random_words(xp, n, seed, stream, offset, device=None):
+    """Words 0 and 1 (uint32) of elements ``offset .. offset + n - 1`` (docs/formats.md)."""
+    if n >= 1 << 32:
+        msg = f"the generic route handles at most 2**32 - 1 elements per call, got {n}"
+        raise ValueError(msg)
+    k0, k1, k2 = random_key(seed, stream)
+    u32 = xp.uint32
+
+    def c(v):
+        return xp.asarray(v, dtype=u32, device=device)
+
+    off = int(offset)
+    off_lo, off_hi = off & M32, (off >> 32) & M32
+    i = xp.arange(n, dtype=u32, device=device)
+    lo = i + c(off_lo)
+    hi = c(off_hi) + xp.astype(lo < c(off_lo), u32)  # carry of the 32-bit addition
+    h0 = _mix32(xp, lo ^ c(k2))
+
+    def word(j):
+        h = _mix32(xp, h0 ^ (hi + c((j * 0x9E3779B9) & M32)) ^ c(k1))
+        return _mix32(xp, h + c(k0))
+
+    return word(0), word(1)
+
+
+def random_u(xp, n, seed, stream, offset, r, W, device=None):
+    """The ``r``-bit random integers of ``n`` consecutive elements, as ``W``-bit words."""
+    w0, w1 = random_words(xp, n, seed, stream, offset, device)
+    if r <= 32:
+        u = w0 >> (32 - r)
+        return u if W == 32 else xp.astype(u, xp.uint64)
+    if W != 64:
+        msg = f"random_bits={r} needs 64-bit integers; hint: random_bits <= 32 or enable x64"
+        raise ValueError(msg)
+    a = xp.astype(w0, xp.uint64)
+    b = xp.astype(w1, xp.uint64)
+    return (a << (r - 32)) | (b >> (64 - r))
+
+
+# ---- rounding on the bits (formats.cores, element-wise) --------------------------------------
+
+
+def _round_bits(o: _Ops, b, in_e, in_m, p, rnd, ovf, u, r):
+    """Element-wise ``round_ieee_bits``: returns (status, sign, kept, q) arrays."""
+    xp = o.xp
+    m, emin, emax, sigmax, sub, hz, sg, sp, _eb, _bias = p
+    in_bias = (1 << (in_e - 1)) - 1
+    has_nan = (m > 0) if sp == Specials.IEEE else sp != Specials.FINITE
+    has_inf = sp in (Specials.IEEE, Specials.P3109)
+    neg_zero = sg == 1 and hz == 1 and sp not in (Specials.FNUZ, Specials.P3109)
+    shape = b.shape
+
+    def full(v, dt=None):
+        return xp.full(shape, v, dtype=o.I if dt is None else dt)
+
+    sign = (b >> (in_e + in_m)) & o.u(1)
+    ef = o.to_i((b >> in_m) & o.u((1 << in_e) - 1))
+    mf = b & o.u((1 << in_m) - 1)
+    top = (1 << in_e) - 1
+    is_nan = (ef == top) & (mf != o.u(0))
+    is_inf = (ef == top) & (mf == o.u(0))
+    is_zero = (ef == 0) & (mf == o.u(0))
+    M = xp.where(ef == 0, mf, mf | o.u(1 << in_m))
+    E = xp.where(ef == 0, o.i(1), ef) - (in_bias + in_m)
+    fin = ~(is_nan | is_inf | is_zero)
+    e = E + o.bit_length(M) - 1
+    flush = (e < emin) if sub == 0 else xp.zeros(shape, dtype=xp.bool)
+    q = xp.where(e < emin, o.i(emin - m), e - m)
+    if sub == 0:
+        q = xp.where(flush, o.i(emin), q)
+    shift = q - E
+    pos = shift > 0
+    kept_r = o.shr(M, xp.clip(shift, 0, in_m + 1))
+    rem = M & (o.shl(o.u(1), xp.clip(shift, 0, in_m + 1)) - o.u(1))
+    inrange = shift <= in_m + 1
+    half = o.shl(o.u(1), xp.clip(shift - 1, 0, in_m))
+    above = inrange & (rem > half)
+    tie = inrange & (rem == half)
+    nonzero = rem != o.u(0)
+    kept = xp.where(pos, kept_r, o.shl(M, -shift))
+    odd = (kept & o.u(1)) == o.u(1)
+    is_pos = sign == o.u(0)
+    if rnd == Rounding.NEAREST_EVEN:
+        up = above | (tie & odd)
+    elif rnd == Rounding.NEAREST_AWAY:
+        up = above | tie
+    elif rnd == Rounding.UP:
+        up = nonzero & is_pos
+    elif rnd == Rounding.DOWN:
+        up = nonzero & ~is_pos
+    elif rnd == Rounding.STOCHASTIC:
+        d = shift - r
+        t = xp.where(d >= 0, o.shr(rem, xp.clip(d, 0, in_m + 1)), o.shl(rem, -d))
+        up = u < t
+    else:
+        up = xp.zeros(shape, dtype=xp.bool)
+    if rnd == Rounding.TO_ODD:
+        kept = xp.where(pos & nonzero, kept | o.u(1), kept)
+    kept = kept + xp.astype(pos & up, o.U)
+    is_z = (kept == o.u(0)) & fin
+    carry = kept == o.u(1 << (m + 1))
+    kept = xp.where(carry, o.u(1 << m), kept)
+    q = xp.where(carry, q + 1, q)
+    if sub == 0 and m > 0:
+        fl = flush & ~carry & ~is_z
+        kept = xp.where(fl, o.u(1 << m), kept)
+        q = xp.where(fl, o.i(emin - m), q)
+    ov = ((q + m > emax) | ((q + m == emax) & (kept > o.u(sigmax)))) & ~is_z & fin
+    if rnd in (Rounding.NEAREST_EVEN, Rounding.NEAREST_AWAY, Rounding.STOCHASTIC):
+        away = xp.ones(shape, dtype=xp.bool)
+    elif rnd == Rounding.UP:
+        away = is_pos
+    elif rnd == Rounding.DOWN:
+        away = ~is_pos
+    else:
+        away = xp.zeros(shape, dtype=xp.bool)
+
+    # the special result of an overflow that rounds away, or of an infinite input
+    if ovf != Overflow.SATURATE and has_inf:
+        sp_status = _INF
+    elif ovf != Overflow.SATURATE and has_nan:
+        sp_status = _NAN
+    else:
+        sp_status = _FINITE
+    small_kept, small_q = (0, 0) if hz == 1 else (1 << m, emin - m)
+    status = full(_FINITE)
+    sgn = sign
+    # finite non-zero inputs
+    sat = ov & ~away
+    spc = ov & away
+    if sp_status != _FINITE:
+        status = xp.where(spc, o.i(sp_status), status)
+    else:
+        sat = sat | spc
+    kept = xp.where(sat, o.u(sigmax), kept)
+    q = xp.where(sat, o.i(emax - m), q)
+    if hz == 1:
+        if not neg_zero:
+            sgn = xp.where(is_z, o.u(0), sgn)
+        q = xp.where(is_z, o.i(0), q)
+    else:
+        kept = xp.where(is_z, o.u(small_kept), kept)
+        q = xp.where(is_z, o.i(small_q), q)
+    if ovf == Overflow.ML_DTYPES and hz == 0 and in_e == 8:
+        # ml_dtypes rounds float32 subnormals up to a power of two in formats without zero
+        subn = (ef == 0) & (mf != o.u(0))
+        if sg == 0:
+            subn = subn & is_pos
+        bl = o.bit_length(M)
+        pow2 = o.shl(o.u(1), bl - 1) == M
+        kk = xp.maximum(xp.where(pow2, E + bl - 1, E + bl), o.i(emin))
+        status = xp.where(subn, o.i(_FINITE), status)
+        kept = xp.where(subn, o.u(1 << m), kept)
+        q = xp.where(subn, kk - m, q)
+        sgn = xp.where(subn, sign, sgn)
+    # infinite inputs: as an overflow rounding away
+    status = xp.where(is_inf, o.i(sp_status), status)
+    kept = xp.where(is_inf, o.u(sigmax), kept)
+    q = xp.where(is_inf, o.i(emax - m), q)
+    # negative input (finite or infinite) into an unsigned format
+    if sg == 0:
+        negu = (sign == o.u(1)) & ~is_nan & ~is_zero
+        nu_status = _NAN if (ovf != Overflow.SATURATE and has_nan) else _FINITE
+        status = xp.where(negu, o.i(nu_status), status)
+        kept = xp.where(negu, o.u(small_kept), kept)
+        q = xp.where(negu, o.i(small_q), q)
+        sgn = xp.where(negu, o.u(0), sgn)
+    # zero input
+    if hz == 1:
+        z_status, z_sign_kept = _FINITE, neg_zero
+    elif ovf == Overflow.SATURATE:
+        z_status, z_sign_kept = _FINITE, False
+    else:
+        z_status, z_sign_kept = (_NAN if has_nan else _ERR), False
+    status = xp.where(is_zero, o.i(z_status), status)
+    kept = xp.where(is_zero, o.u(0 if hz == 1 else small_kept), kept)
+    q = xp.where(is_zero, o.i(0 if hz == 1 else small_q), q)
+    if not z_sign_kept:
+        sgn = xp.where(is_zero, o.u(0), sgn)
+    # NaN input
+    if has_nan:
+        n_status = _NAN
+        n_sign = (sp in (Specials.FNUZ, Specials.P3109)) or sg == 0
+        status = xp.where(is_nan, o.i(n_status), status)
+        if n_sign:
+            sgn = xp.where(is_nan, o.u(0), sgn)
+    elif ovf == Overflow.ML_DTYPES and hz == 1:
+        status = xp.where(is_nan, o.i(_FINITE), status)
+        kept = xp.where(is_nan, o.u(0), kept)
+        q = xp.where(is_nan, o.i(0), q)
+        sgn = xp.where(is_nan, (o.u(1) - sign) if neg_zero else o.u(0), sgn)
+    else:
+        status = xp.where(is_nan, o.i(_ERR), status)
+    return status, sgn, kept, q
+
+
+def _ieee_bits(o: _Ops, status, sign, kept, q, out_e, out_m):
+    """Element-wise ``ieee_bits``: the IEEE bit pattern (W-bit words) of rounded results."""
+    xp = o.xp
+    sbit = sign << (out_e + out_m)
+    all_ones = (1 << out_e) - 1
+    out_bias = (1 << (out_e - 1)) - 1
+    inf_bits = sbit | o.u(all_ones << out_m)
+    nan_bits = o.u((all_ones << out_m) | (1 << (out_m - 1)))
+    bl = o.bit_length(kept)
+    e_r = q + bl - 1
+    mant = xp.where(bl <= out_m + 1, o.shl(kept, out_m + 1 - bl), o.shr(kept, bl - out_m - 1))
+    field = xp.astype(xp.clip(e_r + out_bias, 0, all_ones), o.U)
+    normal = sbit | (field << out_m) | (mant - o.u(1 << out_m))
+    sh = q - (1 - out_bias - out_m)
+    s2 = -sh
+    mant_s = o.shr(kept, s2)
+    rem = kept & (o.shl(o.u(1), s2) - o.u(1))
+    half = o.shl(o.u(1), s2 - 1)
+    rup = (s2 < o.W) & ((rem > half) | ((rem == half) & ((mant_s & o.u(1)) == o.u(1))))
+    mant_s = xp.where(s2 >= o.W, o.u(0), mant_s) + xp.astype(rup, o.U)
+    subn = xp.where(sh >= 0, sbit | o.shl(kept, sh), sbit | mant_s)
+    res = xp.where(e_r >= 1 - out_bias, normal, subn)
+    res = xp.where(e_r > all_ones - 1 - out_bias, inf_bits, res)
+    res = xp.where(kept == o.u(0), sbit, res)
+    res = xp.where(status == _INF, inf_bits, res)
+    return xp.where(status >= _NAN, nan_bits, res)
+
+
+def _format_code(o: _Ops, status, sign, kept, q, p):
+    """Element-wise ``format_code``: the format's bit patterns (W-bit words)."""
+    xp = o.xp
+    m, emin, _emax, _sigmax, _sub, _hz, sg, sp, eb, bias = p
+    mag_bits = eb + m
+    sbit = (sign << mag_bits) if sg == 1 else xp.zeros_like(sign)
+    all_mag = (1 << mag_bits) - 1
+    if sp in (Specials.FNUZ, Specials.P3109):
+        nan_code = o.u(1 << mag_bits)
+    elif sp == Specials.IEEE and m > 0:
+        nan_code = sbit | o.u((((1 << eb) - 1) << m) | (1 << (m - 1)))
+    else:
+        nan_code = sbit | o.u(all_mag)
+    inf_code = sbit | o.u(all_mag if sp == Specials.P3109 else ((1 << eb) - 1) << m)
+    field = xp.astype(xp.clip(q + (m + bias), 0, (1 << eb) - 1), o.U)
+    normal = sbit | (field << m) | (kept - o.u(1 << m))
+    res = xp.where(kept >= o.u(1 << m), normal, sbit | kept)
+    res = xp.where(status == _INF, inf_code, res)
+    return xp.where(status >= _NAN, nan_code, res)
+
+
+# ---- integer formats -------------------------------------------------------------------------
+
+
+def _round_int(xp, v, qlo, qhi, rnd, u, r, F, K_dt, lim):
+    """Element-wise ``round_int_value`` of the quotient ``v`` (dtype ``F``): (error, k)."""
+    err = xp.isnan(v)
+    neg = v < 0
+    a = xp.abs(v)
+    a = xp.where(err, xp.asarray(0.0, dtype=F), a)
+    a = xp.clip(a, 0.0, float(lim))  # beyond lim every grid clamps; the clip keeps k exact
+    K = xp.floor(a)
+    f = a - K
+    k = xp.astype(K, K_dt)
+    zero = xp.asarray(0.0, dtype=F)
+    if rnd == Rounding.NEAREST_EVEN:
+        up = (f > 0.5) | ((f == 0.5) & ((k & 1) == 1))
+    elif rnd == Rounding.NEAREST_AWAY:
+        up = f >= 0.5
+    elif rnd == Rounding.UP:
+        up = (f > zero) & ~neg
+    elif rnd == Rounding.DOWN:
+        up = (f > zero) & neg
+    elif rnd == Rounding.STOCHASTIC:
+        t = xp.astype(xp.floor(f * float(2.0**r)), u.dtype)
+        up = u < t
+    else:
+        up = xp.zeros(v.shape, dtype=xp.bool)
+    if rnd == Rounding.TO_ODD:
+        k = xp.where(f > zero, k | 1, k)
+    k = k + xp.astype(up, K_dt)
+    k = xp.where(neg, -k, k)
+    k = xp.clip(k, qlo, qhi)
+    return err, k
+
+
+def _int_path(xp, x, fmt, rnd, seed, stream, offset, r, scale, zero_point, want, W):
+    wide = has_int64(xp)
+    F = xp.float64 if wide else xp.float32
+    K_dt = xp.int64 if wide else xp.int32
+    if not wide and (fmt.bits > 24 or r > 32):
+        msg = (
+            f"{fmt.name} with random_bits={r} needs 64-bit types on this namespace; hint: "
+            "jax.config.update('jax_enable_x64', True)"
+        )
+        raise ValueError(msg)
+    s, z = _int_scale_args(xp, fmt, scale, zero_point, x, F, K_dt)
+    if not wide:
+        _check_pow2_scale(scale)
+    dev = getattr(x, "device", None)
+    n = _size(x)
+    flat = xp.reshape(xp.astype(x, F), (-1,))
+    u = (
+        random_u(xp, n, seed, stream, offset, r, 64 if wide else 32, dev)
+        if rnd == Rounding.STOCHASTIC
+        else None
+    )
+    qlo = fmt.min - z
+    qhi = fmt.max - z
+    lim = 1 << 62 if wide else 1 << 30
+    err, k = _round_int(xp, flat / s, qlo, qhi, rnd, u, r, F, K_dt, lim)
+    if want == "value":
+        return err, xp.astype(k, F) * s
+    code = k + z
+    code = code & ((1 << fmt.bits) - 1)
+    return err, code
+
+
+def _check_pow2_scale(scale):
+    if isinstance(scale, numbers.Real):
+        mant, _ = np.frexp(float(scale))
+        if mant == 0.5:
+            return
+    msg = (
+        f"scale={scale!r}: without 64-bit types (JAX's default mode) the integer quotient is "
+        "computed in float32, which is exact only for a scalar power-of-two scale; hint: "
+        "jax.config.update('jax_enable_x64', True) or use a power-of-two scale"
+    )
+    raise ValueError(msg)
+
+
+def _int_scale_args(xp, fmt, scale, zero_point, x, F, K_dt):
+    if scale is None:
+        msg = (
+            f"integer format {fmt.name!r} needs scale= (the step between integer codes), e.g. "
+            "scale=0.05"
+        )
+        raise ValueError(msg)
+    if isinstance(scale, numbers.Real) and not isinstance(scale, bool):
+        if not (np.isfinite(scale) and scale > 0):
+            msg = f"scale must be finite and > 0, got {scale!r}"
+            raise ValueError(msg)
+        s = xp.asarray(float(scale), dtype=F)
+    else:
+        msg = (
+            f"scale must be a positive number on the generic route, got {type(scale).__name__}; "
+            "hint: per-element scales are supported for numpy and PyTorch CPU input"
+        )
+        raise TypeError(msg)
+    if zero_point is None:
+        z = 0
+    elif isinstance(zero_point, numbers.Integral) and not isinstance(zero_point, bool):
+        z = int(zero_point)
+    else:
+        msg = f"zero_point must be an int on the generic route, got {zero_point!r}"
+        raise TypeError(msg)
+    return s, z
+
+
+# ---- entry points ----------------------------------------------------------------------------
+
+
+def _size(x):
+    n = 1
+    for d in x.shape:
+        n *= int(d)
+    return n
+
+
+def _plan(xp, x, fmt, random_bits, via_float32):
+    """(work array, its float dtype, exponent bits, mantissa bits, W, default r)."""
+    dt = x.dtype
+    f32 = xp.float32
+    f64 = getattr(xp, "float64", None)
+    if dt == f32:
+        work = x
+    elif f64 is not None and dt == f64:
+        work = xp.astype(x, f32) if via_float32 else x
+    elif _is_16bit(xp, dt):
+        work = xp.astype(x, f32)
+    else:
+        msg = (
+            f"x has dtype {dt}, must be float16, bfloat16, float32 or float64; "
+            "hint: cast with xp.astype(x, xp.float32)"
+        )
+        raise TypeError(msg)
+    is64 = f64 is not None and work.dtype == f64
+    in_e, in_m = (11, 52) if is64 else (8, 23)
+    r = (53 if is64 else 32) if random_bits is None else int(random_bits)
+    W = 64 if is64 else 32
+    if isinstance(fmt, FloatFormat) and (fmt.mantissa_bits > 28 or fmt.bits > 32):
+        W = 64
+    if r > 32:
+        W = 64
+    if W == 64 and not has_int64(xp):
+        msg = (
+            f"format {fmt.name} with random_bits={r} needs 64-bit integers, which this JAX "
+            "process has disabled; hint: jax.config.update('jax_enable_x64', True)"
+        )
+        raise ValueError(msg)
+    return work, in_e, in_m, W, r
+
+
+def _is_16bit(xp, dt):
+    if dt == getattr(xp, "float16", None):
+        return True
+    return "bfloat16" in str(dt)
+
+
+def _raise_if_error(xp, err, fmt, overflow):
+    """Raise the ValueError of a NaN without a NaN code, unless the arrays are being traced."""
+    if _is_tracing(err):
+        return
+    if bool(xp.any(err)):
+        from qemu_arrays.api import _nan_error
+
+        raise _nan_error(fmt, overflow)
+
+
+def _is_tracing(a) -> bool:
+    mod = type(a).__module__
+    if not mod.startswith("jax"):
+        return False
+    import jax
+
+    return isinstance(a, jax.core.Tracer)
+
+
+def _float_core(xp, x, fmt, rounding, overflow, seed, stream, offset, random_bits, via_float32):
+    work, in_e, in_m, W, r = _plan(xp, x, fmt, random_bits, via_float32)
+    o = _Ops(xp, W)
+    flat = xp.reshape(work, (-1,))
+    b = bitcast(flat, xp.uint32 if in_e == 8 else xp.uint64, xp)
+    if W == 64 and in_e == 8:
+        b = xp.astype(b, xp.uint64)
+    n = _size(work)
+    dev = getattr(x, "device", None)
+    u = (
+        random_u(xp, n, seed, stream, offset, r, W, dev)
+        if rounding == Rounding.STOCHASTIC
+        else None
+    )
+    st, sign, kept, q = _round_bits(o, b, in_e, in_m, fmt.params(), rounding, overflow, u, r)
+    return o, work, in_e, in_m, st, sign, kept, q
+
+
+def _check_common(fmt, rounding, overflow, seed, stream, offset, random_bits, itemsize):
+    from qemu_arrays.api import _check_enum, _check_format, _check_rounding_args
+
+    fmt = _check_format(fmt)
+    if not isinstance(fmt, (FloatFormat, IntFormat)):
+        msg = (
+            f"format {fmt.name!r} is a block format; the generic route takes element formats "
+            "(qemu_arrays.quantize runs block formats on the host)"
+        )
+        raise TypeError(msg)
+    overflow = _check_enum("overflow", overflow, Overflow)
+    rounding, r, _k0, _k1, _k2 = _check_rounding_args(
+        rounding, seed, stream, offset, random_bits, itemsize
+    )
+    return fmt, rounding, overflow
+
+
+def _itemsize(xp, x, via_float32):
+    f64 = getattr(xp, "float64", None)
+    return 8 if (f64 is not None and x.dtype == f64 and not via_float32) else 4
+
+
+def quantize(
+    x,
+    format,
+    *,
+    rounding=Rounding.NEAREST_EVEN,
+    overflow=Overflow.OWN,
+    seed=None,
+    stream=0,
+    offset=0,
+    random_bits=None,
+    scale=None,
+    zero_point=None,
+    via_float32=False,
+    xp=None,
+):
+    """:func:`qemu_arrays.quantize` on any array-API array, with the namespace's own operations.
+
+    Same semantics and bits as the numba kernels. Works under ``jax.jit`` (float32 input in
+    JAX's default 32-bit mode; float64 input needs ``jax_enable_x64``). Inside a traced
+    function a NaN that the format cannot hold gives NaN instead of raising.
+    """
+    if xp is None:
+        import array_api_compat
+
+        xp = array_api_compat.array_namespace(x)
+    fmt, rounding, overflow = _check_common(
+        format, rounding, overflow, seed, stream, offset, random_bits,
+        _itemsize(xp, x, via_float32),
+    )  # fmt: skip
+    seed = seed or 0
+    if isinstance(fmt, IntFormat):
+        work, _e, _m, W, r = _plan(xp, x, fmt, random_bits, via_float32)
+        err, vals = _int_path(
+            xp, work, fmt, rounding, seed, stream, offset, r, scale, zero_point, "value", W
+        )
+        _raise_if_error(xp, err, fmt, overflow)
+        vals = xp.where(err, xp.asarray(float("nan"), dtype=vals.dtype), vals)
+        vals = xp.astype(xp.astype(vals, work.dtype), x.dtype)  # as the kernels: via work dtype
+        return xp.reshape(vals, x.shape)
+    if scale is not None or zero_point is not None:
+        msg = f"scale/zero_point apply to integer formats; {fmt.name!r} is a float format"
+        raise ValueError(msg)
+    o, work, in_e, in_m, st, sign, kept, q = _float_core(
+        xp, x, fmt, rounding, overflow, seed, stream, offset, random_bits, via_float32
+    )
+    _raise_if_error(xp, st == _ERR, fmt, overflow)
+    bits = _ieee_bits(o, st, sign, kept, q, in_e, in_m)
+    if in_e == 8 and o.W == 64:
+        bits = xp.astype(bits, xp.uint32)
+    vals = bitcast(bits, work.dtype, xp)
+    return xp.reshape(xp.astype(vals, x.dtype), x.shape)
+
+
+def _code_dtype(xp, bits):
+    for n, name in ((8, "uint8"), (16, "uint16"), (32, "uint32"), (64, "uint64")):
+        if bits <= n:
+            return getattr(xp, name)
+    msg = f"formats of more than 64 bits are not supported, got {bits}"
+    raise ValueError(msg)
+
+
+def encode(
+    x,
+    format,
+    *,
+    rounding=Rounding.NEAREST_EVEN,
+    overflow=Overflow.OWN,
+    seed=None,
+    stream=0,
+    offset=0,
+    random_bits=None,
+    scale=None,
+    zero_point=None,
+    via_float32=False,
+    xp=None,
+):
+    """:func:`qemu_arrays.encode` on any array-API array (see :func:`quantize`)."""
+    if xp is None:
+        import array_api_compat
+
+        xp = array_api_compat.array_namespace(x)
+    fmt, rounding, overflow = _check_common(
+        format, rounding, overflow, seed, stream, offset, random_bits,
+        _itemsize(xp, x, via_float32),
+    )  # fmt: skip
+    seed = seed or 0
+    cdt = _code_dtype(xp, fmt.bits)
+    if fmt.bits > 32 and not has_int64(xp):
+        msg = f"{fmt.name} codes need 64-bit integers; hint: enable jax_enable_x64"
+        raise ValueError(msg)
+    if isinstance(fmt, IntFormat):
+        work, _e, _m, W, r = _plan(xp, x, fmt, random_bits, via_float32)
+        err, code = _int_path(
+            xp, work, fmt, rounding, seed, stream, offset, r, scale, zero_point, "code", W
+        )
+        _raise_if_error(xp, err, fmt, overflow)
+        return xp.reshape(xp.astype(code, cdt), x.shape)
+    if scale is not None or zero_point is not None:
+        msg = f"scale/zero_point apply to integer formats; {fmt.name!r} is a float format"
+        raise ValueError(msg)
+    o, _work, _in_e, _in_m, st, sign, kept, q = _float_core(
+        xp, x, fmt, rounding, overflow, seed, stream, offset, random_bits, via_float32
+    )
+    _raise_if_error(xp, st == _ERR, fmt, overflow)
+    codes = _format_code(o, st, sign, kept, q, fmt.params())
+    return xp.reshape(xp.astype(codes, cdt), x.shape)
+
+
+def decode(codes, format, *, dtype=None, scale=None, zero_point=None, xp=None):
+    """:func:`qemu_arrays.decode` on any array-API array of integer codes.
+
+    ``dtype`` is a dtype of ``xp`` (default ``xp.float32``). Formats of at most 16 bits decode
+    through a table of every code's value; wider formats through their bit fields.
+    """
+    if xp is None:
+        import array_api_compat
+
+        xp = array_api_compat.array_namespace(codes)
+    from qemu_arrays.api import _check_format, _decode_table
+
+    fmt = _check_format(format)
+    dtype = xp.float32 if dtype is None else dtype
+    if not xp.isdtype(codes.dtype, "integral"):
+        msg = f"codes must be an integer array, got dtype {codes.dtype}"
+        raise TypeError(msg)
+    dev = getattr(codes, "device", None)
+    wide = has_int64(xp)
+    if isinstance(fmt, IntFormat):
+        F = xp.float64 if wide else xp.float32
+        K_dt = xp.int64 if wide else xp.int32
+        s, z = _int_scale_args(xp, fmt, scale, zero_point, codes, F, K_dt)
+        k = xp.astype(codes, K_dt) & ((1 << fmt.bits) - 1)
+        if fmt.signed:
+            k = xp.where(k >= (1 << (fmt.bits - 1)), k - (1 << fmt.bits), k)
+        return xp.astype(xp.astype(k - z, F) * s, dtype)
+    if fmt.bits <= 16:
+        tdt = xp.float64 if wide else xp.float32
+        table = xp.asarray(_decode_table(fmt).astype(np.float64 if wide else np.float32), dtype=tdt)
+        if dev is not None and not _is_jax(xp):
+            table = xp.asarray(table, device=dev)
+        idx = xp.astype(codes, xp.int32 if not wide else xp.int64)
+        vals = xp.take(table, xp.reshape(idx, (-1,)), axis=0)
+        return xp.reshape(xp.astype(vals, dtype), codes.shape)
+    msg = (
+        f"decode of the {fmt.bits}-bit format {fmt.name!r} is not available on the generic route; "
+        "hint: decode on numpy (qemu_arrays.decode(np.asarray(codes), fmt))"
+    )
+    raise NotImplementedError(msg)

@@ -1,0 +1,273 @@
+"""Every backend gives the bits of the NumPy CPU kernels: the conformance suite over a Backend enum.
+
+Rows: NumPy, array-api-strict, PyTorch CPU, JAX CPU, Dask (always, when installed), CuPy and
+PyTorch CUDA (when a GPU is present). Every skip states why.
+"""
+
+from __future__ import annotations
+
+import enum
+import importlib.util
+
+import ml_dtypes
+import numpy as np
+import pytest
+
+import qemu_arrays as qa
+from qemu_arrays.dispatch import Route, explain_route, route
+from tests.conftest import assert_same_codes, assert_same_floats, probe_values
+
+R = qa.Rounding
+# numba-cuda (<= 0.30) warns from its own internals on NumPy 2.4 when it compiles for a GPU
+pytestmark = pytest.mark.filterwarnings(
+    "ignore:The 'generic' unit for NumPy timedelta:DeprecationWarning"
+)
+FORMATS = [
+    n
+    for n in qa.list_formats()
+    if isinstance(qa.get_format(n), qa.FloatFormat) and qa.get_format(n).bits <= 8
+] + ["bfloat16", "float16"]
+
+
+class Backend(enum.Enum):
+    NUMPY = "numpy"
+    ARRAY_API_STRICT = "array_api_strict"
+    TORCH_CPU = "torch-cpu"
+    JAX_CPU = "jax-cpu"
+    DASK = "dask"
+    CUPY = "cupy"
+    TORCH_CUDA = "torch-cuda"
+
+
+ROUTE = {
+    Backend.NUMPY: Route.NUMPY,
+    Backend.ARRAY_API_STRICT: Route.GENERIC,
+    Backend.TORCH_CPU: Route.TORCH_CPU,
+    Backend.JAX_CPU: Route.GENERIC,
+    Backend.DASK: Route.DASK,
+    Backend.CUPY: Route.CUDA,
+    Backend.TORCH_CUDA: Route.CUDA,
+}
+
+
+def _skip_reason(b: Backend) -> str | None:
+    mod = {
+        Backend.ARRAY_API_STRICT: "array_api_strict",
+        Backend.TORCH_CPU: "torch",
+        Backend.JAX_CPU: "jax",
+        Backend.DASK: "dask",
+        Backend.CUPY: "cupy",
+        Backend.TORCH_CUDA: "torch",
+    }.get(b)
+    if mod and importlib.util.find_spec(mod) is None:
+        return f"{mod} is not installed"
+    if b is Backend.TORCH_CUDA:
+        import torch
+
+        if not torch.cuda.is_available():
+            return "no CUDA GPU visible to PyTorch"
+    if b is Backend.CUPY:
+        try:
+            import cupy
+
+            cupy.cuda.runtime.getDeviceCount()
+        except Exception as e:  # noqa: BLE001 - any CUDA failure means no usable device
+            return f"CuPy has no usable CUDA device ({type(e).__name__})"
+    return None
+
+
+@pytest.fixture(params=list(Backend), ids=lambda b: b.value)
+def backend(request):
+    reason = _skip_reason(request.param)
+    if reason:
+        pytest.skip(reason)
+    return request.param
+
+
+def to_backend(b: Backend, x: np.ndarray, chunks=None):
+    if b is Backend.NUMPY:
+        return x
+    if b is Backend.ARRAY_API_STRICT:
+        import array_api_strict as xs
+
+        return xs.asarray(x)
+    if b in (Backend.TORCH_CPU, Backend.TORCH_CUDA):
+        import torch
+
+        dev = "cuda" if b is Backend.TORCH_CUDA else "cpu"
+        if x.dtype == np.dtype(ml_dtypes.bfloat16):
+            return torch.from_numpy(x.view(np.int16).copy()).view(torch.bfloat16).to(dev)
+        return torch.from_numpy(x.copy()).to(dev)
+    if b is Backend.JAX_CPU:
+        import jax
+
+        return jax.device_put(x, jax.devices("cpu")[0])
+    if b is Backend.DASK:
+        import dask.array as da
+
+        return da.from_array(x, chunks=chunks or max(1, x.size // 3 + 1))
+    if b is Backend.CUPY:
+        import cupy
+
+        return cupy.asarray(x)
+    raise AssertionError(b)
+
+
+def to_numpy(b: Backend, y) -> np.ndarray:
+    if b is Backend.NUMPY:
+        return y
+    if b is Backend.ARRAY_API_STRICT:
+        return np.from_dlpack(y)
+    if b in (Backend.TORCH_CPU, Backend.TORCH_CUDA):
+        import torch
+
+        y = y.cpu()
+        if y.dtype == torch.bfloat16:
+            return y.view(torch.int16).numpy().view(ml_dtypes.bfloat16)
+        return y.numpy()
+    if b is Backend.DASK:
+        return np.asarray(y.compute())
+    if b is Backend.CUPY:
+        return y.get()
+    return np.asarray(y)
+
+
+def _supports(b: Backend, dtype) -> bool:
+    dtype = np.dtype(dtype)
+    if b is Backend.ARRAY_API_STRICT:
+        return dtype in (np.float32, np.float64)
+    if b is Backend.JAX_CPU and dtype == np.float64:
+        import jax
+
+        return bool(jax.config.read("jax_enable_x64"))
+    return True
+
+
+def _inputs(name):
+    fmt = qa.get_format(name)
+    if fmt.bits <= 8:
+        return probe_values(fmt, np.float32)
+    rng = np.random.default_rng(99)
+    x = rng.integers(0, 1 << 32, 3000, dtype=np.uint64).astype(np.uint32).view(np.float32)
+    return np.concatenate([x[np.isfinite(x)], np.array([0.0, -0.0, np.inf, -np.inf], np.float32)])
+
+
+def test_route(backend):
+    x = to_backend(backend, np.ones((2, 3), np.float32))
+    assert route(x) is ROUTE[backend]
+    assert ROUTE[backend].name in explain_route(x)
+
+
+@pytest.mark.parametrize("name", FORMATS)
+def test_bit_identical_every_rounding(backend, name):
+    fmt = qa.get_format(name)
+    x = _inputs(name)
+    xb = to_backend(backend, x)
+    for rnd in R:
+        kw = {"rounding": rnd, "seed": 1234, "stream": 2, "offset": 10}
+        with np.errstate(over="ignore"):
+            want = qa.quantize(x, fmt, **kw)
+            got = to_numpy(backend, qa.quantize(xb, fmt, **kw))
+        assert_same_floats(got, want, f"{backend.value} {name} {rnd.name}")
+        if rnd in (R.NEAREST_EVEN, R.STOCHASTIC):
+            codes = to_numpy(backend, qa.encode(xb, fmt, **kw))
+            assert_same_codes(codes, qa.encode(x, fmt, **kw), f"{backend.value} {name}", x)
+
+
+def test_int8_with_scale(backend):
+    rng = np.random.default_rng(5)
+    x = np.concatenate([rng.standard_normal(2000) * 40, [0.125, -0.375, 1e9, -np.inf]])
+    x = x.astype(np.float32)
+    xb = to_backend(backend, x)
+    for rnd in R:
+        kw = {"rounding": rnd, "seed": 3, "scale": 0.25}
+        want = qa.quantize(x, "int8", **kw)
+        assert_same_floats(to_numpy(backend, qa.quantize(xb, "int8", **kw)), want, rnd.name)
+        got = to_numpy(backend, qa.encode(xb, "int8", **kw))
+        assert_same_codes(got, qa.encode(x, "int8", **kw), rnd.name)
+
+
+@pytest.mark.parametrize("dtype", [np.float16, ml_dtypes.bfloat16, np.float64])
+def test_input_dtypes(backend, dtype):
+    if not _supports(backend, dtype):
+        pytest.skip(f"{backend.value} has no {np.dtype(dtype).name} (in this configuration)")
+    rng = np.random.default_rng(7)
+    x = (rng.standard_normal(500) * 30).astype(dtype)
+    for rnd in (R.NEAREST_EVEN, R.STOCHASTIC, R.TO_ODD):
+        kw = {"rounding": rnd, "seed": 8}
+        y = qa.quantize(to_backend(backend, x), "float8_e4m3fn", **kw)
+        got = to_numpy(backend, y)
+        assert got.dtype == np.dtype(dtype)
+        assert_same_floats(got, qa.quantize(x, "float8_e4m3fn", **kw), f"{dtype} {rnd.name}")
+
+
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda rng: np.full((), rng.standard_normal(), np.float32),  # 0-d
+        lambda rng: np.empty((0, 3), np.float32),  # empty
+        lambda rng: rng.standard_normal((6, 7)).astype(np.float32).T,  # non-contiguous
+        lambda rng: rng.standard_normal(20000).astype(np.float32)[::1999],  # large stride
+        lambda rng: rng.standard_normal((3, 4, 5)).astype(np.float32),  # n-d
+    ],
+    ids=["0d", "empty", "transposed", "strided", "3d"],
+)
+def test_output_kind_and_shapes(backend, make):
+    rng = np.random.default_rng(11)
+    x = make(rng)
+    if backend is Backend.DASK and x.ndim == 0:
+        pytest.skip("0-d Dask arrays are not chunked: nothing Dask-specific to test")
+    xb = to_backend(backend, x, chunks=2)
+    kw = {"rounding": R.STOCHASTIC, "seed": 5}
+    y = qa.quantize(xb, "float8_e5m2", **kw)
+    assert type(y) is type(xb)
+    assert tuple(y.shape) == tuple(x.shape)
+    if hasattr(xb, "device") and backend is not Backend.DASK:
+        assert str(y.device) == str(xb.device)
+    got = to_numpy(backend, y)
+    assert got.dtype == x.dtype
+    assert_same_floats(
+        got, qa.quantize(np.ascontiguousarray(x), "float8_e5m2", **kw).reshape(x.shape)
+    )
+
+
+def test_input_not_modified(backend):
+    x = np.linspace(-3, 3, 101, dtype=np.float32)
+    xb = to_backend(backend, x)
+    qa.quantize(xb, "float4_e2m1fn", rounding=R.STOCHASTIC, seed=1)
+    assert_same_floats(to_numpy(backend, xb), x)
+
+
+def test_decode_roundtrip(backend):
+    codes = np.arange(256, dtype=np.uint8)
+    got = to_numpy(backend, qa.decode(to_backend(backend, codes), "float8_e4m3fn"))
+    assert_same_floats(got, qa.decode(codes, "float8_e4m3fn"))
+
+
+def test_dask_chunking_does_not_change_stochastic_bits():
+    pytest.importorskip("dask", reason="dask is not installed")
+    import dask.array as da
+
+    rng = np.random.default_rng(2)
+    x = rng.standard_normal((30, 41)).astype(np.float32)
+    want = qa.quantize(x, "float4_e2m1fn", rounding=R.STOCHASTIC, seed=77, offset=5)
+    for chunks in ((7, 9), (30, 5), (4, 41), (30, 41)):
+        y = qa.quantize(
+            da.from_array(x, chunks=chunks), "float4_e2m1fn", rounding=R.STOCHASTIC, seed=77,
+            offset=5,
+        )  # fmt: skip
+        assert_same_floats(np.asarray(y.compute()), want, f"chunks={chunks}")
+
+
+def test_unsupported_keyword_is_not_silently_dropped():
+    pytest.importorskip("array_api_strict", reason="array-api-strict is not installed")
+    import array_api_strict as xs
+
+    x = xs.asarray(np.ones(4, np.float32))
+    with pytest.raises(NotImplementedError, match="scale"):
+        qa.quantize(x, "int8", scale="absmax")
+
+
+def test_unroutable_type_is_explained():
+    with pytest.raises(TypeError, match="not an array qemu_arrays can route"):
+        route(object())

@@ -1,0 +1,151 @@
+"""numba-CUDA kernels against the numba CPU kernels, bit for bit.
+
+Without a GPU the kernels run in numba's CUDA simulator, which must be switched on before
+``numba.cuda`` is imported: the outer test re-runs this file in a subprocess with
+``NUMBA_ENABLE_CUDASIM=1`` (small inputs: the simulator is slow). With ``QEMU_ARRAYS_REAL_GPU=1``
+(``scripts/gpu_check.sh``) the same tests run in-process on the real device with PyTorch CUDA
+tensors and larger inputs.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import qemu_arrays as qa
+from tests.conftest import assert_same_codes, assert_same_floats, probe_values
+
+ROOT = Path(__file__).resolve().parents[1]
+SIM = os.environ.get("NUMBA_ENABLE_CUDASIM") == "1"
+REAL = os.environ.get("QEMU_ARRAYS_REAL_GPU") == "1"
+INNER = SIM or REAL
+R = qa.Rounding
+# numba-cuda (<= 0.30) warns from its own internals on NumPy 2.4 when it compiles for a GPU
+pytestmark = pytest.mark.filterwarnings(
+    "ignore:The 'generic' unit for NumPy timedelta:DeprecationWarning"
+)
+N = 4000 if REAL else 40  # elements per call (the simulator runs Python per thread)
+
+FORMATS = [
+    n
+    for n in qa.list_formats()
+    if isinstance(qa.get_format(n), qa.FloatFormat) and qa.get_format(n).bits <= 8
+] + ["bfloat16", "float16"]
+
+
+@pytest.mark.skipif(INNER, reason="this is the outer launcher; the inner run is in progress")
+def test_cuda_kernels_in_simulator_subprocess():
+    env = {**os.environ, "NUMBA_ENABLE_CUDASIM": "1", "PYTHONPATH": str(ROOT)}
+    res = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", str(Path(__file__))],
+        capture_output=True, text=True, env=env, cwd=ROOT, check=False,
+    )  # fmt: skip
+    assert res.returncode == 0, res.stdout[-4000:] + res.stderr[-2000:]
+    assert " passed" in res.stdout
+
+
+inner = pytest.mark.skipif(not INNER, reason="runs inside the simulator subprocess or on a GPU")
+
+
+def _dev(x):
+    if REAL:
+        import torch
+
+        return torch.from_numpy(np.ascontiguousarray(x)).cuda()
+    from numba import cuda
+
+    return cuda.to_device(np.ascontiguousarray(x))
+
+
+def _host(y):
+    if REAL:
+        return y.cpu().numpy()
+    return y.copy_to_host()
+
+
+def _sample(name, dtype=np.float32):
+    fmt = qa.get_format(name)
+    if fmt.bits <= 8:
+        x = probe_values(fmt, dtype)
+    else:
+        rng = np.random.default_rng(3)
+        x = rng.integers(0, 1 << 32, 4 * N, dtype=np.uint64).astype(np.uint32).view(np.float32)
+        x = x[np.isfinite(x)].astype(dtype)
+    rng = np.random.default_rng(1)
+    idx = np.sort(rng.choice(x.size, size=min(N, x.size), replace=False))
+    return np.concatenate([x[idx], np.array([0.0, -0.0, np.inf, -np.inf], dtype)])
+
+
+@inner
+@pytest.mark.parametrize("name", FORMATS)
+def test_quantize_matches_cpu(name):
+    x = _sample(name)
+    modes = list(R) if (REAL or name in ("float8_e4m3fn", "float4_e2m1fn")) else [
+        R.NEAREST_EVEN, R.STOCHASTIC,
+    ]  # fmt: skip
+    for rnd in modes:
+        kw = {"rounding": rnd, "seed": 21, "stream": 1, "offset": 3}
+        got = _host(qa.quantize(_dev(x), name, **kw))
+        assert_same_floats(got, qa.quantize(x, name, **kw), f"cuda {name} {rnd.name}")
+
+
+@inner
+@pytest.mark.parametrize("name", ["float8_e4m3fn", "float8_e5m2fnuz", "float6_e3m2fn", "bfloat16"])
+def test_encode_matches_cpu(name):
+    x = _sample(name)
+    for rnd in (R.NEAREST_EVEN, R.STOCHASTIC):
+        kw = {"rounding": rnd, "seed": 4, "overflow": qa.Overflow.SATURATE}
+        got = _host(qa.encode(_dev(x), name, **kw))
+        assert_same_codes(got, qa.encode(x, name, **kw), f"cuda enc {name}", x)
+
+
+@inner
+@pytest.mark.parametrize("dtype", [np.float16, np.float64])
+def test_other_input_dtypes(dtype):
+    x = _sample("float8_e4m3fn", dtype)
+    for rnd in (R.NEAREST_EVEN, R.STOCHASTIC):
+        kw = {"rounding": rnd, "seed": 9}
+        got = _host(qa.quantize(_dev(x), "float8_e4m3fn", **kw))
+        assert got.dtype == np.dtype(dtype)
+        assert_same_floats(got, qa.quantize(x, "float8_e4m3fn", **kw), f"{dtype} {rnd.name}")
+
+
+@inner
+def test_int8_with_scale():
+    rng = np.random.default_rng(0)
+    x = (rng.standard_normal(N) * 40).astype(np.float32)
+    for rnd in R:
+        kw = {"rounding": rnd, "seed": 2, "scale": 0.37}
+        assert_same_floats(_host(qa.quantize(_dev(x), "int8", **kw)), qa.quantize(x, "int8", **kw))
+        assert_same_codes(_host(qa.encode(_dev(x), "int8", **kw)), qa.encode(x, "int8", **kw))
+
+
+@inner
+def test_decode_and_errors():
+    codes = np.arange(256, dtype=np.uint8)
+    got = _host(qa.decode(_dev(codes), "float8_e4m3fn"))
+    assert_same_floats(got, qa.decode(codes, "float8_e4m3fn"))
+    with pytest.raises(ValueError, match="has no NaN"):
+        qa.quantize(_dev(np.array([1.0, np.nan], np.float32)), "float4_e2m1fn")
+
+
+@inner
+def test_shapes_and_empty():
+    x = np.arange(12, dtype=np.float32).reshape(3, 4) / 7
+    y = qa.quantize(_dev(x), "float8_e4m3fn")
+    assert tuple(y.shape) == (3, 4)
+    assert_same_floats(_host(y), qa.quantize(x, "float8_e4m3fn"))
+    e = qa.quantize(_dev(np.empty((0, 2), np.float32)), "float8_e4m3fn")
+    assert tuple(e.shape) == (0, 2)
+
+
+@inner
+def test_missing_driver_message():
+    import cuda_kernels
+
+    assert cuda_kernels.available()
