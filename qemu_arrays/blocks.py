@@ -21,6 +21,7 @@ from qemu_arrays.scaled import Encoded, _check_axis
 __all__ = ["decode_block", "encode_block", "quantize_block", "tensor_scale_of"]
 
 _NV_DIVISOR = None  # filled lazily: element max * scale max (6 * 448 for NVFP4)
+_FAST_PATH = True  # the kernels' fast path on the bits (tests turn it off to compare)
 
 
 def _check_block_axis(arr, axis):
@@ -50,9 +51,16 @@ def tensor_scale_of(x, fmt) -> np.float32:
 
     from formats.reference import quantize_value
 
-    a = np.abs(np.asarray(x, dtype=np.float64))
-    a = a[np.isfinite(a)]
-    amax = float(a.max()) if a.size else 0.0
+    x = np.asarray(x)
+    if x.dtype == np.float32 and x.size:
+        from qemu_arrays import cpu_blocks
+
+        flat = np.ascontiguousarray(x).reshape(-1).view(np.uint32)
+        amax = float(cpu_blocks.max_finite_f32(flat, 1 << 16))
+    else:
+        a = np.abs(np.asarray(x, dtype=np.float64))
+        a = a[np.isfinite(a)]
+        amax = float(a.max()) if a.size else 0.0
     if amax == 0.0:
         return np.float32(1.0)
     div = Fraction(fmt.element.max) * Fraction(fmt.scale.max)
@@ -110,7 +118,7 @@ def _run(arr, fmt, axis, rounding, keys, offset, r, want, tensor_scale, out_dtyp
         cpu_blocks.nv_kernel(
             flat, flat.view(np.uint32), R, n, bs, fmt.element.params(), fmt.scale.params(),
             np.float32(ts), int(rounding), k0, k1, k2, int(offset), r, idxmap, want,
-            out, codes, scodes,
+            int(_FAST_PATH), out, codes, scodes,
         )  # fmt: skip
     else:
         if tensor_scale is not None:
@@ -125,6 +133,7 @@ def _run(arr, fmt, axis, rounding, keys, offset, r, want, tensor_scale, out_dtyp
             xb, in_e, in_m = work.reshape(-1).view(np.uint32), 8, 23
             odt = np.float32
         out = np.empty(size if want & 1 else 1, dtype=odt)
+        outb = out.view(xb.dtype)
         el = fmt.element
         sc = fmt.scale
         if isinstance(el, FloatFormat):
@@ -140,7 +149,7 @@ def _run(arr, fmt, axis, rounding, keys, offset, r, want, tensor_scale, out_dtyp
             xb, in_e, in_m, R, n, bs, ep, is_int, fmt.element_fraction_bits, qmin, qmax,
             mprec, fmt.element_emax, maxsig, sc.emin, sc.emax, sc.bias, s_nan,
             int(fmt.scale_rule), int(rounding), k0, k1, k2, int(offset), r, idxmap, want,
-            out, codes, scodes,
+            int(_FAST_PATH), out, outb, codes, scodes,
         )  # fmt: skip
     vals = None
     if want & 1:

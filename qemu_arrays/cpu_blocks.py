@@ -12,7 +12,9 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from numba import njit, prange
+from llvmlite import ir
+from numba import njit, prange, types
+from numba.core.extending import intrinsic
 
 from formats.cores import (
     FINITE,
@@ -23,8 +25,10 @@ from formats.cores import (
     format_code,
     has_negative_zero,
     random_u,
+    round_bits_fast,
     round_int_value,
     round_magnitude,
+    round_subnormal_fast,
 )
 from qemu_arrays.cpu import purge_stale_cache
 
@@ -32,6 +36,34 @@ purge_stale_cache(__file__)
 
 _PAR = {"parallel": True, "cache": True, "nogil": True}
 _JIT = {"cache": True, "nogil": True}
+
+# ---- bit casts (no float arithmetic on the bits, no frexp/ldexp) ---------------------------
+
+
+@intrinsic
+def f32_bits(typingctx, x):
+    """The IEEE bit pattern of a float32 scalar, as uint32."""
+    if isinstance(x, types.Float) and x.bitwidth == 32:
+
+        def codegen(context, builder, signature, args):
+            return builder.bitcast(args[0], ir.IntType(32))
+
+        return types.uint32(x), codegen
+    return None
+
+
+@intrinsic
+def bits_f32(typingctx, b):
+    """The float32 whose IEEE bit pattern is the low 32 bits of the integer ``b``."""
+    if isinstance(b, types.Integer):
+
+        def codegen(context, builder, signature, args):
+            v = context.cast(builder, args[0], signature.args[0], types.int64)
+            return builder.bitcast(builder.trunc(v, ir.IntType(32)), ir.FloatType())
+
+        return types.float32(b), codegen
+    return None
+
 
 # scale rules (formats.block_spec.ScaleRule)
 FLOOR = 0
@@ -88,38 +120,69 @@ def shared_exponent(M, E, rule, mprec, emax_elem, maxsig):
     return e
 
 
+@njit(**_JIT)
+def mx_float_general(sign, M, E, e, ep, rnd, u, r):
+    """General path of one MX float element ``(-1)^sign M 2^E`` under the scale ``2^e``.
+
+    Returns ``(value as float64, element code)``. Kept out of line (not inlined by numba) so
+    that the fast loop of :func:`mx_kernel` stays small.
+    """
+    m, emin, emax, sigmax, sub, hz, sg, sp, eb, bias = ep
+    if M == 0:
+        st = FINITE
+        s = sign if has_negative_zero(sg, hz, sp) else 0
+        kept = 0
+        q = 0
+    else:
+        st, s, kept, q = round_magnitude(
+            sign, M, E - e, m, emin, emax, sigmax, sub, hz, sg, sp, rnd, SATURATE, u, r
+        )
+    v = math.ldexp(float(kept), q + e)
+    return (-v if s == 1 else v), format_code(st, s, kept, q, m, emin, eb, bias, sg, sp)
+
+
 @njit(**_PAR)
 def mx_kernel(
     xb, in_e, in_m, R, n, bs, ep, is_int, fb, qmin, qmax, mprec, emax_elem, maxsig,
-    s_emin, s_emax, s_bias, s_nan, rule, rnd, k0, k1, k2, offset, r, idxmap, want,
-    out, codes, scodes,
+    s_emin, s_emax, s_bias, s_nan, rule, rnd, k0, k1, k2, offset, r, idxmap, want, fast,
+    out, outb, codes, scodes,
 ):  # fmt: skip
     """MX quantization with a power-of-two (E8M0-style) scale.
 
-    ``want`` bit 1: write values to ``out``; bit 2: write element codes to ``codes``; scale
-    codes always go to ``scodes`` (one per block, row-major over (row, block)).
+    ``want`` bit 1: write values to ``out`` (``outb`` is the same buffer viewed as IEEE bits);
+    bit 2: write element codes to ``codes``; scale codes always go to ``scodes`` (one per
+    block, row-major over (row, block)). ``fast == 0`` turns the fast path off (tests compare).
+
+    Fast path (float elements): dividing by the scale ``2^e`` is subtracting ``e`` from the
+    exponent field, so an element whose shifted bits are still a normal IEEE value is rounded by
+    :func:`~formats.cores.round_bits_fast` on those bits, and the result is scaled back by adding
+    ``e`` to the exponent field when that stays normal. Everything else (zeros, subnormals,
+    overflow, results outside the normal range) takes the general path, which gives the same
+    bits by the contract of ``round_bits_fast``.
     """
     m, emin, emax, sigmax, sub, hz, sg, sp, eb, bias = ep
     nb = (n + bs - 1) // bs
     cmask = (1 << (eb + m + 1)) - 1 if is_int == 0 else (1 << (bit_length(qmax) + 1)) - 1
     use_map = idxmap.size > 1
     absmask = (np.int64(1) << (in_e + in_m)) - 1
+    signmask = np.int64(1) << (in_e + in_m)
     infb = ((np.int64(1) << in_e) - 1) << in_m
+    emask = (np.int64(1) << in_e) - 1
+    in_bias = (np.int64(1) << (in_e - 1)) - 1
+    in_mmask = (np.int64(1) << in_m) - 1
+    fast_ok = fast == 1 and is_int == 0 and m <= in_m
     for t in prange(R * nb):
         row = t // nb
         blk = t - row * nb
         start = row * n + blk * bs
         stop = min(start + bs, row * n + n)
-        special = 0
         amaxb = np.int64(0)
         for i in range(start, stop):
             a = np.int64(xb[i]) & absmask  # |x| bits: ordered as the magnitudes are
-            if a >= infb:
-                special = 1
-            elif a > amaxb:
-                amaxb = a
-        s_, aM, aE, spc = split_bits(amaxb, in_e, in_m)
+            amaxb = max(amaxb, a)
+        special = 1 if amaxb >= infb else 0
         if special == 0:
+            s_, aM, aE, spc = split_bits(amaxb, in_e, in_m)
             if aM == 0:
                 e = s_emin
             else:
@@ -137,13 +200,47 @@ def mx_kernel(
                     codes[i] = 0
             continue
         scodes[t] = e + s_bias
+        eshift = np.int64(e) << in_m
+        sub_scale = math.ldexp(1.0, emin - m + e)
         for i in range(start, stop):
-            sign, M, E, spc = split_bits(np.int64(xb[i]), in_e, in_m)
+            b = np.int64(xb[i])
             if rnd == SR:
                 idx = idxmap[i] if use_map else i
                 u = random_u(k0, k1, k2, offset + idx, r)
             else:
                 u = 0
+            if fast_ok:
+                ef = (b >> in_m) & emask
+                if ef != 0 and 1 <= ef - e < emask:
+                    ok, mag = round_bits_fast(
+                        b - eshift, in_e, in_m, m, emin, emax, sigmax, sg, rnd, u, r
+                    )
+                    if ok:
+                        if want & 2:
+                            cef = (mag >> in_m) - in_bias + bias
+                            cmf = (mag & in_mmask) >> (in_m - m)
+                            codes[i] = (((b >> (in_e + in_m)) & sg) << (eb + m)) | (cef << m) | cmf
+                        if want & 1:
+                            oef = (mag >> in_m) + e
+                            if 1 <= oef < emask:  # always, for float32 -> float32: defensive
+                                outb[i] = (b & signmask) | (mag + eshift)
+                                continue
+                        else:
+                            continue
+                    else:
+                        ok, s, kept = round_subnormal_fast(
+                            b - eshift, in_e, in_m, m, emin, sub, hz, sg, sp, rnd, u, r
+                        )
+                        if ok:  # an element subnormal: kept * 2^(emin - m), times 2^e
+                            if want & 2:
+                                codes[i] = format_code(
+                                    FINITE, s, kept, emin - m, m, emin, eb, bias, sg, sp
+                                )
+                            if want & 1:
+                                v = np.float64(kept) * sub_scale
+                                out[i] = -v if s == 1 else v  # one rounding, as below
+                            continue
+            sign, M, E, spc = split_bits(b, in_e, in_m)
             if is_int == 1:
                 if M == 0:
                     k = 0
@@ -157,25 +254,16 @@ def mx_kernel(
                 if want & 2:
                     codes[i] = k & cmask
                 continue
-            if M == 0:
-                st = FINITE
-                s = sign if has_negative_zero(sg, hz, sp) else 0
-                kept = 0
-                q = 0
-            else:
-                st, s, kept, q = round_magnitude(
-                    sign, M, E - e, m, emin, emax, sigmax, sub, hz, sg, sp, rnd, SATURATE, u, r
-                )
+            v, c = mx_float_general(sign, M, E, e, ep, rnd, u, r)
             if want & 1:
-                v = math.ldexp(float(kept), q + e)
-                out[i] = -v if s == 1 else v
+                out[i] = v
             if want & 2:
-                codes[i] = format_code(st, s, kept, q, m, emin, eb, bias, sg, sp)
+                codes[i] = c
 
 
 @njit(**_PAR)
 def nv_kernel(
-    x, xb, R, n, bs, ep, sp_, tscale, rnd, k0, k1, k2, offset, r, idxmap, want,
+    x, xb, R, n, bs, ep, sp_, tscale, rnd, k0, k1, k2, offset, r, idxmap, want, fast,
     out, codes, scodes,
 ):  # fmt: skip
     """Two-level (NVFP4-style) quantization of float32 input ``x`` (``xb`` its uint32 bits).
@@ -183,6 +271,10 @@ def nv_kernel(
     Per block: ``s_b = round_scale(amax_b / (6 * tscale))`` computed in float64 (exact single
     rounding, see docs/blocks.md), ``d = float32(s_b * tscale)``, element
     ``round_elem(float32(x / d))`` with the float32 quotient correctly rounded.
+
+    Fast path (``fast == 1``): a quotient that is a normal float32 is rounded on its own bits by
+    :func:`~formats.cores.round_bits_fast`, and the value ``p * d`` is one float32 product
+    (the exact product rounded once, as the general path's float64 product stored to float32).
     """
     m, emin, emax, sigmax, sub, hz, sg, sp, eb, bias = ep
     sm, semin, semax, ssigmax, ssub, shz, ssg, ssp, seb, sbias = sp_
@@ -191,21 +283,18 @@ def nv_kernel(
     snan = format_code(NAN, 0, 0, 0, sm, semin, seb, sbias, ssg, ssp)
     use_map = idxmap.size > 1
     t64 = np.float64(tscale)
+    out32 = out.itemsize == 4
+    sub_scale = math.ldexp(1.0, emin - m)
+    fast_ok = fast == 1 and m <= 23
     for t in prange(R * nb):
         row = t // nb
         blk = t - row * nb
         start = row * n + blk * bs
         stop = min(start + bs, row * n + n)
-        special = 0
-        amax = 0.0
+        amaxb = np.int64(0)
         for i in range(start, stop):
-            if (np.int64(xb[i]) & 0x7F800000) == 0x7F800000:
-                special = 1
-            else:
-                a = abs(np.float64(x[i]))
-                if a > amax:
-                    amax = a
-        if special == 1:
+            amaxb = max(amaxb, np.int64(xb[i]) & 0x7FFFFFFF)
+        if amaxb >= 0x7F800000:  # inf or NaN in the block
             scodes[t] = snan
             for i in range(start, stop):
                 if want & 1:
@@ -213,6 +302,7 @@ def nv_kernel(
                 if want & 2:
                     codes[i] = 0
             continue
+        amax = np.float64(bits_f32(amaxb))
         v = amax / (emaxv * t64)
         if v == 0.0:
             sst, ss, skept, sq = FINITE, 0, 0, 0
@@ -234,7 +324,40 @@ def nv_kernel(
             if d == 0.0:
                 st, s, kept, q = FINITE, 0, 0, 0
             else:
-                qv = np.float64(np.float32(x[i]) / d)
+                qf = np.float32(x[i]) / d
+                if fast_ok:
+                    qb = np.int64(f32_bits(qf))
+                    ok, mag = round_bits_fast(qb, 8, 23, m, emin, emax, sigmax, sg, rnd, u, r)
+                    if ok:
+                        if want & 2:
+                            cef = (mag >> 23) - 127 + bias
+                            cmf = (mag & 0x7FFFFF) >> (23 - m)
+                            codes[i] = ((sign & sg) << (eb + m)) | (cef << m) | cmf
+                        if want & 1:
+                            pv = bits_f32((qb & 0x80000000) | mag)
+                            if out32:
+                                out[i] = pv * d
+                            else:
+                                out[i] = np.float64(pv) * np.float64(d)
+                        continue
+                    ok, s, kept = round_subnormal_fast(
+                        qb, 8, 23, m, emin, sub, hz, sg, sp, rnd, u, r
+                    )
+                    if ok:  # an element subnormal: kept * 2^(emin - m)
+                        if want & 2:
+                            codes[i] = format_code(
+                                FINITE, s, kept, emin - m, m, emin, eb, bias, sg, sp
+                            )
+                        if want & 1:
+                            pv = np.float32(np.float64(kept) * sub_scale)  # exact
+                            if out32:
+                                val32 = pv * d
+                                out[i] = -val32 if s == 1 else val32
+                            else:
+                                val = np.float64(pv) * np.float64(d)
+                                out[i] = -val if s == 1 else val
+                        continue
+                qv = np.float64(qf)
                 if qv == 0.0:
                     st = FINITE
                     s = sign if has_negative_zero(sg, hz, sp) else 0
@@ -270,3 +393,90 @@ def block_amax(x, R, n, bs, out):
                 break
             a = max(a, v)
         out[t] = a
+
+
+@njit(**_PAR)
+def max_finite_f32(xb, chunk):
+    """Largest finite magnitude of float32 bits ``xb`` (uint32), as float64; 0.0 when none.
+
+    Magnitude bit patterns are ordered as the magnitudes are, so this is an integer max.
+    """
+    nc = (xb.size + chunk - 1) // chunk
+    part = np.zeros(max(nc, 1), dtype=np.int64)
+    for c in prange(nc):
+        a = np.int64(0)
+        for i in range(c * chunk, min(c * chunk + chunk, xb.size)):
+            v = np.int64(xb[i]) & 0x7FFFFFFF
+            if v < 0x7F800000:
+                a = max(a, v)
+        part[c] = a
+    return np.float64(bits_f32(part.max()))
+
+
+@njit(**_PAR)
+def group_range(x, outer, n, inner, B, lo, hi):
+    """Per-group ``lo = min(min finite x, 0)`` and ``hi = max(max finite x, 0)`` (float64).
+
+    ``x`` (C order) is viewed as ``(outer, n, inner)`` with the group axis in the middle.
+    ``B == 0``: one group per index along the axis (``lo``/``hi`` of size ``n``);
+    ``B > 0``: groups of ``B`` consecutive indices along the axis, group ``(o, a // B, j)`` in
+    the C order of ``(outer, ceil(n / B), inner)``. NaN and infinities are skipped.
+    ``lo`` and ``hi`` must come in filled with zeros.
+    """
+    if B > 0:
+        nb = (n + B - 1) // B
+        for t in prange(outer * nb):
+            o = t // nb
+            blk = t - o * nb
+            g0 = t * inner
+            for a in range(blk * B, min(blk * B + B, n)):
+                base = (o * n + a) * inner
+                for j in range(inner):
+                    v = np.float64(x[base + j])
+                    if v > hi[g0 + j] and v < math.inf:
+                        hi[g0 + j] = v
+                    if v < lo[g0 + j] and v > -math.inf:
+                        lo[g0 + j] = v
+        return
+    if outer < 64:
+        for a in prange(n):
+            h = 0.0
+            low = 0.0
+            for o in range(outer):
+                base = (o * n + a) * inner
+                for j in range(inner):
+                    v = np.float64(x[base + j])
+                    if v > h and v < math.inf:
+                        h = v
+                    if v < low and v > -math.inf:
+                        low = v
+            hi[a] = h
+            lo[a] = low
+        return
+    # many outer rows: partial results per chunk of rows, then combined
+    P = 64
+    rows = (outer + P - 1) // P
+    phi = np.zeros((P, n), dtype=np.float64)
+    plo = np.zeros((P, n), dtype=np.float64)
+    for p in prange(P):
+        for o in range(p * rows, min(p * rows + rows, outer)):
+            for a in range(n):
+                base = (o * n + a) * inner
+                h = phi[p, a]
+                low = plo[p, a]
+                for j in range(inner):
+                    v = np.float64(x[base + j])
+                    if v > h and v < math.inf:
+                        h = v
+                    if v < low and v > -math.inf:
+                        low = v
+                phi[p, a] = h
+                plo[p, a] = low
+    for a in range(n):
+        h = 0.0
+        low = 0.0
+        for p in range(P):
+            h = max(h, phi[p, a])
+            low = min(low, plo[p, a])
+        hi[a] = h
+        lo[a] = low

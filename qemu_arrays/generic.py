@@ -101,7 +101,7 @@ class _Ops:
     def bit_length(self, a):
         """Number of bits of each word (0 for 0), by binary search."""
         xp = self.xp
-        n = xp.zeros(a.shape, dtype=self.I)
+        n = xp.zeros_like(a, dtype=self.I)  # zeros_like keeps a's device
         for s in (32, 16, 8, 4, 2, 1):
             if s >= self.W:
                 continue
@@ -177,10 +177,9 @@ def _round_bits(o: _Ops, b, in_e, in_m, p, rnd, ovf, u, r):
     has_nan = (m > 0) if sp == Specials.IEEE else sp != Specials.FINITE
     has_inf = sp in (Specials.IEEE, Specials.P3109)
     neg_zero = sg == 1 and hz == 1 and sp not in (Specials.FNUZ, Specials.P3109)
-    shape = b.shape
 
     def full(v, dt=None):
-        return xp.full(shape, v, dtype=o.I if dt is None else dt)
+        return xp.full_like(b, v, dtype=o.I if dt is None else dt)  # on b's device
 
     sign = (b >> (in_e + in_m)) & o.u(1)
     ef = o.to_i((b >> in_m) & o.u((1 << in_e) - 1))
@@ -193,7 +192,7 @@ def _round_bits(o: _Ops, b, in_e, in_m, p, rnd, ovf, u, r):
     E = xp.where(ef == 0, o.i(1), ef) - (in_bias + in_m)
     fin = ~(is_nan | is_inf | is_zero)
     e = E + o.bit_length(M) - 1
-    flush = (e < emin) if sub == 0 else xp.zeros(shape, dtype=xp.bool)
+    flush = (e < emin) if sub == 0 else xp.zeros_like(e, dtype=xp.bool)
     q = xp.where(e < emin, o.i(emin - m), e - m)
     if sub == 0:
         q = xp.where(flush, o.i(emin), q)
@@ -222,7 +221,7 @@ def _round_bits(o: _Ops, b, in_e, in_m, p, rnd, ovf, u, r):
         t = xp.where(d >= 0, o.shr(rem, xp.clip(d, 0, in_m + 1)), o.shl(rem, -d))
         up = u < t
     else:
-        up = xp.zeros(shape, dtype=xp.bool)
+        up = xp.zeros_like(kept, dtype=xp.bool)
     if rnd == Rounding.TO_ODD:
         kept = xp.where(pos & nonzero, kept | o.u(1), kept)
     kept = kept + xp.astype(pos & up, o.U)
@@ -236,13 +235,13 @@ def _round_bits(o: _Ops, b, in_e, in_m, p, rnd, ovf, u, r):
         q = xp.where(fl, o.i(emin - m), q)
     ov = ((q + m > emax) | ((q + m == emax) & (kept > o.u(sigmax)))) & ~is_z & fin
     if rnd in (Rounding.NEAREST_EVEN, Rounding.NEAREST_AWAY, Rounding.STOCHASTIC):
-        away = xp.ones(shape, dtype=xp.bool)
+        away = xp.ones_like(b, dtype=xp.bool)
     elif rnd == Rounding.UP:
         away = is_pos
     elif rnd == Rounding.DOWN:
         away = ~is_pos
     else:
-        away = xp.zeros(shape, dtype=xp.bool)
+        away = xp.zeros_like(is_pos, dtype=xp.bool)
 
     # the special result of an overflow that rounds away, or of an infinite input
     if ovf != Overflow.SATURATE and has_inf:
@@ -398,7 +397,7 @@ def _round_int(xp, v, qlo, qhi, rnd, u, r, F, K_dt, lim):
         t = xp.astype(xp.floor(f * float(2.0**r)), u.dtype)
         up = u < t
     else:
-        up = xp.zeros(v.shape, dtype=xp.bool)
+        up = xp.zeros_like(v, dtype=xp.bool)
     if rnd == Rounding.TO_ODD:
         k = xp.where(f > zero, k | 1, k)
     k = k + xp.astype(up, K_dt)

@@ -223,6 +223,31 @@ def _scale_from_range(lo, hi, fmt, symmetric, scale_format):
     return s, z
 
 
+def _absmax_range(x, axis, block_size):
+    """``(lo, hi, gshape)``: the "absmax" range of every group, in one pass over ``x``.
+
+    ``lo = min(min finite x, 0)``, ``hi = max(max finite x, 0)`` per group, flat in the C order
+    of the group shape (what :func:`_range` computes, without float64 copies of ``x``).
+    """
+    from qemu_arrays import cpu_blocks
+
+    if x.dtype not in (np.float32, np.float64):
+        x = x.astype(np.float32)  # float16 / bfloat16: exact
+    flat = np.ascontiguousarray(x).reshape(-1)
+    gshape = group_shape(x.shape, axis, block_size)
+    if axis is None:
+        outer, n, inner = x.size, 1, 1
+    else:
+        n = x.shape[axis]
+        outer = int(np.prod(x.shape[:axis], dtype=np.int64))
+        inner = int(np.prod(x.shape[axis + 1 :], dtype=np.int64))
+    ng = int(np.prod(gshape, dtype=np.int64))
+    lo = np.zeros(ng, dtype=np.float64)
+    hi = np.zeros(ng, dtype=np.float64)
+    cpu_blocks.group_range(flat, outer, n, inner, block_size or 0, lo, hi)
+    return lo, hi, gshape
+
+
 def _sq_error(G, s, z, fmt):
     q = np.clip(np.rint(G / s[:, None]) + z[:, None], fmt.min, fmt.max)
     return np.nansum(((q - z[:, None]) * s[:, None] - G) ** 2, axis=1)
@@ -269,6 +294,13 @@ def compute_scale(
     sfmt = _check_scale_format(scale_format)
     x = np.asarray(x)
     axis, block_size = check_granularity(x.shape, axis, block_size)
+    if rule == "absmax" and x.size and x.dtype.kind == "f":
+        lo, hi, gshape = _absmax_range(x, axis, block_size)
+        if symmetric:
+            hi = np.maximum(hi, -lo)
+            lo = -hi
+        s, z = _scale_from_range(lo, hi, fmt, symmetric, sfmt)
+        return s.reshape(gshape), z.reshape(gshape)
     G, gshape = _groups(x, axis, block_size)
     G = np.where(np.isfinite(G), G, np.nan)
     lo, hi = _range(G, rule, symmetric, float(percentile))
@@ -350,6 +382,8 @@ def element_arrays(x, fmt, scale, zero_point, shape, *, axis, block_size, symmet
         zg = given_to_groups(z.astype(np.int64), shape, axis, block_size, "zero_point")
     flat = []
     for name, a in (("scale", sg), ("zero_point", zg)):
+        if name == "zero_point" and a.size > 1 and not np.any(a):
+            a = np.zeros(1, dtype=np.int64)  # all zero (symmetric): one value serves all
         if a.size == 1:
             flat.append(
                 np.ascontiguousarray(a, dtype=np.float64 if name == "scale" else np.int64).reshape(

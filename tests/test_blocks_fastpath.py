@@ -1,0 +1,152 @@
+"""The block kernels' fast path on the bits gives the same bits as their general path.
+
+``qemu_arrays.blocks._FAST_PATH = False`` makes the kernels take the general path (the scalar
+cores on ``(sign, M, E)``) for every element; the fast path (exponent-field shifts plus
+``round_bits_fast``, float32 quotient bits for NVFP4) must agree bit for bit with it on data
+built to cross every boundary of the fast path: float32 subnormal inputs and outputs, scales
+clamped at 2^-127, elements that overflow the element format, ties, zeros of both signs,
+blocks with NaN/Inf, float64 inputs, and NVFP4 tensor scales that make ``d`` subnormal or
+infinite. An independent numpy + ml_dtypes oracle checks the MX fast path on a larger matrix.
+"""
+
+from __future__ import annotations
+
+import ml_dtypes
+import numpy as np
+import pytest
+
+import qemu_arrays as qa
+from formats.block_spec import ScaleRule
+from formats.catalog import get_format
+from formats.spec import Rounding
+from qemu_arrays import blocks
+
+MX_NAMES = ("mxfp8_e4m3", "mxfp8_e5m2", "mxfp6_e2m3", "mxfp6_e3m2", "mxfp4_e2m1", "mxint8")
+
+
+def _edge_data(rng, rows, n, dtype=np.float32):
+    """Rows of blocks whose magnitudes span the float32 range, with the awkward cases mixed in."""
+    ex = rng.integers(-150, 128, size=(rows, 1))  # one binade per row ...
+    spread = rng.integers(-30, 3, size=(rows, n))  # ... and elements up to 2^-30 below it
+    x = rng.standard_normal((rows, n)) * np.exp2((ex + spread).astype(np.float64))
+    # exact ties and grid points of the small formats, scaled by a power of two per row
+    grid = rng.integers(-64, 65, size=(rows, n)) / 8.0 * np.exp2(rng.integers(-130, 100, (rows, 1)))
+    x = np.where(rng.random((rows, n)) < 0.3, grid, x)
+    x[rng.random((rows, n)) < 0.03] = 0.0
+    x[rng.random((rows, n)) < 0.03] = -0.0
+    x[0, 5] = np.nan
+    x[1, 40] = np.inf
+    x[2, n - 1] = -np.inf
+    x[3, :] = float(np.finfo(np.float32).max) * rng.uniform(-1, 1, n)
+    x[4, :] = float(np.finfo(np.float32).smallest_subnormal) * rng.integers(-40, 40, n)
+    with np.errstate(over="ignore"):
+        return x.astype(dtype)
+
+
+def _both(fn, monkeypatch):
+    got = fn()
+    monkeypatch.setattr(blocks, "_FAST_PATH", False)
+    want = fn()
+    monkeypatch.setattr(blocks, "_FAST_PATH", True)
+    return got, want
+
+
+def _bits(a):
+    a = np.asarray(a)
+    return a.view({2: np.uint16, 4: np.uint32, 8: np.uint64}[a.dtype.itemsize])
+
+
+def _assert_same_bits(got, want):
+    assert got.dtype == want.dtype
+    assert got.shape == want.shape
+    nan_g, nan_w = np.isnan(got), np.isnan(want)
+    assert np.array_equal(nan_g, nan_w)
+    bad = ~nan_g & (_bits(got) != _bits(want))
+    assert not bad.any(), f"{int(bad.sum())} mismatches, first at {np.argwhere(bad)[:4].tolist()}"
+
+
+@pytest.fixture
+def rng():
+    return np.random.default_rng(20240611)
+
+
+@pytest.mark.parametrize("name", [*MX_NAMES, "nvfp4"])
+@pytest.mark.parametrize("rounding", list(Rounding), ids=lambda r: r.name)
+def test_fast_path_equals_general_path(name, rounding, rng, monkeypatch):
+    fmt = get_format(name)
+    x = _edge_data(rng, 24, 96)
+    kw = {"rounding": rounding, "seed": 3} if rounding is Rounding.STOCHASTIC else {}
+    kw["rounding"] = rounding
+    got, want = _both(lambda: qa.quantize(x, fmt, **kw), monkeypatch)
+    _assert_same_bits(got, want)
+    eg, ew = _both(lambda: qa.encode(x, fmt, **kw), monkeypatch)
+    assert np.array_equal(eg.codes, ew.codes)
+    assert np.array_equal(eg.scales, ew.scales)
+
+
+@pytest.mark.parametrize("name", MX_NAMES)
+@pytest.mark.parametrize("rule", list(ScaleRule), ids=lambda r: r.name)
+@pytest.mark.parametrize("dtype", [np.float32, np.float64, np.float16, ml_dtypes.bfloat16])
+def test_fast_path_every_rule_and_dtype(name, rule, dtype, rng, monkeypatch):
+    fmt = get_format(name).with_rule(rule)
+    x = _edge_data(rng, 16, 64, np.float64)
+    if dtype == np.float64:  # below and beyond the float32 range too
+        x = x * np.exp2(rng.integers(-200, 200, size=(16, 1)).astype(np.float64))
+    with np.errstate(over="ignore"):
+        x = x.astype(dtype)
+    got, want = _both(lambda: qa.quantize(x, fmt), monkeypatch)
+    _assert_same_bits(got, want)
+    eg, ew = _both(lambda: qa.encode(x, fmt), monkeypatch)
+    assert np.array_equal(eg.codes, ew.codes)
+
+
+@pytest.mark.parametrize("name", ["mxfp8_e4m3", "mxfp4_e2m1", "nvfp4"])
+def test_fast_path_other_axis_and_stochastic_indices(name, rng, monkeypatch):
+    x = _edge_data(rng, 40, 48).T.copy()  # blocks along axis 0 of a (48, 40) array
+    kw = {"axis": 0, "rounding": Rounding.STOCHASTIC, "seed": 11, "random_bits": 9}
+    got, want = _both(lambda: qa.quantize(x, name, **kw), monkeypatch)
+    _assert_same_bits(got, want)
+
+
+@pytest.mark.parametrize("ts", [1.0, 2.0**-149, 2.0**-140, 1e-30, 3.0e38, 2.0**100])
+def test_nvfp4_tensor_scale_extremes(ts, rng, monkeypatch):
+    x = _edge_data(rng, 16, 64)
+    got, want = _both(lambda: qa.quantize(x, "nvfp4", scale=np.float32(ts)), monkeypatch)
+    _assert_same_bits(got, want)
+    x64 = x.astype(np.float64)
+    got, want = _both(lambda: qa.quantize(x64, "nvfp4", scale=np.float32(ts)), monkeypatch)
+    _assert_same_bits(got, want)
+
+
+@pytest.mark.parametrize(
+    ("name", "elem", "emax"),
+    [
+        ("mxfp8_e4m3", ml_dtypes.float8_e4m3fn, 8),
+        ("mxfp8_e5m2", ml_dtypes.float8_e5m2, 15),
+        ("mxfp4_e2m1", ml_dtypes.float4_e2m1fn, 2),
+    ],
+)
+def test_mx_against_numpy_ml_dtypes_oracle(name, elem, emax, rng):
+    """OCP MX (FLOOR rule, nearest-even) computed independently with numpy and ml_dtypes."""
+    x = (rng.standard_normal((256, 256)) * np.exp2(rng.integers(-135, 120, (256, 1)))).astype(
+        np.float32
+    )
+    blk = x.astype(np.float64).reshape(256, -1, 32)
+    amax = np.abs(blk).max(axis=-1, keepdims=True)
+    _, ex = np.frexp(amax)
+    e = np.where(amax > 0, np.maximum(ex - 1 - emax, -127), -127)
+    mx = float(ml_dtypes.finfo(elem).max)
+    y = np.clip(np.ldexp(blk, -e), -mx, mx)  # exact; beyond max saturates
+    q = y.astype(elem).astype(np.float64)  # nearest-even into the element format
+    want = np.ldexp(q, e).reshape(x.shape).astype(np.float32)  # one rounding to float32
+    got = qa.quantize(x, name)
+    assert np.array_equal(_bits(got), _bits(want))
+
+
+def test_tensor_scale_of_float32_matches_float64_route(rng):
+    fmt = get_format("nvfp4")
+    x = _edge_data(rng, 8, 64)
+    got = blocks.tensor_scale_of(x, fmt)
+    want = blocks.tensor_scale_of(x.astype(np.float64), fmt)  # the numpy route
+    assert _bits(np.float32(got)) == _bits(np.float32(want))
+    assert blocks.tensor_scale_of(np.full(5, np.nan, np.float32), fmt) == np.float32(1.0)
