@@ -552,6 +552,6 @@ def round_subnormal_fast(b, in_e, in_m, m, emin, subnormals, has_zero, signed, s
     elif rnd == SR:
         t = rem >> (s - r) if s >= r else rem << (r - s)
         kept += u < t
-    if kept == 0 and not has_negative_zero(signed, has_zero, specials):
-        sign = 0
+    # branch-free: a zero result keeps its sign only where the format has -0
+    sign = sign & ((kept != 0) | has_negative_zero(signed, has_zero, specials))
     return True, sign, kept

@@ -19,6 +19,7 @@ from numba import njit, prange
 import formats.cores
 from formats.cores import (
     NAN_ERROR,
+    RNE,
     SR,
     decode_code,
     format_code,
@@ -78,17 +79,21 @@ def threads_for(n: int):
         numba.set_num_threads(prev)
 
 
-@njit(**_PAR)
-def quantize_float_bits(xb, outb, outf, in_e, in_m, p, rnd, ovf, k0, k1, k2, offset, r):
-    """Round IEEE bit patterns ``xb`` into the format ``p``; write the values.
+CHUNK = 4096  # elements per parallel task; the inner loop is a plain range the compiler keeps tight
 
-    ``outb`` and ``outf`` are the same output buffer viewed as bits and as floats.
+
+@njit(cache=True, nogil=True, inline="always")
+def _quantize_span(xb, outb, outf, lo, hi, in_e, in_m, p, rnd, ovf, k0, k1, k2, offset, r):
+    """Elements ``lo:hi`` of :func:`quantize_float_bits`; returns the NaN-error count.
+
+    Inlined with ``rnd`` a literal for the common modes, so the compiler drops the branches
+    on the mode from the element loop.
     """
     m, emin, emax, sigmax, sub, hz, sg, sp, eb, bias = p
     sign_mask = 1 << (in_e + in_m)
     sub_scale = math.ldexp(1.0, emin - m)
     err = 0
-    for i in prange(xb.size):
+    for i in range(lo, hi):
         b = np.int64(xb[i])
         u = random_u(k0, k1, k2, offset + i, r) if rnd == SR else 0
         ok, mag = round_bits_fast(b, in_e, in_m, m, emin, emax, sigmax, sg, rnd, u, r)
@@ -96,9 +101,8 @@ def quantize_float_bits(xb, outb, outf, in_e, in_m, p, rnd, ovf, k0, k1, k2, off
             outb[i] = (b & sign_mask) | mag
             continue
         ok, s, kept = round_subnormal_fast(b, in_e, in_m, m, emin, sub, hz, sg, sp, rnd, u, r)
-        if ok:
-            v = np.float64(kept) * sub_scale
-            outf[i] = -v if s == 1 else v
+        if ok:  # sign applied arithmetically: a branch on a random sign mispredicts
+            outf[i] = np.float64(kept) * sub_scale * np.float64(1 - 2 * s)
             continue
         st, s, kept, q = round_ieee_bits(
             b, in_e, in_m, m, emin, emax, sigmax, sub, hz, sg, sp, rnd, ovf, u, r
@@ -110,31 +114,61 @@ def quantize_float_bits(xb, outb, outf, in_e, in_m, p, rnd, ovf, k0, k1, k2, off
 
 
 @njit(**_PAR)
+def quantize_float_bits(xb, outb, outf, in_e, in_m, p, rnd, ovf, k0, k1, k2, offset, r):
+    """Round IEEE bit patterns ``xb`` into the format ``p``; write the values.
+
+    ``outb`` and ``outf`` are the same output buffer viewed as bits and as floats. Each element
+    takes the first path that applies: the in-range fast path on its own bits, the subnormal
+    fast path, or the general core; all three give the general core's result.
+    """
+    n = xb.size
+    err = 0
+    for c in prange((n + CHUNK - 1) // CHUNK):
+        lo = c * CHUNK
+        hi = min(n, lo + CHUNK)
+        if rnd == RNE:
+            err += _quantize_span(
+                xb, outb, outf, lo, hi, in_e, in_m, p, RNE, ovf, k0, k1, k2, offset, r
+            )
+        elif rnd == SR:
+            err += _quantize_span(
+                xb, outb, outf, lo, hi, in_e, in_m, p, SR, ovf, k0, k1, k2, offset, r
+            )
+        else:
+            err += _quantize_span(
+                xb, outb, outf, lo, hi, in_e, in_m, p, rnd, ovf, k0, k1, k2, offset, r
+            )
+    return err
+
+
+@njit(**_PAR)
 def encode_float_bits(xb, codes, in_e, in_m, p, rnd, ovf, k0, k1, k2, offset, r):
     """Round IEEE bit patterns ``xb`` into the format ``p``; write the format's codes."""
     m, emin, emax, sigmax, sub, hz, sg, sp, eb, bias = p
     in_bias = (1 << (in_e - 1)) - 1
     in_mmask = (1 << in_m) - 1
+    n = xb.size
     err = 0
-    for i in prange(xb.size):
-        b = np.int64(xb[i])
-        u = random_u(k0, k1, k2, offset + i, r) if rnd == SR else 0
-        ok, mag = round_bits_fast(b, in_e, in_m, m, emin, emax, sigmax, sg, rnd, u, r)
-        if ok:
-            ef = (mag >> in_m) - in_bias + bias
-            mf = (mag & in_mmask) >> (in_m - m)
-            codes[i] = (((b >> (in_e + in_m)) & sg) << (eb + m)) | (ef << m) | mf
-            continue
-        ok, s, kept = round_subnormal_fast(b, in_e, in_m, m, emin, sub, hz, sg, sp, rnd, u, r)
-        if ok:
-            codes[i] = ((s & sg) << (eb + m)) | kept
-            continue
-        st, s, kept, q = round_ieee_bits(
-            b, in_e, in_m, m, emin, emax, sigmax, sub, hz, sg, sp, rnd, ovf, u, r
-        )
-        if st == NAN_ERROR:
-            err += 1
-        codes[i] = format_code(st, s, kept, q, m, emin, eb, bias, sg, sp)
+    for c in prange((n + CHUNK - 1) // CHUNK):
+        for i in range(c * CHUNK, min(n, (c + 1) * CHUNK)):
+            b = np.int64(xb[i])
+            u = random_u(k0, k1, k2, offset + i, r) if rnd == SR else 0
+            ok, mag = round_bits_fast(b, in_e, in_m, m, emin, emax, sigmax, sg, rnd, u, r)
+            if ok:
+                ef = (mag >> in_m) - in_bias + bias
+                mf = (mag & in_mmask) >> (in_m - m)
+                codes[i] = (((b >> (in_e + in_m)) & sg) << (eb + m)) | (ef << m) | mf
+                continue
+            ok, s, kept = round_subnormal_fast(b, in_e, in_m, m, emin, sub, hz, sg, sp, rnd, u, r)
+            if ok:
+                codes[i] = ((s & sg) << (eb + m)) | kept
+                continue
+            st, s, kept, q = round_ieee_bits(
+                b, in_e, in_m, m, emin, emax, sigmax, sub, hz, sg, sp, rnd, ovf, u, r
+            )
+            if st == NAN_ERROR:
+                err += 1
+            codes[i] = format_code(st, s, kept, q, m, emin, eb, bias, sg, sp)
     return err
 
 
