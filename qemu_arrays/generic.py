@@ -642,11 +642,10 @@ def quantize(
 
 
 def _code_dtype(xp, bits):
-    for n, name in ((8, "uint8"), (16, "uint16"), (32, "uint32"), (64, "uint64")):
-        if bits <= n:
-            return getattr(xp, name)
-    msg = f"formats of more than 64 bits are not supported, got {bits}"
-    raise ValueError(msg)
+    """The namespace's unsigned type of the width :func:`qemu_arrays.api.encode` uses."""
+    from qemu_arrays.api import _code_dtype as numpy_code_dtype
+
+    return getattr(xp, numpy_code_dtype(bits).name)
 
 
 def encode(
