@@ -157,6 +157,13 @@ def _is_scaled(scale, axis, block_size, scale_format):
     return isinstance(scale, str) or not (axis is None and block_size is None and scale_format is None)
 
 
+@lru_cache(maxsize=256)
+def _rne_plan(fmt, overflow):
+    from qemu_arrays import cpu
+
+    return cpu.rne_f32_plan(fmt.params(), int(overflow))
+
+
 def _float_kernel_args(arr):
     if arr.dtype == np.float32:
         return arr.reshape(-1).view(np.uint32), 8, 23
@@ -258,11 +265,18 @@ def quantize(
         xb, in_e, in_m = _float_kernel_args(work)
         res = np.empty(work.shape, dtype=work.dtype)
         rb = _float_kernel_args(res)[0]
-        with cpu.threads_for(work.size):
-            err = cpu.quantize_float_bits(
-                xb, rb, res.reshape(-1), in_e, in_m, fmt.params(), int(rounding), int(overflow),
-                k0, k1, k2, int(offset), r,
-            )  # fmt: skip
+        plan = _rne_plan(fmt, overflow) if rounding is Rounding.NEAREST_EVEN and in_m == 23 else None
+        if plan is not None:  # the vectorized kernel: same bits, selects only
+            with cpu.threads_for(work.size):
+                err = cpu.quantize_f32_rne(
+                    xb, work.reshape(-1), rb, plan, fmt.params(), int(overflow)
+                )
+        else:
+            with cpu.threads_for(work.size):
+                err = cpu.quantize_float_bits(
+                    xb, rb, res.reshape(-1), in_e, in_m, fmt.params(), int(rounding), int(overflow),
+                    k0, k1, k2, int(offset), r,
+                )  # fmt: skip
     if err:
         raise _nan_error(fmt, overflow)
     if res.dtype != out_dtype:

@@ -14,7 +14,9 @@ from pathlib import Path
 
 import numba
 import numpy as np
-from numba import njit, prange
+from llvmlite import ir
+from numba import njit, prange, types
+from numba.core.extending import intrinsic
 
 import formats.cores
 from formats.cores import (
@@ -32,6 +34,7 @@ from formats.cores import (
 )
 
 _PAR = {"parallel": True, "cache": True, "nogil": True}
+_JIT_NOPAR = {"cache": True, "nogil": True}
 
 
 def purge_stale_cache(module_file: str) -> None:
@@ -202,4 +205,122 @@ def quantize_int(x, out, codes, scale, zero_point, qmin, qmax, rnd, k0, k1, k2, 
             out[i] = np.float64(k) * s
         else:
             codes[i] = k + z
+    return err
+
+
+# ---- branch-free nearest-even for float32 input -----------------------------------------------
+
+
+@intrinsic
+def f32_bits(typingctx, x):
+    """The IEEE bit pattern of a float32 scalar, as uint32 (a bit cast, no arithmetic)."""
+    if isinstance(x, types.Float) and x.bitwidth == 32:
+
+        def codegen(context, builder, signature, args):
+            return builder.bitcast(args[0], ir.IntType(32))
+
+        return types.uint32(x), codegen
+    return None
+
+
+@intrinsic
+def bits_f32(typingctx, b):
+    """The float32 whose IEEE bit pattern is the low 32 bits of the integer ``b``."""
+    if isinstance(b, types.Integer):
+
+        def codegen(context, builder, signature, args):
+            v = context.cast(builder, args[0], signature.args[0], types.int64)
+            return builder.bitcast(builder.trunc(v, ir.IntType(32)), ir.FloatType())
+
+        return types.float32(b), codegen
+    return None
+
+
+def rne_f32_plan(p, overflow: int):
+    """Constants of :func:`quantize_f32_rne` for format parameters ``p``, or None when the
+    format needs the general kernel (unsigned, no zero, no subnormals, wider than float32)."""
+    m, emin, emax, sigmax, sub, hz, sg, sp, eb, bias = p
+    if not (sg == 1 and hz == 1 and sub == 1 and 0 <= m < 23 and emin >= -126 and emax <= 127):
+        return None
+    sh = 23 - m
+    has_inf = sp in (0, 4)
+    has_nan = m > 0 if sp == 0 else sp != 3
+    neg_zero = sp not in (2, 4)
+    max_mag = ((emax + 127) << 23) | ((sigmax - (1 << m)) << sh)
+    if overflow != 1 and has_inf:
+        ovf_mag, ovf_nan = 0x7F800000, 0
+    elif overflow != 1 and has_nan:
+        ovf_mag, ovf_nan = 0, 1
+    else:
+        ovf_mag, ovf_nan = max_mag, 0
+    return (
+        sh,
+        (1 << (sh - 1)) - 1,
+        (1 << sh) - 1,
+        int(m == 0),
+        emin + 127,
+        max_mag,
+        ovf_mag,
+        ovf_nan,
+        int(has_nan),
+        int(neg_zero),
+        math.ldexp(1.0, emin - m + 23),
+    )
+
+
+@njit(**_PAR)
+def quantize_f32_rne(xb, xf, outb, plan, p, ovf):
+    """Round-to-nearest-even of float32 input in selects only, so the element loop vectorizes.
+
+    In range it rounds the magnitude bits in place; below the smallest normal it adds and
+    subtracts ``C = 2**(emin - m + 23)`` in float32, whose own nearest-even rounding is then the
+    format's (the grid spacing there is ``ulp(C)``); specials and overflow are selected by the
+    policy. NaN into a format without NaN is left to the general core. Identical to
+    :func:`quantize_float_bits` with ``rnd = RNE`` (tested).
+    """
+    sh, half_m1, low, m0, lo_field, max_mag, ovf_mag, ovf_nan, has_nan, neg_zero, c64 = plan
+    C = np.float32(c64)
+    n = xb.size
+    err = 0
+    for c in prange((n + CHUNK - 1) // CHUNK):
+        lo = c * CHUNK
+        hi = min(n, lo + CHUNK)
+        todo = 0
+        for i in range(lo, hi):
+            b = np.int64(xb[i])
+            sign = b & 0x80000000
+            mag = b & 0x7FFFFFFF
+            ef = mag >> 23
+            odd = ((mag >> sh) & 1) | m0
+            rn = (mag + half_m1 + odd) & ~low
+            rs = np.int64(f32_bits((abs(xf[i]) + C) - C))
+            r = rs if ef < lo_field else rn
+            special = ef == 255
+            is_nan = special & ((mag & 0x7FFFFF) != 0)
+            over = (r > max_mag) | special  # inf input behaves as an overflow
+            r = ovf_mag if over else r
+            nan_out = is_nan | (over & (ovf_nan == 1))
+            keep_sign = (r != 0) | (neg_zero == 1)
+            res = (r | sign) if keep_sign else r
+            outb[i] = 0x7FC00000 if nan_out else res
+            todo += is_nan & (has_nan == 0)
+        if todo:
+            err += _rne_general(xb, outb, lo, hi, p, ovf)
+    return err
+
+
+@njit(**_JIT_NOPAR)
+def _rne_general(xb, outb, lo, hi, p, ovf):
+    """NaN inputs into a format without NaN: the policy's answer through the general core."""
+    m, emin, emax, sigmax, sub, hz, sg, sp, eb, bias = p
+    err = 0
+    for i in range(lo, hi):
+        b = np.int64(xb[i])
+        if (b & 0x7F800000) == 0x7F800000 and (b & 0x7FFFFF) != 0:
+            st, s, kept, q = round_ieee_bits(
+                b, 8, 23, m, emin, emax, sigmax, sub, hz, sg, sp, RNE, ovf, 0, 32
+            )
+            if st == NAN_ERROR:
+                err += 1
+            outb[i] = ieee_bits(st, s, kept, q, 8, 23)
     return err
