@@ -12,9 +12,7 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from llvmlite import ir
-from numba import njit, prange, types
-from numba.core.extending import intrinsic
+from numba import njit, prange
 
 from formats.cores import (
     FINITE,
@@ -30,40 +28,12 @@ from formats.cores import (
     round_magnitude,
     round_subnormal_fast,
 )
-from qemu_arrays.cpu import purge_stale_cache
+from qemu_arrays.cpu import bits_f32, f32_bits, purge_stale_cache  # bit casts
 
 purge_stale_cache(__file__)
 
 _PAR = {"parallel": True, "cache": True, "nogil": True}
 _JIT = {"cache": True, "nogil": True}
-
-# ---- bit casts (no float arithmetic on the bits, no frexp/ldexp) ---------------------------
-
-
-@intrinsic
-def f32_bits(typingctx, x):
-    """The IEEE bit pattern of a float32 scalar, as uint32."""
-    if isinstance(x, types.Float) and x.bitwidth == 32:
-
-        def codegen(context, builder, signature, args):
-            return builder.bitcast(args[0], ir.IntType(32))
-
-        return types.uint32(x), codegen
-    return None
-
-
-@intrinsic
-def bits_f32(typingctx, b):
-    """The float32 whose IEEE bit pattern is the low 32 bits of the integer ``b``."""
-    if isinstance(b, types.Integer):
-
-        def codegen(context, builder, signature, args):
-            v = context.cast(builder, args[0], signature.args[0], types.int64)
-            return builder.bitcast(builder.trunc(v, ir.IntType(32)), ir.FloatType())
-
-        return types.float32(b), codegen
-    return None
-
 
 # scale rules (formats.block_spec.ScaleRule)
 FLOOR = 0
