@@ -250,11 +250,16 @@ def quantize(
             scale_format=scale_format, symmetric=symmetric, percentile=percentile,
         )  # fmt: skip
         res = np.empty(work.shape, dtype=work.dtype)
-        with cpu.threads_for(work.size):
-            err = cpu.quantize_int(
-                work.reshape(-1), res.reshape(-1), np.empty(1, np.int64), s, z,
-                fmt.min, fmt.max, int(rounding), k0, k1, k2, int(offset), r, 1,
-            )  # fmt: skip
+        if rounding is Rounding.NEAREST_EVEN and s.size == 1 and z.size == 1:
+            lo, hi = float(fmt.min - z[0]), float(fmt.max - z[0])  # vectorized, same bits
+            with cpu.threads_for(work.size):
+                err = cpu.quantize_int_rne(work.reshape(-1), res.reshape(-1), s[0], lo, hi)
+        else:
+            with cpu.threads_for(work.size):
+                err = cpu.quantize_int(
+                    work.reshape(-1), res.reshape(-1), np.empty(1, np.int64), s, z,
+                    fmt.min, fmt.max, int(rounding), k0, k1, k2, int(offset), r, 1,
+                )  # fmt: skip
     else:
         if scale is not None or zero_point is not None:
             msg = (

@@ -324,3 +324,23 @@ def _rne_general(xb, outb, lo, hi, p, ovf):
                 err += 1
             outb[i] = ieee_bits(st, s, kept, q, 8, 23)
     return err
+
+
+@njit(**_PAR)
+def quantize_int_rne(x, out, s, lo, hi):
+    """Nearest-even integer quantization with one scale, in selects only (vectorizes).
+
+    ``out = clamp(rint(x / s), lo, hi) * s`` in float64, then cast: ``np.rint`` is the
+    nearest-even rounding of the float64 quotient that :func:`formats.cores.round_int_value`
+    applies, and ``+ 0.0`` turns a ``-0`` into the ``+0`` the general kernel gives. Returns the
+    number of NaN inputs (an error for integer formats).
+    """
+    n = x.size
+    err = 0
+    for c in prange((n + CHUNK - 1) // CHUNK):
+        for i in range(c * CHUNK, min(n, (c + 1) * CHUNK)):
+            v = np.float64(x[i])
+            k = min(max(np.rint(v / s), lo), hi) + 0.0
+            out[i] = k * s
+            err += v != v
+    return err

@@ -86,3 +86,30 @@ def test_nan_into_format_without_nan_counts_errors_in_both_kernels():
 )
 def test_formats_the_vectorized_kernel_does_not_take(fmt):
     assert cpu.rne_f32_plan(qa.get_format(fmt).params(), 0) is None
+
+
+@pytest.mark.parametrize("name", ["int8", "int8_narrow", "int4", "uint8", "int16", "int2"])
+@pytest.mark.parametrize("scale", [0.05, 0.25, 3.0e-3, 1.7e5])
+@pytest.mark.parametrize("zero_point", [0, 3])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_vectorized_integer_nearest_even_equals_general_kernel(name, scale, zero_point, dtype):
+    fmt = qa.get_format(name)
+    xb = _bits(5000, 11)
+    x32 = xb.view(np.float32)
+    x = x32[~np.isnan(x32)].astype(dtype)  # signalling NaNs would warn in the cast
+    x = np.concatenate([x, (np.arange(-300, 300) * 0.5 * scale).astype(dtype)])  # ties
+    lo, hi = float(fmt.min - zero_point), float(fmt.max - zero_point)
+    fast = np.empty_like(x)
+    slow = np.empty_like(x)
+    assert cpu.quantize_int_rne(x, fast, scale, lo, hi) == 0
+    s = np.array([scale])
+    z = np.array([zero_point], np.int64)
+    cpu.quantize_int(x, slow, np.empty(1, np.int64), s, z, fmt.min, fmt.max, 0, 0, 0, 0, 0, 32, 1)
+    np.testing.assert_array_equal(fast.view(np.uint8), slow.view(np.uint8))  # bits, -0 included
+
+
+def test_vectorized_integer_kernel_counts_nans():
+    x = np.array([1.0, np.nan, -np.nan, np.inf], np.float32)
+    out = np.empty_like(x)
+    assert cpu.quantize_int_rne(x, out, 0.1, -128.0, 127.0) == 2
+    assert out[3] == np.float32(12.7)
