@@ -12,7 +12,23 @@ import difflib
 
 from formats.spec import FloatFormat, IntFormat, Specials
 
-__all__ = ["get_format", "list_formats", "minifloat", "p3109", "register"]
+__all__ = ["ML_DTYPES_NAMES", "get_format", "list_formats", "minifloat", "p3109", "register"]
+
+#: The catalogue's float formats that ml_dtypes also has, under the same names.
+ML_DTYPES_NAMES = (
+    "float8_e4m3fn",
+    "float8_e4m3fnuz",
+    "float8_e4m3b11fnuz",
+    "float8_e4m3",
+    "float8_e5m2",
+    "float8_e5m2fnuz",
+    "float8_e3m4",
+    "float8_e8m0fnu",
+    "float6_e2m3fn",
+    "float6_e3m2fn",
+    "float4_e2m1fn",
+    "bfloat16",
+)
 
 
 def minifloat(
@@ -65,7 +81,9 @@ def p3109(k: int, p: int, *, extended: bool = True) -> FloatFormat:
 
 
 def _f(name, e, m, bias=None, specials=Specials.IEEE, **kw):
-    return FloatFormat(exponent_bits=e, mantissa_bits=m, bias=bias, specials=specials, name=name, **kw)
+    return FloatFormat(
+        exponent_bits=e, mantissa_bits=m, bias=bias, specials=specials, name=name, **kw
+    )
 
 
 _CATALOG: dict[str, object] = {}
@@ -148,5 +166,6 @@ def get_format(name):
     hint = f"did you mean {', '.join(map(repr, close))}?" if close else "see list_formats()"
     msg = f"unknown format name {name!r}; {hint}"
     raise ValueError(msg)
+
 
 import formats.block_spec  # noqa: E402, F401  (registers the MX and NVFP4 block formats)

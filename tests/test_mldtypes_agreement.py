@@ -14,24 +14,10 @@ from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
-from formats.catalog import get_format
+from formats.catalog import ML_DTYPES_NAMES, get_format
 from formats.reference import encode_value
 from formats.spec import Overflow, Rounding
 
-ML_NAMES = (
-    "float8_e4m3fn",
-    "float8_e4m3fnuz",
-    "float8_e4m3b11fnuz",
-    "float8_e4m3",
-    "float8_e5m2",
-    "float8_e5m2fnuz",
-    "float8_e3m4",
-    "float8_e8m0fnu",
-    "float6_e2m3fn",
-    "float6_e3m2fn",
-    "float4_e2m1fn",
-    "bfloat16",
-)
 BF16 = np.dtype(ml_dtypes.bfloat16)
 SETTINGS = settings(
     max_examples=40,
@@ -70,13 +56,13 @@ def _compare(name, x, same_codes, same_floats, **kw):
     same_floats(got, ml_back, context)
 
 
-@pytest.mark.parametrize("name", ML_NAMES)
+@pytest.mark.parametrize("name", ML_DTYPES_NAMES)
 def test_every_float16_pattern(name, same_codes, same_floats):
     x = np.arange(1 << 16, dtype=np.uint16).view(np.float16)
     _compare(name, x, same_codes, same_floats)
 
 
-@pytest.mark.parametrize("name", ML_NAMES)
+@pytest.mark.parametrize("name", ML_DTYPES_NAMES)
 def test_every_bfloat16_pattern(name, same_codes, same_floats):
     x = np.arange(1 << 16, dtype=np.uint16).view(BF16)
     _compare(name, x, same_codes, same_floats)
@@ -100,7 +86,7 @@ def test_the_e8m0_subnormal_quirk_is_copied_only_under_ml_dtypes():
     assert quirk == {0x01}
 
 
-@pytest.mark.parametrize("name", ML_NAMES)
+@pytest.mark.parametrize("name", ML_DTYPES_NAMES)
 @SETTINGS
 @given(
     x=hnp.arrays(
@@ -113,7 +99,7 @@ def test_hypothesis_float32(name, x, same_codes, same_floats):
     _compare(name, x, same_codes, same_floats)
 
 
-@pytest.mark.parametrize("name", ML_NAMES)
+@pytest.mark.parametrize("name", ML_DTYPES_NAMES)
 @SETTINGS
 @given(
     x=hnp.arrays(

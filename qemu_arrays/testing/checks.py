@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from formats.catalog import ML_DTYPES_NAMES
 from formats.spec import IntFormat, Overflow, Rounding
 from qemu_arrays.testing.strategies import (
     ENUMERABLE_BITS,
@@ -61,21 +62,6 @@ PROPERTIES = {
 }
 
 DETERMINISTIC = tuple(r for r in Rounding if r is not Rounding.STOCHASTIC)
-
-_ML_DTYPES_NAMES = (
-    "float8_e4m3fn",
-    "float8_e4m3fnuz",
-    "float8_e4m3b11fnuz",
-    "float8_e4m3",
-    "float8_e5m2",
-    "float8_e5m2fnuz",
-    "float8_e3m4",
-    "float8_e8m0fnu",
-    "float6_e2m3fn",
-    "float6_e3m2fn",
-    "float4_e2m1fn",
-    "bfloat16",
-)
 
 
 # ---- the report ------------------------------------------------------------------------------
@@ -500,7 +486,7 @@ def _find_raiser(call, x):
 def _ml_dtype_for(fmt):
     from formats.catalog import get_format
 
-    for name in _ML_DTYPES_NAMES:
+    for name in ML_DTYPES_NAMES:
         if get_format(name) == fmt:
             import ml_dtypes
 
