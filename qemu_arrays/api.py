@@ -273,9 +273,7 @@ def quantize(
         plan = _rne_plan(fmt, overflow) if rounding is Rounding.NEAREST_EVEN and in_m == 23 else None
         if plan is not None:  # the vectorized kernel: same bits, selects only
             with cpu.threads_for(work.size):
-                err = cpu.quantize_f32_rne(
-                    xb, work.reshape(-1), rb, plan, fmt.params(), int(overflow)
-                )
+                err = cpu.quantize_f32_rne(xb, rb, plan, fmt.params(), int(overflow))
         else:
             with cpu.threads_for(work.size):
                 err = cpu.quantize_float_bits(

@@ -145,11 +145,23 @@ def _run(arr, fmt, axis, rounding, keys, offset, r, want, tensor_scale, out_dtyp
             mprec = el.max.bit_length() - 1
             maxsig = el.max
         s_nan = (1 << sc.bits) - 1  # E8M0 NaN: 0xFF
+        from qemu_arrays import cpu
+
+        plan = cpu.rne_f32_plan(ep, 1) if is_int == 0 and in_m == 23 else None
+        vec = int(
+            plan is not None
+            and _FAST_PATH
+            and want == 1
+            and odt == np.float32
+            and rounding is Rounding.NEAREST_EVEN
+        )
+        if plan is None:
+            plan = (0,) * 10 + (1.0,)
         cpu_blocks.mx_kernel(
             xb, in_e, in_m, R, n, bs, ep, is_int, fmt.element_fraction_bits, qmin, qmax,
             mprec, fmt.element_emax, maxsig, sc.emin, sc.emax, sc.bias, s_nan,
             int(fmt.scale_rule), int(rounding), k0, k1, k2, int(offset), r, idxmap, want,
-            int(_FAST_PATH), out, outb, codes, scodes,
+            int(_FAST_PATH), out, outb, codes, scodes, vec, plan,
         )  # fmt: skip
     vals = None
     if want & 1:

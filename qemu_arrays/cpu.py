@@ -268,8 +268,30 @@ def rne_f32_plan(p, overflow: int):
     )
 
 
+@njit(cache=True, nogil=True, inline="always")
+def rne_f32_bits(b, plan):
+    """Nearest-even rounding of the float32 with bits ``b`` into the format of ``plan``, as
+    float32 bits, in selects only (see :func:`quantize_f32_rne`)."""
+    sh, half_m1, low, m0, lo_field, max_mag, ovf_mag, ovf_nan, has_nan, neg_zero, c64 = plan
+    sign = b & 0x80000000
+    mag = b & 0x7FFFFFFF
+    ef = mag >> 23
+    odd = ((mag >> sh) & 1) | m0
+    rn = (mag + half_m1 + odd) & ~low
+    rs = np.int64(f32_bits((abs(bits_f32(mag)) + np.float32(c64)) - np.float32(c64)))
+    r = rs if ef < lo_field else rn
+    special = ef == 255
+    is_nan = special & ((mag & 0x7FFFFF) != 0)
+    over = (r > max_mag) | special  # inf input behaves as an overflow
+    r = ovf_mag if over else r
+    nan_out = is_nan | (over & (ovf_nan == 1))
+    keep_sign = (r != 0) | (neg_zero == 1)
+    res = (r | sign) if keep_sign else r
+    return 0x7FC00000 if nan_out else res
+
+
 @njit(**_PAR)
-def quantize_f32_rne(xb, xf, outb, plan, p, ovf):
+def quantize_f32_rne(xb, outb, plan, p, ovf):
     """Round-to-nearest-even of float32 input in selects only, so the element loop vectorizes.
 
     In range it rounds the magnitude bits in place; below the smallest normal it adds and
@@ -278,8 +300,7 @@ def quantize_f32_rne(xb, xf, outb, plan, p, ovf):
     policy. NaN into a format without NaN is left to the general core. Identical to
     :func:`quantize_float_bits` with ``rnd = RNE`` (tested).
     """
-    sh, half_m1, low, m0, lo_field, max_mag, ovf_mag, ovf_nan, has_nan, neg_zero, c64 = plan
-    C = np.float32(c64)
+    has_nan = plan[8]
     n = xb.size
     err = 0
     for c in prange((n + CHUNK - 1) // CHUNK):
@@ -288,22 +309,8 @@ def quantize_f32_rne(xb, xf, outb, plan, p, ovf):
         todo = 0
         for i in range(lo, hi):
             b = np.int64(xb[i])
-            sign = b & 0x80000000
-            mag = b & 0x7FFFFFFF
-            ef = mag >> 23
-            odd = ((mag >> sh) & 1) | m0
-            rn = (mag + half_m1 + odd) & ~low
-            rs = np.int64(f32_bits((abs(xf[i]) + C) - C))
-            r = rs if ef < lo_field else rn
-            special = ef == 255
-            is_nan = special & ((mag & 0x7FFFFF) != 0)
-            over = (r > max_mag) | special  # inf input behaves as an overflow
-            r = ovf_mag if over else r
-            nan_out = is_nan | (over & (ovf_nan == 1))
-            keep_sign = (r != 0) | (neg_zero == 1)
-            res = (r | sign) if keep_sign else r
-            outb[i] = 0x7FC00000 if nan_out else res
-            todo += is_nan & (has_nan == 0)
+            outb[i] = rne_f32_bits(b, plan)
+            todo += ((b & 0x7F800000) == 0x7F800000) & ((b & 0x7FFFFF) != 0) & (has_nan == 0)
         if todo:
             err += _rne_general(xb, outb, lo, hi, p, ovf)
     return err

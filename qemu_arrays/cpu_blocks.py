@@ -28,7 +28,7 @@ from formats.cores import (
     round_magnitude,
     round_subnormal_fast,
 )
-from qemu_arrays.cpu import bits_f32, f32_bits, purge_stale_cache  # bit casts
+from qemu_arrays.cpu import bits_f32, f32_bits, purge_stale_cache, rne_f32_bits
 
 purge_stale_cache(__file__)
 
@@ -111,13 +111,24 @@ def mx_float_general(sign, M, E, e, ep, rnd, u, r):
     return (-v if s == 1 else v), format_code(st, s, kept, q, m, emin, eb, bias, sg, sp)
 
 
+@njit(cache=True, nogil=True, inline="always")
+def _pow2_bits(k):
+    """float32 bits of ``2**k`` for ``-149 <= k <= 127`` (subnormal below ``2**-126``)."""
+    return ((k + 127) << 23) if k >= -126 else (1 << (k + 149))
+
+
 @njit(**_PAR)
 def mx_kernel(
     xb, in_e, in_m, R, n, bs, ep, is_int, fb, qmin, qmax, mprec, emax_elem, maxsig,
     s_emin, s_emax, s_bias, s_nan, rule, rnd, k0, k1, k2, offset, r, idxmap, want, fast,
-    out, outb, codes, scodes,
+    out, outb, codes, scodes, vec, plan,
 ):  # fmt: skip
     """MX quantization with a power-of-two (E8M0-style) scale.
+
+    ``vec == 1`` (float32 input and output, float elements, nearest-even, values only): each
+    block's elements take the select-only loop of :func:`qemu_arrays.cpu.quantize_f32_rne`
+    (``plan`` from ``rne_f32_plan`` under saturation) on ``x * 2**-e``, and the result is
+    multiplied back by ``2**e``; both products are exact where the result is non-zero.
 
     ``want`` bit 1: write values to ``out`` (``outb`` is the same buffer viewed as IEEE bits);
     bit 2: write element codes to ``codes``; scale codes always go to ``scodes`` (one per
@@ -170,6 +181,13 @@ def mx_kernel(
                     codes[i] = 0
             continue
         scodes[t] = e + s_bias
+        if vec == 1:
+            inv = bits_f32(_pow2_bits(-e))
+            sc2 = bits_f32(_pow2_bits(e))
+            for i in range(start, stop):
+                rb = rne_f32_bits(np.int64(f32_bits(bits_f32(xb[i]) * inv)), plan)
+                out[i] = bits_f32(rb) * sc2
+            continue
         eshift = np.int64(e) << in_m
         sub_scale = math.ldexp(1.0, emin - m + e)
         for i in range(start, stop):
