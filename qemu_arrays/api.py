@@ -152,6 +152,34 @@ def _int_scale(fmt, scale, zero_point, shape, x=None, *, full=False, **granulari
     return res if full else res[:2]
 
 
+def _group_geometry(shape, sg, zg, axis, block_size):
+    """``((outer, n, inner), scales, zero points, block)`` for ``cpu.quantize_int_rne_groups``,
+    or None when the group arrays do not have the per-channel / per-group layout."""
+    outer = int(np.prod(shape[:axis], dtype=np.int64))
+    n = shape[axis]
+    inner = int(np.prod(shape[axis + 1 :], dtype=np.int64))
+    blk = 1 if block_size is None else block_size
+    groups = -(-n // blk)
+
+    def to3(a):
+        a = np.asarray(a, dtype=np.float64)
+        if a.size == 1:
+            return a.reshape(1, 1, 1)
+        if a.ndim != len(shape) or a.shape[axis] != groups:
+            return None
+        lead, trail = a.shape[:axis], a.shape[axis + 1 :]
+        if lead not in (shape[:axis], (1,) * axis):
+            return None
+        if trail not in (shape[axis + 1 :], (1,) * len(trail)):
+            return None
+        return np.ascontiguousarray(a).reshape(int(np.prod(lead)), groups, int(np.prod(trail)))
+
+    s3, z3 = to3(sg), to3(zg)
+    if s3 is None or z3 is None:
+        return None
+    return (outer, n, inner), s3, z3, blk
+
+
 def _is_scaled(scale, axis, block_size, scale_format):
     """Whether encode returns an ``Encoded`` (codes and scales) rather than bare codes."""
     return isinstance(scale, str) or not (axis is None and block_size is None and scale_format is None)
@@ -245,21 +273,36 @@ def quantize(
     from qemu_arrays import cpu
 
     if isinstance(fmt, IntFormat):
-        s, z = _int_scale(
+        _, _, sg, zg, g_axis, g_bs = _int_scale(
             fmt, scale, zero_point, arr.shape, work, axis=axis, block_size=block_size,
             scale_format=scale_format, symmetric=symmetric, percentile=percentile,
+            full=True, flat=False,
         )  # fmt: skip
         res = np.empty(work.shape, dtype=work.dtype)
-        if rounding is Rounding.NEAREST_EVEN and s.size == 1 and z.size == 1:
-            lo, hi = float(fmt.min - z[0]), float(fmt.max - z[0])  # vectorized, same bits
+        geo = None
+        if rounding is Rounding.NEAREST_EVEN and g_axis is not None:
+            geo = _group_geometry(work.shape, sg, zg, g_axis, g_bs)
+        if geo is not None:  # per channel / per group without one scale per element
+            dims, s3, z3, blk = geo
             with cpu.threads_for(work.size):
-                err = cpu.quantize_int_rne(work.reshape(-1), res.reshape(-1), s[0], lo, hi)
-        else:
-            with cpu.threads_for(work.size):
-                err = cpu.quantize_int(
-                    work.reshape(-1), res.reshape(-1), np.empty(1, np.int64), s, z,
-                    fmt.min, fmt.max, int(rounding), k0, k1, k2, int(offset), r, 1,
+                err = cpu.quantize_int_rne_groups(
+                    work.reshape(dims), res.reshape(dims), s3, z3, blk,
+                    float(fmt.min), float(fmt.max),
                 )  # fmt: skip
+        else:
+            from qemu_arrays.scaled import flatten_groups
+
+            s, z = flatten_groups(sg, zg, arr.shape, g_axis, g_bs)
+            if rounding is Rounding.NEAREST_EVEN and s.size == 1 and z.size == 1:
+                lo, hi = float(fmt.min - z[0]), float(fmt.max - z[0])  # vectorized, same bits
+                with cpu.threads_for(work.size):
+                    err = cpu.quantize_int_rne(work.reshape(-1), res.reshape(-1), s[0], lo, hi)
+            else:
+                with cpu.threads_for(work.size):
+                    err = cpu.quantize_int(
+                        work.reshape(-1), res.reshape(-1), np.empty(1, np.int64), s, z,
+                        fmt.min, fmt.max, int(rounding), k0, k1, k2, int(offset), r, 1,
+                    )  # fmt: skip
     else:
         if scale is not None or zero_point is not None:
             msg = (

@@ -351,3 +351,30 @@ def quantize_int_rne(x, out, s, lo, hi):
             out[i] = k * s
             err += v != v
     return err
+
+
+@njit(**_PAR)
+def quantize_int_rne_groups(x3, out3, s3, z3, blk, qmin, qmax):
+    """Nearest-even integer quantization with per-channel or per-group scales.
+
+    ``x3`` is the input viewed as ``(outer, axis, inner)``; ``s3`` and ``z3`` hold the scales
+    and zero points as ``(1 or outer, groups or 1, 1 or inner)``, group ``a // blk`` along the
+    axis. Same arithmetic as :func:`quantize_int_rne`, without materialising one scale per
+    element. Returns the number of NaN inputs.
+    """
+    O, A, I = x3.shape
+    so, sg_, si = s3.shape[0] > 1, s3.shape[1] > 1, s3.shape[2] > 1
+    zo, zg_, zi = z3.shape[0] > 1, z3.shape[1] > 1, z3.shape[2] > 1
+    err = 0
+    for rr in prange(O * A):
+        o = rr // A
+        a = rr - o * A
+        g = a // blk
+        for t in range(I):
+            s = s3[o if so else 0, g if sg_ else 0, t if si else 0]
+            z = z3[o if zo else 0, g if zg_ else 0, t if zi else 0]
+            v = np.float64(x3[o, a, t])
+            k = min(max(np.rint(v / s), qmin - z), qmax - z) + 0.0
+            out3[o, a, t] = k * s
+            err += v != v
+    return err

@@ -353,7 +353,7 @@ def given_to_groups(a, shape, axis, block_size, name):
 
 
 def element_arrays(x, fmt, scale, zero_point, shape, *, axis, block_size, symmetric, percentile,
-                   scale_format):  # fmt: skip
+                   scale_format, flat=True):  # fmt: skip
     """``(s_flat, z_flat, s_groups, z_groups)`` for the integer kernel.
 
     ``s_flat``/``z_flat`` hold one value, or one per element in C order. ``x`` is needed only
@@ -380,6 +380,14 @@ def element_arrays(x, fmt, scale, zero_point, shape, *, axis, block_size, symmet
             msg = f"zero_point must hold integers, got {zero_point!r}"
             raise ValueError(msg)
         zg = given_to_groups(z.astype(np.int64), shape, axis, block_size, "zero_point")
+    if not flat:
+        return None, None, np.asarray(sg), np.asarray(zg), axis, block_size
+    s_flat, z_flat = flatten_groups(sg, zg, shape, axis, block_size)
+    return s_flat, z_flat, np.asarray(sg), np.asarray(zg), axis, block_size
+
+
+def flatten_groups(sg, zg, shape, axis, block_size):
+    """One scale and zero point per element in C order (or one value each when uniform)."""
     flat = []
     for name, a in (("scale", sg), ("zero_point", zg)):
         if name == "zero_point" and a.size > 1 and not np.any(a):
@@ -397,4 +405,4 @@ def element_arrays(x, fmt, scale, zero_point, shape, *, axis, block_size, symmet
         except ValueError:
             msg = f"{name} of shape {a.shape} does not broadcast to x's shape {shape}"
             raise ValueError(msg) from None
-    return flat[0], flat[1], np.asarray(sg), np.asarray(zg), axis, block_size
+    return flat[0], flat[1]

@@ -113,3 +113,36 @@ def test_vectorized_integer_kernel_counts_nans():
     out = np.empty_like(x)
     assert cpu.quantize_int_rne(x, out, 0.1, -128.0, 127.0) == 2
     assert out[3] == np.float32(12.7)
+
+
+@pytest.mark.parametrize(
+    ("shape", "axis", "block_size"),
+    [((37, 50), 0, None), ((37, 50), 1, None), ((4, 6, 70), 1, None), ((37, 50), 1, 8),
+     ((3, 40, 5), 1, 16), ((64,), 0, None), ((5, 33), 0, 4)],
+)  # fmt: skip
+@pytest.mark.parametrize(
+    ("name", "symmetric"),
+    [("int8", True), ("int8", False), ("int4", True), ("int4", False), ("uint8", False)],
+)
+def test_grouped_integer_kernel_equals_general_kernel(shape, axis, block_size, symmetric, name):
+    from qemu_arrays import api
+    from qemu_arrays.scaled import flatten_groups
+
+    fmt = qa.get_format(name)
+    rng = np.random.default_rng(5)
+    x = (rng.standard_normal(shape) * rng.uniform(0.1, 10, shape[-1])).astype(np.float32)
+    x.flat[::17] = 0.0
+    kw = {"axis": axis, "block_size": block_size, "symmetric": symmetric}
+    got = qa.quantize(x, fmt, scale="absmax", **kw)
+    _, _, sg, zg, g_axis, g_bs = api._int_scale(
+        fmt, "absmax", None, x.shape, x, full=True, flat=False, scale_format=None,
+        percentile=99.9, **kw,
+    )  # fmt: skip
+    assert api._group_geometry(x.shape, sg, zg, g_axis, g_bs) is not None
+    s, z = flatten_groups(sg, zg, x.shape, g_axis, g_bs)
+    want = np.empty_like(x)
+    cpu.quantize_int(
+        x.reshape(-1), want.reshape(-1), np.empty(1, np.int64), s, z, fmt.min, fmt.max,
+        0, 0, 0, 0, 0, 32, 1,
+    )  # fmt: skip
+    np.testing.assert_array_equal(got.view(np.uint32), want.view(np.uint32))
