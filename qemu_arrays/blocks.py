@@ -115,10 +115,22 @@ def _run(arr, fmt, axis, rounding, keys, offset, r, want, tensor_scale, out_dtyp
             tensor_scale_of(arr, fmt) if tensor_scale is None else _check_tensor_scale(tensor_scale)
         )
         flat = work.reshape(-1)
+        from qemu_arrays import cpu
+
+        plan = cpu.rne_f32_plan(fmt.element.params(), 1)
+        vec = int(
+            plan is not None
+            and _FAST_PATH
+            and want == 1
+            and out.dtype == np.float32
+            and rounding is Rounding.NEAREST_EVEN
+        )
+        if plan is None:
+            plan = (0,) * 10 + (1.0,)
         cpu_blocks.nv_kernel(
             flat, flat.view(np.uint32), R, n, bs, fmt.element.params(), fmt.scale.params(),
             np.float32(ts), int(rounding), k0, k1, k2, int(offset), r, idxmap, want,
-            int(_FAST_PATH), out, codes, scodes,
+            int(_FAST_PATH), out, codes, scodes, vec, plan,
         )  # fmt: skip
     else:
         if tensor_scale is not None:

@@ -252,13 +252,16 @@ def mx_kernel(
 @njit(**_PAR)
 def nv_kernel(
     x, xb, R, n, bs, ep, sp_, tscale, rnd, k0, k1, k2, offset, r, idxmap, want, fast,
-    out, codes, scodes,
+    out, codes, scodes, vec, plan,
 ):  # fmt: skip
     """Two-level (NVFP4-style) quantization of float32 input ``x`` (``xb`` its uint32 bits).
 
     Per block: ``s_b = round_scale(amax_b / (6 * tscale))`` computed in float64 (exact single
     rounding, see docs/blocks.md), ``d = float32(s_b * tscale)``, element
     ``round_elem(float32(x / d))`` with the float32 quotient correctly rounded.
+
+    ``vec == 1`` (float32 output, nearest-even, values only): the quotient's bits are rounded by
+    :func:`qemu_arrays.cpu.rne_f32_bits` (``plan`` under saturation), selects only.
 
     Fast path (``fast == 1``): a quotient that is a normal float32 is rounded on its own bits by
     :func:`~formats.cores.round_bits_fast`, and the value ``p * d`` is one float32 product
@@ -302,6 +305,13 @@ def nv_kernel(
             )  # fmt: skip
         scodes[t] = format_code(sst, ss, skept, sq, sm, semin, seb, sbias, ssg, ssp)
         d = np.float32(math.ldexp(float(skept), sq) * t64)
+        # nearest-even, values only: the select-only loop, where d is normal and no quotient
+        # overflows float32 (extreme tensor scales keep the general path)
+        if vec == 1 and d >= 1.1754944e-38 and bits_f32(amaxb) / d < np.float32(1.0e38):
+            for i in range(start, stop):
+                pb = rne_f32_bits(np.int64(f32_bits(np.float32(x[i]) / d)), plan)
+                out[i] = bits_f32(pb) * d
+            continue
         for i in range(start, stop):
             sign = (np.int64(xb[i]) >> 31) & 1
             if rnd == SR:
