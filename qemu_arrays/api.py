@@ -21,8 +21,8 @@ __all__ = ["decode", "encode", "quantize"]
 
 _BF16 = np.dtype(ml_dtypes.bfloat16)
 _FLOAT_DTYPES = (np.dtype(np.float16), _BF16, np.dtype(np.float32), np.dtype(np.float64))
-_DEFAULT_BITS = {4: 32, 8: 53}
-_random_key = lru_cache(maxsize=64)(random_key)  # random bits by input item size (after widening 16-bit types)
+_DEFAULT_BITS = {4: 32, 8: 53}  # random bits by input item size (after widening 16-bit types)
+_random_key = lru_cache(maxsize=64)(random_key)
 
 
 # ---- argument checking ---------------------------------------------------------------------
@@ -180,9 +180,36 @@ def _group_geometry(shape, sg, zg, axis, block_size):
     return (outer, n, inner), s3, z3, blk
 
 
+def _quantize_qarray(kw):
+    """``quantize`` of a QArray: ``x.astype(format, ...)``, a QArray (the identity when the
+    format and granularity are its own)."""
+    from qemu_arrays.qarray import QArray
+
+    x = kw["x"]
+    if not isinstance(x, QArray):  # a class of the same name from elsewhere
+        msg = f"x of type {type(x).__module__}.{type(x).__name__} is not a qemu_arrays QArray"
+        raise TypeError(msg)
+    odd = [
+        k
+        for k, default in (("overflow", Overflow.OWN), ("offset", 0), ("via_float32", False))
+        if kw[k] != default
+    ]
+    if kw["out"] is not None or odd:
+        msg = (
+            f"quantize of a QArray takes the QArray keywords only, got {odd or ['out']}; "
+            "hint: q.dequantize() gives a plain array to quantize with every option"
+        )
+        raise ValueError(msg)
+    keys = ("axis", "block_size", "scale", "zero_point", "scale_format", "symmetric",
+            "percentile", "rounding", "seed", "stream", "random_bits")  # fmt: skip
+    return x.astype(kw["format"], **{k: kw[k] for k in keys})
+
+
 def _is_scaled(scale, axis, block_size, scale_format):
     """Whether encode returns an ``Encoded`` (codes and scales) rather than bare codes."""
-    return isinstance(scale, str) or not (axis is None and block_size is None and scale_format is None)
+    return isinstance(scale, str) or not (
+        axis is None and block_size is None and scale_format is None
+    )
 
 
 @lru_cache(maxsize=256)
@@ -249,6 +276,8 @@ def quantize(
         Integer scales: the format the scale is stored in, zero point or not, the percentile
         of the ``"percentile"`` rule (docs/scaled.md).
     """
+    if type(x).__name__ == "QArray":  # a QArray is re-quantized into a QArray
+        return _quantize_qarray(dict(locals()))
     if not isinstance(x, (np.ndarray, np.generic, numbers.Number, list, tuple)):
         kw = dict(locals())  # other array libraries: the route ladder (docs/backends.md)
         from qemu_arrays import dispatch
@@ -313,7 +342,9 @@ def quantize(
         xb, in_e, in_m = _float_kernel_args(work)
         res = np.empty(work.shape, dtype=work.dtype)
         rb = _float_kernel_args(res)[0]
-        plan = _rne_plan(fmt, overflow) if rounding is Rounding.NEAREST_EVEN and in_m == 23 else None
+        plan = (
+            _rne_plan(fmt, overflow) if rounding is Rounding.NEAREST_EVEN and in_m == 23 else None
+        )
         if plan is not None:  # the vectorized kernel: same bits, selects only
             with cpu.threads_for(work.size):
                 err = cpu.quantize_f32_rne(xb, rb, plan, fmt.params(), int(overflow))

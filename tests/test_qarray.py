@@ -171,3 +171,14 @@ def test_input_not_modified(x):
     qa.asarray(x, "nvfp4")
     qa.asarray(x, "int8", axis=1)
     np.testing.assert_array_equal(x, y)
+
+
+def test_quantize_of_a_qarray_gives_a_qarray_and_is_the_identity_in_its_own_format():
+    x = np.random.default_rng(3).standard_normal((4, 64)).astype(np.float32)
+    q = qa.asarray(x, "mxfp8_e4m3")
+    assert qa.quantize(q, "mxfp8_e4m3") is q
+    r = qa.quantize(q, "float8_e5m2")
+    assert isinstance(r, qa.QArray)
+    np.testing.assert_array_equal(r.dequantize(), qa.quantize(q.dequantize(), "float8_e5m2"))
+    with pytest.raises(ValueError, match="QArray keywords only"):
+        qa.quantize(q, "float8_e5m2", overflow=qa.Overflow.SATURATE)
