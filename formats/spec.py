@@ -204,7 +204,9 @@ class FloatFormat:
 
     @property
     def has_negative_zero(self) -> bool:
-        return self.signed and self.has_zero and self.specials not in (Specials.FNUZ, Specials.P3109)
+        return (
+            self.signed and self.has_zero and self.specials not in (Specials.FNUZ, Specials.P3109)
+        )
 
     @property
     def emin(self) -> int:
