@@ -153,7 +153,7 @@ def _int_scale(fmt, scale, zero_point, shape, x=None, *, full=False, **granulari
 
 
 def _group_geometry(shape, sg, zg, axis, block_size):
-    """``((outer, n, inner), scales, zero points, block)`` for ``cpu.quantize_int_rne_groups``,
+    """``((outer, n, inner), scales, zero points, block)`` for ``cpu_scaled.quantize_groups``,
     or None when the group arrays do not have the per-channel / per-group layout."""
     outer = int(np.prod(shape[:axis], dtype=np.int64))
     n = shape[axis]
@@ -162,7 +162,7 @@ def _group_geometry(shape, sg, zg, axis, block_size):
     groups = -(-n // blk)
 
     def to3(a):
-        a = np.asarray(a, dtype=np.float64)
+        a = np.asarray(a)
         if a.size == 1:
             return a.reshape(1, 1, 1)
         if a.ndim != len(shape) or a.shape[axis] != groups:
@@ -312,12 +312,12 @@ def quantize(
         if rounding is Rounding.NEAREST_EVEN and g_axis is not None:
             geo = _group_geometry(work.shape, sg, zg, g_axis, g_bs)
         if geo is not None:  # per channel / per group without one scale per element
+            from qemu_arrays import cpu_scaled
+
             dims, s3, z3, blk = geo
-            with cpu.threads_for(work.size):
-                err = cpu.quantize_int_rne_groups(
-                    work.reshape(dims), res.reshape(dims), s3, z3, blk,
-                    float(fmt.min), float(fmt.max),
-                )  # fmt: skip
+            err = cpu_scaled.quantize_groups(
+                work.reshape(dims), res.reshape(dims), s3, z3, blk, float(fmt.min), float(fmt.max)
+            )
         else:
             from qemu_arrays.scaled import flatten_groups
 
@@ -460,6 +460,17 @@ def encode(
     return codes.reshape(arr.shape)
 
 
+def _device_encoded(codes):
+    """An ``Encoded`` whose codes live in device memory (decoded on the CUDA route)."""
+    from qemu_arrays.scaled import Encoded
+
+    if not isinstance(codes, Encoded) or isinstance(codes.codes, np.ndarray):
+        return False
+    from qemu_arrays import dispatch
+
+    return dispatch.on_device(codes.codes)
+
+
 @lru_cache(maxsize=256)
 def _decode_table(fmt):
     from qemu_arrays import cpu
@@ -481,7 +492,9 @@ def decode(
     scaled and block formats; otherwise ``scale``/``zero_point`` (per ``axis``/``block_size``
     group) give the integer scales, or the block scale codes of a block format.
     """
-    if not isinstance(codes, (np.ndarray, np.generic, numbers.Number, list, tuple)):
+    if not isinstance(codes, (np.ndarray, np.generic, numbers.Number, list, tuple)) or (
+        _device_encoded(codes)
+    ):
         kw = dict(locals())  # other array libraries: the route ladder (docs/backends.md)
         from qemu_arrays import dispatch
 

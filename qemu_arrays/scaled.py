@@ -2,8 +2,9 @@
 
 A *scaled* integer quantization stores codes ``k`` and, per group of elements, a scale ``s`` and
 an integer zero point ``z``: the value of code ``k`` is ``(k - z) * s``. This module computes
-``(s, z)`` per group and expands them to one value per element for the numba kernel
-(``qemu_arrays.cpu.quantize_int``). The semantics are those of ``docs/scaled.md``:
+``(s, z)`` per group (the "absmax" range with :mod:`qemu_arrays.cpu_scaled`) and, where the
+group-shaped kernel of that module does not apply, expands them to one value per element for
+``qemu_arrays.cpu.quantize_int``. The semantics are those of ``docs/scaled.md``:
 
 * granularity: per tensor (``axis=None``), per channel (``axis=k``: one scale per index along
   axis ``k``), or per group (``block_size=B``: groups of ``B`` consecutive elements along
@@ -213,38 +214,32 @@ class _allnan_ok:
 
 
 def _scale_from_range(lo, hi, fmt, symmetric, scale_format):
+    """``(s, z)`` from the range; symmetric uses ``hi`` (the largest magnitude) alone."""
     if symmetric:
-        s = hi / fmt.max
+        s = np.divide(hi, fmt.max, dtype=np.float64)
     else:
-        s = (hi - lo) / (fmt.max - fmt.min)
-    s = np.where(np.isfinite(s) & (s > 0), s, 1.0)
+        s = np.subtract(hi, lo, dtype=np.float64)
+        s /= fmt.max - fmt.min
+    s = np.asarray(s, dtype=np.float64)
+    np.copyto(s, 1.0, where=~((s > 0) & (s < np.inf)))  # in place: no copy of a big array
     s = round_scale(s, scale_format)
     z = np.zeros(s.shape, dtype=np.int64) if symmetric else _zero_point(lo, s, fmt)
     return s, z
 
 
-def _absmax_range(x, axis, block_size):
+def _absmax_range(x, axis, block_size, symmetric=False):
     """``(lo, hi, gshape)``: the "absmax" range of every group, in one pass over ``x``.
 
     ``lo = min(min finite x, 0)``, ``hi = max(max finite x, 0)`` per group, flat in the C order
-    of the group shape (what :func:`_range` computes, without float64 copies of ``x``).
+    of the group shape (what :func:`_range` computes, without float64 copies of ``x``);
+    ``symmetric``: ``lo`` is None and ``hi = max |finite x|``, found in one reduction.
     """
-    from qemu_arrays import cpu_blocks
+    from qemu_arrays import cpu_scaled
 
-    if x.dtype not in (np.float32, np.float64):
-        x = x.astype(np.float32)  # float16 / bfloat16: exact
-    flat = np.ascontiguousarray(x).reshape(-1)
     gshape = group_shape(x.shape, axis, block_size)
-    if axis is None:
-        outer, n, inner = x.size, 1, 1
-    else:
-        n = x.shape[axis]
-        outer = int(np.prod(x.shape[:axis], dtype=np.int64))
-        inner = int(np.prod(x.shape[axis + 1 :], dtype=np.int64))
-    ng = int(np.prod(gshape, dtype=np.int64))
-    lo = np.zeros(ng, dtype=np.float64)
-    hi = np.zeros(ng, dtype=np.float64)
-    cpu_blocks.group_range(flat, outer, n, inner, block_size or 0, lo, hi)
+    if symmetric:
+        return None, cpu_scaled.group_absmax(x, axis, block_size), gshape
+    lo, hi = cpu_scaled.group_range(x, axis, block_size)
     return lo, hi, gshape
 
 
@@ -295,10 +290,7 @@ def compute_scale(
     x = np.asarray(x)
     axis, block_size = check_granularity(x.shape, axis, block_size)
     if rule == "absmax" and x.size and x.dtype.kind == "f":
-        lo, hi, gshape = _absmax_range(x, axis, block_size)
-        if symmetric:
-            hi = np.maximum(hi, -lo)
-            lo = -hi
+        lo, hi, gshape = _absmax_range(x, axis, block_size, symmetric)
         s, z = _scale_from_range(lo, hi, fmt, symmetric, sfmt)
         return s.reshape(gshape), z.reshape(gshape)
     G, gshape = _groups(x, axis, block_size)
