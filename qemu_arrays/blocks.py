@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from formats.cores import NAN, format_code
 from formats.spec import FloatFormat, Overflow, Rounding
 from qemu_arrays.scaled import Encoded, _check_axis
 
@@ -127,11 +128,23 @@ def _run(arr, fmt, axis, rounding, keys, offset, r, want, tensor_scale, out_dtyp
         )
         if plan is None:
             plan = (0,) * 10 + (1.0,)
-        cpu_blocks.nv_kernel(
-            flat, flat.view(np.uint32), R, n, bs, fmt.element.params(), fmt.scale.params(),
-            np.float32(ts), int(rounding), k0, k1, k2, int(offset), r, idxmap, want,
-            int(_FAST_PATH), out, codes, scodes, vec, plan,
-        )  # fmt: skip
+        splan = cpu_blocks.rne_scale_plan(fmt.scale.params()) if vec else None
+        if splan is not None and n % bs == 0:
+            ep = fmt.element.params()
+            sp_ = fmt.scale.params()
+            emaxv = float(fmt.element.max)
+            sm, semin, _, _, _, _, ssg, ssp, seb, sbias = sp_
+            snan = format_code(NAN, 0, 0, 0, sm, semin, seb, sbias, ssg, ssp)
+            cpu_blocks.nv_f32_rne(
+                flat, flat.view(np.uint32), out, R * nb, bs, emaxv, np.float32(ts), splan,
+                snan, plan, ep, int(_FAST_PATH), scodes,
+            )  # fmt: skip
+        else:
+            cpu_blocks.nv_kernel(
+                flat, flat.view(np.uint32), R, n, bs, fmt.element.params(), fmt.scale.params(),
+                np.float32(ts), int(rounding), k0, k1, k2, int(offset), r, idxmap, want,
+                int(_FAST_PATH), out, codes, scodes, vec, plan,
+            )  # fmt: skip
     else:
         if tensor_scale is not None:
             msg = f"scale= (a per-tensor scale) applies to two-level formats such as nvfp4, not {fmt.name!r}"
@@ -169,12 +182,19 @@ def _run(arr, fmt, axis, rounding, keys, offset, r, want, tensor_scale, out_dtyp
         )
         if plan is None:
             plan = (0,) * 10 + (1.0,)
-        cpu_blocks.mx_kernel(
-            xb, in_e, in_m, R, n, bs, ep, is_int, fmt.element_fraction_bits, qmin, qmax,
-            mprec, fmt.element_emax, maxsig, sc.emin, sc.emax, sc.bias, s_nan,
-            int(fmt.scale_rule), int(rounding), k0, k1, k2, int(offset), r, idxmap, want,
-            int(_FAST_PATH), out, outb, codes, scodes, vec, plan,
-        )  # fmt: skip
+        consts = cpu_blocks.block_exponent_consts(mprec, maxsig) if vec else None
+        if consts is not None and n % bs == 0:
+            cpu_blocks.mx_f32_rne(
+                xb, out, R * nb, bs, int(fmt.scale_rule), consts[0], consts[1], mprec,
+                fmt.element_emax, maxsig, sc.emin, sc.emax, sc.bias, s_nan, plan, scodes,
+            )  # fmt: skip
+        else:
+            cpu_blocks.mx_kernel(
+                xb, in_e, in_m, R, n, bs, ep, is_int, fmt.element_fraction_bits, qmin, qmax,
+                mprec, fmt.element_emax, maxsig, sc.emin, sc.emax, sc.bias, s_nan,
+                int(fmt.scale_rule), int(rounding), k0, k1, k2, int(offset), r, idxmap, want,
+                int(_FAST_PATH), out, outb, codes, scodes, vec, plan,
+            )  # fmt: skip
     vals = None
     if want & 1:
         vals = np.moveaxis(out.reshape(shape_m), -1, axis)

@@ -306,12 +306,13 @@ def quantize_f32_rne(xb, outb, plan, p, ovf):
     for c in prange((n + CHUNK - 1) // CHUNK):
         lo = c * CHUNK
         hi = min(n, lo + CHUNK)
-        todo = 0
-        for i in range(lo, hi):
+        nan_in = False
+        for j in range(hi - lo):  # unsigned indices: no negative-index wraparound code
+            i = np.uint64(lo) + np.uint64(j)
             b = np.int64(xb[i])
             outb[i] = rne_f32_bits(b, plan)
-            todo += ((b & 0x7F800000) == 0x7F800000) & ((b & 0x7FFFFF) != 0) & (has_nan == 0)
-        if todo:
+            nan_in |= (b & 0x7FFFFFFF) > 0x7F800000
+        if nan_in and has_nan == 0:
             err += _rne_general(xb, outb, lo, hi, p, ovf)
     return err
 
@@ -349,32 +350,5 @@ def quantize_int_rne(x, out, s, lo, hi):
             v = np.float64(x[i])
             k = min(max(np.rint(v / s), lo), hi) + 0.0
             out[i] = k * s
-            err += v != v
-    return err
-
-
-@njit(**_PAR)
-def quantize_int_rne_groups(x3, out3, s3, z3, blk, qmin, qmax):
-    """Nearest-even integer quantization with per-channel or per-group scales.
-
-    ``x3`` is the input viewed as ``(outer, axis, inner)``; ``s3`` and ``z3`` hold the scales
-    and zero points as ``(1 or outer, groups or 1, 1 or inner)``, group ``a // blk`` along the
-    axis. Same arithmetic as :func:`quantize_int_rne`, without materialising one scale per
-    element. Returns the number of NaN inputs.
-    """
-    O, A, I = x3.shape
-    so, sg_, si = s3.shape[0] > 1, s3.shape[1] > 1, s3.shape[2] > 1
-    zo, zg_, zi = z3.shape[0] > 1, z3.shape[1] > 1, z3.shape[2] > 1
-    err = 0
-    for rr in prange(O * A):
-        o = rr // A
-        a = rr - o * A
-        g = a // blk
-        for t in range(I):
-            s = s3[o if so else 0, g if sg_ else 0, t if si else 0]
-            z = z3[o if zo else 0, g if zg_ else 0, t if zi else 0]
-            v = np.float64(x3[o, a, t])
-            k = min(max(np.rint(v / s), qmin - z), qmax - z) + 0.0
-            out3[o, a, t] = k * s
             err += v != v
     return err

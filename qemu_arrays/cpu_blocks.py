@@ -12,7 +12,9 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from numba import njit, prange
+from llvmlite import ir
+from numba import njit, prange, types
+from numba.core.extending import intrinsic
 
 from formats.cores import (
     FINITE,
@@ -272,10 +274,7 @@ def nv_kernel(
     nb = (n + bs - 1) // bs
     emaxv = math.ldexp(float(sigmax), emax - m)  # element max
     snan = format_code(NAN, 0, 0, 0, sm, semin, seb, sbias, ssg, ssp)
-    use_map = idxmap.size > 1
     t64 = np.float64(tscale)
-    out32 = out.itemsize == 4
-    sub_scale = math.ldexp(1.0, emin - m)
     fast_ok = fast == 1 and m <= 23
     for t in prange(R * nb):
         row = t // nb
@@ -312,66 +311,321 @@ def nv_kernel(
                 pb = rne_f32_bits(np.int64(f32_bits(np.float32(x[i]) / d)), plan)
                 out[i] = bits_f32(pb) * d
             continue
-        for i in range(start, stop):
-            sign = (np.int64(xb[i]) >> 31) & 1
-            if rnd == SR:
-                idx = idxmap[i] if use_map else i
-                u = random_u(k0, k1, k2, offset + idx, r)
+        _nv_block(
+            x, xb, start, stop, d, ep, rnd, k0, k1, k2, offset, r, idxmap, want, fast_ok,
+            out, codes,
+        )  # fmt: skip
+
+
+@njit(**_JIT)
+def _nv_block(
+    x, xb, start, stop, d, ep, rnd, k0, k1, k2, offset, r, idxmap, want, fast_ok, out, codes,
+):  # fmt: skip
+    """Elements ``start:stop`` of one NVFP4 block with the float32 divisor ``d`` (the general
+    loop of :func:`nv_kernel`, also the fallback of :func:`nv_f32_rne`)."""
+    m, emin, emax, sigmax, sub, hz, sg, sp, eb, bias = ep
+    use_map = idxmap.size > 1
+    out32 = out.itemsize == 4
+    sub_scale = math.ldexp(1.0, emin - m)
+    for i in range(start, stop):
+        sign = (np.int64(xb[i]) >> 31) & 1
+        if rnd == SR:
+            idx = idxmap[i] if use_map else i
+            u = random_u(k0, k1, k2, offset + idx, r)
+        else:
+            u = 0
+        if d == 0.0:
+            st, s, kept, q = FINITE, 0, 0, 0
+        else:
+            qf = np.float32(x[i]) / d
+            if fast_ok:
+                qb = np.int64(f32_bits(qf))
+                ok, mag = round_bits_fast(qb, 8, 23, m, emin, emax, sigmax, sg, rnd, u, r)
+                if ok:
+                    if want & 2:
+                        cef = (mag >> 23) - 127 + bias
+                        cmf = (mag & 0x7FFFFF) >> (23 - m)
+                        codes[i] = ((sign & sg) << (eb + m)) | (cef << m) | cmf
+                    if want & 1:
+                        pv = bits_f32((qb & 0x80000000) | mag)
+                        if out32:
+                            out[i] = pv * d
+                        else:
+                            out[i] = np.float64(pv) * np.float64(d)
+                    continue
+                ok, s, kept = round_subnormal_fast(qb, 8, 23, m, emin, sub, hz, sg, sp, rnd, u, r)
+                if ok:  # an element subnormal: kept * 2^(emin - m)
+                    if want & 2:
+                        codes[i] = format_code(FINITE, s, kept, emin - m, m, emin, eb, bias, sg, sp)
+                    if want & 1:
+                        pv = np.float32(np.float64(kept) * sub_scale)  # exact
+                        if out32:
+                            val32 = pv * d
+                            out[i] = -val32 if s == 1 else val32
+                        else:
+                            val = np.float64(pv) * np.float64(d)
+                            out[i] = -val if s == 1 else val
+                    continue
+            qv = np.float64(qf)
+            if qv == 0.0:
+                st = FINITE
+                s = sign if has_negative_zero(sg, hz, sp) else 0
+                kept = 0
+                q = 0
             else:
-                u = 0
-            if d == 0.0:
-                st, s, kept, q = FINITE, 0, 0, 0
+                fr, ex = math.frexp(abs(qv))
+                st, s, kept, q = round_magnitude(
+                    sign, np.int64(math.ldexp(fr, 53)), ex - 53,
+                    m, emin, emax, sigmax, sub, hz, sg, sp, rnd, SATURATE, u, r,
+                )  # fmt: skip
+        if want & 1:
+            val = math.ldexp(float(kept), q) * np.float64(d)
+            out[i] = -val if s == 1 else val
+        if want & 2:
+            codes[i] = format_code(st, s, kept, q, m, emin, eb, bias, sg, sp)
+
+
+# ---- float32 nearest-even fast kernels: whole blocks in flat order ------------------------------
+
+_CH = 128  # blocks per parallel task
+
+
+@intrinsic
+def _f64_bits(typingctx, x):
+    """The IEEE bit pattern of a float64 scalar, as int64 (a bit cast)."""
+    if isinstance(x, types.Float) and x.bitwidth == 64:
+
+        def codegen(context, builder, signature, args):
+            return builder.bitcast(args[0], ir.IntType(64))
+
+        return types.int64(x), codegen
+    return None
+
+
+@intrinsic
+def _bits_f64(typingctx, b):
+    """The float64 whose IEEE bit pattern is the int64 ``b``."""
+    if isinstance(b, types.Integer) and b.bitwidth == 64:
+
+        def codegen(context, builder, signature, args):
+            return builder.bitcast(args[0], ir.DoubleType())
+
+        return types.float64(b), codegen
+    return None
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _amax_bits(xb, base, bs):
+    """Largest magnitude bit pattern (sign cleared) of the float32 bits ``xb[base:base + bs]``."""
+    a = np.uint32(0)
+    if bs == 32:  # a literal trip count: the compiler unrolls and vectorizes the reduction
+        for j in range(32):
+            a = max(a, xb[base + np.uint64(j)] & np.uint32(0x7FFFFFFF))
+    elif bs == 16:
+        for j in range(16):
+            a = max(a, xb[base + np.uint64(j)] & np.uint32(0x7FFFFFFF))
+    else:
+        for j in range(bs):
+            a = max(a, xb[base + np.uint64(j)] & np.uint32(0x7FFFFFFF))
+    return np.int64(a)
+
+
+@njit(cache=True, nogil=True)
+def _exp_subnormal_amax(a, rule, mprec, emax_elem, maxsig):
+    s_, aM, aE, spc = split_bits(a, 8, 23)
+    return shared_exponent(aM, aE, rule, mprec, emax_elem, maxsig)
+
+
+@njit(cache=True, nogil=True, inline="always")
+def block_exponent_f32(a, rule, sh, mref, mprec, emax_elem, maxsig):
+    """:func:`shared_exponent` of a block whose largest magnitude has the float32 bits ``a``
+    (finite, non-zero), on the bits: rounding the significand to ``mprec`` fraction bits (``sh =
+    23 - mprec`` bits dropped) carries into the exponent field exactly when the rounded value
+    reaches the next binade; RCEIL compares the fraction field with ``mref``, the fraction of
+    the element maximum's significand."""
+    ef = a >> 23
+    if ef == 0:
+        return _exp_subnormal_amax(a, rule, mprec, emax_elem, maxsig)
+    if rule == CEIL:
+        ef = (a + ((1 << sh) - 1)) >> 23
+    elif rule == EVEN:
+        ef = (a + ((1 << (sh - 1)) - 1) + ((a >> sh) & 1)) >> 23
+    elif rule == RCEIL:
+        ef += (a & 0x7FFFFF) > mref
+    return ef - 127 - emax_elem
+
+
+def block_exponent_consts(mprec, maxsig):
+    """``(sh, mref)`` of :func:`block_exponent_f32`, or None where it does not apply."""
+    blm = int(maxsig).bit_length()
+    if not (0 <= mprec < 23 and 1 <= blm <= 24):
+        return None
+    return 23 - mprec, (int(maxsig) << (24 - blm)) - (1 << 23)
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _mx_elems(xb, out, base, nj, inv, sc2, plan):
+    """``out = rne(x * inv) * sc2`` over ``nj`` elements from ``base`` (select-only)."""
+    for j in range(nj):
+        i = base + np.uint64(j)
+        rb = rne_f32_bits(np.int64(f32_bits(bits_f32(xb[i]) * inv)), plan)
+        out[i] = bits_f32(rb) * sc2
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _nv_elems(x, out, base, nj, d, plan):
+    """``out = rne(x / d) * d`` over ``nj`` elements from ``base`` (select-only)."""
+    for j in range(nj):
+        i = base + np.uint64(j)
+        pb = rne_f32_bits(np.int64(f32_bits(x[i] / d)), plan)
+        out[i] = bits_f32(pb) * d
+
+
+@njit(**_PAR)
+def mx_f32_rne(
+    xb, out, nblk, bs, rule, sh, mref, mprec, emax_elem, maxsig, s_emin, s_emax, s_bias, s_nan,
+    plan, scodes,
+):  # fmt: skip
+    """MX values of float32 input, nearest-even, rows that hold whole blocks (``n % bs == 0``,
+    so block ``t`` is ``xb[t * bs:(t + 1) * bs]``).
+
+    Same results as :func:`mx_kernel` with ``vec == 1`` (tested): the block maximum is an
+    integer reduction over a literal-length loop, the scale exponent comes from its bits
+    (:func:`block_exponent_f32`), and the elements take the select-only loop of
+    :func:`qemu_arrays.cpu.rne_f32_bits` on ``x * 2**-e`` times ``2**e``.
+    """
+    for c in prange((nblk + _CH - 1) // _CH):
+        t0 = c * _CH
+        t1 = min(nblk, t0 + _CH)
+        # first the scales of the task's blocks (independent chains the core overlaps) ...
+        invs = np.empty(_CH, dtype=np.float32)
+        muls = np.empty(_CH, dtype=np.float32)
+        nnan = 0
+        for t in range(t0, t1):
+            a = _amax_bits(xb, np.uint64(t) * np.uint64(bs), bs)
+            if a >= 0x7F800000:
+                e = s_emax + 1  # inf or NaN in the block
+            elif a == 0:
+                e = s_emin
             else:
-                qf = np.float32(x[i]) / d
-                if fast_ok:
-                    qb = np.int64(f32_bits(qf))
-                    ok, mag = round_bits_fast(qb, 8, 23, m, emin, emax, sigmax, sg, rnd, u, r)
-                    if ok:
-                        if want & 2:
-                            cef = (mag >> 23) - 127 + bias
-                            cmf = (mag & 0x7FFFFF) >> (23 - m)
-                            codes[i] = ((sign & sg) << (eb + m)) | (cef << m) | cmf
-                        if want & 1:
-                            pv = bits_f32((qb & 0x80000000) | mag)
-                            if out32:
-                                out[i] = pv * d
-                            else:
-                                out[i] = np.float64(pv) * np.float64(d)
-                        continue
-                    ok, s, kept = round_subnormal_fast(
-                        qb, 8, 23, m, emin, sub, hz, sg, sp, rnd, u, r
-                    )
-                    if ok:  # an element subnormal: kept * 2^(emin - m)
-                        if want & 2:
-                            codes[i] = format_code(
-                                FINITE, s, kept, emin - m, m, emin, eb, bias, sg, sp
-                            )
-                        if want & 1:
-                            pv = np.float32(np.float64(kept) * sub_scale)  # exact
-                            if out32:
-                                val32 = pv * d
-                                out[i] = -val32 if s == 1 else val32
-                            else:
-                                val = np.float64(pv) * np.float64(d)
-                                out[i] = -val if s == 1 else val
-                        continue
-                qv = np.float64(qf)
-                if qv == 0.0:
-                    st = FINITE
-                    s = sign if has_negative_zero(sg, hz, sp) else 0
-                    kept = 0
-                    q = 0
-                else:
-                    fr, ex = math.frexp(abs(qv))
-                    st, s, kept, q = round_magnitude(
-                        sign, np.int64(math.ldexp(fr, 53)), ex - 53,
-                        m, emin, emax, sigmax, sub, hz, sg, sp, rnd, SATURATE, u, r,
-                    )  # fmt: skip
-            if want & 1:
-                val = math.ldexp(float(kept), q) * np.float64(d)
-                out[i] = -val if s == 1 else val
-            if want & 2:
-                codes[i] = format_code(st, s, kept, q, m, emin, eb, bias, sg, sp)
+                e = max(block_exponent_f32(a, rule, sh, mref, mprec, emax_elem, maxsig), s_emin)
+            nan_block = e > s_emax
+            nnan += nan_block
+            e = min(e, s_emax)
+            scodes[t] = s_nan if nan_block else e + s_bias
+            invs[t - t0] = bits_f32(_pow2_bits(-e))
+            muls[t - t0] = bits_f32(_pow2_bits(e))
+        # ... then the elements, and last the blocks with NaN or inf
+        for t in range(t0, t1):
+            base = np.uint64(t) * np.uint64(bs)
+            if bs == 32:  # a literal trip count: the compiler unrolls and vectorizes
+                _mx_elems(xb, out, base, 32, invs[t - t0], muls[t - t0], plan)
+            else:
+                _mx_elems(xb, out, base, bs, invs[t - t0], muls[t - t0], plan)
+        if nnan:
+            for t in range(t0, t1):
+                if scodes[t] == s_nan:
+                    base = np.uint64(t) * np.uint64(bs)
+                    for j in range(bs):
+                        out[base + np.uint64(j)] = np.float32(math.nan)
+
+
+@njit(cache=True, nogil=True, inline="always")
+def rne_scale_f64(v, sp):
+    """``(value, code)`` of the finite ``v >= 0`` rounded to nearest-even into a signed format
+    with subnormals, saturating (the NVFP4 block scale), on the float64 bits of ``v``; the same
+    select-only scheme as :func:`qemu_arrays.cpu.rne_f32_bits` (``sp`` from
+    :func:`rne_scale_plan`)."""
+    sh, half_m1, low, m0, lo_field, max_mag, c, sm, bias, sub_mul = sp
+    mag = _f64_bits(v)
+    ef = mag >> 52
+    odd = ((mag >> sh) & 1) | m0
+    rn = (mag + half_m1 + odd) & ~low
+    rs = _f64_bits((v + c) - c)
+    r = min(rs if ef < lo_field else rn, max_mag)
+    val = _bits_f64(r)
+    rf = r >> 52
+    if rf >= lo_field:
+        code = ((rf - 1023 + bias) << sm) | ((r >> sh) & ((1 << sm) - 1))
+    else:
+        code = np.int64(val * sub_mul)
+    return val, code
+
+
+def rne_scale_plan(sp):
+    """Constants of :func:`rne_scale_f64` for scale format parameters ``sp``, or None."""
+    sm, semin, semax, ssigmax, ssub, shz, ssg, ssp, seb, sbias = sp
+    if not (ssub == 1 and shz == 1 and 0 <= sm < 52 and semin >= -1022 and semax <= 1023):
+        return None
+    sh = 52 - sm
+    max_mag = ((semax + 1023) << 52) | ((ssigmax - (1 << sm)) << sh)
+    return (
+        sh, (1 << (sh - 1)) - 1, (1 << sh) - 1, int(sm == 0), semin + 1023, max_mag,
+        math.ldexp(1.0, semin - sm + 52), sm, sbias, math.ldexp(1.0, sm - semin),
+    )  # fmt: skip
+
+
+@njit(**_PAR)
+def nv_f32_rne(
+    x, xb, out, nblk, bs, emaxv, tscale, splan, snan, plan, ep, fast_ok, scodes,
+):  # fmt: skip
+    """NVFP4 values of float32 input, nearest-even, float32 output, rows of whole blocks.
+
+    Same results as :func:`nv_kernel` with ``vec == 1`` (tested): the block scale is rounded on
+    the bits of ``amax / (emax * tscale)`` (:func:`rne_scale_f64`), and the elements take the
+    select-only loop on ``float32(x / d)``; blocks whose ``d`` is subnormal or whose quotients
+    could overflow float32 take the general loop.
+    """
+    t64 = np.float64(tscale)
+    div = emaxv * t64
+    dummy = np.zeros(1, dtype=np.int64)
+    codes = np.zeros(1, dtype=np.uint8)
+    for c in prange((nblk + _CH - 1) // _CH):
+        t0 = c * _CH
+        t1 = min(nblk, t0 + _CH)
+        # first the scales of the task's blocks (independent chains the core overlaps) ...
+        ds = np.empty(_CH, dtype=np.float32)
+        nslow = 0
+        for t in range(t0, t1):
+            a = _amax_bits(xb, np.uint64(t) * np.uint64(bs), bs)
+            af = np.float64(bits_f32(a))
+            sv, code = rne_scale_f64(af / div, splan)
+            d = np.float32(sv * t64)
+            # select-only loop: a normal d, no quotient near float32 overflow, a finite block
+            ok = (a < 0x7F800000) & (d >= np.float32(1.1754944e-38)) & (af <= d * 2.0**125)
+            scodes[t] = code if a < 0x7F800000 else snan
+            ds[t - t0] = d if ok else np.float32(-1.0)
+            nslow += not ok
+        # ... then the elements (the other blocks are overwritten below)
+        for t in range(t0, t1):
+            base = np.uint64(t) * np.uint64(bs)
+            if bs == 16:  # literal trip counts: the compiler unrolls and vectorizes
+                _nv_elems(x, out, base, 16, ds[t - t0], plan)
+            elif bs == 32:
+                _nv_elems(x, out, base, 32, ds[t - t0], plan)
+            else:
+                _nv_elems(x, out, base, bs, ds[t - t0], plan)
+        if nslow == 0:
+            continue
+        for t in range(t0, t1):
+            if ds[t - t0] >= 0:
+                continue
+            base = np.uint64(t) * np.uint64(bs)
+            a = _amax_bits(xb, base, bs)
+            if a >= 0x7F800000:  # inf or NaN in the block
+                for j in range(bs):
+                    out[base + np.uint64(j)] = np.float32(math.nan)
+                continue
+            sv, code = rne_scale_f64(np.float64(bits_f32(a)) / div, splan)
+            d = np.float32(sv * t64)
+            if d == 0:  # every element rounds to +0 (the general loop's result)
+                for j in range(bs):
+                    out[base + np.uint64(j)] = np.float32(0.0)
+                continue
+            start = np.int64(base)
+            _nv_block(
+                x, xb, start, start + bs, d, ep, 0, 0, 0, 0, 0, 32, dummy, 1, fast_ok, out, codes
+            )
 
 
 @njit(**_PAR)
@@ -397,84 +651,22 @@ def block_amax(x, R, n, bs, out):
 def max_finite_f32(xb, chunk):
     """Largest finite magnitude of float32 bits ``xb`` (uint32), as float64; 0.0 when none.
 
-    Magnitude bit patterns are ordered as the magnitudes are, so this is an integer max.
+    Magnitude bit patterns are ordered as the magnitudes are, so this is an integer max: a
+    plain (vectorized) max per chunk, redone with inf and NaN left out where the chunk has any.
     """
     nc = (xb.size + chunk - 1) // chunk
     part = np.zeros(max(nc, 1), dtype=np.int64)
     for c in prange(nc):
-        a = np.int64(0)
-        for i in range(c * chunk, min(c * chunk + chunk, xb.size)):
-            v = np.int64(xb[i]) & 0x7FFFFFFF
-            if v < 0x7F800000:
-                a = max(a, v)
+        lo = c * chunk
+        hi = min(lo + chunk, xb.size)
+        a = np.uint32(0)
+        for j in range(hi - lo):  # unsigned indices: no negative-index wraparound, vectorizes
+            a = max(a, xb[np.uint64(lo) + np.uint64(j)] & np.uint32(0x7FFFFFFF))
+        if a >= 0x7F800000:
+            a = 0
+            for i in range(lo, hi):
+                v = xb[i] & np.uint32(0x7FFFFFFF)
+                if v < 0x7F800000 and v > a:
+                    a = v
         part[c] = a
     return np.float64(bits_f32(part.max()))
-
-
-@njit(**_PAR)
-def group_range(x, outer, n, inner, B, lo, hi):
-    """Per-group ``lo = min(min finite x, 0)`` and ``hi = max(max finite x, 0)`` (float64).
-
-    ``x`` (C order) is viewed as ``(outer, n, inner)`` with the group axis in the middle.
-    ``B == 0``: one group per index along the axis (``lo``/``hi`` of size ``n``);
-    ``B > 0``: groups of ``B`` consecutive indices along the axis, group ``(o, a // B, j)`` in
-    the C order of ``(outer, ceil(n / B), inner)``. NaN and infinities are skipped.
-    ``lo`` and ``hi`` must come in filled with zeros.
-    """
-    if B > 0:
-        nb = (n + B - 1) // B
-        for t in prange(outer * nb):
-            o = t // nb
-            blk = t - o * nb
-            g0 = t * inner
-            for a in range(blk * B, min(blk * B + B, n)):
-                base = (o * n + a) * inner
-                for j in range(inner):
-                    v = np.float64(x[base + j])
-                    if v > hi[g0 + j] and v < math.inf:
-                        hi[g0 + j] = v
-                    if v < lo[g0 + j] and v > -math.inf:
-                        lo[g0 + j] = v
-        return
-    if outer < 64:
-        for a in prange(n):
-            h = 0.0
-            low = 0.0
-            for o in range(outer):
-                base = (o * n + a) * inner
-                for j in range(inner):
-                    v = np.float64(x[base + j])
-                    if v > h and v < math.inf:
-                        h = v
-                    if v < low and v > -math.inf:
-                        low = v
-            hi[a] = h
-            lo[a] = low
-        return
-    # many outer rows: partial results per chunk of rows, then combined
-    P = 64
-    rows = (outer + P - 1) // P
-    phi = np.zeros((P, n), dtype=np.float64)
-    plo = np.zeros((P, n), dtype=np.float64)
-    for p in prange(P):
-        for o in range(p * rows, min(p * rows + rows, outer)):
-            for a in range(n):
-                base = (o * n + a) * inner
-                h = phi[p, a]
-                low = plo[p, a]
-                for j in range(inner):
-                    v = np.float64(x[base + j])
-                    if v > h and v < math.inf:
-                        h = v
-                    if v < low and v > -math.inf:
-                        low = v
-                phi[p, a] = h
-                plo[p, a] = low
-    for a in range(n):
-        h = 0.0
-        low = 0.0
-        for p in range(P):
-            h = max(h, phi[p, a])
-            low = min(low, plo[p, a])
-        hi[a] = h
-        lo[a] = low

@@ -150,3 +150,100 @@ def test_tensor_scale_of_float32_matches_float64_route(rng):
     want = blocks.tensor_scale_of(x.astype(np.float64), fmt)  # the numpy route
     assert _bits(np.float32(got)) == _bits(np.float32(want))
     assert blocks.tensor_scale_of(np.full(5, np.nan, np.float32), fmt) == np.float32(1.0)
+
+
+# ---- the float32 nearest-even block kernels (mx_f32_rne, nv_f32_rne) and their pieces ---------
+
+
+def _magnitude_bits(rng, k=4000):
+    """float32 magnitude bit patterns of every finite class, boundary patterns included."""
+    b = rng.integers(1, 0x7F800000, size=k, dtype=np.int64)
+    sub = rng.integers(1, 1 << 23, size=k // 8, dtype=np.int64)  # subnormals
+    ef = rng.integers(1, 255, size=k // 4, dtype=np.int64) << 23
+    ones = [(1 << 23) - (1 << s) for s in range(0, 23)]  # mantissas 1.111..1000 (rule carries)
+    tops = (ef[:, None] | np.array(ones, dtype=np.int64)[None, :]).reshape(-1)
+    halves = (ef[:, None] | np.array([(1 << 23) - (1 << s) + (1 << (s - 1)) for s in range(1, 23)],
+                                     dtype=np.int64)[None, :]).reshape(-1)  # fmt: skip
+    return np.concatenate([b, sub, tops, halves, [1, 0x7F7FFFFF, 0x00800000, 0x007FFFFF]])
+
+
+@pytest.mark.parametrize("name", MX_NAMES)
+@pytest.mark.parametrize("rule", list(ScaleRule), ids=lambda r: r.name)
+def test_block_exponent_on_bits_equals_shared_exponent(name, rule, rng):
+    from qemu_arrays import cpu_blocks
+
+    fmt = get_format(name)
+    el = fmt.element
+    if hasattr(el, "mantissa_bits"):
+        mprec, maxsig = el.mantissa_bits, el.params()[3]
+    else:
+        mprec, maxsig = el.max.bit_length() - 1, el.max
+    sh, mref = cpu_blocks.block_exponent_consts(mprec, maxsig)
+    for a in _magnitude_bits(rng).tolist():
+        _, M, E, _ = cpu_blocks.split_bits(a, 8, 23)
+        want = cpu_blocks.shared_exponent(M, E, int(rule), mprec, fmt.element_emax, maxsig)
+        got = cpu_blocks.block_exponent_f32(a, int(rule), sh, mref, mprec, fmt.element_emax, maxsig)
+        assert got == want, (hex(a), got, want)
+
+
+def test_rne_scale_f64_equals_the_general_core(rng):
+    """The NVFP4 block scale (E4M3, nearest-even, saturating) on float64 bits."""
+    from formats import cores
+    from qemu_arrays import cpu_blocks
+
+    sp = get_format("nvfp4").scale.params()
+    sm, semin, semax, ssig, ssub, shz, ssg, ssp, seb, sbias = sp
+    plan = cpu_blocks.rne_scale_plan(sp)
+    grid = np.array(sorted({abs(float(v)) for v in get_format("float8_e4m3fn").values()
+                            if np.isfinite(v)}))  # fmt: skip
+    mids = (grid[1:] + grid[:-1]) / 2
+    vs = np.concatenate([
+        grid, mids, np.nextafter(mids, 0), np.nextafter(mids, np.inf),
+        rng.uniform(0, 500, 2000), np.exp2(rng.uniform(-30, 20, 2000)),
+        [0.0, 5e-324, 2.0**-10, 2.0**-10 + 2.0**-60, 448.0, 464.0, 480.0, 1e300],
+    ])  # fmt: skip
+    for v in vs.tolist():
+        got_v, got_c = cpu_blocks.rne_scale_f64(v, plan)
+        if v == 0.0:
+            st, s, kept, q = cores.FINITE, 0, 0, 0
+        else:
+            fr, ex = np.frexp(v)
+            st, s, kept, q = cores.round_magnitude(
+                0, int(np.ldexp(fr, 53)), int(ex) - 53, sm, semin, semax, ssig, ssub, shz, ssg,
+                ssp, 0, cores.SATURATE, 0, 0,
+            )  # fmt: skip
+        assert got_v == np.ldexp(float(kept), q), v
+        assert got_c == cores.format_code(st, s, kept, q, sm, semin, seb, sbias, ssg, ssp), v
+
+
+def test_max_finite_f32_skips_nonfinite_per_chunk(rng):
+    from qemu_arrays import cpu_blocks
+
+    x = rng.standard_normal(10_000).astype(np.float32)
+    x[[3, 4000, 9999]] = [np.nan, np.inf, -np.inf]
+    x[5000] = -7e20  # the largest finite magnitude, in a chunk without specials
+    for chunk in (1, 7, 64, 4096, 1 << 16):
+        got = cpu_blocks.max_finite_f32(x.view(np.uint32), chunk)
+        assert got == np.float64(np.float32(7e20))
+    x[5000] = 1.0
+    x[4001] = -3e30  # in the chunk with the infinity
+    assert cpu_blocks.max_finite_f32(x.view(np.uint32), 4096) == np.float64(np.float32(3e30))
+    assert cpu_blocks.max_finite_f32(np.full(9, np.inf, np.float32).view(np.uint32), 4) == 0.0
+
+
+@pytest.mark.parametrize("name", ["mxfp8_e4m3", "mxfp4_e2m1", "nvfp4"])
+def test_fast_kernels_zero_tiny_and_special_blocks_across_tasks(name, rng, monkeypatch):
+    """Whole zero / -0 / tiny / NaN / inf blocks, spread over several parallel tasks."""
+    bs = get_format(name).block_size
+    x = rng.standard_normal((6, bs * 150)).astype(np.float32)
+    blk = x.reshape(6, 150, bs)
+    blk[0, 3] = 0.0
+    blk[1, 140] = -0.0
+    blk[2, 7] = 1e-30  # d == 0 under the tensor scale (NVFP4): every element +0
+    blk[2, 8] = np.float32(2.0**-130)  # a subnormal block maximum
+    blk[3, 1, 5] = np.nan
+    blk[4, 149, 0] = -np.inf
+    blk[5, 60] *= 2.0**100
+    for x_ in (x, x * np.float32(2.0**-120)):
+        got, want = _both(lambda x_=x_: qa.quantize(x_, name), monkeypatch)
+        _assert_same_bits(got, want)
