@@ -334,7 +334,7 @@ def _rne_general(xb, outb, lo, hi, p, ovf):
     return err
 
 
-@njit(**_PAR)
+@njit(**_PAR, error_model="numpy")  # no ZeroDivisionError check: the loop vectorizes (s > 0)
 def quantize_int_rne(x, out, s, lo, hi):
     """Nearest-even integer quantization with one scale, in selects only (vectorizes).
 
@@ -346,7 +346,9 @@ def quantize_int_rne(x, out, s, lo, hi):
     n = x.size
     err = 0
     for c in prange((n + CHUNK - 1) // CHUNK):
-        for i in range(c * CHUNK, min(n, (c + 1) * CHUNK)):
+        lo_i = c * CHUNK
+        for j in range(min(n, lo_i + CHUNK) - lo_i):  # unsigned indices: no wraparound code
+            i = np.uint64(lo_i) + np.uint64(j)
             v = np.float64(x[i])
             k = min(max(np.rint(v / s), lo), hi) + 0.0
             out[i] = k * s

@@ -36,6 +36,8 @@ purge_stale_cache(__file__)
 
 _PAR = {"parallel": True, "cache": True, "nogil": True}
 _JIT = {"cache": True, "nogil": True}
+# no ZeroDivisionError check on float division (it stops the loop from vectorizing)
+_PAR_NP = {**_PAR, "error_model": "numpy"}
 
 # scale rules (formats.block_spec.ScaleRule)
 FLOOR = 0
@@ -565,7 +567,7 @@ def rne_scale_plan(sp):
     )  # fmt: skip
 
 
-@njit(**_PAR)
+@njit(**_PAR_NP)
 def nv_f32_rne(
     x, xb, out, nblk, bs, emaxv, tscale, splan, snan, plan, ep, fast_ok, scodes,
 ):  # fmt: skip
