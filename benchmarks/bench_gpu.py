@@ -4,11 +4,17 @@ On 2**28 float32 elements held in a PyTorch CUDA tensor, times with CUDA events:
 
 - a plain device-to-device copy of the array (the memory-bandwidth limit: one read, one write),
 - PyTorch's own cast round trip ``x.to(torch.float8_e4m3fn).to(torch.float32)``,
-- ``qemu_arrays.quantize`` to E4M3 (round-to-nearest-even), to E2M1 (nearest-even), and to E4M3
-  with stochastic rounding,
+- ``qemu_arrays.quantize`` to E4M3 and E2M1 (nearest-even: the 32-bit select-only kernel;
+  stochastic: the general cores),
+- the block formats: MXFP8 (E4M3 elements, blocks of 32 along the last axis, nearest-even and
+  stochastic, and along axis 0 of a square view), ``encode`` to MXFP8, and NVFP4 (with the
+  per-tensor scale computed, which adds a reduction pass and one scalar copy to the host, and
+  with ``scale=`` given),
 
-and prints each time, the fraction of copy bandwidth reached and the speed-up over PyTorch's
-cast. Targets (issue 4): >= 70% of copy bandwidth for nearest-even, >= 60% for stochastic.
+and prints each time, the fraction of copy bandwidth reached, the speed-up over PyTorch's cast
+and, for block formats, the ratio to the plain E4M3 element round trip. Before timing it checks
+that the results are PyTorch's bits (E4M3, saturating) and the CPU route's bits (a slice, every
+block case). Targets (issue 4): >= 70% of copy bandwidth for nearest-even, >= 60% for stochastic.
 
     python benchmarks/bench_gpu.py [--log2n 28] [--reps 20]
 """
@@ -63,25 +69,54 @@ def main(argv=None):
     print(f"E4M3 (saturating) bits identical to PyTorch's cast: {same}")
     del ours, torch_rt
 
+    # the block formats against the CPU route, on a slice (2**20 elements, 1024 x 1024)
+    part = x[: 1 << 20]
+    host = part.cpu().numpy()
+    checks = {
+        "mxfp8_e4m3 nearest-even": ("mxfp8_e4m3", {}),
+        "mxfp8_e4m3 stochastic": ("mxfp8_e4m3", {"rounding": qa.Rounding.STOCHASTIC, "seed": 0}),
+        "nvfp4 nearest-even": ("nvfp4", {}),
+        "mxint8 axis 0": ("mxint8", {"axis": 0}),
+    }
+    for label, (name, kw) in checks.items():
+        shaped = kw.get("axis") == 0
+        dev = part.view(1024, 1024) if shaped else part
+        ref = qa.quantize(host.reshape(1024, 1024) if shaped else host, name, **kw)
+        got = qa.quantize(dev, name, **kw).cpu().numpy()
+        same = bool((got.view("u4") == ref.view("u4")).all())
+        print(f"{label}: bits identical to the CPU route: {same}")
+
+    side = 1 << (args.log2n // 2)
+    sq = x.view(side, -1)
+    ts = qa.encode(x, "nvfp4").tensor_scale
+    sr = {"rounding": qa.Rounding.STOCHASTIC, "seed": 0}
     cases = {
         "copy (bandwidth limit)": lambda: y.copy_(x),
         "torch float8_e4m3fn cast round trip": lambda: x.to(torch.float8_e4m3fn).to(torch.float32),
         "qemu E4M3 nearest-even": lambda: qa.quantize(x, "float8_e4m3fn"),
         "qemu E2M1 nearest-even": lambda: qa.quantize(x, "float4_e2m1fn"),
-        "qemu E4M3 stochastic": lambda: qa.quantize(
-            x, "float8_e4m3fn", rounding=qa.Rounding.STOCHASTIC, seed=0
-        ),
-        "qemu E2M1 stochastic": lambda: qa.quantize(
-            x, "float4_e2m1fn", rounding=qa.Rounding.STOCHASTIC, seed=0
-        ),
+        "qemu E4M3 stochastic": lambda: qa.quantize(x, "float8_e4m3fn", **sr),
+        "qemu E2M1 stochastic": lambda: qa.quantize(x, "float4_e2m1fn", **sr),
+        "qemu MXFP8 nearest-even": lambda: qa.quantize(x, "mxfp8_e4m3"),
+        "qemu MXFP8 stochastic": lambda: qa.quantize(x, "mxfp8_e4m3", **sr),
+        "qemu MXFP8 nearest-even, axis 0": lambda: qa.quantize(sq, "mxfp8_e4m3", axis=0),
+        "qemu MXFP8 encode": lambda: qa.encode(x, "mxfp8_e4m3"),
+        "qemu NVFP4 nearest-even": lambda: qa.quantize(x, "nvfp4"),
+        "qemu NVFP4 nearest-even, scale given": lambda: qa.quantize(x, "nvfp4", scale=ts),
+        "qemu NVFP4 stochastic, scale given": lambda: qa.quantize(x, "nvfp4", scale=ts, **sr),
     }
     t = {name: _time(fn, args.reps, torch) for name, fn in cases.items()}
     tc = t["copy (bandwidth limit)"]
     tt = t["torch float8_e4m3fn cast round trip"]
-    print(f"{'case':40s} {'ms':>8s} {'GB/s':>8s} {'of copy':>8s} {'vs torch':>9s}")
+    te = t["qemu E4M3 nearest-even"]
+    print(
+        f"{'case':40s} {'ms':>8s} {'GB/s':>8s} {'of copy':>8s} {'vs torch':>9s} "
+        f"{'vs E4M3 elem':>12s}"
+    )
     for name, ms in t.items():
         gbs = 2 * n * 4 / (ms * 1e-3) / 1e9
-        print(f"{name:40s} {ms:8.3f} {gbs:8.0f} {tc / ms:8.1%} {tt / ms:8.2f}x")
+        blk = f"{ms / te:11.2f}x" if "MX" in name or "NV" in name else ""
+        print(f"{name:40s} {ms:8.3f} {gbs:8.0f} {tc / ms:8.1%} {tt / ms:8.2f}x {blk:>12s}")
 
 
 if __name__ == "__main__":

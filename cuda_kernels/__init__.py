@@ -6,12 +6,21 @@ numba device arrays). Importing ``numba.cuda`` and compiling the kernels happen 
 first call, and a missing numba-cuda or CUDA driver gives an ``ImportError``/``RuntimeError``
 that says what is missing. Under ``NUMBA_ENABLE_CUDASIM=1`` the same kernels run in numba's CUDA
 simulator (slow: for tests on small arrays).
+
+Modules: :mod:`cuda_kernels.kernels` (element formats), :mod:`cuda_kernels.rne32` (the 32-bit
+nearest-even step for float32 input), :mod:`cuda_kernels.blocks` with
+:mod:`~cuda_kernels.block_kernels` and :mod:`~cuda_kernels.block_cores` (MX and NVFP4).
+Per call, this module does little host work: constants are cached per format, streams per
+handle, and the error flag (per device, stream and host thread) is only read back, which
+synchronises, when the format can raise (NaN into a format without NaN, integer formats).
 """
 
 from __future__ import annotations
 
 import math
 import os
+import threading
+from functools import lru_cache
 
 import numpy as np
 
@@ -20,6 +29,9 @@ __all__ = ["available", "load", "run"]
 _THREADS = 256
 _kernels = None
 _SMS: dict = {}
+_STREAMS: dict = {}  # (device, stream handle) -> numba external stream
+_SCRATCH: dict = {}  # small read-only device buffers (unused outputs, decode tables), per device
+_LOCAL = threading.local()  # per host thread: the buffers kernels write (error flag, amax)
 
 
 def load():
@@ -147,7 +159,15 @@ class _Lib:
         msg = f"dtype conversion of numba device arrays to {dt} is not supported"
         raise TypeError(msg)
 
+    def device_index(self, x):
+        if self.kind == "torch":
+            return x.device.index or 0
+        if self.kind == "cupy":
+            return x.device.id
+        return None
+
     def stream(self, x):
+        """The caller's current stream (call inside :meth:`device_ctx`); cached per handle."""
         from numba import cuda
 
         if simulated():
@@ -162,20 +182,21 @@ class _Lib:
             ptr = cupy.cuda.get_current_stream().ptr
         else:
             return cuda.default_stream()
-        return cuda.external_stream(ptr) if ptr else cuda.default_stream()
+        if not ptr:
+            return cuda.default_stream()
+        key = (self.device_index(x), ptr)
+        st = _STREAMS.get(key)
+        if st is None:
+            st = _STREAMS[key] = cuda.external_stream(ptr)
+        return st
 
     def device_ctx(self, x):
         from contextlib import nullcontext
 
         from numba import cuda
 
-        if simulated():
-            return nullcontext()
-        if self.kind == "torch":
-            return cuda.gpus[x.device.index or 0]
-        if self.kind == "cupy":
-            return cuda.gpus[x.device.id]
-        return nullcontext()
+        idx = None if simulated() else self.device_index(x)
+        return nullcontext() if idx is None else cuda.gpus[idx]
 
 
 def _nb(a):
@@ -190,8 +211,8 @@ def _nb(a):
 def _grid(n):
     from numba import cuda
 
-    if simulated():
-        return max(1, min(math.ceil(n / 32), 4)), 32
+    if simulated():  # the simulator starts a Python thread per CUDA thread, per block
+        return max(1, min(math.ceil(n / 32), 2)), 32
     dev = cuda.get_current_device()
     sms = _SMS.get(dev.id)
     if sms is None:
@@ -206,31 +227,111 @@ _INT_OF = {
 }  # views of the bits (int64: the cores return int64)
 
 
+# ---- cached per-device buffers and per-format constants ---------------------------------------
+
+
+def _device_key():
+    from numba import cuda
+
+    return 0 if simulated() else cuda.get_current_device().id
+
+
+def _stream_id(stream):
+    try:
+        return int(stream.handle)  # (int(stream) of the default stream returns an enum)
+    except (TypeError, ValueError, AttributeError):
+        return id(stream)
+
+
+def scratch(dtype):
+    """A 1-element device array of ``dtype`` that kernels never write (an unused output)."""
+    from numba import cuda
+
+    key = ("ro", _device_key(), np.dtype(dtype).str)
+    buf = _SCRATCH.get(key)
+    if buf is None:
+        buf = _SCRATCH[key] = cuda.device_array(1, dtype=dtype)
+    return buf
+
+
+def scratch_owned(name, dtype, stream):
+    """A 1-element device array that kernels write, one per (device, stream) and host thread
+    (kept in thread-local storage), so that concurrent calls never share it. Zeroed once."""
+    from numba import cuda
+
+    bufs = getattr(_LOCAL, "bufs", None)
+    if bufs is None:
+        bufs = _LOCAL.bufs = {}
+    key = (name, _device_key(), 0 if simulated() else _stream_id(stream))
+    buf = bufs.get(key)
+    if buf is None:
+        buf = bufs[key] = cuda.to_device(np.zeros(1, dtype=dtype))
+    return buf
+
+
+@lru_cache(maxsize=512)
+def _float_consts(fmt, src_dt, overflow, nearest_even):
+    """Per (format, input dtype, policy, nearest-even) constants of the element kernels."""
+    from qemu_arrays import api
+
+    p = fmt.params()
+    in_e, in_m = {2: (5, 10), 4: (8, 23), 8: (11, 52)}[src_dt.itemsize]
+    if "bfloat16" in src_dt.name:
+        in_e, in_m = 8, 7
+    bmask = -1 if src_dt.itemsize == 8 else (1 << (8 * src_dt.itemsize)) - 1
+    nf = api.get_format("bfloat16" if in_m == 7 else "float16")
+    plan = api._rne_plan(fmt, overflow) if nearest_even and in_m == 23 else None
+    return p, in_e, in_m, bmask, nf.params()[:4], plan
+
+
 # ---- entry point -----------------------------------------------------------------------------
 
 
 def run(op, x, fmt, *, out=None, dtype=None, **kw):
-    """``quantize``/``encode``/``decode`` of a device array ``x``: same type, device, shape."""
+    """``quantize``/``encode``/``decode`` of a device array ``x``: same type, device, shape.
+
+    Block formats (MX, NVFP4) go to :mod:`cuda_kernels.blocks`; ``decode`` of a block format
+    takes the :class:`~qemu_arrays.scaled.Encoded` that ``encode`` returned, or the element codes
+    with ``scale=`` (and ``axis=``, ``tensor_scale=``).
+    """
     k = load()
 
-    from formats.cores import random_key
     from formats.spec import FloatFormat, IntFormat
     from qemu_arrays import api
+    from qemu_arrays.scaled import Encoded
 
+    fmt = api._check_format(fmt)
+    block = not isinstance(fmt, (FloatFormat, IntFormat))
+    if isinstance(x, Encoded):
+        if op != "decode" or not block:
+            msg = f"an Encoded tuple is decoded with a block format, got {fmt.name!r}"
+            raise TypeError(msg)
+        kw = {
+            **kw,
+            "scale": x.scales if kw.get("scale") is None else kw["scale"],
+            "axis": x.axis if kw.get("axis") is None else kw["axis"],
+            "tensor_scale": x.tensor_scale
+            if kw.get("tensor_scale") is None
+            else kw["tensor_scale"],
+        }
+        x = x.codes
     lib = _Lib(x)
     shape = tuple(x.shape)
     src = lib.contiguous(x)
     src_dt = lib.np_dtype(src)
-    fmt = api._check_format(fmt)
-    if not isinstance(fmt, (FloatFormat, IntFormat)):
-        msg = f"block format {fmt.name!r} is not handled by the CUDA kernels"
-        raise NotImplementedError(msg)
-    stream = lib.stream(x)
     with lib.device_ctx(x):
-        if op == "decode":
+        stream = lib.stream(x)
+        if block:
+            from cuda_kernels import blocks
+
+            if op == "decode":
+                res = blocks.decode(lib, src, src_dt, shape, fmt, kw, dtype, stream)
+            else:
+                res = blocks.quantize_encode(op, lib, src, src_dt, shape, fmt, kw, stream)
+        elif op == "decode":
             res = _decode(k, lib, src, src_dt, shape, fmt, dtype, kw, stream)
         else:
-            res = _round(k, lib, op, src, src_dt, shape, fmt, kw, stream, random_key)
+            res = _round(k, lib, op, src, src_dt, shape, fmt, kw, stream)
     if out is not None:
         if tuple(out.shape) != shape or type(out) is not type(res):
             msg = f"out must be a device array of x's type and shape {shape}"
@@ -243,7 +344,7 @@ def run(op, x, fmt, *, out=None, dtype=None, **kw):
     return res
 
 
-def _round(k, lib, op, src, src_dt, shape, fmt, kw, stream, random_key):
+def _round(k, lib, op, src, src_dt, shape, fmt, kw, stream):
     from formats.spec import IntFormat, Overflow, Rounding
     from qemu_arrays import api
 
@@ -263,8 +364,11 @@ def _round(k, lib, op, src, src_dt, shape, fmt, kw, stream, random_key):
     rounding, r, k0, k1, k2 = api._check_rounding_args(
         rounding, seed, stream_id, offset, kw.get("random_bits"), item
     )
-    n = int(np.prod(shape)) if shape else 1
-    err = _zeros_err(stream)
+    n = math.prod(shape)
+    # NaN (or zero) into a format that cannot hold it is the only error: only formats without
+    # NaN can raise, and only then is the error flag read back (a synchronisation)
+    may_fail = isinstance(fmt, IntFormat) or not fmt.has_nan
+    err = scratch_owned("err", np.int32, stream) if may_fail else scratch(np.int32)
     blocks, threads = _grid(n)
     if isinstance(fmt, IntFormat):
         res = _int_round(k, lib, op, src, src_dt, shape, fmt, kw, stream, rounding, r,
@@ -273,20 +377,18 @@ def _round(k, lib, op, src, src_dt, shape, fmt, kw, stream, random_key):
         if kw.get("scale") is not None or kw.get("zero_point") is not None:
             msg = f"scale/zero_point apply to integer formats; {fmt.name!r} is a float format"
             raise ValueError(msg)
-        p = fmt.params()
+        nearest = rounding is Rounding.NEAREST_EVEN and op == "quantize"
+        p, in_e, in_m, bmask, nparams, plan = _float_consts(fmt, src_dt, overflow, nearest)
         m, emin, emax, sigmax, sub, hz, sg, sp, eb, bias = p
         ib = _INT_OF[src_dt.itemsize]
-        in_e, in_m = {2: (5, 10), 4: (8, 23), 8: (11, 52)}[src_dt.itemsize]
-        if "bfloat16" in src_dt.name:
-            in_e, in_m = 8, 7
-        bmask = -1 if src_dt.itemsize == 8 else (1 << (8 * src_dt.itemsize)) - 1
         xb = _nb(lib.flat(lib.view(src, ib)))
         if op == "quantize":
             res = lib.empty(src, shape, src_dt)
             ob = _nb(lib.flat(lib.view(res, ib)))
-            nf = api.get_format("bfloat16" if in_m == 7 else "float16")
-            nm, nemin, nemax, nsig = nf.params()[:4]
-            if n:
+            nm, nemin, nemax, nsig = nparams
+            if n and plan is not None:  # float32 nearest-even: 32-bit words, selects only
+                k.rne32_quantize(plan, p, int(overflow))[blocks, threads, stream](xb, ob, err)
+            elif n:
                 narrow = 1 if src_dt.itemsize == 2 else 0
                 if simulated():  # the simulator runs Python: one generic kernel is faster there
                     k.quantize_float[blocks, threads, stream](
@@ -296,9 +398,8 @@ def _round(k, lib, op, src, src_dt, shape, fmt, kw, stream, random_key):
                     )  # fmt: skip
                 else:
                     kern = k.specialised_quantize(
-                        in_e, in_m, p, int(rounding), int(overflow), narrow,
-                        (nm, nemin, nemax, nsig),
-                    )  # fmt: skip
+                        in_e, in_m, p, int(rounding), int(overflow), narrow, nparams
+                    )
                     kern[blocks, threads, stream](xb, ob, bmask, k0, k1, k2, int(offset), r, err)
         else:
             cdt = api._code_dtype(fmt.bits)
@@ -311,7 +412,7 @@ def _round(k, lib, op, src, src_dt, shape, fmt, kw, stream, random_key):
                     sg, sp, eb, bias, int(rounding), int(overflow), k0, k1, k2, int(offset), r, err,
                 )  # fmt: skip
             res = _as_unsigned(lib, res, cdt)
-        if n and not fmt.has_nan:
+        if n and may_fail:
             _check_err(err, stream, fmt, overflow)
     if back is not None:
         res = lib.cast(res, back)
@@ -324,16 +425,13 @@ def _as_unsigned(lib, res, cdt):
     return lib.view(res, cdt)
 
 
-def _zeros_err(stream=0):
-    from numba import cuda
-
-    return cuda.to_device(np.zeros(1, dtype=np.int32), stream=stream)
-
-
 def _check_err(err, stream, fmt, overflow):
+    """Raise the NaN error if a kernel flagged one (reads the flag back: a synchronisation);
+    the flag is cleared again before raising, so the buffer can be reused."""
     from qemu_arrays import api
 
     if int(err.copy_to_host(stream=stream)[0]):
+        err.copy_to_device(np.zeros(1, dtype=err.dtype), stream=stream)
         raise api._nan_error(fmt, overflow)
 
 
@@ -356,19 +454,19 @@ def _int_round(k, lib, op, src, src_dt, shape, fmt, kw, stream, rounding, r, key
     zp = 0 if zp is None else int(zp)
     work_dt = src_dt if src_dt.itemsize >= 4 else np.dtype(np.float32)
     work = src if work_dt == src_dt else lib.cast(src, work_dt)
-    n = int(np.prod(shape)) if shape else 1
+    n = math.prod(shape)
     xin = _nb(lib.flat(work))
     k0, k1, k2 = key
     if op == "quantize":
         res = lib.empty(src, shape, work_dt)
-        codes = _nb(lib.flat(lib.empty(src, (1,), np.int64)))
+        codes = scratch(np.int64)
         outv = _nb(lib.flat(res))
         want = 1
     else:
         cdt = api._code_dtype(fmt.bits)
         res = lib.empty(src, shape, _INT_OF.get(cdt.itemsize, np.int8) if cdt.itemsize > 1 else cdt)
         codes = _nb(lib.flat(res))
-        outv = _nb(lib.flat(lib.empty(src, (1,), np.float64)))
+        outv = scratch(np.float64)
         want = 2
     if n:
         k.quantize_int[blocks, threads, stream](
@@ -392,7 +490,7 @@ def _decode(k, lib, codes, cdt, shape, fmt, dtype, kw, stream):
     if isinstance(fmt, IntFormat):
         msg = "decode of integer formats on device arrays: use (codes - zero_point) * scale"
         raise NotImplementedError(msg)
-    n = int(np.prod(shape)) if shape else 1
+    n = math.prod(shape)
     blocks, threads = _grid(n)
     ci = _nb(lib.flat(lib.view(codes, _INT_OF[cdt.itemsize]) if cdt.itemsize > 1 else codes))
     bmask = (1 << fmt.bits) - 1 if fmt.bits < 64 else -1
@@ -402,7 +500,10 @@ def _decode(k, lib, codes, cdt, shape, fmt, dtype, kw, stream):
         from numba import cuda
 
         if fmt.bits <= 16:
-            table = cuda.to_device(api._decode_table(fmt).astype(wide), stream=stream)
+            key = ("table", _device_key(), fmt, wide.str)
+            table = _SCRATCH.get(key)
+            if table is None:
+                table = _SCRATCH[key] = cuda.to_device(api._decode_table(fmt).astype(wide))
             k.decode_table[blocks, threads, stream](ci, _nb(lib.flat(res)), table, bmask)
         else:
             m, emin, _emax, _sig, sub, hz, sg, sp, eb, bias = fmt.params()

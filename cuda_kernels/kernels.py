@@ -12,6 +12,8 @@ from __future__ import annotations
 import numpy as np
 from numba import cuda
 
+from cuda_kernels import simulated
+from cuda_kernels.rne32 import rne32, rne32_cpu
 from formats.cores import (
     NAN_ERROR,
     RNE,
@@ -162,6 +164,53 @@ def specialised_quantize(in_e, in_m, p, rnd, ovf, narrow, nparams, max_registers
                     b32, 8, 23, n_m, n_emin, n_emax, n_sigmax, 1, 1, 1, 0, RNE, OWN, 0, 32
                 )
             outb[i] = ieee_bits(st, s, kept, q, in_e, in_m)
+
+    _SPECIALISED[key] = kern
+    return kern
+
+
+# ---- float32 nearest-even on 32-bit words ------------------------------------------------------
+
+# the intrinsic emits LLVM IR; kernels running in the simulator execute as Python and call the
+# same IR compiled for the CPU instead
+_rne32 = rne32_cpu if simulated() else rne32
+_QNAN = np.uint32(0x7FC00000)
+
+
+def rne32_quantize(plan, p, ovf):
+    """Nearest-even quantization of float32 bits with the select-only 32-bit step
+    :func:`cuda_kernels.rne32.rne32` (``plan`` from ``qemu_arrays.cpu.rne_f32_plan``).
+
+    The plan is a closure constant, so the loop body is about twenty 32-bit instructions; the
+    index is unsigned (no negative-index wraparound) and advanced with a ``while`` loop (no trip
+    count division). A NaN into a format without NaN takes the general core, which applies the
+    policy and flags the error, exactly as the CPU's ``quantize_f32_rne``.
+    """
+    key = ("rne32", plan, p, ovf)
+    kern = _SPECIALISED.get(key)
+    if kern is not None:
+        return kern
+    m, emin, emax, sigmax, sub, hz, sg, sp, _eb, _bias = p
+    nan_ok = plan[8] == 1
+
+    @cuda.jit
+    def kern(xb, outb, err):
+        i = np.uint64(cuda.grid(1))
+        stride = np.uint64(cuda.gridsize(1))
+        n = np.uint64(xb.size)
+        while i < n:
+            b = xb[i]
+            res = _rne32(b, plan)
+            # without NaN in the format, the quiet NaN out of the step means a NaN input
+            if not nan_ok and res == _QNAN:
+                st, s, kept, q = round_ieee_bits(
+                    np.int64(b), 8, 23, m, emin, emax, sigmax, sub, hz, sg, sp, RNE, ovf, 0, 32
+                )
+                if st == NAN_ERROR:
+                    cuda.atomic.add(err, 0, 1)
+                res = np.uint32(ieee_bits(st, s, kept, q, 8, 23))
+            outb[i] = res
+            i += stride
 
     _SPECIALISED[key] = kern
     return kern

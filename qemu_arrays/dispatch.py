@@ -12,8 +12,9 @@ the work runs. The ladder, first match wins:
 5. JAX arrays (and tracers, so ``jax.jit`` and ``jax.grad`` work), and anything else that speaks
    the array API (array-api-strict, ...): the generic implementation :mod:`qemu_arrays.generic`.
 
-Block formats (MX, NVFP4) run on the host for routes 3 and 5 (a copy to NumPy and back, not
-traceable); :func:`explain_route` says so. Nothing switches silently: :func:`route` and
+Block formats (MX, NVFP4) take the fused block kernels of :mod:`cuda_kernels.blocks` on route
+3, and run on the host for route 5 (a copy to NumPy and back, not traceable); Dask refuses
+them. :func:`explain_route` says which. Nothing switches silently: :func:`route` and
 :func:`explain_route` tell which route a call takes, and an unsupported keyword on a route raises.
 The per-type part of the decision is cached (one entry per array type, i.e. per namespace).
 """
@@ -38,7 +39,7 @@ class Route(enum.Enum):
     CUDA = "numba-CUDA kernels on the caller's current CUDA stream"
     DASK = "lazy Dask map_blocks, each block through its own route with its global offset"
     GENERIC = "generic array-API implementation (jit-traceable)"
-    HOST = "copy to NumPy, numba CPU kernels, copy back (block formats off NumPy)"
+    HOST = "copy to NumPy, numba CPU kernels, copy back (block formats on JAX/array-API arrays)"
 
 
 # the per-type rung of the ladder, cached per array type (= per namespace)
@@ -92,7 +93,7 @@ def route(x, format=None) -> Route:
         return Route.DASK
     fmt = None if format is None else _fmt(format)
     if kind == "cuda":
-        return Route.HOST if _is_block(fmt) else Route.CUDA
+        return Route.CUDA
     if kind in ("jax", "generic"):
         return Route.HOST if _is_block(fmt) else Route.GENERIC
     msg = (
@@ -107,7 +108,29 @@ def explain_route(x, format=None) -> str:
     """A sentence saying which route ``quantize(x, format)`` takes and why."""
     r = route(x, format)
     tp = f"{type(x).__module__}.{type(x).__qualname__}"
-    return f"{tp} -> {r.name}: {r.value}"
+    msg = f"{tp} -> {r.name}: {r.value}"
+    fmt = None if format is None else _fmt(format)
+    if r is Route.CUDA and _is_block(fmt):
+        msg += (
+            f" (block format {fmt.name}: block maximum, scale and elements fused in one kernel "
+            "on the device, cuda_kernels.blocks)"
+        )
+    return msg
+
+
+def _encoded_codes(x):
+    """The element codes of an ``Encoded`` tuple (what decides its route), else ``x``."""
+    if isinstance(x, tuple) and hasattr(x, "_fields") and "codes" in x._fields:
+        return x.codes
+    return x
+
+
+def on_device(codes) -> bool:
+    """Whether ``decode`` of an ``Encoded`` with these element codes takes the CUDA route."""
+    kind = _type_kind(type(codes))
+    if kind == "torch":
+        return codes.device.type == "cuda"
+    return kind == "cuda"
 
 
 def _fmt(format):
@@ -169,7 +192,7 @@ def call(op: str, kw: dict):
     x = kw.pop("codes" if op == "decode" else "x")
     format = kw.pop("format")
     fmt = _fmt(format)
-    r = route(x, fmt)
+    r = route(_encoded_codes(x), fmt)
     if r is Route.TORCH_CPU:
         return _torch_cpu(op, x, fmt, kw)
     if r is Route.DASK:
@@ -177,11 +200,13 @@ def call(op: str, kw: dict):
     if r is Route.HOST:
         return _host(op, x, fmt, kw)
     if r is Route.CUDA:
-        _check_portable(op, kw, r, allow=("out",))
+        extra = ("axis", "tensor_scale") if _is_block(fmt) else ()
+        _check_portable(op, kw, r, allow=("out", *extra))
         import cuda_kernels
 
+        more = {k: kw[k] for k in extra if kw.get(k) is not None}
         return cuda_kernels.run(
-            op, x, fmt, **_portable(kw), out=kw.get("out"), dtype=kw.get("dtype")
+            op, x, fmt, **_portable(kw), **more, out=kw.get("out"), dtype=kw.get("dtype")
         )
     # generic
     _check_portable(op, kw, r, allow=("out",))
