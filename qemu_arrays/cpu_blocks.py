@@ -375,7 +375,9 @@ def _nv_block(
                 kept = 0
                 q = 0
             else:
-                fr, ex = math.frexp(abs(qv))
+                # a quotient that overflowed float32 (tiny given tensor scale) saturates, as any
+                # magnitude beyond the element maximum does
+                fr, ex = math.frexp(min(abs(qv), 1.0e300))
                 st, s, kept, q = round_magnitude(
                     sign, np.int64(math.ldexp(fr, 53)), ex - 53,
                     m, emin, emax, sigmax, sub, hz, sg, sp, rnd, SATURATE, u, r,

@@ -247,3 +247,19 @@ def test_fast_kernels_zero_tiny_and_special_blocks_across_tasks(name, rng, monke
     for x_ in (x, x * np.float32(2.0**-120)):
         got, want = _both(lambda x_=x_: qa.quantize(x_, name), monkeypatch)
         _assert_same_bits(got, want)
+
+
+@pytest.mark.parametrize("rounding", list(Rounding), ids=lambda r: r.name)
+def test_nvfp4_quotient_overflow_saturates_on_every_path(rounding, monkeypatch):
+    """A tiny given tensor scale makes ``x / d`` overflow float32: the element saturates."""
+    ts = np.float32(1e-30)
+    x = np.array([3e38, -3e38, 1.0] + [0.0] * 13, np.float32)
+    d = np.float32(np.float64(448.0) * np.float64(ts))  # the block scale saturates at 448
+    got, want = _both(lambda: qa.quantize(x, "nvfp4", scale=ts, rounding=rounding, seed=1),
+                      monkeypatch)  # fmt: skip
+    _assert_same_bits(got, want)
+    assert got[0] == np.float32(6.0) * d
+    assert got[1] == -got[0]
+    enc = qa.encode(x, "nvfp4", scale=ts, rounding=rounding, seed=1)
+    assert enc.codes[0] == 0x7
+    assert enc.codes[1] == 0xF
