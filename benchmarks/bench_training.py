@@ -55,7 +55,10 @@ def harness(model, steps: int, sites, prefetch: int = 1) -> float:
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--steps", type=int, default=400)
+    ap.add_argument("--quick", action="store_true", help="40 steps")
     args = ap.parse_args(argv)
+    if args.quick:
+        args.steps = 40
     model = LinearRegression(D, 2.0, 1.0, 1.0)
     noise_sites = {
         "data": AdditiveNoise(1e-3),
