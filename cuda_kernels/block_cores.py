@@ -3,7 +3,7 @@
 Each function is one step of :func:`qemu_arrays.cpu_blocks.mx_kernel` or
 :func:`~qemu_arrays.cpu_blocks.nv_kernel` for one block or one element, written over the same
 scalar cores (:mod:`formats.cores`, and ``split_bits``, ``shared_exponent``,
-``mx_float_general`` of :mod:`qemu_arrays.cpu_blocks`), with the same arithmetic in the same
+``mx_float_general`` of :mod:`formats.block_cores`), with the same arithmetic in the same
 order, so that the GPU computes the CPU's bits. numba compiles them for CUDA when a kernel of
 :mod:`cuda_kernels.block_kernels` calls them, and for the CPU when the kernels run in the CUDA
 simulator (and in the tests, which call them directly). This module imports no ``numba.cuda``.
@@ -31,7 +31,10 @@ import math
 import numpy as np
 from numba import njit
 
-from cuda_kernels.rne32 import bits_f64, f64_bits, rne32
+from cuda_kernels import rne32 as _rne32_module
+from cuda_kernels.rne32 import rne32
+from formats.bits import bits_f32, bits_f64, f32_bits, f64_bits
+from formats.block_cores import mx_float_general, shared_exponent, split_bits
 from formats.cores import (
     FINITE,
     NAN,
@@ -49,10 +52,9 @@ from formats.cores import (
     round_magnitude,
     round_subnormal_fast,
 )
-from qemu_arrays.cpu import bits_f32, f32_bits, purge_stale_cache
-from qemu_arrays.cpu_blocks import mx_float_general, shared_exponent, split_bits
+from formats.jit_cache import purge_stale_cache
 
-purge_stale_cache(__file__)
+purge_stale_cache(__file__, _rne32_module.__file__)  # rne32 is expanded into these functions
 
 _JIT = {"cache": True, "nogil": True}
 _HOT = {"cache": True, "nogil": True, "inline": "always"}

@@ -18,11 +18,12 @@ from llvmlite import ir
 from numba import njit, types
 from numba.core.extending import intrinsic
 
-from qemu_arrays.cpu import purge_stale_cache
+from formats.bits import bits_f64, f64_bits  # noqa: F401  (their old home: re-exported)
+from formats.jit_cache import purge_stale_cache
 
 purge_stale_cache(__file__)
 
-__all__ = ["f64_bits", "bits_f64", "rne32", "rne32_cpu"]
+__all__ = ["rne32", "rne32_cpu"]
 
 _QNAN32 = 0x7FC00000
 
@@ -85,28 +86,3 @@ def rne32(typingctx, b, plan):
 def rne32_cpu(b, plan):
     """:func:`rne32` compiled for the CPU (tests; kernels in the CUDA simulator)."""
     return rne32(b, plan)
-
-
-@intrinsic
-def f64_bits(typingctx, x):
-    """The IEEE bit pattern of a float64 scalar, as int64 (a bit cast)."""
-    if isinstance(x, types.Float) and x.bitwidth == 64:
-
-        def codegen(context, builder, signature, args):
-            return builder.bitcast(args[0], ir.IntType(64))
-
-        return types.int64(x), codegen
-    return None
-
-
-@intrinsic
-def bits_f64(typingctx, b):
-    """The float64 whose IEEE bit pattern is the integer ``b`` (64 bits)."""
-    if isinstance(b, types.Integer):
-
-        def codegen(context, builder, signature, args):
-            v = context.cast(builder, args[0], signature.args[0], types.int64)
-            return builder.bitcast(v, ir.DoubleType())
-
-        return types.float64(b), codegen
-    return None

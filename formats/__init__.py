@@ -1,7 +1,9 @@
 """What a number format is: descriptors, the catalogue, the exact reference and scalar cores.
 
 This package is the bottom layer of qemu_arrays; it imports neither ``qemu_arrays`` nor
-``cuda_kernels``. ``formats.cores`` (numba) is imported only by the kernels that need it.
+``cuda_kernels``. Its numba modules (``formats.cores``, ``formats.block_cores``,
+``formats.bits``, and ``formats.jit_cache`` which keeps their callers' on-disk caches fresh) are
+imported only by the kernels that need them.
 """
 
 from formats.catalog import get_format, list_formats, minifloat, p3109, register

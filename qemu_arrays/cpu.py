@@ -8,17 +8,13 @@ Compilation is lazy (first call) and cached on disk (``cache=True``).
 from __future__ import annotations
 
 import math
-import os
 from contextlib import contextmanager
-from pathlib import Path
 
 import numba
 import numpy as np
-from llvmlite import ir
-from numba import njit, prange, types
-from numba.core.extending import intrinsic
+from numba import njit, prange
 
-import formats.cores
+from formats.bits import bits_f32, f32_bits
 from formats.cores import (
     NAN_ERROR,
     RNE,
@@ -32,34 +28,10 @@ from formats.cores import (
     round_int_value,
     round_subnormal_fast,
 )
+from formats.jit_cache import purge_stale_cache
 
 _PAR = {"parallel": True, "cache": True, "nogil": True}
 _JIT_NOPAR = {"cache": True, "nogil": True}
-
-
-def purge_stale_cache(module_file: str) -> None:
-    """Drop numba's on-disk cache of ``module_file`` when ``formats/cores.py`` changed.
-
-    numba keys a cached kernel on the stamp of the kernel's own file only, so an edit of the
-    scalar cores it inlines would otherwise keep running stale machine code.
-    """
-    src = Path(module_file)
-    cache_dir = src.parent / "__pycache__"
-    st = os.stat(formats.cores.__file__)
-    stamp = f"{st.st_mtime_ns}:{st.st_size}"
-    marker = cache_dir / f"{src.stem}.cores-stamp"
-    try:
-        if marker.read_text() == stamp:
-            return
-    except OSError:
-        pass
-    try:
-        cache_dir.mkdir(exist_ok=True)
-        for f in cache_dir.glob(f"{src.stem}.*.nb[ic]"):
-            f.unlink()
-        marker.write_text(stamp)
-    except OSError:
-        pass  # read-only install: numba falls back to its user cache directory
 
 
 purge_stale_cache(__file__)
@@ -209,31 +181,6 @@ def quantize_int(x, out, codes, scale, zero_point, qmin, qmax, rnd, k0, k1, k2, 
 
 
 # ---- branch-free nearest-even for float32 input -----------------------------------------------
-
-
-@intrinsic
-def f32_bits(typingctx, x):
-    """The IEEE bit pattern of a float32 scalar, as uint32 (a bit cast, no arithmetic)."""
-    if isinstance(x, types.Float) and x.bitwidth == 32:
-
-        def codegen(context, builder, signature, args):
-            return builder.bitcast(args[0], ir.IntType(32))
-
-        return types.uint32(x), codegen
-    return None
-
-
-@intrinsic
-def bits_f32(typingctx, b):
-    """The float32 whose IEEE bit pattern is the low 32 bits of the integer ``b``."""
-    if isinstance(b, types.Integer):
-
-        def codegen(context, builder, signature, args):
-            v = context.cast(builder, args[0], signature.args[0], types.int64)
-            return builder.bitcast(builder.trunc(v, ir.IntType(32)), ir.FloatType())
-
-        return types.float32(b), codegen
-    return None
 
 
 def rne_f32_plan(p, overflow: int):

@@ -12,10 +12,10 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from llvmlite import ir
-from numba import njit, prange, types
-from numba.core.extending import intrinsic
+from numba import njit, prange
 
+from formats.bits import bits_f32, bits_f64, f32_bits, f64_bits
+from formats.block_cores import mx_float_general, shared_exponent, split_bits
 from formats.cores import (
     FINITE,
     NAN,
@@ -30,9 +30,11 @@ from formats.cores import (
     round_magnitude,
     round_subnormal_fast,
 )
-from qemu_arrays.cpu import bits_f32, f32_bits, purge_stale_cache, rne_f32_bits
+from formats.jit_cache import purge_stale_cache
+from qemu_arrays import cpu as _cpu
+from qemu_arrays.cpu import rne_f32_bits
 
-purge_stale_cache(__file__)
+purge_stale_cache(__file__, _cpu.__file__)  # the kernels inline cpu.rne_f32_bits
 
 _PAR = {"parallel": True, "cache": True, "nogil": True}
 _JIT = {"cache": True, "nogil": True}
@@ -44,75 +46,6 @@ FLOOR = 0
 CEIL = 1
 EVEN = 2
 RCEIL = 3
-
-
-@njit(**_JIT)
-def split_bits(b, in_e, in_m):
-    """(sign, M, E, special) of an IEEE bit pattern: value ``(-1)^sign * M * 2^E``.
-
-    ``special`` is 1 for inf and NaN (M and E are then meaningless); M is 0 for zero.
-    """
-    in_bias = (1 << (in_e - 1)) - 1
-    sign = (b >> (in_e + in_m)) & 1
-    ef = (b >> in_m) & ((1 << in_e) - 1)
-    mf = b & ((1 << in_m) - 1)
-    if ef == (1 << in_e) - 1:
-        return sign, 0, 0, 1
-    if ef == 0:
-        return sign, mf, 1 - in_bias - in_m, 0
-    return sign, mf | (1 << in_m), ef - in_bias - in_m, 0
-
-
-@njit(**_JIT)
-def shared_exponent(M, E, rule, mprec, emax_elem, maxsig):
-    """The power-of-two block scale exponent for ``amax = M * 2^E > 0`` under ``rule``.
-
-    ``mprec`` is the element's mantissa bits (significant bits - 1) in its top binade, and
-    ``maxsig`` the significand integer of the element maximum (``max = maxsig * 2^k`` with
-    ``maxsig`` odd or of ``mprec + 1`` bits); ``emax_elem`` the exponent of its top binade.
-    """
-    bl = bit_length(M)
-    e = E + bl - 1 - emax_elem  # FLOOR: floor(log2 amax) - emax
-    if rule == CEIL or rule == EVEN:  # noqa: SIM109  (kept simple for numba)
-        p = mprec + 1
-        if bl > p:
-            shift = bl - p
-            kept = M >> shift
-            rem = M & ((1 << shift) - 1)
-            if rule == CEIL:
-                up = rem != 0
-            else:
-                half = 1 << (shift - 1)
-                up = rem > half or (rem == half and (kept & 1) == 1)
-            if up and kept + 1 == (1 << p):
-                e += 1
-    elif rule == RCEIL:
-        # amax and max * 2^e share a binade: compare their significands, aligned
-        blm = bit_length(maxsig)
-        if (M << (blm - 1)) > (maxsig << (bl - 1)):
-            e += 1
-    return e
-
-
-@njit(**_JIT)
-def mx_float_general(sign, M, E, e, ep, rnd, u, r):
-    """General path of one MX float element ``(-1)^sign M 2^E`` under the scale ``2^e``.
-
-    Returns ``(value as float64, element code)``. Kept out of line (not inlined by numba) so
-    that the fast loop of :func:`mx_kernel` stays small.
-    """
-    m, emin, emax, sigmax, sub, hz, sg, sp, eb, bias = ep
-    if M == 0:
-        st = FINITE
-        s = sign if has_negative_zero(sg, hz, sp) else 0
-        kept = 0
-        q = 0
-    else:
-        st, s, kept, q = round_magnitude(
-            sign, M, E - e, m, emin, emax, sigmax, sub, hz, sg, sp, rnd, SATURATE, u, r
-        )
-    v = math.ldexp(float(kept), q + e)
-    return (-v if s == 1 else v), format_code(st, s, kept, q, m, emin, eb, bias, sg, sp)
 
 
 @njit(cache=True, nogil=True, inline="always")
@@ -394,28 +327,8 @@ def _nv_block(
 _CH = 128  # blocks per parallel task
 
 
-@intrinsic
-def _f64_bits(typingctx, x):
-    """The IEEE bit pattern of a float64 scalar, as int64 (a bit cast)."""
-    if isinstance(x, types.Float) and x.bitwidth == 64:
-
-        def codegen(context, builder, signature, args):
-            return builder.bitcast(args[0], ir.IntType(64))
-
-        return types.int64(x), codegen
-    return None
-
-
-@intrinsic
-def _bits_f64(typingctx, b):
-    """The float64 whose IEEE bit pattern is the int64 ``b``."""
-    if isinstance(b, types.Integer) and b.bitwidth == 64:
-
-        def codegen(context, builder, signature, args):
-            return builder.bitcast(args[0], ir.DoubleType())
-
-        return types.float64(b), codegen
-    return None
+_f64_bits = f64_bits  # the bit casts of formats.bits
+_bits_f64 = bits_f64
 
 
 @njit(cache=True, nogil=True, inline="always")
@@ -549,11 +462,9 @@ def rne_scale_f64(v, sp):
     r = min(rs if ef < lo_field else rn, max_mag)
     val = _bits_f64(r)
     rf = r >> 52
-    if rf >= lo_field:
-        code = ((rf - 1023 + bias) << sm) | ((r >> sh) & ((1 << sm) - 1))
-    else:
-        code = np.int64(val * sub_mul)
-    return val, code
+    code_n = ((rf - 1023 + bias) << sm) | ((r >> sh) & ((1 << sm) - 1))
+    code_s = np.int64(val * sub_mul)  # a subnormal (or zero) scale: its significand
+    return val, (code_n if rf >= lo_field else code_s)
 
 
 def rne_scale_plan(sp):
@@ -587,20 +498,25 @@ def nv_f32_rne(
     for c in prange((nblk + _CH - 1) // _CH):
         t0 = c * _CH
         t1 = min(nblk, t0 + _CH)
-        # first the scales of the task's blocks (independent chains the core overlaps) ...
+        # first the block maxima, then the scales of the task's blocks (a select-only loop
+        # across blocks, which vectorizes) ...
+        am = np.empty(_CH, dtype=np.int64)
         ds = np.empty(_CH, dtype=np.float32)
-        nslow = 0
         for t in range(t0, t1):
-            a = _amax_bits(xb, np.uint64(t) * np.uint64(bs), bs)
+            am[t - t0] = _amax_bits(xb, np.uint64(t) * np.uint64(bs), bs)
+        nslow = 0
+        for k in range(t1 - t0):
+            a = am[k]
             af = np.float64(bits_f32(a))
             sv, code = rne_scale_f64(af / div, splan)
             d = np.float32(sv * t64)
             # select-only loop: a normal d, no quotient near float32 overflow, a finite block
-            ok = (a < 0x7F800000) & (d >= np.float32(1.1754944e-38)) & (af <= d * 2.0**125)
-            scodes[t] = code if a < 0x7F800000 else snan
-            ds[t - t0] = d if ok else np.float32(-1.0)
+            fin = a < 0x7F800000
+            ok = fin & (d >= np.float32(1.1754944e-38)) & (af <= d * 2.0**125)
+            scodes[t0 + k] = code if fin else snan
+            ds[k] = d if ok else np.float32(-1.0)
             nslow += not ok
-        # ... then the elements (the other blocks are overwritten below)
+        # ... then the elements (the blocks flagged slow are overwritten below)
         for t in range(t0, t1):
             base = np.uint64(t) * np.uint64(bs)
             if bs == 16:  # literal trip counts: the compiler unrolls and vectorizes

@@ -41,7 +41,8 @@ import numpy as np
 from numba import njit, prange
 from numba.core.extending import overload
 
-from qemu_arrays.cpu import purge_stale_cache, threads_for
+from formats.jit_cache import purge_stale_cache
+from qemu_arrays.cpu import threads_for
 
 purge_stale_cache(__file__)
 

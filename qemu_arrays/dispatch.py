@@ -6,14 +6,15 @@ the work runs. The ladder, first match wins:
 1. ``numpy`` arrays: the numba CPU kernels (:mod:`qemu_arrays.api`, never through this module);
 2. PyTorch CPU tensors: the numba CPU kernels on a zero-copy NumPy view of the tensor;
 3. device memory (``__cuda_array_interface__``: CuPy arrays, PyTorch CUDA tensors, numba device
-   arrays): the numba-CUDA kernels of :mod:`cuda_kernels`, on the caller's current stream;
+   arrays): the numba-CUDA kernels of :mod:`cuda_kernels` (launched by
+   :mod:`qemu_arrays.cuda_route`), on the caller's current stream;
 4. Dask arrays: lazily, block by block (``map_blocks``), each run of consecutive elements with its
    global element offset, so stochastic rounding is bit-identical to the whole array;
 5. JAX arrays (and tracers, so ``jax.jit`` and ``jax.grad`` work), and anything else that speaks
    the array API (array-api-strict, ...): the generic implementation :mod:`qemu_arrays.generic`.
 
-Block formats (MX, NVFP4) take the fused block kernels of :mod:`cuda_kernels.blocks` on route
-3, and run on the host for route 5 (a copy to NumPy and back, not traceable); Dask refuses
+Block formats (MX, NVFP4) take the fused block kernels of :mod:`cuda_kernels` (host side:
+:mod:`qemu_arrays.cuda_blocks`) on route 3, and run on the host for route 5 (a copy to NumPy and back, not traceable); Dask refuses
 them. :func:`explain_route` says which. Nothing switches silently: :func:`route` and
 :func:`explain_route` tell which route a call takes, and an unsupported keyword on a route raises.
 The per-type part of the decision is cached (one entry per array type, i.e. per namespace).
@@ -113,7 +114,7 @@ def explain_route(x, format=None) -> str:
     if r is Route.CUDA and _is_block(fmt):
         msg += (
             f" (block format {fmt.name}: block maximum, scale and elements fused in one kernel "
-            "on the device, cuda_kernels.blocks)"
+            "on the device, qemu_arrays.cuda_blocks)"
         )
     return msg
 
@@ -202,10 +203,10 @@ def call(op: str, kw: dict):
     if r is Route.CUDA:
         extra = ("axis", "tensor_scale") if _is_block(fmt) else ()
         _check_portable(op, kw, r, allow=("out", *extra))
-        import cuda_kernels
+        from qemu_arrays import cuda_route
 
         more = {k: kw[k] for k in extra if kw.get(k) is not None}
-        return cuda_kernels.run(
+        return cuda_route.run(
             op, x, fmt, **_portable(kw), **more, out=kw.get("out"), dtype=kw.get("dtype")
         )
     # generic

@@ -50,9 +50,9 @@ def main(argv=None):
 
     import qemu_arrays as qa
     from cuda_kernels import block_kernels as bk
-    from cuda_kernels import blocks as hb
     from cuda_kernels import kernels as ek
     from qemu_arrays import api
+    from qemu_arrays import cuda_blocks as hb
 
     def arr(dt):
         return types.Array(dt, 1, "C")

@@ -406,11 +406,11 @@ def test_rne32_kernel_matches_cpu(name, ovf, rng, monkeypatch):
 
 @inner
 def test_element_error_flag_is_read_only_when_an_error_is_possible(monkeypatch):
-    import cuda_kernels
+    from qemu_arrays import cuda_route
 
     calls = []
-    real = cuda_kernels._check_err
-    monkeypatch.setattr(cuda_kernels, "_check_err", lambda *a: calls.append(1) or real(*a))
+    real = cuda_route._check_err
+    monkeypatch.setattr(cuda_route, "_check_err", lambda *a: calls.append(1) or real(*a))
     x = np.array([1.0, np.nan, -2.5], np.float32)
     qa.quantize(_dev(x), "float8_e4m3fn")  # has NaN: nothing to read back
     qa.quantize(_dev(x), "float8_e4m3fn", rounding=R.STOCHASTIC, seed=1)

@@ -1,7 +1,12 @@
-"""``import qemu_arrays`` stays light: no torch, jax, dask, matplotlib, numba.cuda, cuda_kernels."""
+"""``import qemu_arrays`` stays light: no torch, jax, dask, matplotlib, numba.cuda, cuda_kernels.
+
+And the layers stay a DAG (``formats`` <- ``cuda_kernels`` <- ``qemu_arrays``): checked statically
+on the source, so an import hidden inside a function counts too.
+"""
 
 from __future__ import annotations
 
+import ast
 import json
 import os
 import subprocess
@@ -38,3 +43,69 @@ def test_numpy_quantize_and_routing_stay_light():
         "assert dispatch.route(np.ones(2)) is dispatch.Route.NUMPY"
     )
     assert _heavy(_modules_after(code)) == []
+
+
+# ---- the layers: formats/ (bottom) -> cuda_kernels/ -> qemu_arrays/ (top) ------------------------
+
+FORBIDDEN = {"formats": ("qemu_arrays", "cuda_kernels"), "cuda_kernels": ("qemu_arrays",)}
+_IMPORTERS = ("import_module", "__import__")
+
+
+def _imported(path: Path, package_dir: Path) -> list[tuple[int, str]]:
+    """(line, module) of every import in the file, at any depth (relative ones resolved), and
+    of every ``importlib.import_module("...")``/``__import__("...")`` with a literal name."""
+    tree = ast.parse(path.read_text(), filename=str(path))
+    parts = [package_dir.name, *path.relative_to(package_dir).with_suffix("").parts]
+    if parts[-1] == "__init__":
+        parts = parts[:-1]
+    found = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            found += [(node.lineno, a.name) for a in node.names]
+        elif isinstance(node, ast.ImportFrom):
+            if node.level:
+                base = parts[: len(parts) - node.level + (path.name == "__init__.py")]
+                mod = ".".join([*base, *([node.module] if node.module else [])])
+            else:
+                mod = node.module or ""
+            found.append((node.lineno, mod))
+            found += [(node.lineno, f"{mod}.{a.name}") for a in node.names]
+        elif isinstance(node, ast.Call) and node.args:
+            fn = node.func
+            name = fn.attr if isinstance(fn, ast.Attribute) else getattr(fn, "id", None)
+            arg = node.args[0]
+            if name in _IMPORTERS and isinstance(arg, ast.Constant) and isinstance(arg.value, str):
+                found.append((node.lineno, arg.value))
+    return found
+
+
+def test_layers_form_a_dag():
+    """No module of formats/ imports qemu_arrays or cuda_kernels, and no module of cuda_kernels/
+    imports qemu_arrays (the host side of the CUDA route lives in qemu_arrays)."""
+    bad = []
+    checked = 0
+    for package, banned in FORBIDDEN.items():
+        for path in sorted((ROOT / package).rglob("*.py")):
+            checked += 1
+            for line, mod in _imported(path, ROOT / package):
+                if any(mod == b or mod.startswith(b + ".") for b in banned):
+                    bad.append(f"{path.relative_to(ROOT)}:{line} imports {mod}")
+    assert checked >= 10
+    assert bad == []
+
+
+def test_dag_check_sees_hidden_imports(tmp_path):
+    """The checker finds imports inside functions, relative imports and import_module calls."""
+    pkg = tmp_path / "cuda_kernels"
+    pkg.mkdir()
+    (pkg / "__init__.py").write_text("from . import kern\n")
+    (pkg / "kern.py").write_text(
+        "import importlib\n"
+        "def f():\n"
+        "    from qemu_arrays import api\n"
+        "    import qemu_arrays.cpu\n"
+        "    return importlib.import_module('qemu_arrays.blocks'), api\n"
+    )
+    mods = [m for _, m in _imported(pkg / "kern.py", pkg)]
+    assert {"qemu_arrays", "qemu_arrays.cpu", "qemu_arrays.blocks"} <= set(mods)
+    assert "cuda_kernels.kern" in [m for _, m in _imported(pkg / "__init__.py", pkg)]

@@ -4,7 +4,8 @@ The semantics are those of :mod:`qemu_arrays.blocks` (``docs/blocks.md``) and th
 the CPU route's bits: the argument checks are the CPU's own helpers, the per-block and
 per-element arithmetic is :mod:`cuda_kernels.block_cores` (the steps of
 :mod:`qemu_arrays.cpu_blocks`), and this module only prepares the constants, allocates the
-outputs in the caller's library and launches :mod:`cuda_kernels.block_kernels`. Nothing is
+outputs in the caller's library (the adapters of :mod:`qemu_arrays.cuda_route`) and launches
+:mod:`cuda_kernels.block_kernels`. Nothing is
 copied to the host except, for NVFP4 without ``scale=``, the tensor's largest finite magnitude
 (one scalar: the per-tensor scale is an exact rational division on the host, as on the CPU).
 
@@ -20,6 +21,13 @@ import math
 from functools import lru_cache
 
 import numpy as np
+
+from formats.cores import bit_length
+from formats.spec import FloatFormat, Overflow, Rounding
+from qemu_arrays import api, cpu
+from qemu_arrays import blocks as cpu_blocks_host
+from qemu_arrays.cuda_route import _grid, _Lib, _nb, _np_dtype, scratch, scratch_owned
+from qemu_arrays.scaled import Encoded
 
 _BITS_VIEW = {2: np.uint16, 4: np.uint32, 8: np.int64}
 _NO_PLAN = (0,) * 10 + (1.0,)
@@ -42,9 +50,6 @@ def block_spec(fmt, in_kind, out_kind, want, nearest_even, fast):
     """The :class:`~cuda_kernels.block_kernels.BlockSpec` of one call (cached per format)."""
     from cuda_kernels.block_cores import nv_scale_nan
     from cuda_kernels.block_kernels import BlockSpec
-    from formats.cores import bit_length
-    from formats.spec import FloatFormat
-    from qemu_arrays import cpu
 
     el, sc = fmt.element, fmt.scale
     zeros = (0,) * 10
@@ -102,8 +107,6 @@ def _lanes_ok(inner, bs):
 
 def _bits(lib, a):
     """A numba device array of ``a``'s bits (an unsigned/int view of the same memory)."""
-    from cuda_kernels import _nb
-
     dt = lib.np_dtype(a)
     if dt.kind == "f" or "bfloat16" in dt.name:
         a = lib.view(a, _BITS_VIEW[dt.itemsize])
@@ -112,12 +115,6 @@ def _bits(lib, a):
 
 def quantize_encode(op, lib, src, src_dt, shape, fmt, kw, stream):
     """``quantize`` (the values, dtype of ``x``) or ``encode`` (an ``Encoded``) of device ``src``."""
-    from cuda_kernels import _grid, scratch
-    from formats.spec import Overflow, Rounding
-    from qemu_arrays import api
-    from qemu_arrays import blocks as cpu_blocks_host
-    from qemu_arrays.scaled import Encoded
-
     if src_dt.kind != "f" and "bfloat16" not in src_dt.name:
         msg = f"x has dtype {src_dt}, must be float16, bfloat16, float32 or float64"
         raise TypeError(msg)
@@ -190,17 +187,13 @@ def quantize_encode(op, lib, src, src_dt, shape, fmt, kw, stream):
 
 
 def _nb_flat(lib, a):
-    from cuda_kernels import _nb
-
     return _nb(lib.flat(a))
 
 
 def _tensor_scale(lib, xb, size, amax_kind, fmt, stream):
     """NVFP4's per-tensor scale: the largest finite magnitude reduced on the device, then
     :func:`qemu_arrays.blocks.tensor_scale_of` of that one value on the host."""
-    from cuda_kernels import _grid, scratch_owned
     from cuda_kernels import block_kernels as bk
-    from qemu_arrays.blocks import tensor_scale_of
 
     amax = 0.0
     if size:
@@ -213,7 +206,7 @@ def _tensor_scale(lib, xb, size, amax_kind, fmt, stream):
             amax = float(np.array(bits, dtype=np.int64).view(np.float64))
         else:
             amax = float(np.array(bits, dtype=np.uint32).view(np.float32))
-    return tensor_scale_of(np.array([amax], dtype=np.float64), fmt)
+    return cpu_blocks_host.tensor_scale_of(np.array([amax], dtype=np.float64), fmt)
 
 
 # ---- decode -----------------------------------------------------------------------------------
@@ -223,8 +216,6 @@ _OUT_KIND = {"float32": 0, "float64": 1, "float16": 2, "bfloat16": 3}
 
 @lru_cache(maxsize=256)
 def decode_spec(fmt, out_kind):
-    from formats.spec import FloatFormat
-
     el = fmt.element
     is_int = 0 if isinstance(el, FloatFormat) else 1
     ep = el.params() if is_int == 0 else (0,) * 10
@@ -236,9 +227,6 @@ def decode_spec(fmt, out_kind):
 
 def decode(lib, codes, cdt, shape, fmt, kw, dtype, stream):
     """Values of block-format element codes with their scale codes (``decode_block``)."""
-    from cuda_kernels import _grid, _Lib, _nb, _np_dtype
-    from qemu_arrays import blocks as cpu_blocks_host
-
     if cdt.kind not in "iu":
         msg = f"codes must be an integer array, got dtype {cdt}"
         raise TypeError(msg)
