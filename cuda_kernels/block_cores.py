@@ -31,8 +31,6 @@ import math
 import numpy as np
 from numba import njit
 
-from cuda_kernels import rne32 as _rne32_module
-from cuda_kernels.rne32 import rne32
 from formats.bits import bits_f32, bits_f64, f32_bits, f64_bits
 from formats.block_cores import mx_float_general, shared_exponent, split_bits
 from formats.cores import (
@@ -53,8 +51,9 @@ from formats.cores import (
     round_subnormal_fast,
 )
 from formats.jit_cache import purge_stale_cache
+from formats.rne32 import rne32
 
-purge_stale_cache(__file__, _rne32_module.__file__)  # rne32 is expanded into these functions
+purge_stale_cache(__file__)  # formats/ sources, rne32 included, are always covered
 
 _JIT = {"cache": True, "nogil": True}
 _HOT = {"cache": True, "nogil": True, "inline": "always"}

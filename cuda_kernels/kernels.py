@@ -13,7 +13,6 @@ import numpy as np
 from numba import cuda
 
 from cuda_kernels import simulated
-from cuda_kernels.rne32 import rne32, rne32_cpu
 from formats.cores import (
     NAN_ERROR,
     RNE,
@@ -26,6 +25,7 @@ from formats.cores import (
     round_ieee_bits,
     round_int_value,
 )
+from formats.rne32 import rne32, rne32_cpu
 
 OWN = 0
 

@@ -18,7 +18,7 @@ __all__ = ["NJIT_SOURCES", "purge_stale_cache"]
 _HERE = Path(__file__).resolve().parent
 
 #: the modules of ``formats/`` that hold numba code (``@njit`` functions, ``@intrinsic``\ s)
-NJIT_SOURCES = ("cores.py", "bits.py", "block_cores.py")
+NJIT_SOURCES = ("cores.py", "bits.py", "block_cores.py", "rne32.py")
 
 
 def _stamp(extra) -> str:

@@ -29,6 +29,7 @@ from formats.cores import (
     round_subnormal_fast,
 )
 from formats.jit_cache import purge_stale_cache
+from formats.rne32 import rne32
 
 _PAR = {"parallel": True, "cache": True, "nogil": True}
 _JIT_NOPAR = {"cache": True, "nogil": True}
@@ -256,9 +257,9 @@ def quantize_f32_rne(xb, outb, plan, p, ovf):
         nan_in = False
         for j in range(hi - lo):  # unsigned indices: no negative-index wraparound code
             i = np.uint64(lo) + np.uint64(j)
-            b = np.int64(xb[i])
-            outb[i] = rne_f32_bits(b, plan)
-            nan_in |= (b & 0x7FFFFFFF) > 0x7F800000
+            b = xb[i]
+            outb[i] = rne32(b, plan)  # rne_f32_bits on 32-bit words: twice the vector lanes
+            nan_in |= (b & np.uint32(0x7FFFFFFF)) > np.uint32(0x7F800000)
         if nan_in and has_nan == 0:
             err += _rne_general(xb, outb, lo, hi, p, ovf)
     return err

@@ -31,10 +31,10 @@ from formats.cores import (
     round_subnormal_fast,
 )
 from formats.jit_cache import purge_stale_cache
+from formats.rne32 import rne32
 from qemu_arrays import cpu as _cpu
-from qemu_arrays.cpu import rne_f32_bits
 
-purge_stale_cache(__file__, _cpu.__file__)  # the kernels inline cpu.rne_f32_bits
+purge_stale_cache(__file__, _cpu.__file__)  # the kernels call cpu.py njit functions
 
 _PAR = {"parallel": True, "cache": True, "nogil": True}
 _JIT = {"cache": True, "nogil": True}
@@ -122,7 +122,7 @@ def mx_kernel(
             inv = bits_f32(_pow2_bits(-e))
             sc2 = bits_f32(_pow2_bits(e))
             for i in range(start, stop):
-                rb = rne_f32_bits(np.int64(f32_bits(bits_f32(xb[i]) * inv)), plan)
+                rb = rne32(f32_bits(bits_f32(xb[i]) * inv), plan)
                 out[i] = bits_f32(rb) * sc2
             continue
         eshift = np.int64(e) << in_m
@@ -243,7 +243,7 @@ def nv_kernel(
         # overflows float32 (extreme tensor scales keep the general path)
         if vec == 1 and d >= 1.1754944e-38 and bits_f32(amaxb) / d < np.float32(1.0e38):
             for i in range(start, stop):
-                pb = rne_f32_bits(np.int64(f32_bits(np.float32(x[i]) / d)), plan)
+                pb = rne32(f32_bits(np.float32(x[i]) / d), plan)
                 out[i] = bits_f32(pb) * d
             continue
         _nv_block(
@@ -385,7 +385,7 @@ def _mx_elems(xb, out, base, nj, inv, sc2, plan):
     """``out = rne(x * inv) * sc2`` over ``nj`` elements from ``base`` (select-only)."""
     for j in range(nj):
         i = base + np.uint64(j)
-        rb = rne_f32_bits(np.int64(f32_bits(bits_f32(xb[i]) * inv)), plan)
+        rb = rne32(f32_bits(bits_f32(xb[i]) * inv), plan)
         out[i] = bits_f32(rb) * sc2
 
 
@@ -394,8 +394,26 @@ def _nv_elems(x, out, base, nj, d, plan):
     """``out = rne(x / d) * d`` over ``nj`` elements from ``base`` (select-only)."""
     for j in range(nj):
         i = base + np.uint64(j)
-        pb = rne_f32_bits(np.int64(f32_bits(x[i] / d)), plan)
+        pb = rne32(f32_bits(x[i] / d), plan)
         out[i] = bits_f32(pb) * d
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _block_exponent_select(a, rule, sh, mref, emax_elem):
+    """:func:`block_exponent_f32` for a normal maximum ``a``, in selects only (no call, no
+    branch): a wrong value for a subnormal maximum, which the caller fixes up."""
+    ef = a >> 23
+    ceil = (a + ((1 << sh) - 1)) >> 23
+    even = (a + ((1 << (sh - 1)) - 1) + ((a >> sh) & 1)) >> 23
+    rceil = ef + ((a & 0x7FFFFF) > mref)
+    r = ef if rule == FLOOR else (ceil if rule == CEIL else (even if rule == EVEN else rceil))
+    return r - 127 - emax_elem
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _pow2_bits_sel(k):
+    """:func:`_pow2_bits` in selects only (shift counts kept in range)."""
+    return ((k + 127) << 23) if k >= -126 else (1 << max(min(k + 149, 62), 0))
 
 
 @njit(**_PAR)
@@ -414,24 +432,34 @@ def mx_f32_rne(
     for c in prange((nblk + _CH - 1) // _CH):
         t0 = c * _CH
         t1 = min(nblk, t0 + _CH)
-        # first the scales of the task's blocks (independent chains the core overlaps) ...
+        # first the block maxima, then the scales in a select-only loop across blocks (it
+        # vectorizes); blocks with a subnormal maximum are fixed up by the general rule ...
+        am = np.empty(_CH, dtype=np.int64)
         invs = np.empty(_CH, dtype=np.float32)
         muls = np.empty(_CH, dtype=np.float32)
-        nnan = 0
         for t in range(t0, t1):
-            a = _amax_bits(xb, np.uint64(t) * np.uint64(bs), bs)
-            if a >= 0x7F800000:
-                e = s_emax + 1  # inf or NaN in the block
-            elif a == 0:
-                e = s_emin
-            else:
-                e = max(block_exponent_f32(a, rule, sh, mref, mprec, emax_elem, maxsig), s_emin)
-            nan_block = e > s_emax
+            am[t - t0] = _amax_bits(xb, np.uint64(t) * np.uint64(bs), bs)
+        nnan = 0
+        nsub = 0
+        for k in range(t1 - t0):
+            a = am[k]
+            e = _block_exponent_select(a, rule, sh, mref, emax_elem)
+            e = s_emin if a == 0 else max(e, s_emin)
+            nan_block = (a >= 0x7F800000) | (e > s_emax)
             nnan += nan_block
+            nsub += (a < 0x00800000) & (a != 0)
             e = min(e, s_emax)
-            scodes[t] = s_nan if nan_block else e + s_bias
-            invs[t - t0] = bits_f32(_pow2_bits(-e))
-            muls[t - t0] = bits_f32(_pow2_bits(e))
+            scodes[t0 + k] = s_nan if nan_block else e + s_bias
+            invs[k] = bits_f32(_pow2_bits_sel(-e))
+            muls[k] = bits_f32(_pow2_bits_sel(e))
+        if nsub:
+            for k in range(t1 - t0):
+                a = am[k]
+                if a < 0x00800000 and a != 0:
+                    e = max(block_exponent_f32(a, rule, sh, mref, mprec, emax_elem, maxsig), s_emin)
+                    scodes[t0 + k] = e + s_bias
+                    invs[k] = bits_f32(_pow2_bits(-e))
+                    muls[k] = bits_f32(_pow2_bits(e))
         # ... then the elements, and last the blocks with NaN or inf
         for t in range(t0, t1):
             base = np.uint64(t) * np.uint64(bs)
