@@ -15,7 +15,15 @@ import numpy as np
 from numba import njit, prange
 
 from formats.bits import bits_f32, bits_f64, f32_bits, f64_bits
-from formats.block_cores import mx_float_general, shared_exponent, split_bits
+from formats.block_cores import (  # scale rules: formats.block_spec.ScaleRule
+    CEIL,
+    EVEN,
+    FLOOR,
+    RCEIL,
+    mx_float_general,
+    shared_exponent,
+    split_bits,
+)
 from formats.cores import (
     FINITE,
     NAN,
@@ -40,12 +48,6 @@ _PAR = {"parallel": True, "cache": True, "nogil": True}
 _JIT = {"cache": True, "nogil": True}
 # no ZeroDivisionError check on float division (it stops the loop from vectorizing)
 _PAR_NP = {**_PAR, "error_model": "numpy"}
-
-# scale rules (formats.block_spec.ScaleRule)
-FLOOR = 0
-CEIL = 1
-EVEN = 2
-RCEIL = 3
 
 
 @njit(cache=True, nogil=True, inline="always")
