@@ -41,8 +41,11 @@ from formats.cores import (
 from formats.jit_cache import purge_stale_cache
 from formats.rne32 import rne32
 from qemu_arrays import cpu as _cpu
+from qemu_arrays import cpu_simd
+from qemu_arrays.cpu_simd import amax_bits16, amax_bits32, prefetch
 
-purge_stale_cache(__file__, _cpu.__file__)  # the kernels call cpu.py njit functions
+# the kernels call cpu.py njit functions and the cpu_simd intrinsics
+purge_stale_cache(__file__, _cpu.__file__, cpu_simd.__file__)
 
 _PAR = {"parallel": True, "cache": True, "nogil": True}
 _JIT = {"cache": True, "nogil": True}
@@ -336,16 +339,13 @@ _bits_f64 = bits_f64
 @njit(cache=True, nogil=True, inline="always")
 def _amax_bits(xb, base, bs):
     """Largest magnitude bit pattern (sign cleared) of the float32 bits ``xb[base:base + bs]``."""
+    if bs == 32:  # one vector load and reduction (numba's scalar max stays unvectorized)
+        return amax_bits32(xb, base)
+    if bs == 16:
+        return amax_bits16(xb, base)
     a = np.uint32(0)
-    if bs == 32:  # a literal trip count: the compiler unrolls and vectorizes the reduction
-        for j in range(32):
-            a = max(a, xb[base + np.uint64(j)] & np.uint32(0x7FFFFFFF))
-    elif bs == 16:
-        for j in range(16):
-            a = max(a, xb[base + np.uint64(j)] & np.uint32(0x7FFFFFFF))
-    else:
-        for j in range(bs):
-            a = max(a, xb[base + np.uint64(j)] & np.uint32(0x7FFFFFFF))
+    for j in range(bs):
+        a = max(a, xb[base + np.uint64(j)] & np.uint32(0x7FFFFFFF))
     return np.int64(a)
 
 
@@ -380,6 +380,17 @@ def block_exponent_consts(mprec, maxsig):
     if not (0 <= mprec < 23 and 1 <= blm <= 24):
         return None
     return 23 - mprec, (int(maxsig) << (24 - blm)) - (1 << 23)
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _prefetch_block(xb, base, bs):
+    """Prefetch the block one task (``_CH`` blocks) after the one at ``base``, one hint per
+    64 bytes, so that the next task's maxima read from cache rather than memory (measured:
+    the maxima phase otherwise stalls on memory while the element phase, computing on cached
+    data, leaves the memory idle). The address is clamped to the array."""
+    q = min(base + np.uint64(_CH) * np.uint64(bs), np.uint64(xb.size - 1))
+    for j in range(0, bs, 16):
+        prefetch(xb, q + np.uint64(j))
 
 
 @njit(cache=True, nogil=True, inline="always")
@@ -439,8 +450,8 @@ def mx_f32_rne(
         am = np.empty(_CH, dtype=np.int64)
         invs = np.empty(_CH, dtype=np.float32)
         muls = np.empty(_CH, dtype=np.float32)
-        for t in range(t0, t1):
-            am[t - t0] = _amax_bits(xb, np.uint64(t) * np.uint64(bs), bs)
+        for k in range(t1 - t0):
+            am[k] = _amax_bits(xb, (np.uint64(t0) + np.uint64(k)) * np.uint64(bs), bs)
         nnan = 0
         nsub = 0
         for k in range(t1 - t0):
@@ -451,7 +462,7 @@ def mx_f32_rne(
             nnan += nan_block
             nsub += (a < 0x00800000) & (a != 0)
             e = min(e, s_emax)
-            scodes[t0 + k] = s_nan if nan_block else e + s_bias
+            scodes[np.uint64(t0) + np.uint64(k)] = s_nan if nan_block else e + s_bias
             invs[k] = bits_f32(_pow2_bits_sel(-e))
             muls[k] = bits_f32(_pow2_bits_sel(e))
         if nsub:
@@ -462,9 +473,11 @@ def mx_f32_rne(
                     scodes[t0 + k] = e + s_bias
                     invs[k] = bits_f32(_pow2_bits(-e))
                     muls[k] = bits_f32(_pow2_bits(e))
-        # ... then the elements, and last the blocks with NaN or inf
+        # ... then the elements (asking for the next task's blocks meanwhile), and last the
+        # blocks with NaN or inf
         for t in range(t0, t1):
             base = np.uint64(t) * np.uint64(bs)
+            _prefetch_block(xb, base, bs)
             if bs == 32:  # a literal trip count: the compiler unrolls and vectorizes
                 _mx_elems(xb, out, base, 32, invs[t - t0], muls[t - t0], plan)
             else:
@@ -483,17 +496,20 @@ def rne_scale_f64(v, sp):
     with subnormals, saturating (the NVFP4 block scale), on the float64 bits of ``v``; the same
     select-only scheme as :func:`qemu_arrays.cpu.rne_f32_bits` (``sp`` from
     :func:`rne_scale_plan`)."""
-    sh, half_m1, low, m0, lo_field, max_mag, c, sm, bias, sub_mul = sp
+    sh, half_m1, low, m0, lo_field, max_mag, c, sm, bias, _ = sp
     mag = _f64_bits(v)
     ef = mag >> 52
     odd = ((mag >> sh) & 1) | m0
     rn = (mag + half_m1 + odd) & ~low
-    rs = _f64_bits((v + c) - c)
+    vc = v + c  # rounds v onto the subnormal grid: ulp(c) is the subnormal quantum
+    rs = _f64_bits(vc - c)
     r = min(rs if ef < lo_field else rn, max_mag)
     val = _bits_f64(r)
     rf = r >> 52
     code_n = ((rf - 1023 + bias) << sm) | ((r >> sh) & ((1 << sm) - 1))
-    code_s = np.int64(val * sub_mul)  # a subnormal (or zero) scale: its significand
+    # a subnormal (or zero) scale: its significand, the low bits of c + val = vc (on the bits:
+    # no float-to-int conversion, which has no vector form on AVX2)
+    code_s = _f64_bits(vc) - _f64_bits(c)
     return val, (code_n if rf >= lo_field else code_s)
 
 
@@ -532,8 +548,8 @@ def nv_f32_rne(
         # across blocks, which vectorizes) ...
         am = np.empty(_CH, dtype=np.int64)
         ds = np.empty(_CH, dtype=np.float32)
-        for t in range(t0, t1):
-            am[t - t0] = _amax_bits(xb, np.uint64(t) * np.uint64(bs), bs)
+        for k in range(t1 - t0):
+            am[k] = _amax_bits(xb, (np.uint64(t0) + np.uint64(k)) * np.uint64(bs), bs)
         nslow = 0
         for k in range(t1 - t0):
             a = am[k]
@@ -543,12 +559,14 @@ def nv_f32_rne(
             # select-only loop: a normal d, no quotient near float32 overflow, a finite block
             fin = a < 0x7F800000
             ok = fin & (d >= np.float32(1.1754944e-38)) & (af <= d * 2.0**125)
-            scodes[t0 + k] = code if fin else snan
+            scodes[np.uint64(t0) + np.uint64(k)] = code if fin else snan  # unsigned: vectorizes
             ds[k] = d if ok else np.float32(-1.0)
             nslow += not ok
-        # ... then the elements (the blocks flagged slow are overwritten below)
+        # ... then the elements (asking for the next task's blocks meanwhile; the blocks
+        # flagged slow are overwritten below)
         for t in range(t0, t1):
             base = np.uint64(t) * np.uint64(bs)
+            _prefetch_block(xb, base, bs)
             if bs == 16:  # literal trip counts: the compiler unrolls and vectorizes
                 _nv_elems(x, out, base, 16, ds[t - t0], plan)
             elif bs == 32:
