@@ -55,31 +55,32 @@ def rne32(typingctx, b, plan):
             builder.trunc(field(k, types.int64), i32) for k in range(10)
         )
         c = field(10, types.float32)
+        # plan-derived constants (loop-invariant: hoisted out of a kernel's loop)
+        lo_mag = builder.shl(lo_field, const(23))  # the smallest normal's magnitude bits
+        ovf_val = builder.select(  # an overflow's magnitude, or the NaN it becomes
+            builder.icmp_unsigned("!=", ovf_nan, const(0)), const(_QNAN32), ovf_mag
+        )
+        zero_sign = builder.select(  # the sign mask a zero result keeps
+            builder.icmp_unsigned("!=", neg_zero, const(0)), const(-1), const(0)
+        )
         sign = builder.and_(x, const(0x80000000))
         mag = builder.and_(x, const(0x7FFFFFFF))
-        ef = builder.lshr(mag, const(23))
         # in range: round the magnitude bits in place (carry into the exponent is right)
         odd = builder.or_(builder.and_(builder.lshr(mag, sh), const(1)), m0)
         rn = builder.and_(builder.add(builder.add(mag, half_m1), odd), builder.not_(low))
         # below the smallest normal: (|x| + C) - C in float32 rounds onto the subnormal grid
         f = builder.bitcast(mag, f32)
         rs = builder.bitcast(builder.fsub(builder.fadd(f, c), c), i32)
-        r = builder.select(builder.icmp_unsigned("<", ef, lo_field), rs, rn)
-        special = builder.icmp_unsigned("==", ef, const(255))
-        frac = builder.and_(mag, const(0x7FFFFF))
-        is_nan = builder.and_(special, builder.icmp_unsigned("!=", frac, const(0)))
-        # unsigned: a carry out of the top binade (bit 31 set) is an overflow
-        over = builder.or_(builder.icmp_unsigned(">", r, max_mag), special)
-        r = builder.select(over, ovf_mag, r)
-        nan_out = builder.or_(
-            is_nan, builder.and_(over, builder.icmp_unsigned("!=", ovf_nan, const(0)))
-        )
-        keep_sign = builder.or_(
-            builder.icmp_unsigned("!=", r, const(0)),
-            builder.icmp_unsigned("!=", neg_zero, const(0)),
-        )
-        res = builder.select(keep_sign, builder.or_(r, sign), r)
-        return builder.select(nan_out, const(_QNAN32), res)
+        r = builder.select(builder.icmp_unsigned("<", mag, lo_mag), rs, rn)
+        # overflow, unsigned: a carry out of the top binade (bit 31) and an infinite input
+        # (r = 0x7F800000) are both above the largest finite magnitude
+        r = builder.select(builder.icmp_unsigned(">", r, max_mag), ovf_val, r)
+        r = builder.select(builder.icmp_unsigned(">", mag, const(0x7F800000)), const(_QNAN32), r)
+        # the sign: kept by non-zero results, by zeros where the format has -0, never by NaN;
+        # selects on i32 masks only (no i1 logic, which AVX2 code packs and unpacks)
+        keep = builder.select(builder.icmp_unsigned("==", r, const(_QNAN32)), const(0), const(-1))
+        keep = builder.select(builder.icmp_unsigned("==", r, const(0)), zero_sign, keep)
+        return builder.or_(r, builder.and_(sign, keep))
 
     return types.uint32(b, plan), codegen
 
