@@ -129,7 +129,8 @@ def _run(arr, fmt, axis, rounding, keys, offset, r, want, tensor_scale, out_dtyp
         if plan is None:
             plan = (0,) * 10 + (1.0,)
         splan = cpu_blocks.rne_scale_plan(fmt.scale.params()) if vec else None
-        if splan is not None and n % bs == 0:
+        splan32 = cpu_blocks.rne_scale_plan32(fmt.scale.params())
+        if splan is not None and splan32 is not None and n % bs == 0:
             ep = fmt.element.params()
             sp_ = fmt.scale.params()
             emaxv = float(fmt.element.max)
@@ -137,7 +138,7 @@ def _run(arr, fmt, axis, rounding, keys, offset, r, want, tensor_scale, out_dtyp
             snan = format_code(NAN, 0, 0, 0, sm, semin, seb, sbias, ssg, ssp)
             cpu_blocks.nv_f32_rne(
                 flat, flat.view(np.uint32), out, R * nb, bs, emaxv, np.float32(ts), splan,
-                snan, plan, ep, int(_FAST_PATH), scodes,
+                splan32, snan, plan, ep, int(_FAST_PATH), scodes,
             )  # fmt: skip
         else:
             cpu_blocks.nv_kernel(

@@ -21,7 +21,7 @@ from numba import types
 from numba.core import cgutils
 from numba.core.extending import intrinsic
 
-__all__ = ["amax_bits16", "amax_bits32", "prefetch"]
+__all__ = ["amax_bits16", "amax_bits32", "nv_scale32", "prefetch"]
 
 
 def _make_amax(n):
@@ -82,3 +82,65 @@ def prefetch(typingctx, arr, index):
         return context.get_dummy_value()
 
     return types.void(arr, index), codegen
+
+
+@intrinsic
+def nv_scale32(typingctx, a, rdiv, tscale, plan32, near):
+    """The float32 step of the NVFP4 block scale (see :func:`qemu_arrays.cpu_blocks.nv_f32_rne`)
+    on 32-bit words only: from the block maximum's bits ``a``, ``q = float32(amax * rdiv)`` is
+    rounded to nearest-even into the scale format (``plan32`` from
+    :func:`qemu_arrays.cpu_blocks.rne_scale_plan32`, saturating), and ``d = float32(s *
+    tscale)``. Returns ``(code, d)``, with ``d = -1`` where the step does not decide the block
+    (``q`` within ``near`` ulps of a midpoint or below the smallest normal scale, a non-finite
+    maximum, a subnormal ``d``, or quotients ``x / d`` that could overflow float32): selects
+    only, no i1 logic (which AVX2 code would pack and unpack)."""
+    if not (
+        isinstance(a, types.Integer)
+        and rdiv == types.float32
+        and tscale == types.float32
+        and isinstance(plan32, types.BaseTuple)
+        and len(plan32) == 8
+        and isinstance(near, types.Integer)
+    ):
+        return None
+    sig = types.Tuple([types.uint32, types.float32])(a, rdiv, tscale, plan32, near)
+
+    def codegen(context, builder, signature, args):
+        at, _, _, pt, nt = signature.args
+        i32 = ir.IntType(32)
+        f32 = ir.FloatType()
+
+        def c32(v):
+            return ir.Constant(i32, v)
+
+        def field(k):
+            v = context.cast(builder, builder.extract_value(args[3], k), pt[k], types.int64)
+            return builder.trunc(v, i32)
+
+        sh, half_m1, low, tie, min_normal, max_mag, sm, sbias = (field(k) for k in range(8))
+        x = builder.trunc(context.cast(builder, args[0], at, types.int64), i32)
+        nr = builder.trunc(context.cast(builder, args[4], nt, types.int64), i32)
+        af = builder.bitcast(x, f32)
+        q = builder.bitcast(builder.fmul(af, args[1]), i32)
+        odd = builder.and_(builder.lshr(q, sh), c32(1))
+        rn = builder.and_(builder.add(builder.add(q, half_m1), odd), builder.not_(low))
+        r = builder.select(builder.icmp_unsigned(">", rn, max_mag), max_mag, rn)
+        expo = builder.add(builder.sub(builder.lshr(r, c32(23)), c32(127)), sbias)
+        frac = builder.and_(builder.lshr(r, sh), builder.sub(builder.shl(c32(1), sm), c32(1)))
+        code = builder.or_(builder.shl(expo, sm), frac)
+        d = builder.fmul(builder.bitcast(r, f32), args[2])
+        bad = ir.Constant(f32, -1.0)
+        # |(q & low) - tie| <= near, as one unsigned compare
+        dlow = builder.sub(builder.and_(q, low), tie)
+        near_mid = builder.icmp_unsigned("<=", builder.add(dlow, nr), builder.add(nr, nr))
+        out = builder.select(builder.icmp_unsigned("<", q, min_normal), bad, d)
+        out = builder.select(near_mid, bad, out)
+        out = builder.select(builder.icmp_unsigned(">=", x, c32(0x7F800000)), bad, out)
+        out = builder.select(
+            builder.fcmp_ordered("<", d, ir.Constant(f32, 1.1754944e-38)), bad, out
+        )
+        lim = builder.fmul(af, ir.Constant(f32, 2.0**-125))
+        out = builder.select(builder.fcmp_ordered(">", lim, d), bad, out)
+        return context.make_tuple(builder, signature.return_type, [code, out])
+
+    return sig, codegen

@@ -263,3 +263,36 @@ def test_nvfp4_quotient_overflow_saturates_on_every_path(rounding, monkeypatch):
     enc = qa.encode(x, "nvfp4", scale=ts, rounding=rounding, seed=1)
     assert enc.codes[0] == 0x7
     assert enc.codes[1] == 0xF
+
+
+@pytest.mark.parametrize("ts", [1.0, 0.375, 5 * 2.0**-20, 1.2345678, 3 * 2.0**-126, 7e35])
+def test_nvfp4_float32_scale_step_at_and_near_scale_midpoints(ts, rng, monkeypatch):
+    """The fast kernel rounds the block scale from a float32 quotient and hands blocks near an
+    E4M3 midpoint to the exact float64 step: block maxima placed exactly on every midpoint of
+    the scale grid (ties, with tensor scales of few significant bits so ``mid * 6 * ts`` is a
+    float32), and 1 to 40 float32 ulps either side of it, give the general path's scales and
+    values."""
+    ts = np.float32(ts)
+    e4m3 = np.array(
+        sorted({abs(float(v)) for v in get_format("float8_e4m3fn").values() if np.isfinite(v)})
+    )
+    mids = np.concatenate([(e4m3[1:] + e4m3[:-1]) / 2, [464.0, 2.0**-10, 2.0**-6]])
+    with np.errstate(over="ignore"):
+        exact = np.float32(mids * 6.0 * np.float64(ts))
+    steps = np.array([0, 1, -1, 2, -2, 3, -3, 5, -5, 8, -8, 9, -9, 13, -13, 40, -40])
+    bits = exact.view(np.uint32).astype(np.int64)[:, None] + steps[None, :]
+    amax = np.clip(bits, 1, 0x7F7FFFFF).astype(np.uint32).view(np.float32).reshape(-1)
+    amax = amax[np.isfinite(amax) & (amax > 0)]
+    x = rng.uniform(-1, 1, (amax.size, 16)).astype(np.float32) * amax[:, None]
+    x[:, 3] = amax * rng.choice([-1, 1], amax.size).astype(np.float32)  # the block maximum
+
+    def run():
+        vals, _, scales, _ = blocks._run(
+            x, get_format("nvfp4"), 1, Rounding.NEAREST_EVEN, (0, 0, 0), 0, 0, 1, ts,
+            np.dtype(np.float32),
+        )  # fmt: skip
+        return vals, scales
+
+    (got_v, got_s), (want_v, want_s) = _both(run, monkeypatch)
+    assert np.array_equal(got_s, want_s)
+    _assert_same_bits(got_v, want_v)
