@@ -86,6 +86,21 @@ def _check_tensor_scale(ts):
     return v
 
 
+def _short_last_blocks(work, out, scodes, R, n, nb, bs, general):
+    """The fast kernels take the whole blocks of each row; a short last block (``n % bs``
+    elements, as if padded with zeros) goes through ``general(x, out, rows, cols, scodes)``, the
+    general kernel, on a copy of those columns, and is written back into place."""
+    rt = n - (n // bs) * bs
+    if rt == 0 or R == 0:
+        return
+    tail = np.ascontiguousarray(work.reshape(R, n)[:, n - rt :]).reshape(-1)
+    out_t = np.empty(R * rt, dtype=out.dtype)
+    sc_t = np.empty(R, dtype=scodes.dtype)
+    general(tail, out_t, R, rt, sc_t)
+    out.reshape(R, n)[:, n - rt :] = out_t.reshape(R, rt)
+    scodes.reshape(R, nb)[:, nb - 1] = sc_t
+
+
 def _run(arr, fmt, axis, rounding, keys, offset, r, want, tensor_scale, out_dtype):
     """The kernel call: ``(values or None, codes or None, scale codes, tensor scale)``."""
     from qemu_arrays import cpu_blocks
@@ -130,22 +145,27 @@ def _run(arr, fmt, axis, rounding, keys, offset, r, want, tensor_scale, out_dtyp
             plan = (0,) * 10 + (1.0,)
         splan = cpu_blocks.rne_scale_plan(fmt.scale.params()) if vec else None
         splan32 = cpu_blocks.rne_scale_plan32(fmt.scale.params())
-        if splan is not None and splan32 is not None and n % bs == 0:
+
+        def general(f, o, rows, cols, sc):
+            cpu_blocks.nv_kernel(
+                f, f.view(np.uint32), rows, cols, bs, fmt.element.params(), fmt.scale.params(),
+                np.float32(ts), int(rounding), k0, k1, k2, int(offset), r, idxmap, want,
+                int(_FAST_PATH), o, codes, sc, vec, plan,
+            )  # fmt: skip
+
+        if splan is not None and splan32 is not None and n >= bs:
             ep = fmt.element.params()
             sp_ = fmt.scale.params()
             emaxv = float(fmt.element.max)
             sm, semin, _, _, _, _, ssg, ssp, seb, sbias = sp_
             snan = format_code(NAN, 0, 0, 0, sm, semin, seb, sbias, ssg, ssp)
             cpu_blocks.nv_f32_rne(
-                flat, flat.view(np.uint32), out, R * nb, bs, emaxv, np.float32(ts), splan,
-                splan32, snan, plan, ep, int(_FAST_PATH), scodes,
+                flat, flat.view(np.uint32), out, R * (n // bs), n, nb, bs, emaxv, np.float32(ts),
+                splan, splan32, snan, plan, ep, int(_FAST_PATH), scodes,
             )  # fmt: skip
+            _short_last_blocks(work, out, scodes, R, n, nb, bs, general)
         else:
-            cpu_blocks.nv_kernel(
-                flat, flat.view(np.uint32), R, n, bs, fmt.element.params(), fmt.scale.params(),
-                np.float32(ts), int(rounding), k0, k1, k2, int(offset), r, idxmap, want,
-                int(_FAST_PATH), out, codes, scodes, vec, plan,
-            )  # fmt: skip
+            general(flat, out, R, n, scodes)
     else:
         if tensor_scale is not None:
             msg = f"scale= (a per-tensor scale) applies to two-level formats such as nvfp4, not {fmt.name!r}"
@@ -159,7 +179,6 @@ def _run(arr, fmt, axis, rounding, keys, offset, r, want, tensor_scale, out_dtyp
             xb, in_e, in_m = work.reshape(-1).view(np.uint32), 8, 23
             odt = np.float32
         out = np.empty(size if want & 1 else 1, dtype=odt)
-        outb = out.view(xb.dtype)
         el = fmt.element
         sc = fmt.scale
         if isinstance(el, FloatFormat):
@@ -184,18 +203,24 @@ def _run(arr, fmt, axis, rounding, keys, offset, r, want, tensor_scale, out_dtyp
         if plan is None:
             plan = (0,) * 10 + (1.0,)
         consts = cpu_blocks.block_exponent_consts(mprec, maxsig) if vec else None
-        if consts is not None and n % bs == 0:
-            cpu_blocks.mx_f32_rne(
-                xb, out, R * nb, bs, int(fmt.scale_rule), consts[0], consts[1], mprec,
-                fmt.element_emax, maxsig, sc.emin, sc.emax, sc.bias, s_nan, plan, scodes,
-            )  # fmt: skip
-        else:
+
+        def general(f, o, rows, cols, scs):
+            b = f.view(xb.dtype)
             cpu_blocks.mx_kernel(
-                xb, in_e, in_m, R, n, bs, ep, is_int, fmt.element_fraction_bits, qmin, qmax,
+                b, in_e, in_m, rows, cols, bs, ep, is_int, fmt.element_fraction_bits, qmin, qmax,
                 mprec, fmt.element_emax, maxsig, sc.emin, sc.emax, sc.bias, s_nan,
                 int(fmt.scale_rule), int(rounding), k0, k1, k2, int(offset), r, idxmap, want,
-                int(_FAST_PATH), out, outb, codes, scodes, vec, plan,
+                int(_FAST_PATH), o, o.view(b.dtype), codes, scs, vec, plan,
             )  # fmt: skip
+
+        if consts is not None and n >= bs:
+            cpu_blocks.mx_f32_rne(
+                xb, out, R * (n // bs), n, nb, bs, int(fmt.scale_rule), consts[0], consts[1],
+                mprec, fmt.element_emax, maxsig, sc.emin, sc.emax, sc.bias, s_nan, plan, scodes,
+            )  # fmt: skip
+            _short_last_blocks(work, out, scodes, R, n, nb, bs, general)
+        else:
+            general(work.reshape(-1), out, R, n, scodes)
     vals = None
     if want & 1:
         vals = np.moveaxis(out.reshape(shape_m), -1, axis)

@@ -429,32 +429,75 @@ def _pow2_bits_sel(k):
     return ((k + 127) << 23) if k >= -126 else (1 << max(min(k + 149, 62), 0))
 
 
+@njit(cache=True, nogil=True, inline="always")
+def _task_blocks(bases, sidx, t0, nt, nbf, n, nb, bs):
+    """Where the ``nt`` whole blocks from whole block ``t0`` lie: ``bases[k]``, the index of
+    the block's first element in rows of ``n`` elements holding ``nbf`` whole blocks each (a
+    short last block, if any, left to the caller), and ``sidx[k]``, the index of its scale in
+    rows of ``nb`` scales; one division per task, then increments. Rows of whole blocks need
+    neither (blocks and scales are then consecutive): nothing is filled."""
+    if nbf == nb:  # rows of whole blocks: nothing to fill, see _block_base
+        return
+    row = t0 // nbf
+    b = t0 - row * nbf
+    for k in range(nt):
+        bases[k] = np.uint64(row) * np.uint64(n) + np.uint64(b) * np.uint64(bs)
+        sidx[k] = row * nb + b
+        b += 1
+        if b == nbf:
+            b = 0
+            row += 1
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _block_base(bases, t0, k, bs, whole):
+    """First element of block ``k`` of the task from ``t0`` (see :func:`_task_blocks`)."""
+    return (np.uint64(t0) + np.uint64(k)) * np.uint64(bs) if whole else bases[k]
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _store_scales(scodes, sc_loc, sidx, t0, nt, whole):
+    if whole:  # rows of whole blocks: the task's scales are contiguous
+        for k in range(nt):
+            scodes[np.uint64(t0) + np.uint64(k)] = sc_loc[k]
+    else:
+        for k in range(nt):
+            scodes[sidx[k]] = sc_loc[k]
+
+
 @njit(**_PAR)
 def mx_f32_rne(
-    xb, out, nblk, bs, rule, sh, mref, mprec, emax_elem, maxsig, s_emin, s_emax, s_bias, s_nan,
-    plan, scodes,
+    xb, out, nblk, n, nb, bs, rule, sh, mref, mprec, emax_elem, maxsig, s_emin, s_emax, s_bias,
+    s_nan, plan, scodes,
 ):  # fmt: skip
-    """MX values of float32 input, nearest-even, rows that hold whole blocks (``n % bs == 0``,
-    so block ``t`` is ``xb[t * bs:(t + 1) * bs]``).
+    """MX values of float32 input, nearest-even: the ``nblk`` whole blocks of rows of ``n``
+    elements (``n // bs`` of them per row; a short last block of each row is left to the
+    caller), scale codes into rows of ``nb`` scales.
 
-    Same results as :func:`mx_kernel` with ``vec == 1`` (tested): the block maximum is an
-    integer reduction over a literal-length loop, the scale exponent comes from its bits
-    (:func:`block_exponent_f32`), and the elements take the select-only loop of
+    Same results as :func:`mx_kernel` with ``vec == 1`` (tested): the block maximum is a vector
+    reduction (:func:`qemu_arrays.cpu_simd.amax_bits32`), the scale exponent comes from its
+    bits (:func:`block_exponent_f32`), and the elements take the select-only loop of
     :func:`qemu_arrays.cpu.rne_f32_bits` on ``x * 2**-e`` times ``2**e``.
     """
+    nbf = n // bs
+    whole = nbf == nb
     for c in prange((nblk + _CH - 1) // _CH):
         t0 = c * _CH
-        t1 = min(nblk, t0 + _CH)
+        nt = min(nblk, t0 + _CH) - t0
+        bases = np.empty(_CH, dtype=np.uint64)
+        sidx = np.empty(_CH, dtype=np.int64)
+        _task_blocks(bases, sidx, t0, nt, nbf, n, nb, bs)
         # first the block maxima, then the scales in a select-only loop across blocks (it
         # vectorizes); blocks with a subnormal maximum are fixed up by the general rule ...
         am = np.empty(_CH, dtype=np.int64)
         invs = np.empty(_CH, dtype=np.float32)
         muls = np.empty(_CH, dtype=np.float32)
-        for k in range(t1 - t0):
-            am[k] = _amax_bits(xb, (np.uint64(t0) + np.uint64(k)) * np.uint64(bs), bs)
+        sc_loc = np.empty(_CH, dtype=np.uint8)
+        for k in range(nt):
+            am[k] = _amax_bits(xb, _block_base(bases, t0, k, bs, whole), bs)
         nnan = 0
         nsub = 0
-        for k in range(t1 - t0):
+        for k in range(nt):
             a = am[k]
             e = _block_exponent_select(a, rule, sh, mref, emax_elem)
             e = s_emin if a == 0 else max(e, s_emin)
@@ -462,30 +505,31 @@ def mx_f32_rne(
             nnan += nan_block
             nsub += (a < 0x00800000) & (a != 0)
             e = min(e, s_emax)
-            scodes[np.uint64(t0) + np.uint64(k)] = s_nan if nan_block else e + s_bias
+            sc_loc[k] = s_nan if nan_block else e + s_bias
             invs[k] = bits_f32(_pow2_bits_sel(-e))
             muls[k] = bits_f32(_pow2_bits_sel(e))
         if nsub:
-            for k in range(t1 - t0):
+            for k in range(nt):
                 a = am[k]
                 if a < 0x00800000 and a != 0:
                     e = max(block_exponent_f32(a, rule, sh, mref, mprec, emax_elem, maxsig), s_emin)
-                    scodes[t0 + k] = e + s_bias
+                    sc_loc[k] = e + s_bias
                     invs[k] = bits_f32(_pow2_bits(-e))
                     muls[k] = bits_f32(_pow2_bits(e))
+        _store_scales(scodes, sc_loc, sidx, t0, nt, whole)
         # ... then the elements (asking for the next task's blocks meanwhile), and last the
         # blocks with NaN or inf
-        for t in range(t0, t1):
-            base = np.uint64(t) * np.uint64(bs)
+        for k in range(nt):
+            base = _block_base(bases, t0, k, bs, whole)
             _prefetch_block(xb, base, bs)
             if bs == 32:  # a literal trip count: the compiler unrolls and vectorizes
-                _mx_elems(xb, out, base, 32, invs[t - t0], muls[t - t0], plan)
+                _mx_elems(xb, out, base, 32, invs[k], muls[k], plan)
             else:
-                _mx_elems(xb, out, base, bs, invs[t - t0], muls[t - t0], plan)
+                _mx_elems(xb, out, base, bs, invs[k], muls[k], plan)
         if nnan:
-            for t in range(t0, t1):
-                if scodes[t] == s_nan:
-                    base = np.uint64(t) * np.uint64(bs)
+            for k in range(nt):
+                if sc_loc[k] == s_nan:
+                    base = _block_base(bases, t0, k, bs, whole)
                     for j in range(bs):
                         out[base + np.uint64(j)] = np.float32(math.nan)
 
@@ -545,9 +589,10 @@ _NEAR = 8  # float32 ulps around a scale-format midpoint where the float32 quoti
 
 @njit(**_PAR_NP)
 def nv_f32_rne(
-    x, xb, out, nblk, bs, emaxv, tscale, splan, splan32, snan, plan, ep, fast_ok, scodes,
+    x, xb, out, nblk, n, nb, bs, emaxv, tscale, splan, splan32, snan, plan, ep, fast_ok, scodes,
 ):  # fmt: skip
-    """NVFP4 values of float32 input, nearest-even, float32 output, rows of whole blocks.
+    """NVFP4 values of float32 input, nearest-even, float32 output: the ``nblk`` whole blocks
+    of rows of ``n`` elements, scale codes into rows of ``nb`` scales (as :func:`mx_f32_rne`).
 
     Same results as :func:`nv_kernel` with ``vec == 1`` (tested). The block scale is
     ``rne(amax / (emax * tscale))`` into the scale format, rounded from the float32 quotient
@@ -566,52 +611,60 @@ def nv_f32_rne(
     rdiv = np.float32(1.0 / div)
     dummy = np.zeros(1, dtype=np.int64)
     codes = np.zeros(1, dtype=np.uint8)
+    nbf = n // bs
+    whole = nbf == nb
     for c in prange((nblk + _CH - 1) // _CH):
         t0 = c * _CH
         t1 = min(nblk, t0 + _CH)
+        nt = t1 - t0
+        bases = np.empty(_CH, dtype=np.uint64)
+        sidx = np.empty(_CH, dtype=np.int64)
+        _task_blocks(bases, sidx, t0, nt, nbf, n, nb, bs)
+        sc_loc = np.empty(_CH, dtype=np.uint8)
         # first the block maxima, then the scales of the task's blocks (a select-only loop
         # across blocks on float32 bits, which vectorizes eight lanes wide) ...
         am = np.empty(_CH, dtype=np.uint32)
         ds = np.empty(_CH, dtype=np.float32)
-        for k in range(t1 - t0):
-            am[k] = _amax_bits(xb, (np.uint64(t0) + np.uint64(k)) * np.uint64(bs), bs)
+        for k in range(nt):
+            am[k] = _amax_bits(xb, _block_base(bases, t0, k, bs, whole), bs)
         nslow = 0
-        for k in range(t1 - t0):
+        for k in range(nt):
             code, d = nv_scale32(am[k], rdiv, tscale, splan32, _NEAR)
-            scodes[np.uint64(t0) + np.uint64(k)] = code
+            sc_loc[k] = code
             ds[k] = d
             nslow += d < 0
         if nslow:  # the exact float64 step for the blocks flagged above
-            for k in range(t1 - t0):
+            for k in range(nt):
                 if ds[k] >= 0:
                     continue
                 a = am[k]
                 if a >= 0x7F800000:
-                    scodes[t0 + k] = snan
+                    sc_loc[k] = snan
                     continue
                 af64 = np.float64(bits_f32(a))
                 sv, code = rne_scale_f64(af64 / div, splan)
                 d = np.float32(sv * t64)
-                scodes[t0 + k] = code
+                sc_loc[k] = code
                 if (d >= np.float32(1.1754944e-38)) & (af64 <= d * 2.0**125):
                     ds[k] = d
+        _store_scales(scodes, sc_loc, sidx, t0, nt, whole)
         # ... then the elements (asking for the next task's blocks meanwhile; the blocks
         # flagged slow are overwritten below)
-        for t in range(t0, t1):
-            base = np.uint64(t) * np.uint64(bs)
+        for k in range(nt):
+            base = _block_base(bases, t0, k, bs, whole)
             _prefetch_block(xb, base, bs)
             if bs == 16:  # literal trip counts: the compiler unrolls and vectorizes
-                _nv_elems(x, out, base, 16, ds[t - t0], plan)
+                _nv_elems(x, out, base, 16, ds[k], plan)
             elif bs == 32:
-                _nv_elems(x, out, base, 32, ds[t - t0], plan)
+                _nv_elems(x, out, base, 32, ds[k], plan)
             else:
-                _nv_elems(x, out, base, bs, ds[t - t0], plan)
+                _nv_elems(x, out, base, bs, ds[k], plan)
         if nslow == 0:
             continue
-        for t in range(t0, t1):
-            if ds[t - t0] >= 0:
+        for k in range(nt):
+            if ds[k] >= 0:
                 continue
-            base = np.uint64(t) * np.uint64(bs)
+            base = _block_base(bases, t0, k, bs, whole)
             a = _amax_bits(xb, base, bs)
             if a >= 0x7F800000:  # inf or NaN in the block
                 for j in range(bs):

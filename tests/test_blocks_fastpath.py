@@ -296,3 +296,30 @@ def test_nvfp4_float32_scale_step_at_and_near_scale_midpoints(ts, rng, monkeypat
     (got_v, got_s), (want_v, want_s) = _both(run, monkeypatch)
     assert np.array_equal(got_s, want_s)
     _assert_same_bits(got_v, want_v)
+
+
+@pytest.mark.parametrize("name", ["mxfp8_e4m3", "mxfp6_e3m2", "mxfp4_e2m1", "nvfp4"])
+@pytest.mark.parametrize("n", [1, 15, 17, 31, 33, 47, 95, 130])
+def test_fast_kernels_with_a_short_last_block(name, n, rng, monkeypatch):
+    """Rows whose length is not a multiple of the block size: the fast kernels take the whole
+    blocks of every row and the general kernel the short last block (and rows shorter than a
+    block entirely); values and scale codes equal the general path's, on any axis."""
+    fmt = get_format(name)
+    x = np.ascontiguousarray(_edge_data(rng, 23, max(n, 41))[:, :n])
+    x[5, -1] = np.nan  # a NaN and an infinity in short last blocks
+    x[6, -1] = -np.inf
+    x[7, :] = 0.0
+    for arr, axis in ((x, 1), (np.ascontiguousarray(x.T), 0)):
+
+        def run(arr=arr, axis=axis):
+            vals, _, scales, _ = blocks._run(
+                arr, fmt, axis, Rounding.NEAREST_EVEN, (0, 0, 0), 0, 0, 1, None,
+                np.dtype(np.float32),
+            )  # fmt: skip
+            return vals, scales
+
+        (got_v, got_s), (want_v, want_s) = _both(run, monkeypatch)
+        assert np.array_equal(got_s, want_s)
+        _assert_same_bits(got_v, want_v)
+        got, want = _both(lambda arr=arr, axis=axis: qa.quantize(arr, fmt, axis=axis), monkeypatch)
+        _assert_same_bits(got, want)
