@@ -144,7 +144,7 @@ def _run(arr, fmt, axis, rounding, keys, offset, r, want, tensor_scale, out_dtyp
         if plan is None:
             plan = (0,) * 10 + (1.0,)
         splan = cpu_blocks.rne_scale_plan(fmt.scale.params()) if vec else None
-        splan32 = cpu_blocks.rne_scale_plan32(fmt.scale.params())
+        splan32 = cpu_blocks.rne_scale_plan32(fmt.scale.params()) if vec else None
 
         def general(f, o, rows, cols, sc):
             cpu_blocks.nv_kernel(

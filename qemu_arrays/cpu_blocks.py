@@ -540,7 +540,7 @@ def rne_scale_f64(v, sp):
     with subnormals, saturating (the NVFP4 block scale), on the float64 bits of ``v``; the same
     select-only scheme as :func:`qemu_arrays.cpu.rne_f32_bits` (``sp`` from
     :func:`rne_scale_plan`)."""
-    sh, half_m1, low, m0, lo_field, max_mag, c, sm, bias, _ = sp
+    sh, half_m1, low, m0, lo_field, max_mag, c, sm, bias = sp
     mag = _f64_bits(v)
     ef = mag >> 52
     odd = ((mag >> sh) & 1) | m0
@@ -566,7 +566,7 @@ def rne_scale_plan(sp):
     max_mag = ((semax + 1023) << 52) | ((ssigmax - (1 << sm)) << sh)
     return (
         sh, (1 << (sh - 1)) - 1, (1 << sh) - 1, int(sm == 0), semin + 1023, max_mag,
-        math.ldexp(1.0, semin - sm + 52), sm, sbias, math.ldexp(1.0, sm - semin),
+        math.ldexp(1.0, semin - sm + 52), sm, sbias,
     )  # fmt: skip
 
 

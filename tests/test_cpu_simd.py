@@ -9,7 +9,7 @@ from numba import njit
 from qemu_arrays.cpu_simd import amax_bits16, amax_bits32, prefetch
 
 
-@njit(cache=True)
+@njit
 def _amax_all(xb, n, out):
     for i in range(out.size):
         if n == 32:
@@ -18,7 +18,7 @@ def _amax_all(xb, n, out):
             out[i] = amax_bits16(xb, np.uint64(i))
 
 
-@njit(cache=True)
+@njit
 def _touch_with_prefetch(xb, far):
     s = np.uint64(0)
     for i in range(xb.size):
