@@ -353,18 +353,20 @@ def block_value(c, sc, ep, is_int, ebits, fb, sp_, is_nv, t64):
 
 @njit(**_JIT)
 def decoded_bits(v, kind):
-    """Bits of the float64 ``v`` in the output dtype, as the CPU's ``astype`` gives them:
-    float32 (0) and float64 (1) directly, float16 (2) rounded once (nearest-even) from float64,
-    bfloat16 (3) rounded to float32 first and then to bfloat16 (ml_dtypes' float64 cast)."""
+    """Bits of the float64 ``v`` in the output dtype, as the CPU route's ``cast_float`` gives
+    them: float32 (0) and float64 (1) directly, float16 (2) and bfloat16 (3) rounded once
+    (nearest-even, overflow to inf) from float64."""
     if kind == 1:
         return f64_bits(v)
-    b32 = np.int64(f32_bits(np.float32(v)))
     if kind == 0:
-        return b32
-    if kind == 3:
-        return narrow_bits(b32, 3)
-    m, emin, emax, sig = F16
+        return np.int64(f32_bits(np.float32(v)))
+    if kind == 2:
+        m, emin, emax, sig = F16
+        oe, om = 5, 10
+    else:
+        m, emin, emax, sig = BF16
+        oe, om = 8, 7
     st, s, kept, q = round_ieee_bits(
         f64_bits(v), 11, 52, m, emin, emax, sig, 1, 1, 1, 0, RNE, OWN, 0, 53
     )
-    return ieee_bits(st, s, kept, q, 5, 10)
+    return ieee_bits(st, s, kept, q, oe, om)

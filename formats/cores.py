@@ -32,10 +32,12 @@ RDN = 4
 ODD = 5
 SR = 6
 
-# overflow codes (formats.spec.Overflow)
+# overflow codes (formats.spec.Overflow; see overflow_code)
 OWN = 0
 SATURATE = 1
-ML_DTYPES = 2
+ML_DTYPES = 2  # ml_dtypes' casts: NaN into a format without NaN gives the opposite-signed zero
+ML_DTYPES_SUBNORMAL_UP = 3  # as ML_DTYPES, and float32 subnormals into a format without zero
+# round up to a power of two (ml_dtypes before 0.7; formats.ml_dtypes_rules)
 
 # specials codes (formats.spec.Specials)
 IEEE = 0
@@ -295,7 +297,7 @@ def round_ieee_bits(
                 if specials == FNUZ or specials == P3109 or signed == 0:
                     return NAN, 0, 0, 0
                 return NAN, sign, 0, 0
-            if ovf == ML_DTYPES and has_zero == 1:
+            if (ovf == ML_DTYPES or ovf == ML_DTYPES_SUBNORMAL_UP) and has_zero == 1:
                 s = 1 - sign if has_negative_zero(signed, has_zero, specials) else 0
                 return FINITE, s, 0, 0
             return NAN_ERROR, sign, 0, 0
@@ -320,8 +322,13 @@ def round_ieee_bits(
             return NAN_ERROR, 0, 0, 0
         M = mf
         E = 1 - in_bias - in_m
-        if ovf == ML_DTYPES and has_zero == 0 and in_e == 8 and (signed == 1 or sign == 0):
-            # ml_dtypes rounds float32 subnormals up to a power of two in formats without zero
+        if (
+            ovf == ML_DTYPES_SUBNORMAL_UP
+            and has_zero == 0
+            and in_e == 8
+            and (signed == 1 or sign == 0)
+        ):
+            # ml_dtypes < 0.7 rounds float32 subnormals up to a power of two in formats without zero
             bl = bit_length(M)
             k = E + bl - 1 if M == (1 << (bl - 1)) else E + bl
             k = max(k, emin)

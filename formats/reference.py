@@ -27,6 +27,8 @@ import operator
 from dataclasses import dataclass
 from fractions import Fraction
 
+from formats.ml_dtypes_rules import MlDtypesRules
+from formats.ml_dtypes_rules import installed as installed_ml_dtypes_rules
 from formats.spec import FloatFormat, IntFormat, Overflow, Rounding, Specials
 
 __all__ = [
@@ -235,7 +237,14 @@ def _overflowed(fmt: FloatFormat, negative: bool, away: bool, overflow: Overflow
     return _Value("finite", negative, _max_exact(fmt))
 
 
-def _quantize_float(x, fmt: FloatFormat, rounding, overflow, u, r, held_as_float32) -> _Value:
+def _quantize_float(
+    x, fmt: FloatFormat, rounding, overflow, u, r, held_as_float32, rules=None
+) -> _Value:
+    if overflow is Overflow.ML_DTYPES and not held_as_float32 and rules.float64_via_float32:
+        # ml_dtypes before 0.7: float64 input rounded to float32 first (nearest-even)
+        v = _quantize_float(x, _FLOAT32, Rounding.NEAREST_EVEN, Overflow.OWN, None, None, False)
+        x = _value_as_input(v)
+        held_as_float32 = True
     kind, negative, mag = _split_input(x)
 
     # NaN input
@@ -272,12 +281,13 @@ def _quantize_float(x, fmt: FloatFormat, rounding, overflow, u, r, held_as_float
     e = _floor_log2(mag)
     if (
         overflow is Overflow.ML_DTYPES
+        and rules.e8m0_subnormal_up
         and not fmt.has_zero
         and held_as_float32
         and mag < _pow2(_FLOAT32_EMIN)
     ):
-        # ml_dtypes' quirk (docs/formats.md): a float32 subnormal input into a format without
-        # zero goes *up* to the next grid value, whatever the rounding mode
+        # ml_dtypes' quirk before 0.7 (docs/formats.md): a float32 subnormal input into a
+        # format without zero goes *up* to the next grid value, whatever the rounding mode
         rounding = Rounding.UP if not negative else Rounding.DOWN
     if not fmt.subnormals and e < emin:
         q = emin  # no subnormals: the only candidates below 2^emin are 0 and 2^emin
@@ -296,6 +306,32 @@ def _quantize_float(x, fmt: FloatFormat, rounding, overflow, u, r, held_as_float
             return _zero(fmt, negative)
         return _smallest_value(fmt, negative)  # a non-zero magnitude rounded to 0, no zero
     return _Value("finite", negative, result)
+
+
+_FLOAT32 = FloatFormat(exponent_bits=8, mantissa_bits=23, bias=127, specials=Specials.IEEE)
+
+
+def _value_as_input(v: _Value):
+    """A rounded value as an input of :func:`_split_input` (NaN, ±inf or an exact Fraction)."""
+    if v.kind == "nan":
+        return math.copysign(math.nan, -1.0 if v.negative else 1.0)
+    if v.kind == "inf":
+        return -math.inf if v.negative else math.inf
+    if v.magnitude == 0:
+        return -0.0 if v.negative else 0.0
+    return -v.magnitude if v.negative else v.magnitude
+
+
+def _ml_dtypes_rules(rules):
+    if rules is None:
+        return installed_ml_dtypes_rules()
+    if not isinstance(rules, MlDtypesRules):
+        msg = (
+            f"ml_dtypes_rules must be a formats.ml_dtypes_rules.MlDtypesRules (e.g. BEFORE_0_7, "
+            f"SINCE_0_7) or None for the installed ml_dtypes, got {rules!r}"
+        )
+        raise TypeError(msg)
+    return rules
 
 
 def _encode_float(v: _Value, fmt: FloatFormat) -> int:
@@ -461,20 +497,25 @@ def quantize_value(
     r=None,
     scale=None,
     input_dtype=None,
+    ml_dtypes_rules=None,
 ) -> float:
     """``x`` rounded to ``fmt`` exactly, returned as a float64 (exact when float64 holds it).
 
     ``x`` is a Python float (or anything ``float()`` converts exactly), an int or a Fraction.
     ``Rounding.STOCHASTIC`` needs ``u``, an ``r``-bit random integer. Integer formats need
     ``scale`` and return ``k * scale``. ``input_dtype`` (a name or dtype: "float16", "bfloat16",
-    "float32", "float64") says what type held ``x``; only ``Overflow.ML_DTYPES`` uses it, for
-    ml_dtypes' rounding of float32 subnormals into formats without zero. ``None`` means float64.
+    "float32", "float64") says what type held ``x``; only ``Overflow.ML_DTYPES`` uses it, with
+    ``ml_dtypes_rules`` (:mod:`formats.ml_dtypes_rules`; ``None``: those of the installed
+    ml_dtypes): whether float64 input is rounded to float32 first, and whether float32
+    subnormals go up into formats without zero. ``None`` means float64.
     """
     fmt, rounding, overflow, u, r = _prepare(fmt, rounding, overflow, u, r, scale)
     if isinstance(fmt, IntFormat):
         k = _quantize_int(x, fmt, rounding, u, r, scale)
         return _to_float(k < 0, abs(k) * _check_scale(scale))
-    v = _quantize_float(x, fmt, rounding, overflow, u, r, _held_as_float32(input_dtype))
+    held = _held_as_float32(input_dtype)
+    rules = _ml_dtypes_rules(ml_dtypes_rules) if overflow is Overflow.ML_DTYPES else None
+    v = _quantize_float(x, fmt, rounding, overflow, u, r, held, rules)
     if v.kind == "nan":
         return math.copysign(math.nan, -1.0 if v.negative else 1.0)
     if v.kind == "inf":
@@ -494,6 +535,7 @@ def encode_value(
     r=None,
     scale=None,
     input_dtype=None,
+    ml_dtypes_rules=None,
 ) -> int:
     """The code of ``x`` rounded to ``fmt``: the format's bit pattern as a non-negative int.
 
@@ -506,7 +548,8 @@ def encode_value(
         k = _quantize_int(x, fmt, rounding, u, r, scale)
         return k & ((1 << fmt.bits) - 1)
     held = _held_as_float32(input_dtype)
-    return _encode_float(_quantize_float(x, fmt, rounding, overflow, u, r, held), fmt)
+    rules = _ml_dtypes_rules(ml_dtypes_rules) if overflow is Overflow.ML_DTYPES else None
+    return _encode_float(_quantize_float(x, fmt, rounding, overflow, u, r, held, rules), fmt)
 
 
 # ---- the counter-based random bits -------------------------------------------------------------

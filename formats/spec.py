@@ -60,8 +60,10 @@ class Overflow(enum.IntEnum):
     """Clamp to ±max (PTX ``.satfinite``): overflow and ±inf give ±max; NaN stays NaN where the
     format has NaN, and raises ``ValueError`` otherwise."""
     ML_DTYPES = 2
-    """Reproduce ml_dtypes' casts: overflow as ``OWN`` under round-to-nearest; NaN input to a
-    format without NaN follows ml_dtypes (see ``docs/formats.md``)."""
+    """Reproduce the installed ml_dtypes' casts: overflow as ``OWN`` under round-to-nearest; NaN
+    input to a format without NaN follows ml_dtypes; where ml_dtypes releases differ (float64
+    input rounded through float32, float32 subnormals into E8M0), the rules of the installed
+    release, found by probing it (``formats.ml_dtypes_rules``, ``docs/formats.md``)."""
 
 
 class Specials(enum.IntEnum):

@@ -15,7 +15,9 @@ import numpy as np
 
 from formats.catalog import get_format
 from formats.cores import random_key
+from formats.ml_dtypes_rules import overflow_code, rounds_float64_via_float32
 from formats.spec import FloatFormat, IntFormat, Overflow, Rounding
+from qemu_arrays.float_casts import cast_float
 
 __all__ = ["decode", "encode", "quantize"]
 
@@ -216,7 +218,7 @@ def _is_scaled(scale, axis, block_size, scale_format):
 def _rne_plan(fmt, overflow):
     from qemu_arrays import cpu
 
-    return cpu.rne_f32_plan(fmt.params(), int(overflow))
+    return cpu.rne_f32_plan(fmt.params(), overflow_code(overflow))
 
 
 def _float_kernel_args(arr):
@@ -268,7 +270,8 @@ def quantize(
         ``scale`` may also be a rule: ``"absmax"``, ``"percentile"``, ``"mse"`` (docs/scaled.md).
         Two-level block formats (nvfp4): ``scale`` is the float32 per-tensor scale.
     via_float32
-        Round float64 input to float32 first (ml_dtypes' double rounding).
+        Round float64 input to float32 first, then to the format (two roundings, as ml_dtypes
+        before 0.7 did; ``Overflow.ML_DTYPES`` follows the installed ml_dtypes by itself).
     axis, block_size
         Scale granularity: per tensor (both None), per channel (``axis=k``), per group of
         ``block_size`` along ``axis`` (default last). Block formats: the axis the blocks run along.
@@ -294,7 +297,7 @@ def quantize(
     arr = _as_float_array(x)
     scalar_in = not isinstance(x, np.ndarray)
     overflow = _check_enum("overflow", overflow, Overflow)
-    work, out_dtype = _widen(arr, via_float32)
+    work, out_dtype = _widen(arr, via_float32 or rounds_float64_via_float32(overflow))
     rounding, r, k0, k1, k2 = _check_rounding_args(
         rounding, seed, stream, offset, random_bits, work.dtype.itemsize
     )
@@ -347,18 +350,18 @@ def quantize(
         )
         if plan is not None:  # the vectorized kernel: same bits, selects only
             with cpu.threads_for(work.size):
-                err = cpu.quantize_f32_rne(xb, rb, plan, fmt.params(), int(overflow))
+                err = cpu.quantize_f32_rne(xb, rb, plan, fmt.params(), overflow_code(overflow))
         else:
             with cpu.threads_for(work.size):
                 err = cpu.quantize_float_bits(
-                    xb, rb, res.reshape(-1), in_e, in_m, fmt.params(), int(rounding), int(overflow),
+                    xb, rb, res.reshape(-1), in_e, in_m, fmt.params(), int(rounding),
+                    overflow_code(overflow),
                     k0, k1, k2, int(offset), r,
                 )  # fmt: skip
     if err:
         raise _nan_error(fmt, overflow)
-    if res.dtype != out_dtype:
-        with np.errstate(over="ignore"):  # values beyond the dtype's range become inf (docs)
-            res = res.astype(out_dtype)
+    if res.dtype != out_dtype:  # one rounding of our own; beyond the dtype's range: inf (docs)
+        res = cast_float(res, out_dtype)
     if out is not None:
         out[...] = res
         return out
@@ -420,7 +423,7 @@ def encode(
         )  # fmt: skip
     arr = _as_float_array(x)
     overflow = _check_enum("overflow", overflow, Overflow)
-    work, _ = _widen(arr, via_float32)
+    work, _ = _widen(arr, via_float32 or rounds_float64_via_float32(overflow))
     rounding, r, k0, k1, k2 = _check_rounding_args(
         rounding, seed, stream, offset, random_bits, work.dtype.itemsize
     )
@@ -452,7 +455,7 @@ def encode(
         codes = np.empty(arr.size, dtype=cdt)
         with cpu.threads_for(work.size):
             err = cpu.encode_float_bits(
-                xb, codes, in_e, in_m, fmt.params(), int(rounding), int(overflow),
+                xb, codes, in_e, in_m, fmt.params(), int(rounding), overflow_code(overflow),
                 k0, k1, k2, int(offset), r,
             )  # fmt: skip
     if err:
@@ -535,12 +538,12 @@ def decode(
             msg = f"code {1 << (fmt.bits - 1)} is not used by the narrow-range {fmt.name!r}"
             raise ValueError(msg)
         vals = (k.reshape(-1) - z) * s
-        return vals.reshape(codes.shape).astype(dtype)
+        return cast_float(vals.reshape(codes.shape), dtype)
     if fmt.bits <= 16:
-        return _decode_table(fmt)[codes.astype(np.intp)].astype(dtype)
+        return cast_float(_decode_table(fmt)[codes.astype(np.intp)], dtype)
     from qemu_arrays import cpu
 
     out = np.empty(codes.size, dtype=np.float64)
     flat = np.ascontiguousarray(codes).reshape(-1).astype(np.int64)
     cpu.decode_codes(flat, out, fmt.params())
-    return out.reshape(codes.shape).astype(dtype)
+    return cast_float(out.reshape(codes.shape), dtype)

@@ -17,6 +17,7 @@ import numpy as np
 
 from formats.cores import NAN, format_code
 from formats.spec import FloatFormat, Overflow, Rounding
+from qemu_arrays.float_casts import cast_float
 from qemu_arrays.scaled import Encoded, _check_axis
 
 __all__ = ["decode_block", "encode_block", "quantize_block", "tensor_scale_of"]
@@ -224,11 +225,7 @@ def _run(arr, fmt, axis, rounding, keys, offset, r, want, tensor_scale, out_dtyp
     vals = None
     if want & 1:
         vals = np.moveaxis(out.reshape(shape_m), -1, axis)
-        vals = (
-            np.ascontiguousarray(vals, dtype=out_dtype)
-            if vals.dtype != out_dtype
-            else np.ascontiguousarray(vals)
-        )
+        vals = cast_float(np.ascontiguousarray(vals), out_dtype)
     if want & 2:
         codes = np.ascontiguousarray(np.moveaxis(codes.reshape(shape_m), -1, axis))
     else:
@@ -357,5 +354,4 @@ def decode_block(codes, fmt, *, dtype=np.float32, scale=None, axis=None, tensor_
 
     sc = expand_groups(scale, codes.shape, axis, fmt.block_size)
     vals = block_values(codes, sc, fmt, tensor_scale)
-    with np.errstate(over="ignore", invalid="ignore"):
-        return vals.astype(dtype)
+    return cast_float(vals, dtype)

@@ -23,6 +23,7 @@ from functools import lru_cache
 import numpy as np
 
 from cuda_kernels import load, simulated
+from formats.ml_dtypes_rules import overflow_code, rounds_float64_via_float32
 from formats.spec import FloatFormat, IntFormat, Overflow, Rounding
 from qemu_arrays import api
 from qemu_arrays.scaled import Encoded
@@ -301,12 +302,13 @@ def _round(k, lib, op, src, src_dt, shape, fmt, kw, stream):
         raise TypeError(msg)
     rounding = kw.get("rounding", Rounding.NEAREST_EVEN)
     overflow = api._check_enum("overflow", kw.get("overflow", Overflow.OWN), Overflow)
-    via32 = bool(kw.get("via_float32", False))
+    via32 = bool(kw.get("via_float32", False)) or rounds_float64_via_float32(overflow)
     if via32 and src_dt == np.float64:
         src, src_dt = lib.cast(src, np.float32), np.dtype(np.float32)
         back = np.dtype(np.float64)
     else:
         back = None
+    ovf = overflow_code(overflow)
     item = 8 if src_dt.itemsize == 8 else 4
     seed, stream_id, offset = kw.get("seed"), kw.get("stream", 0), kw.get("offset", 0)
     rounding, r, k0, k1, k2 = api._check_rounding_args(
@@ -335,18 +337,18 @@ def _round(k, lib, op, src, src_dt, shape, fmt, kw, stream):
             ob = _nb(lib.flat(lib.view(res, ib)))
             nm, nemin, nemax, nsig = nparams
             if n and plan is not None:  # float32 nearest-even: 32-bit words, selects only
-                k.rne32_quantize(plan, p, int(overflow))[blocks, threads, stream](xb, ob, err)
+                k.rne32_quantize(plan, p, ovf)[blocks, threads, stream](xb, ob, err)
             elif n:
                 narrow = 1 if src_dt.itemsize == 2 else 0
                 if simulated():  # the simulator runs Python: one generic kernel is faster there
                     k.quantize_float[blocks, threads, stream](
                         xb, ob, bmask, in_e, in_m, m, emin, emax, sigmax, sub, hz, sg, sp,
-                        int(rounding), int(overflow), k0, k1, k2, int(offset), r,
+                        int(rounding), ovf, k0, k1, k2, int(offset), r,
                         narrow, nm, nemin, nemax, nsig, err,
                     )  # fmt: skip
                 else:
                     kern = k.specialised_quantize(
-                        in_e, in_m, p, int(rounding), int(overflow), narrow, nparams
+                        in_e, in_m, p, int(rounding), ovf, narrow, nparams
                     )
                     kern[blocks, threads, stream](xb, ob, bmask, k0, k1, k2, int(offset), r, err)
         else:
@@ -357,7 +359,7 @@ def _round(k, lib, op, src, src_dt, shape, fmt, kw, stream):
             if n:
                 k.encode_float[blocks, threads, stream](
                     xb, _nb(lib.flat(res)), bmask, in_e, in_m, m, emin, emax, sigmax, sub, hz,
-                    sg, sp, eb, bias, int(rounding), int(overflow), k0, k1, k2, int(offset), r, err,
+                    sg, sp, eb, bias, int(rounding), ovf, k0, k1, k2, int(offset), r, err,
                 )  # fmt: skip
             res = _as_unsigned(lib, res, cdt)
         if n and may_fail:

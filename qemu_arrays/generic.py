@@ -24,7 +24,10 @@ import numbers
 
 import numpy as np
 
+from formats.catalog import get_format
 from formats.cores import random_key
+from formats.ml_dtypes_rules import installed as ml_dtypes_rules
+from formats.ml_dtypes_rules import rounds_float64_via_float32
 from formats.spec import FloatFormat, IntFormat, Overflow, Rounding, Specials
 
 __all__ = ["bitcast", "decode", "encode", "has_int64", "quantize"]
@@ -269,8 +272,8 @@ def _round_bits(o: _Ops, b, in_e, in_m, p, rnd, ovf, u, r):
     else:
         kept = xp.where(is_z, o.u(small_kept), kept)
         q = xp.where(is_z, o.i(small_q), q)
-    if ovf == Overflow.ML_DTYPES and hz == 0 and in_e == 8:
-        # ml_dtypes rounds float32 subnormals up to a power of two in formats without zero
+    if ovf == Overflow.ML_DTYPES and hz == 0 and in_e == 8 and ml_dtypes_rules().e8m0_subnormal_up:
+        # ml_dtypes < 0.7 rounds float32 subnormals up to a power of two in formats without zero
         subn = (ef == 0) & (mf != o.u(0))
         if sg == 0:
             subn = subn & is_pos
@@ -613,6 +616,7 @@ def quantize(
         import array_api_compat
 
         xp = array_api_compat.array_namespace(x)
+    via_float32 = via_float32 or rounds_float64_via_float32(overflow)
     fmt, rounding, overflow = _check_common(
         format, rounding, overflow, seed, stream, offset, random_bits,
         _itemsize(xp, x, via_float32),
@@ -625,7 +629,7 @@ def quantize(
         )
         _raise_if_error(xp, err, fmt, overflow)
         vals = xp.where(err, xp.asarray(float("nan"), dtype=vals.dtype), vals)
-        vals = xp.astype(xp.astype(vals, work.dtype), x.dtype)  # as the kernels: via work dtype
+        vals = _narrow(xp, xp.astype(vals, work.dtype), x.dtype)  # as the kernels: via work dtype
         return xp.reshape(vals, x.shape)
     if scale is not None or zero_point is not None:
         msg = f"scale/zero_point apply to integer formats; {fmt.name!r} is a float format"
@@ -639,6 +643,28 @@ def quantize(
         bits = xp.astype(bits, xp.uint32)
     vals = bitcast(bits, work.dtype, xp)
     return xp.reshape(xp.astype(vals, x.dtype), x.shape)
+
+
+def _narrow(xp, vals, dtype):
+    """float32/float64 ``vals`` rounded once (nearest-even, overflow to inf) to ``dtype`` by this
+    module's own rounding, not the namespace's cast (whose rules are not ours to promise)."""
+    if vals.dtype == dtype:
+        return vals
+    bf16 = getattr(xp, "bfloat16", None)
+    name = (
+        "float16"
+        if dtype == xp.float16
+        else ("bfloat16" if bf16 is not None and dtype == bf16 else None)
+    )
+    if name is None:  # a wider dtype, or float64 -> float32: the IEEE cast
+        return xp.astype(vals, dtype)
+    o, work, in_e, in_m, st, sign, kept, q = _float_core(
+        xp, vals, get_format(name), Rounding.NEAREST_EVEN, Overflow.OWN, 0, 0, 0, None, False
+    )
+    bits = _ieee_bits(o, st, sign, kept, q, in_e, in_m)
+    if in_e == 8 and o.W == 64:
+        bits = xp.astype(bits, xp.uint32)
+    return xp.astype(bitcast(bits, work.dtype, xp), dtype)  # exact: on the 16-bit grid
 
 
 def _code_dtype(xp, bits):
@@ -668,6 +694,7 @@ def encode(
         import array_api_compat
 
         xp = array_api_compat.array_namespace(x)
+    via_float32 = via_float32 or rounds_float64_via_float32(overflow)
     fmt, rounding, overflow = _check_common(
         format, rounding, overflow, seed, stream, offset, random_bits,
         _itemsize(xp, x, via_float32),

@@ -272,14 +272,24 @@ def test_block_decode(name, rng):
 
 
 @inner
-def test_nvfp4_decode_rounds_as_numpy_and_ml_dtypes():
-    """``1.5 * d`` needs 25 bits: float16 output is rounded once from float64 (NumPy), bfloat16
-    through float32 (ml_dtypes), and this ``d`` is one where the two differ."""
+def test_nvfp4_decode_rounds_once_to_every_dtype():
+    """``1.5 * d`` needs 25 bits: every output dtype gets the exact product rounded once
+    (nearest-even), on the CPU and on the device, whatever ml_dtypes is installed (ml_dtypes
+    before 0.7 rounded float64 to bfloat16 through float32: this ``d`` is one where the two
+    differ)."""
+    from formats.reference import quantize_value
+
     d = np.array([1065309525], np.uint32).view(np.float32)[0]
     codes = np.full((2, 16), 3, np.uint8)  # E2M1 1.5
     scales = np.full((2, 1), 0x38, np.uint8)  # E4M3 1.0
-    for dt in (np.float16, ml_dtypes.bfloat16, np.float32):
+    exact = 1.5 * float(d)  # exact in float64
+    for dt, name in (
+        (np.float16, "float16"),
+        (ml_dtypes.bfloat16, "bfloat16"),
+        (np.float32, "float32"),
+    ):
         want = qa.decode(codes, "nvfp4", scale=scales, tensor_scale=d, dtype=dt)
+        assert float(want.flat[0]) == quantize_value(exact, name), name
         got = qa.decode(_dev(codes), "nvfp4", scale=_dev(scales), tensor_scale=d, dtype=dt)
         assert_same_floats(_host(got), want, str(dt))
 

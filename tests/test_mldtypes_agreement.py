@@ -1,9 +1,12 @@
-"""qemu_arrays with ``overflow=Overflow.ML_DTYPES`` reproduces ml_dtypes' casts exactly: every
-float16 and every bfloat16 bit pattern into every ml_dtypes float type, and hypothesis-drawn
-float32 and float64 arrays (float64 through ``via_float32=True``, ml_dtypes' double rounding).
+"""qemu_arrays with ``overflow=Overflow.ML_DTYPES`` reproduces the installed ml_dtypes' casts
+exactly: every float16 and every bfloat16 bit pattern into every ml_dtypes float type, and
+hypothesis-drawn float32 and float64 arrays.
 
-This includes ml_dtypes' rounding of float32 subnormals into float8_e8m0fnu (always up), which
-the ML_DTYPES policy copies (docs/formats.md)."""
+The rules where ml_dtypes releases differ (float64 rounded through float32 before 0.7; float32
+subnormals into float8_e8m0fnu rounded up before 0.7) are found by probing the installed
+ml_dtypes (:mod:`formats.ml_dtypes_rules`), never by its version string; CI also runs this file
+against the oldest supported ml_dtypes (``.ci/run``). The library's own results (every policy but
+ML_DTYPES) do not depend on the installed ml_dtypes."""
 
 from __future__ import annotations
 
@@ -15,6 +18,7 @@ from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
 from formats.catalog import ML_DTYPES_NAMES, get_format
+from formats.ml_dtypes_rules import installed
 from formats.reference import encode_value
 from formats.spec import Overflow, Rounding
 
@@ -68,9 +72,10 @@ def test_every_bfloat16_pattern(name, same_codes, same_floats):
     _compare(name, x, same_codes, same_floats)
 
 
-def test_the_e8m0_subnormal_quirk_is_copied_only_under_ml_dtypes():
-    """The 31 positive bfloat16 subnormals in (2^-127, 1.5 * 2^-127): ml_dtypes and ML_DTYPES
-    give 2^-126 (code 1); OWN and the reference without the policy give the nearest, 2^-127."""
+def test_the_e8m0_subnormal_rule_follows_the_installed_ml_dtypes():
+    """The 31 positive bfloat16 subnormals in (2^-127, 1.5 * 2^-127): ML_DTYPES gives what the
+    installed ml_dtypes gives (2^-126 before 0.7, the nearest 2^-127 since), the probe says
+    which, and OWN and the reference without the policy give the nearest, 2^-127, always."""
     import qemu_arrays as qa
 
     fmt = get_format("float8_e8m0fnu")
@@ -79,11 +84,34 @@ def test_the_e8m0_subnormal_quirk_is_copied_only_under_ml_dtypes():
         a = x.astype(np.float32)
     x = x[(a > 2.0**-127) & (a < 1.5 * 2.0**-127)]
     assert x.size == 31
-    assert set(qa.encode(x, fmt, overflow=Overflow.ML_DTYPES).tolist()) == {0x01}
+    ml = set(x.astype(ml_dtypes.float8_e8m0fnu).view(np.uint8).tolist())
+    assert ml == ({0x01} if installed().e8m0_subnormal_up else {0x00})
+    assert set(qa.encode(x, fmt, overflow=Overflow.ML_DTYPES).tolist()) == ml
     assert set(qa.encode(x, fmt).tolist()) == {0x00}
     assert {encode_value(float(v), fmt) for v in x} == {0x00}
-    quirk = {encode_value(float(v), fmt, overflow=Overflow.ML_DTYPES, input_dtype=BF16) for v in x}
-    assert quirk == {0x01}
+    ref = {encode_value(float(v), fmt, overflow=Overflow.ML_DTYPES, input_dtype=BF16) for v in x}
+    assert ref == ml
+
+
+@pytest.mark.parametrize("name", ML_DTYPES_NAMES)
+def test_the_float64_rule_follows_the_installed_ml_dtypes(name):
+    """A float64 input that rounds differently in one step and through float32, for every type:
+    ``1 + 2^-(m+1) + 2^-30`` (just above a tie that float32 cannot see; for E8M0, whose ties go
+    up, ``1.5 - 2^-30``). ml_dtypes' answer must be the one its probed rule predicts, and
+    ML_DTYPES must give it; the default policy rounds once, whatever ml_dtypes does."""
+    import qemu_arrays as qa
+
+    fmt = get_format(name)
+    m = fmt.mantissa_bits
+    x = np.array([1.5 - 2.0**-30 if m == 0 else 1 + 2.0 ** -(m + 1) + 2.0**-30])
+    one_step = encode_value(float(x[0]), fmt)
+    two_steps = encode_value(float(np.float32(x[0])), fmt)
+    assert one_step != two_steps
+    ml = int(x.astype(getattr(ml_dtypes, name)).view(_uint(getattr(ml_dtypes, name)))[0])
+    assert ml == (two_steps if installed().float64_via_float32 else one_step)
+    assert int(qa.encode(x, name, overflow=Overflow.ML_DTYPES)[0]) == ml
+    assert int(qa.encode(x, name)[0]) == one_step
+    assert int(qa.encode(x, name, via_float32=True)[0]) == two_steps
 
 
 @pytest.mark.parametrize("name", ML_DTYPES_NAMES)
@@ -112,8 +140,28 @@ def test_hypothesis_float32(name, x, same_codes, same_floats):
         ),
     )
 )
-def test_hypothesis_float64_via_float32(name, x, same_codes, same_floats):
-    _compare(name, x, same_codes, same_floats, via_float32=True)
+def test_hypothesis_float64(name, x, same_codes, same_floats):
+    _compare(name, x, same_codes, same_floats)
+
+
+@pytest.mark.parametrize("name", ["float8_e4m3fn", "float4_e2m1fn", "float8_e8m0fnu", "bfloat16"])
+@SETTINGS
+@given(
+    x=hnp.arrays(
+        np.float64,
+        st.integers(1, 300),
+        elements=st.floats(-1e5, 1e5).map(lambda v: float(np.float32(v)) * (1 + 2.0**-30)),
+    )
+)
+def test_via_float32_is_float32_input_whatever_ml_dtypes_does(name, x, same_codes):
+    """``via_float32=True`` is an operation, not a compatibility switch: float64 rounded to
+    float32 (nearest-even), then to the format, on every ml_dtypes release."""
+    import qemu_arrays as qa
+
+    x = x[(x != 0) | (name != "float8_e8m0fnu")]
+    got = qa.encode(x, name, via_float32=True, overflow=Overflow.SATURATE)
+    want = qa.encode(x.astype(np.float32), name, overflow=Overflow.SATURATE)
+    same_codes(got, want, name, inputs=x)
 
 
 @pytest.mark.parametrize("name", ["float8_e4m3fn", "float8_e5m2", "float4_e2m1fn", "bfloat16"])

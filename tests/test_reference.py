@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 from formats.catalog import ML_DTYPES_NAMES, get_format, minifloat, p3109
+from formats.ml_dtypes_rules import BEFORE_0_7, SINCE_0_7
 from formats.reference import (
     decode_code,
     decode_exact,
@@ -166,38 +167,88 @@ def test_nearest_even_matches_ml_dtypes_for_sampled_bfloat16(rng, same_codes, sa
     _check_against_ml(fmt, ml_dtypes.bfloat16, x, same_codes, same_floats, "bfloat16")
 
 
-def test_ml_dtypes_e8m0_subnormal_quirk():
-    """ml_dtypes sends float32 subnormals into E8M0 *up* to the next power of two (so those in
-    (2^-127, 1.5 * 2^-127) go to 2^-126, not to the nearest 2^-127). Overflow.ML_DTYPES copies
-    this for input held as float32 (docs/formats.md); OWN, SATURATE and float64 input round
-    normally. If ml_dtypes changes, this test says so."""
+E8M0_TINY = np.array(
+    [1.25 * 2.0**-127, np.nextafter(np.float32(2.0**-127), np.float32(1)), 0.75 * 2.0**-127],
+    dtype=np.float32,
+)
+
+
+@pytest.mark.parametrize(
+    ("rules", "expected"),
+    [(BEFORE_0_7, [0x01, 0x01, 0x00]), (SINCE_0_7, [0x00, 0x00, 0x00])],
+    ids=["before-0.7", "since-0.7"],
+)
+def test_ml_dtypes_e8m0_subnormal_rule_of_each_release(rules, expected):
+    """ml_dtypes before 0.7 sends float32 subnormals into E8M0 *up* to the next power of two (so
+    those in (2^-127, 1.5 * 2^-127) go to 2^-126, not to the nearest 2^-127); 0.7 rounds them
+    to nearest. Overflow.ML_DTYPES with each release's rules gives that release's answer for
+    input held as float32, whatever the mode; OWN, SATURATE and other rules round normally."""
     fmt = get_format("float8_e8m0fnu")
-    x = np.array(
-        [1.25 * 2.0**-127, np.nextafter(np.float32(2.0**-127), np.float32(1)), 0.75 * 2.0**-127],
-        dtype=np.float32,
-    )
-    ml = x.astype(ml_dtypes.float8_e8m0fnu).view(np.uint8).tolist()
-    assert ml == [0x01, 0x01, 0x00]
     for mode in ALL_MODES:
         kw = {"u": 0, "r": 8} if mode is Rounding.STOCHASTIC else {}
         got = [
-            encode_value(float(v), fmt, mode, Overflow.ML_DTYPES, input_dtype="float32", **kw)
-            for v in x
+            encode_value(
+                float(v),
+                fmt,
+                mode,
+                Overflow.ML_DTYPES,
+                input_dtype="float32",
+                ml_dtypes_rules=rules,
+                **kw,
+            )  # fmt: skip
+            for v in E8M0_TINY
         ]
-        assert got == ml, mode
+        if mode is Rounding.NEAREST_EVEN or rules.e8m0_subnormal_up:
+            assert got == expected, mode
     nearest = [0x00, 0x00, 0x00]
-    assert [encode_value(float(v), fmt) for v in x] == nearest
-    assert [encode_value(float(v), fmt, overflow=Overflow.ML_DTYPES) for v in x] == nearest
-    assert [
-        encode_value(float(v), fmt, overflow=Overflow.ML_DTYPES, input_dtype=np.dtype(np.float64))
-        for v in x
-    ] == nearest
+    assert [encode_value(float(v), fmt) for v in E8M0_TINY] == nearest
+    # float64 input is not affected, unless the release rounds float64 to float32 first
+    f64 = [
+        encode_value(
+            float(v),
+            fmt,
+            overflow=Overflow.ML_DTYPES,
+            input_dtype=np.dtype(np.float64),
+            ml_dtypes_rules=rules,
+        )  # fmt: skip
+        for v in E8M0_TINY
+    ]
+    assert f64 == (expected if rules.float64_via_float32 else nearest)
     # float32 normals are not affected
     assert (
-        encode_value(1.25 * 2.0**-126, fmt, overflow=Overflow.ML_DTYPES, input_dtype="float32") == 1
+        encode_value(
+            1.25 * 2.0**-126,
+            fmt,
+            overflow=Overflow.ML_DTYPES,
+            input_dtype="float32",
+            ml_dtypes_rules=rules,
+        )  # fmt: skip
+        == 1
     )
     with pytest.raises(ValueError, match="input_dtype"):
         encode_value(1.0, fmt, input_dtype="int8")
+    with pytest.raises(TypeError, match="ml_dtypes_rules"):
+        encode_value(1.0, fmt, overflow=Overflow.ML_DTYPES, ml_dtypes_rules="0.6")
+
+
+def test_reference_follows_the_installed_ml_dtypes_by_default():
+    """Without ml_dtypes_rules the reference's ML_DTYPES policy is that of the installed
+    ml_dtypes, whose own casts decide: the E8M0 subnormals and a float64 double-rounding case
+    (1 + 2^-4 + 2^-30: 1.125 in one rounding, 1.0 through float32)."""
+    fmt = get_format("float8_e8m0fnu")
+    ml = E8M0_TINY.astype(ml_dtypes.float8_e8m0fnu).view(np.uint8).tolist()
+    ours = [
+        encode_value(float(v), fmt, overflow=Overflow.ML_DTYPES, input_dtype="float32")
+        for v in E8M0_TINY
+    ]
+    assert ours == ml
+    x = 1 + 2.0**-4 + 2.0**-30
+    e4m3 = get_format("float8_e4m3fn")
+    ml64 = int(np.array([x]).astype(ml_dtypes.float8_e4m3fn).view(np.uint8)[0])
+    assert encode_value(x, e4m3, overflow=Overflow.ML_DTYPES) == ml64
+    assert encode_value(x, e4m3) == 0x39  # OWN: one rounding, whatever ml_dtypes does
+    assert encode_value(x, e4m3, overflow=Overflow.ML_DTYPES, ml_dtypes_rules=BEFORE_0_7) == 0x38
+    assert encode_value(x, e4m3, overflow=Overflow.ML_DTYPES, ml_dtypes_rules=SINCE_0_7) == 0x39
 
 
 # ---- the defining properties of each mode --------------------------------------------------
