@@ -11,9 +11,9 @@ a missing numba-cuda or CUDA driver gives an ``ImportError``/``RuntimeError`` th
 missing. Under ``NUMBA_ENABLE_CUDASIM=1`` the same kernels run in numba's CUDA simulator (slow:
 for tests on small arrays).
 
-Modules: :mod:`cuda_kernels.kernels` (element formats), :mod:`cuda_kernels.rne32` (the 32-bit
-nearest-even step for float32 input), :mod:`cuda_kernels.block_kernels` and
-:mod:`cuda_kernels.block_cores` (MX and NVFP4).
+Modules: :mod:`qemu_arrays.cuda_kernels.kernels` (element formats), :mod:`qemu_arrays.cuda_kernels.rne32` (the 32-bit
+nearest-even step for float32 input), :mod:`qemu_arrays.cuda_kernels.block_kernels` and
+:mod:`qemu_arrays.cuda_kernels.block_cores` (MX and NVFP4).
 """
 
 from __future__ import annotations
@@ -51,7 +51,7 @@ def load():
             "to run the kernels in the simulator; or move the array to the host"
         )
         raise RuntimeError(msg)
-    from cuda_kernels import kernels
+    from qemu_arrays.cuda_kernels import kernels
 
     _kernels = kernels
     return kernels

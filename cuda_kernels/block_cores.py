@@ -2,10 +2,10 @@
 
 Each function is one step of :func:`qemu_arrays.cpu_blocks.mx_kernel` or
 :func:`~qemu_arrays.cpu_blocks.nv_kernel` for one block or one element, written over the same
-scalar cores (:mod:`formats.cores`, and ``split_bits``, ``shared_exponent``,
-``mx_float_general`` of :mod:`formats.block_cores`), with the same arithmetic in the same
+scalar cores (:mod:`qemu_arrays.formats.cores`, and ``split_bits``, ``shared_exponent``,
+``mx_float_general`` of :mod:`qemu_arrays.formats.block_cores`), with the same arithmetic in the same
 order, so that the GPU computes the CPU's bits. numba compiles them for CUDA when a kernel of
-:mod:`cuda_kernels.block_kernels` calls them, and for the CPU when the kernels run in the CUDA
+:mod:`qemu_arrays.cuda_kernels.block_kernels` calls them, and for the CPU when the kernels run in the CUDA
 simulator (and in the tests, which call them directly). This module imports no ``numba.cuda``.
 
 Float32 arguments are cast to float32 again on entry: in the simulator a kernel body is Python,
@@ -31,9 +31,9 @@ import math
 import numpy as np
 from numba import njit
 
-from formats.bits import bits_f32, bits_f64, f32_bits, f64_bits
-from formats.block_cores import mx_float_general, shared_exponent, split_bits
-from formats.cores import (
+from qemu_arrays.formats.bits import bits_f32, bits_f64, f32_bits, f64_bits
+from qemu_arrays.formats.block_cores import mx_float_general, shared_exponent, split_bits
+from qemu_arrays.formats.cores import (
     FINITE,
     NAN,
     OWN,
@@ -50,15 +50,15 @@ from formats.cores import (
     round_magnitude,
     round_subnormal_fast,
 )
-from formats.jit_cache import purge_stale_cache
-from formats.rne32 import rne32
+from qemu_arrays.formats.jit_cache import purge_stale_cache
+from qemu_arrays.formats.rne32 import rne32
 
 purge_stale_cache(__file__)  # formats/ sources, rne32 included, are always covered
 
 _JIT = {"cache": True, "nogil": True}
 _HOT = {"cache": True, "nogil": True, "inline": "always"}
 
-# float16 / bfloat16 parameters of formats.cores (m, emin, emax, sigmax) for the narrowing
+# float16 / bfloat16 parameters of qemu_arrays.formats.cores (m, emin, emax, sigmax) for the narrowing
 F16 = (10, -14, 15, 2047)
 BF16 = (7, -126, 127, 255)
 

@@ -2,7 +2,7 @@
 
 Every kernel is built by a factory for one :class:`BlockSpec` (format, scale rule, input and
 output dtype, mode family, values/codes), whose fields are closure constants: on a GPU numba
-folds them into the scalar steps of :mod:`cuda_kernels.block_cores`, and each specification
+folds them into the scalar steps of :mod:`qemu_arrays.cuda_kernels.block_cores`, and each specification
 compiles once, on first use. The rounding mode, the random key and the geometry are run-time
 arguments.
 
@@ -34,8 +34,8 @@ from typing import NamedTuple
 import numpy as np
 from numba import cuda
 
-from cuda_kernels import simulated
-from cuda_kernels.block_cores import (
+from qemu_arrays.cuda_kernels import simulated
+from qemu_arrays.cuda_kernels.block_cores import (
     abs_bits,
     block_value,
     decoded_bits,
@@ -49,7 +49,7 @@ from cuda_kernels.block_cores import (
     nv_vec_ok,
     store_bits,
 )
-from formats.cores import SR, random_u
+from qemu_arrays.formats.cores import SR, random_u
 
 SIM = simulated()
 FULL_MASK = 0xFFFFFFFF
@@ -65,7 +65,7 @@ class BlockSpec(NamedTuple):
     want: int  # bit 1: values, bit 2: codes
     vec: int  # 1: nearest-even, values only, through the 32-bit select-only step
     fast: int  # 1: the fast paths on the bits (float elements of at most the input's precision)
-    ep: tuple  # element parameters (formats.cores), zeros for integer elements
+    ep: tuple  # element parameters (qemu_arrays.formats.cores), zeros for integer elements
     is_int: int
     fb: int  # fraction bits of integer elements
     qmin: int

@@ -1,4 +1,4 @@
-"""numba-CUDA kernels: grid-stride loops over the scalar cores of :mod:`formats.cores`.
+"""numba-CUDA kernels: grid-stride loops over the scalar cores of :mod:`qemu_arrays.formats.cores`.
 
 The kernels call the very ``@numba.njit`` functions the CPU kernels call (numba compiles them
 again for the CUDA target), so the GPU computes the same bits as the CPU: there is one scalar
@@ -12,8 +12,8 @@ from __future__ import annotations
 import numpy as np
 from numba import cuda
 
-from cuda_kernels import simulated
-from formats.cores import (
+from qemu_arrays.cuda_kernels import simulated
+from qemu_arrays.formats.cores import (
     NAN_ERROR,
     RNE,
     SR,
@@ -25,7 +25,7 @@ from formats.cores import (
     round_ieee_bits,
     round_int_value,
 )
-from formats.rne32 import rne32, rne32_cpu
+from qemu_arrays.formats.rne32 import rne32, rne32_cpu
 
 OWN = 0
 
@@ -179,7 +179,7 @@ _QNAN = np.uint32(0x7FC00000)
 
 def rne32_quantize(plan, p, ovf):
     """Nearest-even quantization of float32 bits with the select-only 32-bit step
-    :func:`cuda_kernels.rne32.rne32` (``plan`` from ``qemu_arrays.cpu.rne_f32_plan``).
+    :func:`qemu_arrays.cuda_kernels.rne32.rne32` (``plan`` from ``qemu_arrays.cpu.rne_f32_plan``).
 
     The plan is a closure constant, so the loop body is about twenty 32-bit instructions; the
     index is unsigned (no negative-index wraparound) and advanced with a ``while`` loop (no trip

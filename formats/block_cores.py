@@ -1,7 +1,7 @@
 """Scalar steps shared by the block-format (MX, NVFP4) kernels of the CPU and of CUDA.
 
-``@numba.njit`` functions of primitive integers over the cores of :mod:`formats.cores`: the CPU
-kernels of :mod:`qemu_arrays.cpu_blocks` and the CUDA steps of :mod:`cuda_kernels.block_cores`
+``@numba.njit`` functions of primitive integers over the cores of :mod:`qemu_arrays.formats.cores`: the CPU
+kernels of :mod:`qemu_arrays.cpu_blocks` and the CUDA steps of :mod:`qemu_arrays.cuda_kernels.block_cores`
 call the very same functions, so both compute the same bits. The semantics are those of
 ``docs/blocks.md``. This module imports no ``numba.cuda``.
 """
@@ -12,7 +12,7 @@ import math
 
 from numba import njit
 
-from formats.cores import (
+from qemu_arrays.formats.cores import (
     FINITE,
     SATURATE,
     bit_length,
@@ -20,7 +20,7 @@ from formats.cores import (
     has_negative_zero,
     round_magnitude,
 )
-from formats.jit_cache import purge_stale_cache
+from qemu_arrays.formats.jit_cache import purge_stale_cache
 
 purge_stale_cache(__file__)
 
@@ -36,7 +36,7 @@ __all__ = [
 
 _JIT = {"cache": True, "nogil": True}
 
-# scale rules (formats.block_spec.ScaleRule)
+# scale rules (qemu_arrays.formats.block_spec.ScaleRule)
 FLOOR = 0
 CEIL = 1
 EVEN = 2

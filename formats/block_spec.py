@@ -16,7 +16,7 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass, field
 
-from formats.spec import FloatFormat, IntFormat
+from qemu_arrays.formats.spec import FloatFormat, IntFormat
 
 __all__ = ["BlockFormat", "ScaleRule"]
 
@@ -86,7 +86,7 @@ class BlockFormat:
         if not isinstance(self.element, (FloatFormat, IntFormat)):
             msg = (
                 f"element must be a FloatFormat or IntFormat, got {self.element!r}; hint: "
-                "formats.catalog.get_format('float4_e2m1fn')"
+                "qemu_arrays.get_format('float4_e2m1fn')"
             )
             raise TypeError(msg)
         if not isinstance(self.scale, FloatFormat):
@@ -179,7 +179,7 @@ class BlockFormat:
 
 
 def _register_all():
-    from formats.catalog import get_format, register
+    from qemu_arrays.formats.catalog import get_format, register
 
     e8m0 = get_format("float8_e8m0fnu")
     mx = (

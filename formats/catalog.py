@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import difflib
 
-from formats.spec import FloatFormat, IntFormat, Specials
+from qemu_arrays.formats.spec import FloatFormat, IntFormat, Specials
 
 __all__ = ["ML_DTYPES_NAMES", "get_format", "list_formats", "minifloat", "p3109", "register"]
 
@@ -168,4 +168,4 @@ def get_format(name):
     raise ValueError(msg)
 
 
-import formats.block_spec  # noqa: E402, F401  (registers the MX and NVFP4 block formats)
+import qemu_arrays.formats.block_spec  # noqa: E402, F401  (registers the MX and NVFP4 block formats)

@@ -112,12 +112,12 @@ def installed() -> MlDtypesRules:
 
 
 def overflow_code(overflow, rules: MlDtypesRules | None = None) -> int:
-    """The kernels' overflow code (``formats.cores``) of an ``Overflow`` member.
+    """The kernels' overflow code (``qemu_arrays.formats.cores``) of an ``Overflow`` member.
 
     ``Overflow.ML_DTYPES`` becomes ``cores.ML_DTYPES_SUBNORMAL_UP`` where the ml_dtypes rules
     (default: the installed ones) send float32 subnormals up into E8M0, else ``cores.ML_DTYPES``.
     """
-    from formats.spec import Overflow
+    from qemu_arrays.formats.spec import Overflow
 
     if overflow is Overflow.ML_DTYPES:
         return 3 if (rules or installed()).e8m0_subnormal_up else 2
@@ -127,6 +127,6 @@ def overflow_code(overflow, rules: MlDtypesRules | None = None) -> int:
 def rounds_float64_via_float32(overflow, rules: MlDtypesRules | None = None) -> bool:
     """Whether float64 input is rounded to float32 first under ``overflow`` (only
     ``Overflow.ML_DTYPES``, where the ml_dtypes rules do so)."""
-    from formats.spec import Overflow
+    from qemu_arrays.formats.spec import Overflow
 
     return overflow is Overflow.ML_DTYPES and (rules or installed()).float64_via_float32

@@ -27,9 +27,9 @@ import operator
 from dataclasses import dataclass
 from fractions import Fraction
 
-from formats.ml_dtypes_rules import MlDtypesRules
-from formats.ml_dtypes_rules import installed as installed_ml_dtypes_rules
-from formats.spec import FloatFormat, IntFormat, Overflow, Rounding, Specials
+from qemu_arrays.formats.ml_dtypes_rules import MlDtypesRules
+from qemu_arrays.formats.ml_dtypes_rules import installed as installed_ml_dtypes_rules
+from qemu_arrays.formats.spec import FloatFormat, IntFormat, Overflow, Rounding, Specials
 
 __all__ = [
     "decode_code",
@@ -54,7 +54,7 @@ def _as_format(fmt):
     if isinstance(fmt, (FloatFormat, IntFormat)):
         return fmt
     if isinstance(fmt, str):
-        from formats.catalog import get_format
+        from qemu_arrays.formats.catalog import get_format
 
         return _as_format(get_format(fmt))
     msg = (
@@ -327,7 +327,7 @@ def _ml_dtypes_rules(rules):
         return installed_ml_dtypes_rules()
     if not isinstance(rules, MlDtypesRules):
         msg = (
-            f"ml_dtypes_rules must be a formats.ml_dtypes_rules.MlDtypesRules (e.g. BEFORE_0_7, "
+            f"ml_dtypes_rules must be a qemu_arrays.formats.ml_dtypes_rules.MlDtypesRules (e.g. BEFORE_0_7, "
             f"SINCE_0_7) or None for the installed ml_dtypes, got {rules!r}"
         )
         raise TypeError(msg)
@@ -505,7 +505,7 @@ def quantize_value(
     ``Rounding.STOCHASTIC`` needs ``u``, an ``r``-bit random integer. Integer formats need
     ``scale`` and return ``k * scale``. ``input_dtype`` (a name or dtype: "float16", "bfloat16",
     "float32", "float64") says what type held ``x``; only ``Overflow.ML_DTYPES`` uses it, with
-    ``ml_dtypes_rules`` (:mod:`formats.ml_dtypes_rules`; ``None``: those of the installed
+    ``ml_dtypes_rules`` (:mod:`qemu_arrays.formats.ml_dtypes_rules`; ``None``: those of the installed
     ml_dtypes): whether float64 input is rounded to float32 first, and whether float32
     subnormals go up into formats without zero. ``None`` means float64.
     """

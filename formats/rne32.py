@@ -20,8 +20,8 @@ from llvmlite import ir
 from numba import njit, types
 from numba.core.extending import intrinsic
 
-from formats.bits import bits_f64, f64_bits  # noqa: F401  (their old home: re-exported)
-from formats.jit_cache import purge_stale_cache
+from qemu_arrays.formats.bits import bits_f64, f64_bits  # noqa: F401  (their old home: re-exported)
+from qemu_arrays.formats.jit_cache import purge_stale_cache
 
 purge_stale_cache(__file__)
 

@@ -63,7 +63,7 @@ class Overflow(enum.IntEnum):
     """Reproduce the installed ml_dtypes' casts: overflow as ``OWN`` under round-to-nearest; NaN
     input to a format without NaN follows ml_dtypes; where ml_dtypes releases differ (float64
     input rounded through float32, float32 subnormals into E8M0), the rules of the installed
-    release, found by probing it (``formats.ml_dtypes_rules``, ``docs/formats.md``)."""
+    release, found by probing it (``qemu_arrays.formats.ml_dtypes_rules``, ``docs/formats.md``)."""
 
 
 class Specials(enum.IntEnum):
@@ -291,7 +291,7 @@ class FloatFormat:
 
         import numpy as np
 
-        from formats.reference import decode_code
+        from qemu_arrays.formats.reference import decode_code
 
         if self.bits > 16:
             msg = f"values() enumerates formats of at most 16 bits, {self.name} has {self.bits}"
@@ -309,7 +309,7 @@ class FloatFormat:
         )
 
     def params(self) -> tuple[int, ...]:
-        """The primitive parameters the scalar cores take (see ``formats.cores``)."""
+        """The primitive parameters the scalar cores take (see ``qemu_arrays.formats.cores``)."""
         e, sig = self._top
         return (
             self.mantissa_bits,

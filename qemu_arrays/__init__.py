@@ -4,17 +4,17 @@
 kernels compile on first use, and torch, jax, dask and numba.cuda load only when used.
 """
 
-from formats.catalog import list_formats, minifloat, p3109, register
-from formats.spec import FloatFormat, IntFormat, Overflow, Rounding, Specials
 from qemu_arrays.api import decode, encode, quantize
 from qemu_arrays.dispatch import Route, explain_route, route
+from qemu_arrays.formats.catalog import list_formats, minifloat, p3109, register
+from qemu_arrays.formats.spec import FloatFormat, IntFormat, Overflow, Rounding, Specials
 
 __version__ = "0.1.0"
 
 
 def get_format(name):
     """Look up a format by name (element, scaled and block formats), or pass a descriptor."""
-    from formats.catalog import get_format as _get
+    from qemu_arrays.formats.catalog import get_format as _get
 
     return _get(name)
 
@@ -39,7 +39,7 @@ __all__ = [
     "route",
 ]
 
-from formats.block_spec import BlockFormat, ScaleRule  # noqa: E402
+from qemu_arrays.formats.block_spec import BlockFormat, ScaleRule  # noqa: E402
 from qemu_arrays.packing import pack, unpack  # noqa: E402
 from qemu_arrays.qarray import QArray, asarray, load  # noqa: E402
 from qemu_arrays.scaled import Encoded, compute_scale  # noqa: E402

@@ -1,7 +1,7 @@
 """The public operations: ``quantize``, ``encode``, ``decode`` on NumPy arrays.
 
 Argument checking lives here; the arithmetic lives in the numba kernels of
-:mod:`qemu_arrays.cpu`, which call the scalar cores of :mod:`formats.cores`. The semantics are
+:mod:`qemu_arrays.cpu`, which call the scalar cores of :mod:`qemu_arrays.formats.cores`. The semantics are
 those of ``docs/formats.md``.
 """
 
@@ -13,11 +13,11 @@ from functools import lru_cache
 import ml_dtypes
 import numpy as np
 
-from formats.catalog import get_format
-from formats.cores import random_key
-from formats.ml_dtypes_rules import overflow_code, rounds_float64_via_float32
-from formats.spec import FloatFormat, IntFormat, Overflow, Rounding
 from qemu_arrays.float_casts import cast_float
+from qemu_arrays.formats.catalog import get_format
+from qemu_arrays.formats.cores import random_key
+from qemu_arrays.formats.ml_dtypes_rules import overflow_code, rounds_float64_via_float32
+from qemu_arrays.formats.spec import FloatFormat, IntFormat, Overflow, Rounding
 
 __all__ = ["decode", "encode", "quantize"]
 

@@ -15,9 +15,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from formats.cores import NAN, format_code
-from formats.spec import FloatFormat, Overflow, Rounding
 from qemu_arrays.float_casts import cast_float
+from qemu_arrays.formats.cores import NAN, format_code
+from qemu_arrays.formats.spec import FloatFormat, Overflow, Rounding
 from qemu_arrays.scaled import Encoded, _check_axis
 
 __all__ = ["decode_block", "encode_block", "quantize_block", "tensor_scale_of"]
@@ -51,7 +51,7 @@ def tensor_scale_of(x, fmt) -> np.float32:
     """
     from fractions import Fraction
 
-    from formats.reference import quantize_value
+    from qemu_arrays.formats.reference import quantize_value
 
     x = np.asarray(x)
     if x.dtype == np.float32 and x.size:

@@ -114,7 +114,7 @@ def _fmt_num(v) -> str:
 
 
 def _specials_text(fmt) -> str:
-    from formats.spec import IntFormat
+    from qemu_arrays.formats.spec import IntFormat
 
     if isinstance(fmt, IntFormat):
         return "narrow" if fmt.narrow_range else "-"
@@ -131,12 +131,12 @@ def _load_block_formats() -> None:
     import contextlib
 
     with contextlib.suppress(ImportError):  # registers mxfp8_e4m3, nvfp4, ...
-        importlib.import_module("formats.block_spec")
+        importlib.import_module("qemu_arrays.formats.block_spec")
 
 
 def cmd_formats(args) -> int:
     import qemu_arrays as qa
-    from formats.spec import FloatFormat, IntFormat
+    from qemu_arrays.formats.spec import FloatFormat, IntFormat
 
     _load_block_formats()
     rows, blocks = [], []
@@ -182,7 +182,7 @@ def _get_format(name):
 
 
 def cmd_info(args) -> int:
-    from formats.spec import FloatFormat, IntFormat
+    from qemu_arrays.formats.spec import FloatFormat, IntFormat
 
     fmt = _get_format(args.name)
     print(repr(fmt))
@@ -268,7 +268,7 @@ def _scaled_quantize(x, fmt, clip_sigmas):
 
 
 def cmd_compare(args) -> int:
-    from formats.spec import FloatFormat, IntFormat
+    from qemu_arrays.formats.spec import FloatFormat, IntFormat
 
     names = [n.strip() for n in args.formats.split(",") if n.strip()]
     fmts = []
@@ -340,7 +340,7 @@ _INT_KEYS = {"bits", "signed", "narrow_range", "name"}
 
 
 def _build_format(table: dict, where: str):
-    from formats.spec import FloatFormat, IntFormat, Specials
+    from qemu_arrays.formats.spec import FloatFormat, IntFormat, Specials
 
     table = dict(table)
     kind = table.pop("kind", "int" if "bits" in table else "float")
@@ -368,7 +368,7 @@ def _build_format(table: dict, where: str):
 
 
 def cmd_check_format(args) -> int:
-    from formats.spec import FloatFormat, IntFormat
+    from qemu_arrays.formats.spec import FloatFormat, IntFormat
     from qemu_arrays.testing import check_format
 
     given = [args.name is not None, args.toml is not None, args.exponent_bits is not None,

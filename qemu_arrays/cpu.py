@@ -1,4 +1,4 @@
-"""numba CPU kernels: ``prange`` loops over the scalar cores of :mod:`formats.cores`.
+"""numba CPU kernels: ``prange`` loops over the scalar cores of :mod:`qemu_arrays.formats.cores`.
 
 One compiled kernel per input bit width (float32 bits, float64 bits); formats, rounding modes and
 policies are run-time integer parameters, so adding a format never compiles anything new.
@@ -14,8 +14,8 @@ import numba
 import numpy as np
 from numba import njit, prange
 
-from formats.bits import bits_f32, f32_bits
-from formats.cores import (
+from qemu_arrays.formats.bits import bits_f32, f32_bits
+from qemu_arrays.formats.cores import (
     NAN_ERROR,
     RNE,
     SR,
@@ -28,8 +28,8 @@ from formats.cores import (
     round_int_value,
     round_subnormal_fast,
 )
-from formats.jit_cache import purge_stale_cache
-from formats.rne32 import rne32
+from qemu_arrays.formats.jit_cache import purge_stale_cache
+from qemu_arrays.formats.rne32 import rne32
 
 _PAR = {"parallel": True, "cache": True, "nogil": True}
 _JIT_NOPAR = {"cache": True, "nogil": True}
@@ -287,7 +287,7 @@ def quantize_int_rne(x, out, s, lo, hi):
     """Nearest-even integer quantization with one scale, in selects only (vectorizes).
 
     ``out = clamp(rint(x / s), lo, hi) * s`` in float64, then cast: ``np.rint`` is the
-    nearest-even rounding of the float64 quotient that :func:`formats.cores.round_int_value`
+    nearest-even rounding of the float64 quotient that :func:`qemu_arrays.formats.cores.round_int_value`
     applies, and ``+ 0.0`` turns a ``-0`` into the ``+0`` the general kernel gives. Returns the
     number of NaN inputs (an error for integer formats).
     """

@@ -2,7 +2,7 @@
 
 Each ``prange`` iteration handles one block: it finds the block's largest magnitude from the
 input's bits (exact integer arithmetic), derives the block scale, then rounds every element with
-the scalar cores of :mod:`formats.cores`. The semantics are those of ``docs/blocks.md``.
+the scalar cores of :mod:`qemu_arrays.formats.cores`. The semantics are those of ``docs/blocks.md``.
 The input array holds IEEE bit patterns (float32 as uint32, float64 as int64) laid out as rows of
 ``n`` values, blocks running along each row.
 """
@@ -14,8 +14,11 @@ import math
 import numpy as np
 from numba import njit, prange
 
-from formats.bits import bits_f32, bits_f64, f32_bits, f64_bits
-from formats.block_cores import (  # scale rules: formats.block_spec.ScaleRule
+from qemu_arrays import cpu as _cpu
+from qemu_arrays import cpu_simd
+from qemu_arrays.cpu_simd import amax_bits16, amax_bits32, nv_scale32, prefetch
+from qemu_arrays.formats.bits import bits_f32, bits_f64, f32_bits, f64_bits
+from qemu_arrays.formats.block_cores import (  # scale rules: qemu_arrays.formats.block_spec.ScaleRule
     CEIL,
     EVEN,
     FLOOR,
@@ -24,7 +27,7 @@ from formats.block_cores import (  # scale rules: formats.block_spec.ScaleRule
     shared_exponent,
     split_bits,
 )
-from formats.cores import (
+from qemu_arrays.formats.cores import (
     FINITE,
     NAN,
     SATURATE,
@@ -38,11 +41,8 @@ from formats.cores import (
     round_magnitude,
     round_subnormal_fast,
 )
-from formats.jit_cache import purge_stale_cache
-from formats.rne32 import rne32
-from qemu_arrays import cpu as _cpu
-from qemu_arrays import cpu_simd
-from qemu_arrays.cpu_simd import amax_bits16, amax_bits32, nv_scale32, prefetch
+from qemu_arrays.formats.jit_cache import purge_stale_cache
+from qemu_arrays.formats.rne32 import rne32
 
 # the kernels call cpu.py njit functions and the cpu_simd intrinsics
 purge_stale_cache(__file__, _cpu.__file__, cpu_simd.__file__)
@@ -78,7 +78,7 @@ def mx_kernel(
 
     Fast path (float elements): dividing by the scale ``2^e`` is subtracting ``e`` from the
     exponent field, so an element whose shifted bits are still a normal IEEE value is rounded by
-    :func:`~formats.cores.round_bits_fast` on those bits, and the result is scaled back by adding
+    :func:`~qemu_arrays.formats.cores.round_bits_fast` on those bits, and the result is scaled back by adding
     ``e`` to the exponent field when that stays normal. Everything else (zeros, subnormals,
     overflow, results outside the normal range) takes the general path, which gives the same
     bits by the contract of ``round_bits_fast``.
@@ -206,7 +206,7 @@ def nv_kernel(
     :func:`qemu_arrays.cpu.rne_f32_bits` (``plan`` under saturation), selects only.
 
     Fast path (``fast == 1``): a quotient that is a normal float32 is rounded on its own bits by
-    :func:`~formats.cores.round_bits_fast`, and the value ``p * d`` is one float32 product
+    :func:`~qemu_arrays.formats.cores.round_bits_fast`, and the value ``p * d`` is one float32 product
     (the exact product rounded once, as the general path's float64 product stored to float32).
     """
     m, emin, emax, sigmax, sub, hz, sg, sp, eb, bias = ep
@@ -332,7 +332,7 @@ def _nv_block(
 _CH = 128  # blocks per parallel task
 
 
-_f64_bits = f64_bits  # the bit casts of formats.bits
+_f64_bits = f64_bits  # the bit casts of qemu_arrays.formats.bits
 _bits_f64 = bits_f64
 
 

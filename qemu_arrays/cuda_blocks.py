@@ -2,10 +2,10 @@
 
 The semantics are those of :mod:`qemu_arrays.blocks` (``docs/blocks.md``) and the results are
 the CPU route's bits: the argument checks are the CPU's own helpers, the per-block and
-per-element arithmetic is :mod:`cuda_kernels.block_cores` (the steps of
+per-element arithmetic is :mod:`qemu_arrays.cuda_kernels.block_cores` (the steps of
 :mod:`qemu_arrays.cpu_blocks`), and this module only prepares the constants, allocates the
 outputs in the caller's library (the adapters of :mod:`qemu_arrays.cuda_route`) and launches
-:mod:`cuda_kernels.block_kernels`. Nothing is
+:mod:`qemu_arrays.cuda_kernels.block_kernels`. Nothing is
 copied to the host except, for NVFP4 without ``scale=``, the tensor's largest finite magnitude
 (one scalar: the per-tensor scale is an exact rational division on the host, as on the CPU).
 
@@ -22,11 +22,11 @@ from functools import lru_cache
 
 import numpy as np
 
-from formats.cores import bit_length
-from formats.spec import FloatFormat, Overflow, Rounding
 from qemu_arrays import api, cpu
 from qemu_arrays import blocks as cpu_blocks_host
 from qemu_arrays.cuda_route import _grid, _Lib, _nb, _np_dtype, scratch, scratch_owned
+from qemu_arrays.formats.cores import bit_length
+from qemu_arrays.formats.spec import FloatFormat, Overflow, Rounding
 from qemu_arrays.scaled import Encoded
 
 _BITS_VIEW = {2: np.uint16, 4: np.uint32, 8: np.int64}
@@ -47,9 +47,9 @@ def _kinds(src_dt, via32, two_level):
 
 @lru_cache(maxsize=512)
 def block_spec(fmt, in_kind, out_kind, want, nearest_even, fast):
-    """The :class:`~cuda_kernels.block_kernels.BlockSpec` of one call (cached per format)."""
-    from cuda_kernels.block_cores import nv_scale_nan
-    from cuda_kernels.block_kernels import BlockSpec
+    """The :class:`~qemu_arrays.cuda_kernels.block_kernels.BlockSpec` of one call (cached per format)."""
+    from qemu_arrays.cuda_kernels.block_cores import nv_scale_nan
+    from qemu_arrays.cuda_kernels.block_kernels import BlockSpec
 
     el, sc = fmt.element, fmt.scale
     zeros = (0,) * 10
@@ -161,7 +161,7 @@ def quantize_encode(op, lib, src, src_dt, shape, fmt, kw, stream):
         codes_nb = _nb_flat(lib, codes)
         outb = scratch(np.uint32)
     if size:
-        from cuda_kernels import block_kernels as bk
+        from qemu_arrays.cuda_kernels import block_kernels as bk
 
         sc_nb = _nb_flat(lib, scodes)
         t32 = np.float32(1.0 if ts is None else ts)
@@ -193,7 +193,7 @@ def _nb_flat(lib, a):
 def _tensor_scale(lib, xb, size, amax_kind, fmt, stream):
     """NVFP4's per-tensor scale: the largest finite magnitude reduced on the device, then
     :func:`qemu_arrays.blocks.tensor_scale_of` of that one value on the host."""
-    from cuda_kernels import block_kernels as bk
+    from qemu_arrays.cuda_kernels import block_kernels as bk
 
     amax = 0.0
     if size:
@@ -259,7 +259,7 @@ def decode(lib, codes, cdt, shape, fmt, kw, dtype, stream):
     if size:
         from numba import cuda
 
-        from cuda_kernels import block_kernels as bk
+        from qemu_arrays.cuda_kernels import block_kernels as bk
 
         if hasattr(scale, "__cuda_array_interface__"):
             slib = _Lib(scale)

@@ -22,10 +22,10 @@ from functools import lru_cache
 
 import numpy as np
 
-from cuda_kernels import load, simulated
-from formats.ml_dtypes_rules import overflow_code, rounds_float64_via_float32
-from formats.spec import FloatFormat, IntFormat, Overflow, Rounding
 from qemu_arrays import api
+from qemu_arrays.cuda_kernels import load, simulated
+from qemu_arrays.formats.ml_dtypes_rules import overflow_code, rounds_float64_via_float32
+from qemu_arrays.formats.spec import FloatFormat, IntFormat, Overflow, Rounding
 from qemu_arrays.scaled import Encoded
 
 __all__ = ["run"]

@@ -135,7 +135,7 @@ def on_device(codes) -> bool:
 
 
 def _fmt(format):
-    from formats.catalog import get_format
+    from qemu_arrays.formats.catalog import get_format
 
     return get_format(format)
 
@@ -394,7 +394,7 @@ def _dask_block(op, fmt, kw, global_shape, block, block_info=None):
     import qemu_arrays
 
     fn = getattr(qemu_arrays, op)
-    from formats.spec import Rounding
+    from qemu_arrays.formats.spec import Rounding
 
     stochastic = kw.get("rounding") == Rounding.STOCHASTIC
     if op == "decode" or not stochastic or block.ndim == 0 or block.size == 0:

@@ -179,7 +179,7 @@ class Grid:
 
 @functools.lru_cache(maxsize=128)
 def _grid_cached(fmt, scale: float) -> Grid:
-    from formats.spec import IntFormat
+    from qemu_arrays.formats.spec import IntFormat
 
     if isinstance(fmt, IntFormat):
         return Grid.uniform(scale, fmt.min, fmt.max, name=f"{fmt.name}*{scale:g}")
@@ -188,7 +188,7 @@ def _grid_cached(fmt, scale: float) -> Grid:
 
 def _float_values(fmt) -> np.ndarray:
     """Every finite value of a float format (<= 16 bits), ascending, zero once."""
-    from formats.reference import decode_code
+    from qemu_arrays.formats.reference import decode_code
 
     vals = {decode_code(c, fmt) for c in range(1 << fmt.bits)}
     finite = sorted({abs(v) if v == 0 else v for v in vals if math.isfinite(v)})
@@ -202,8 +202,8 @@ def grid_of(format, scale: float | None = None) -> Grid:  # noqa: A002
             msg = f"scale must be None with a Grid, got {scale!r}; hint: build the grid scaled"
             raise ValueError(msg)
         return format
-    from formats.catalog import get_format
-    from formats.spec import FloatFormat, IntFormat
+    from qemu_arrays.formats.catalog import get_format
+    from qemu_arrays.formats.spec import FloatFormat, IntFormat
 
     fmt = get_format(format)
     if not isinstance(fmt, (FloatFormat, IntFormat)):

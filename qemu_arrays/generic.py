@@ -2,7 +2,7 @@
 
 The same semantics as the numba kernels (``docs/formats.md``), written with the array-API
 standard only, so that it runs on any conforming namespace (array-api-strict, JAX, CuPy, NumPy)
-and inside ``jax.jit``. It is bit-exact with :mod:`formats.cores`: it reads the input's IEEE bit
+and inside ``jax.jit``. It is bit-exact with :mod:`qemu_arrays.formats.cores`: it reads the input's IEEE bit
 pattern and applies the same integer arithmetic, element-wise with ``xp.where`` in place of the
 scalar branches. Format parameters, the rounding mode and the overflow policy are Python values,
 so the branches on them are taken once, at trace time.
@@ -24,17 +24,17 @@ import numbers
 
 import numpy as np
 
-from formats.catalog import get_format
-from formats.cores import random_key
-from formats.ml_dtypes_rules import installed as ml_dtypes_rules
-from formats.ml_dtypes_rules import rounds_float64_via_float32
-from formats.spec import FloatFormat, IntFormat, Overflow, Rounding, Specials
+from qemu_arrays.formats.catalog import get_format
+from qemu_arrays.formats.cores import random_key
+from qemu_arrays.formats.ml_dtypes_rules import installed as ml_dtypes_rules
+from qemu_arrays.formats.ml_dtypes_rules import rounds_float64_via_float32
+from qemu_arrays.formats.spec import FloatFormat, IntFormat, Overflow, Rounding, Specials
 
 __all__ = ["bitcast", "decode", "encode", "has_int64", "quantize"]
 
 M32 = 0xFFFFFFFF
 
-# status codes (as formats.cores)
+# status codes (as qemu_arrays.formats.cores)
 _FINITE, _INF, _NAN, _ERR = 0, 1, 2, 3
 
 
@@ -169,7 +169,7 @@ def random_u(xp, n, seed, stream, offset, r, W, device=None):
     return (a << (r - 32)) | (b >> (64 - r))
 
 
-# ---- rounding on the bits (formats.cores, element-wise) --------------------------------------
+# ---- rounding on the bits (qemu_arrays.formats.cores, element-wise) --------------------------------------
 
 
 def _round_bits(o: _Ops, b, in_e, in_m, p, rnd, ovf, u, r):

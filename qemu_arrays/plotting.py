@@ -40,7 +40,7 @@ def _out_path(path) -> Path:
 def plot_value_grid(fmt, path, *, scale=None) -> Path:
     """The positive values of a format (at most 16 bits) on a log axis, and the spacing between
     neighbours: the constant step of an integer format against the binades of a float one."""
-    from formats.catalog import get_format
+    from qemu_arrays.formats.catalog import get_format
     from qemu_arrays.testing.strategies import format_values
 
     fmt = get_format(fmt)

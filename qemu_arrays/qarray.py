@@ -14,7 +14,7 @@ import operator
 
 import numpy as np
 
-from formats.spec import FloatFormat, IntFormat, Rounding, Specials
+from qemu_arrays.formats.spec import FloatFormat, IntFormat, Rounding, Specials
 
 __all__ = ["QArray", "asarray", "load"]
 
@@ -45,7 +45,7 @@ def _fmt_from_dict(d):
         return FloatFormat(**d)
     if kind == "int":
         return IntFormat(**d)
-    from formats.block_spec import BlockFormat, ScaleRule
+    from qemu_arrays.formats.block_spec import BlockFormat, ScaleRule
 
     d["element"] = _fmt_from_dict(d["element"])
     d["scale"] = _fmt_from_dict(d["scale"])
@@ -416,8 +416,8 @@ def asarray(
     element and block-scale codes (and NVFP4's tensor scale). A QArray already in ``format``
     with the same granularity is returned unchanged (quantizing it again is the identity).
     """
-    from formats.catalog import get_format
     from qemu_arrays import api
+    from qemu_arrays.formats.catalog import get_format
 
     fmt = get_format(format)
     if isinstance(x, QArray):

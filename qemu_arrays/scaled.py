@@ -25,7 +25,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from formats.spec import FloatFormat, IntFormat, Overflow, Rounding
+from qemu_arrays.formats.spec import FloatFormat, IntFormat, Overflow, Rounding
 
 __all__ = ["SCALE_RULES", "Encoded", "compute_scale", "expand_groups", "group_shape"]
 
@@ -147,7 +147,7 @@ def expand_groups(a, shape, axis, block_size):
 def _check_scale_format(scale_format):
     if scale_format is None:
         return None
-    from formats.catalog import get_format
+    from qemu_arrays.formats.catalog import get_format
 
     fmt = get_format(scale_format)
     if not isinstance(fmt, FloatFormat):
@@ -268,7 +268,7 @@ def compute_scale(
     Groups holding only zeros get scale 1. NaN and infinities are ignored; a group with no
     finite value gets scale 1.
     """
-    from formats.catalog import get_format
+    from qemu_arrays.formats.catalog import get_format
 
     fmt = get_format(format)
     if not isinstance(fmt, IntFormat):

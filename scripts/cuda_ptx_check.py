@@ -49,10 +49,10 @@ def main(argv=None):
     disp.get_current_device = lambda: pytypes.SimpleNamespace(compute_capability=(9, 0))
 
     import qemu_arrays as qa
-    from cuda_kernels import block_kernels as bk
-    from cuda_kernels import kernels as ek
     from qemu_arrays import api
     from qemu_arrays import cuda_blocks as hb
+    from qemu_arrays.cuda_kernels import block_kernels as bk
+    from qemu_arrays.cuda_kernels import kernels as ek
 
     def arr(dt):
         return types.Array(dt, 1, "C")

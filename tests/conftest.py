@@ -14,7 +14,7 @@ def _uint_of(dtype) -> type:
 
 def _grid(fmt) -> np.ndarray:
     """Every distinct finite value of a float format (at most 16 bits), ascending, float64."""
-    from formats.reference import decode_exact
+    from qemu_arrays.formats.reference import decode_exact
 
     vals = {decode_exact(c, fmt) for c in range(1 << fmt.bits)}
     return np.array(sorted(float(v) for v in vals if not isinstance(v, float)), dtype=np.float64)

@@ -1,7 +1,7 @@
 """Block formats (OCP MX v1.0, NVFP4) against an exact block-by-block reference.
 
 The reference below is written from docs/blocks.md with Fraction arithmetic and the scalar
-oracle ``formats.reference.quantize_value``; it shares no code with the numba kernels.
+oracle ``qemu_arrays.formats.reference.quantize_value``; it shares no code with the numba kernels.
 """
 
 from __future__ import annotations
@@ -14,10 +14,10 @@ import numpy as np
 import pytest
 
 import qemu_arrays as qa
-from formats.block_spec import BlockFormat, ScaleRule
-from formats.catalog import get_format
-from formats.reference import quantize_value, random_bits
-from formats.spec import FloatFormat, Overflow, Rounding
+from qemu_arrays.formats.block_spec import BlockFormat, ScaleRule
+from qemu_arrays.formats.catalog import get_format
+from qemu_arrays.formats.reference import quantize_value, random_bits
+from qemu_arrays.formats.spec import FloatFormat, Overflow, Rounding
 
 MX_NAMES = ("mxfp8_e4m3", "mxfp8_e5m2", "mxfp6_e2m3", "mxfp6_e3m2", "mxfp4_e2m1", "mxint8")
 ALL_NAMES = (*MX_NAMES, "nvfp4")

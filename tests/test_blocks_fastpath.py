@@ -16,10 +16,10 @@ import numpy as np
 import pytest
 
 import qemu_arrays as qa
-from formats.block_spec import ScaleRule
-from formats.catalog import get_format
-from formats.spec import Rounding
 from qemu_arrays import blocks
+from qemu_arrays.formats.block_spec import ScaleRule
+from qemu_arrays.formats.catalog import get_format
+from qemu_arrays.formats.spec import Rounding
 
 MX_NAMES = ("mxfp8_e4m3", "mxfp8_e5m2", "mxfp6_e2m3", "mxfp6_e3m2", "mxfp4_e2m1", "mxint8")
 
@@ -188,8 +188,8 @@ def test_block_exponent_on_bits_equals_shared_exponent(name, rule, rng):
 
 def test_rne_scale_f64_equals_the_general_core(rng):
     """The NVFP4 block scale (E4M3, nearest-even, saturating) on float64 bits."""
-    from formats import cores
     from qemu_arrays import cpu_blocks
+    from qemu_arrays.formats import cores
 
     sp = get_format("nvfp4").scale.params()
     sm, semin, semax, ssig, ssub, shz, ssg, ssp, seb, sbias = sp

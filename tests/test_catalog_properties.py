@@ -7,8 +7,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import qemu_arrays as qa
-from formats.catalog import list_formats
-from formats.spec import FloatFormat, IntFormat
+from qemu_arrays.formats.catalog import list_formats
+from qemu_arrays.formats.spec import FloatFormat, IntFormat
 from qemu_arrays.testing import check_format, float_formats, int_formats
 
 

@@ -11,9 +11,9 @@ import ml_dtypes
 import numpy as np
 import pytest
 
-from formats.catalog import get_format, list_formats, minifloat, p3109
-from formats.reference import decode_code, encode_value, quantize_value, random_bits
-from formats.spec import FloatFormat, Overflow, Rounding, Specials
+from qemu_arrays.formats.catalog import get_format, list_formats, minifloat, p3109
+from qemu_arrays.formats.reference import decode_code, encode_value, quantize_value, random_bits
+from qemu_arrays.formats.spec import FloatFormat, Overflow, Rounding, Specials
 
 SEED = 1234
 SMALL_CATALOG = tuple(

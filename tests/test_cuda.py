@@ -146,6 +146,6 @@ def test_shapes_and_empty():
 
 @inner
 def test_missing_driver_message():
-    import cuda_kernels
+    from qemu_arrays import cuda_kernels
 
     assert cuda_kernels.available()

@@ -277,7 +277,7 @@ def test_nvfp4_decode_rounds_once_to_every_dtype():
     (nearest-even), on the CPU and on the device, whatever ml_dtypes is installed (ml_dtypes
     before 0.7 rounded float64 to bfloat16 through float32: this ``d`` is one where the two
     differ)."""
-    from formats.reference import quantize_value
+    from qemu_arrays.formats.reference import quantize_value
 
     d = np.array([1065309525], np.uint32).view(np.float32)[0]
     codes = np.full((2, 16), 3, np.uint8)  # E2M1 1.5
@@ -377,8 +377,8 @@ def test_rne32_intrinsic_equals_the_cpu_step(rng):
     every eligible catalog format and overflow policy (the intrinsic compiled for the CPU)."""
     from numba import njit
 
-    from cuda_kernels.rne32 import rne32
     from qemu_arrays.cpu import rne_f32_bits, rne_f32_plan
+    from qemu_arrays.cuda_kernels.rne32 import rne32
 
     @njit(cache=False)
     def bad_count(xb, plan):
@@ -398,7 +398,7 @@ def test_rne32_intrinsic_equals_the_cpu_step(rng):
 @inner
 @pytest.mark.parametrize(("name", "ovf"), _rne_plans(), ids=lambda v: getattr(v, "name", v))
 def test_rne32_kernel_matches_cpu(name, ovf, rng, monkeypatch):
-    from cuda_kernels import kernels
+    from qemu_arrays.cuda_kernels import kernels
 
     used = []
     real = kernels.rne32_quantize

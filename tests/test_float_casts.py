@@ -12,9 +12,9 @@ import ml_dtypes
 import numpy as np
 import pytest
 
-from formats.catalog import get_format
-from formats.reference import encode_value
 from qemu_arrays.float_casts import BF16, cast_float
+from qemu_arrays.formats.catalog import get_format
+from qemu_arrays.formats.reference import encode_value
 
 TARGETS = {"bfloat16": BF16, "float16": np.dtype(np.float16)}
 
@@ -80,7 +80,7 @@ def test_block_decode_rounds_the_exact_product_once(name):
     to the output dtype; ``1.5 * d`` needs 25 bits, and this ``d`` is one where rounding through
     float32 first (ml_dtypes' bfloat16 cast before 0.7) gives another bfloat16."""
     import qemu_arrays as qa
-    from formats.reference import quantize_value
+    from qemu_arrays.formats.reference import quantize_value
 
     d = np.array([1065309525], np.uint32).view(np.float32)[0]
     codes = np.full((2, 16), 3, np.uint8)  # E2M1 1.5

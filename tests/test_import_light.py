@@ -47,15 +47,23 @@ def test_numpy_quantize_and_routing_stay_light():
 
 # ---- the layers: formats/ (bottom) -> cuda_kernels/ -> qemu_arrays/ (top) ------------------------
 
-FORBIDDEN = {"formats": ("qemu_arrays", "cuda_kernels"), "cuda_kernels": ("qemu_arrays",)}
+# folder -> (its package name, the packages its modules may import from this project)
+LAYERS = {
+    "formats": ("qemu_arrays.formats", ("qemu_arrays.formats",)),
+    "cuda_kernels": (
+        "qemu_arrays.cuda_kernels",
+        ("qemu_arrays.formats", "qemu_arrays.cuda_kernels"),
+    ),
+}
 _IMPORTERS = ("import_module", "__import__")
 
 
-def _imported(path: Path, package_dir: Path) -> list[tuple[int, str]]:
+def _imported(path: Path, package_dir: Path, package: str | None = None) -> list[tuple[int, str]]:
     """(line, module) of every import in the file, at any depth (relative ones resolved), and
     of every ``importlib.import_module("...")``/``__import__("...")`` with a literal name."""
     tree = ast.parse(path.read_text(), filename=str(path))
-    parts = [package_dir.name, *path.relative_to(package_dir).with_suffix("").parts]
+    pkg = (package or package_dir.name).split(".")
+    parts = [*pkg, *path.relative_to(package_dir).with_suffix("").parts]
     if parts[-1] == "__init__":
         parts = parts[:-1]
     found = []
@@ -80,17 +88,31 @@ def _imported(path: Path, package_dir: Path) -> list[tuple[int, str]]:
 
 
 def test_layers_form_a_dag():
-    """No module of formats/ imports qemu_arrays or cuda_kernels, and no module of cuda_kernels/
-    imports qemu_arrays (the host side of the CUDA route lives in qemu_arrays)."""
+    """No module of formats/ imports the rest of qemu_arrays, and no module of cuda_kernels/
+    imports more than formats (the host side of the CUDA route lives in qemu_arrays)."""
     bad = []
     checked = 0
-    for package, banned in FORBIDDEN.items():
-        for path in sorted((ROOT / package).rglob("*.py")):
+    for folder, (package, allowed) in LAYERS.items():
+        for path in sorted((ROOT / folder).rglob("*.py")):
             checked += 1
-            for line, mod in _imported(path, ROOT / package):
-                if any(mod == b or mod.startswith(b + ".") for b in banned):
+            for line, mod in _imported(path, ROOT / folder, package):
+                ours = mod == "qemu_arrays" or mod.startswith("qemu_arrays.")
+                if ours and not any(mod == a or mod.startswith(a + ".") for a in allowed):
                     bad.append(f"{path.relative_to(ROOT)}:{line} imports {mod}")
     assert checked >= 10
+    assert bad == []
+
+
+def test_nothing_imports_the_folders_as_top_level_packages():
+    """formats/ and cuda_kernels/ are installed as qemu_arrays.formats/.cuda_kernels only; an
+    import of a top-level ``formats`` would load a second copy (other enum identities)."""
+    bad = []
+    for folder in ("qemu_arrays", "formats", "cuda_kernels", "tests", "benchmarks", "scripts"):
+        for path in sorted((ROOT / folder).rglob("*.py")):
+            package = LAYERS[folder][0] if folder in LAYERS else folder
+            for line, mod in _imported(path, ROOT / folder, package):
+                if mod.split(".")[0] in ("formats", "cuda_kernels"):
+                    bad.append(f"{path.relative_to(ROOT)}:{line} imports {mod}")
     assert bad == []
 
 

@@ -4,7 +4,7 @@ hypothesis-drawn float32 and float64 arrays.
 
 The rules where ml_dtypes releases differ (float64 rounded through float32 before 0.7; float32
 subnormals into float8_e8m0fnu rounded up before 0.7) are found by probing the installed
-ml_dtypes (:mod:`formats.ml_dtypes_rules`), never by its version string; CI also runs this file
+ml_dtypes (:mod:`qemu_arrays.formats.ml_dtypes_rules`), never by its version string; CI also runs this file
 against the oldest supported ml_dtypes (``.ci/run``). The library's own results (every policy but
 ML_DTYPES) do not depend on the installed ml_dtypes."""
 
@@ -17,10 +17,10 @@ from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
-from formats.catalog import ML_DTYPES_NAMES, get_format
-from formats.ml_dtypes_rules import installed
-from formats.reference import encode_value
-from formats.spec import Overflow, Rounding
+from qemu_arrays.formats.catalog import ML_DTYPES_NAMES, get_format
+from qemu_arrays.formats.ml_dtypes_rules import installed
+from qemu_arrays.formats.reference import encode_value
+from qemu_arrays.formats.spec import Overflow, Rounding
 
 BF16 = np.dtype(ml_dtypes.bfloat16)
 SETTINGS = settings(

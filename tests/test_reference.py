@@ -10,9 +10,9 @@ import ml_dtypes
 import numpy as np
 import pytest
 
-from formats.catalog import ML_DTYPES_NAMES, get_format, minifloat, p3109
-from formats.ml_dtypes_rules import BEFORE_0_7, SINCE_0_7
-from formats.reference import (
+from qemu_arrays.formats.catalog import ML_DTYPES_NAMES, get_format, minifloat, p3109
+from qemu_arrays.formats.ml_dtypes_rules import BEFORE_0_7, SINCE_0_7
+from qemu_arrays.formats.reference import (
     decode_code,
     decode_exact,
     encode_value,
@@ -22,7 +22,7 @@ from formats.reference import (
     random_bits,
     random_word,
 )
-from formats.spec import FloatFormat, IntFormat, Overflow, Rounding, Specials
+from qemu_arrays.formats.spec import FloatFormat, IntFormat, Overflow, Rounding, Specials
 
 ML_SMALL = tuple(n for n in ML_DTYPES_NAMES if n != "bfloat16")
 CUSTOM = (

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 import qemu_arrays as qa
-from formats.reference import quantize_value
+from qemu_arrays.formats.reference import quantize_value
 from qemu_arrays.scaled import compute_scale
 
 

@@ -11,9 +11,9 @@ import ml_dtypes
 import numpy as np
 import pytest
 
-from formats.catalog import ML_DTYPES_NAMES, get_format, list_formats, minifloat, p3109
-from formats.reference import decode_code, decode_exact, encode_value, quantize_value
-from formats.spec import FloatFormat, IntFormat, Overflow, Rounding, Specials
+from qemu_arrays.formats.catalog import ML_DTYPES_NAMES, get_format, list_formats, minifloat, p3109
+from qemu_arrays.formats.reference import decode_code, decode_exact, encode_value, quantize_value
+from qemu_arrays.formats.spec import FloatFormat, IntFormat, Overflow, Rounding, Specials
 
 # canonical names only (aliases such as "half" and "e8m0" would repeat a format)
 FLOAT_NAMES = tuple(

@@ -10,9 +10,9 @@ from fractions import Fraction
 import numpy as np
 import pytest
 
-from formats.catalog import get_format
-from formats.reference import encode_value, quantize_value, random_bits
-from formats.spec import Rounding
+from qemu_arrays.formats.catalog import get_format
+from qemu_arrays.formats.reference import encode_value, quantize_value, random_bits
+from qemu_arrays.formats.spec import Rounding
 
 SR = Rounding.STOCHASTIC
 FRACTIONS = (

@@ -10,8 +10,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import qemu_arrays as qa
-from formats import reference
 from qemu_arrays import Overflow, Rounding
+from qemu_arrays.formats import reference
 from qemu_arrays.testing import arrays as kit_arrays
 from qemu_arrays.testing import (
     block_formats,
@@ -325,7 +325,7 @@ def test_arrays_array_api_strict(data):
 @settings(max_examples=25, deadline=None)
 @given(b=block_formats())
 def test_block_formats_are_valid(b):
-    from formats.block_spec import BlockFormat
+    from qemu_arrays.formats.block_spec import BlockFormat
 
     assert isinstance(b, BlockFormat)
     assert b.block_size in (16, 32)

@@ -74,8 +74,8 @@ def _bar(total: int, progress: bool):
 
 def _nominal_eps(fmt_name: str, d: int, rng) -> tuple[str, float]:
     """(scheme, ε) of the noise model matching a format with per-sample absmax scaling."""
-    from formats.catalog import get_format
-    from formats.spec import IntFormat
+    from qemu_arrays.formats.catalog import get_format
+    from qemu_arrays.formats.spec import IntFormat
 
     fmt = get_format(fmt_name)
     if isinstance(fmt, IntFormat):

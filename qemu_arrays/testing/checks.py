@@ -17,8 +17,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from formats.catalog import ML_DTYPES_NAMES
-from formats.spec import IntFormat, Overflow, Rounding
+from qemu_arrays.formats.catalog import ML_DTYPES_NAMES
+from qemu_arrays.formats.spec import IntFormat, Overflow, Rounding
 from qemu_arrays.testing.strategies import (
     ENUMERABLE_BITS,
     _check_fits_float64,
@@ -484,7 +484,7 @@ def _find_raiser(call, x):
 
 
 def _ml_dtype_for(fmt):
-    from formats.catalog import get_format
+    from qemu_arrays.formats.catalog import get_format
 
     for name in ML_DTYPES_NAMES:
         if get_format(name) == fmt:

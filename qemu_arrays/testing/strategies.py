@@ -20,7 +20,7 @@ import math
 
 import numpy as np
 
-from formats.spec import FloatFormat, IntFormat, Specials
+from qemu_arrays.formats.spec import FloatFormat, IntFormat, Specials
 
 __all__ = [
     "arrays",
@@ -52,7 +52,7 @@ def _check_int(name, value, lo, hi, hint):
 
 
 def _element_format(fmt, name="fmt"):
-    from formats.catalog import get_format
+    from qemu_arrays.formats.catalog import get_format
 
     fmt = get_format(fmt)
     if not isinstance(fmt, (FloatFormat, IntFormat)):
@@ -80,7 +80,7 @@ def _check_fits_float64(fmt):
 def decode_model(fmt, codes) -> np.ndarray:
     """The float64 value of each code of a float format, from the table of ``docs/formats.md``.
 
-    Independent of the kernels and of ``formats.reference``: plain NumPy on the fields. Zero
+    Independent of the kernels and of ``qemu_arrays.formats.reference``: plain NumPy on the fields. Zero
     codes carry their sign (``-0.0`` only where the format has a negative zero), inf and NaN
     codes give ``±inf`` and ``nan``.
     """
@@ -362,7 +362,7 @@ def int_formats(
 
 
 def block_formats(*, element_formats=None, scale_formats=None, block_sizes=(16, 32)):
-    """A strategy for block-scaled formats (``formats.block_spec.BlockFormat``).
+    """A strategy for block-scaled formats (``qemu_arrays.formats.block_spec.BlockFormat``).
 
     ``element_formats`` and ``scale_formats`` are strategies of element descriptors (default:
     signed :func:`float_formats` and :func:`int_formats` of at most 8 bits; the E8M0 scale),
@@ -374,11 +374,11 @@ def block_formats(*, element_formats=None, scale_formats=None, block_sizes=(16, 
     from hypothesis import assume
 
     try:
-        from formats import block_spec
+        from qemu_arrays.formats import block_spec
     except ImportError:  # pragma: no cover - the module ships with qemu_arrays
-        msg = "block_formats needs formats.block_spec (BlockFormat); hint: update qemu_arrays"
+        msg = "block_formats needs qemu_arrays.formats.block_spec (BlockFormat); hint: update qemu_arrays"
         raise ImportError(msg) from None
-    from formats.catalog import get_format
+    from qemu_arrays.formats.catalog import get_format
 
     if element_formats is None:
         element_formats = st.one_of(

@@ -424,7 +424,7 @@ class FormatQuantizer(Quantizer):
     format
         A format name (``"float8_e4m3fn"``, ``"int8"``, ...) or descriptor.
     rounding, overflow
-        :class:`~formats.spec.Rounding` and :class:`~formats.spec.Overflow`; with
+        :class:`~qemu_arrays.formats.spec.Rounding` and :class:`~qemu_arrays.formats.spec.Overflow`; with
         ``Rounding.STOCHASTIC`` the random bits come from a fresh seed drawn from the site's
         generator at each call.
     scale
@@ -445,8 +445,8 @@ class FormatQuantizer(Quantizer):
         scale: float | str | None = None,
         estimator: str | Callable = "ste",
     ):
-        from formats.catalog import get_format
-        from formats.spec import FloatFormat, IntFormat, Overflow, Rounding
+        from qemu_arrays.formats.catalog import get_format
+        from qemu_arrays.formats.spec import FloatFormat, IntFormat, Overflow, Rounding
 
         fmt = get_format(format) if isinstance(format, str) else format
         if not isinstance(fmt, FloatFormat | IntFormat):
@@ -489,7 +489,7 @@ class FormatQuantizer(Quantizer):
 
     def __call__(self, x, rng=None):
         import qemu_arrays
-        from formats.spec import IntFormat
+        from qemu_arrays.formats.spec import IntFormat
 
         kw = {"rounding": self.rounding, "overflow": self.overflow}
         if self.stochastic:
@@ -531,7 +531,7 @@ def as_quantizer(q) -> QuantizerLike:
         return Identity()
     if isinstance(q, QuantizerLike):
         return q
-    from formats.spec import FloatFormat, IntFormat
+    from qemu_arrays.formats.spec import FloatFormat, IntFormat
 
     if isinstance(q, str | FloatFormat):
         return FormatQuantizer(q)
