@@ -15,6 +15,7 @@ from numba import cuda
 from qemu_arrays.cuda_kernels import simulated
 from qemu_arrays.formats.cores import (
     NAN_ERROR,
+    OWN,
     RNE,
     SR,
     decode_code,
@@ -26,8 +27,6 @@ from qemu_arrays.formats.cores import (
     round_int_value,
 )
 from qemu_arrays.formats.rne32 import rne32, rne32_cpu
-
-OWN = 0
 
 
 @cuda.jit

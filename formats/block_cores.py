@@ -36,11 +36,7 @@ __all__ = [
 
 _JIT = {"cache": True, "nogil": True}
 
-# scale rules (qemu_arrays.formats.block_spec.ScaleRule)
-FLOOR = 0
-CEIL = 1
-EVEN = 2
-RCEIL = 3
+from qemu_arrays.formats.codes import CEIL, EVEN, FLOOR, RCEIL  # noqa: E402  (ScaleRule codes)
 
 
 @njit(**_JIT)

@@ -7,38 +7,18 @@ block's largest magnitude into a scale (:class:`ScaleRule`), and, for two-level 
 NVFP4, a per-tensor FP32 scale. The semantics (how the scale is computed and how elements are
 rounded) are defined in ``docs/blocks.md`` and implemented in :mod:`qemu_arrays.blocks`.
 
-Importing this module registers ``mxfp8_e4m3``, ``mxfp8_e5m2``, ``mxfp6_e2m3``, ``mxfp6_e3m2``,
-``mxfp4_e2m1``, ``mxint8`` and ``nvfp4`` in the catalogue.
+The named block formats (``mxfp8_e4m3``, ``mxfp8_e5m2``, ``mxfp6_e2m3``, ``mxfp6_e3m2``,
+``mxfp4_e2m1``, ``mxint8``, ``nvfp4``) are built in :mod:`qemu_arrays.formats.catalog`.
 """
 
 from __future__ import annotations
 
-import enum
 from dataclasses import dataclass, field
 
+from qemu_arrays.formats.enums import ScaleRule
 from qemu_arrays.formats.spec import FloatFormat, IntFormat
 
 __all__ = ["BlockFormat", "ScaleRule"]
-
-
-class ScaleRule(enum.IntEnum):
-    """How a block's largest magnitude ``amax`` becomes a power-of-two (E8M0) block scale.
-
-    ``emax`` is the exponent of the element format's largest binade, ``m`` its mantissa bits.
-    """
-
-    FLOOR = 0
-    """OCP MX v1.0: ``2^(floor(log2 amax) - emax)``; the block maximum may exceed the element
-    maximum after scaling and then saturates."""
-    CEIL = 1
-    """``amax`` rounded *up* to ``m + 1`` significant bits first, then as ``FLOOR``: the scale
-    moves up a binade when ``amax`` would round past the top of its binade."""
-    EVEN = 2
-    """``amax`` rounded to nearest (ties to even) at ``m + 1`` significant bits, then as
-    ``FLOOR`` (the "even" rule of torchao/MAX)."""
-    RCEIL = 3
-    """NVIDIA's rule: the smallest power of two ``2^e`` with ``amax / 2^e <= max`` of the
-    element format, i.e. ``ceil(log2(amax / max))``; no element ever saturates."""
 
 
 def _check_bool(name, value):
@@ -176,41 +156,3 @@ class BlockFormat:
             f"scale={self.scale.name}, block_size={self.block_size}, "
             f"scale_rule=ScaleRule.{self.scale_rule.name}{extra})"
         )
-
-
-def _register_all():
-    from qemu_arrays.formats.catalog import get_format, register
-
-    e8m0 = get_format("float8_e8m0fnu")
-    mx = (
-        ("mxfp8_e4m3", "float8_e4m3fn"),
-        ("mxfp8_e5m2", "float8_e5m2"),
-        ("mxfp6_e2m3", "float6_e2m3fn"),
-        ("mxfp6_e3m2", "float6_e3m2fn"),
-        ("mxfp4_e2m1", "float4_e2m1fn"),
-    )
-    for name, elem in mx:
-        register(BlockFormat(element=get_format(elem), scale=e8m0, block_size=32, name=name))
-    # MXINT8: 8-bit two's complement read as 1.6 fixed point; symmetric [-127, 127] / 64 (the
-    # -2 code 0x80 is never produced, as in the reference implementation microxcaling).
-    register(
-        BlockFormat(
-            element=IntFormat(bits=8, narrow_range=True),
-            scale=e8m0,
-            block_size=32,
-            element_fraction_bits=6,
-            name="mxint8",
-        )
-    )
-    register(
-        BlockFormat(
-            element=get_format("float4_e2m1fn"),
-            scale=get_format("float8_e4m3fn"),
-            block_size=16,
-            tensor_scale=True,
-            name="nvfp4",
-        )
-    )
-
-
-_register_all()

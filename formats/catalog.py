@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import difflib
 
+from qemu_arrays.formats.block_spec import BlockFormat
 from qemu_arrays.formats.spec import FloatFormat, IntFormat, Specials
 
 __all__ = ["ML_DTYPES_NAMES", "get_format", "list_formats", "minifloat", "p3109", "register"]
@@ -138,7 +139,7 @@ register(_CATALOG["float8_e8m0fnu"], "e8m0")
 
 
 def list_formats() -> list[str]:
-    """All catalogue names, sorted (block formats included once their module is imported)."""
+    """All catalogue names, sorted (element and block formats)."""
     return sorted(_CATALOG)
 
 
@@ -147,7 +148,7 @@ def get_format(name):
 
     Raises ``ValueError`` naming close matches for an unknown name.
     """
-    if isinstance(name, (FloatFormat, IntFormat)) or hasattr(name, "element"):
+    if isinstance(name, (FloatFormat, IntFormat, BlockFormat)):
         return name
     if not isinstance(name, str):
         msg = (
@@ -168,4 +169,38 @@ def get_format(name):
     raise ValueError(msg)
 
 
-import qemu_arrays.formats.block_spec  # noqa: E402, F401  (registers the MX and NVFP4 block formats)
+def _register_block_formats():
+    """The OCP MX v1.0 formats and NVFP4."""
+    e8m0 = get_format("float8_e8m0fnu")
+    mx = (
+        ("mxfp8_e4m3", "float8_e4m3fn"),
+        ("mxfp8_e5m2", "float8_e5m2"),
+        ("mxfp6_e2m3", "float6_e2m3fn"),
+        ("mxfp6_e3m2", "float6_e3m2fn"),
+        ("mxfp4_e2m1", "float4_e2m1fn"),
+    )
+    for name, elem in mx:
+        register(BlockFormat(element=get_format(elem), scale=e8m0, block_size=32, name=name))
+    # MXINT8: 8-bit two's complement read as 1.6 fixed point; symmetric [-127, 127] / 64 (the
+    # -2 code 0x80 is never produced, as in the reference implementation microxcaling).
+    register(
+        BlockFormat(
+            element=IntFormat(bits=8, narrow_range=True),
+            scale=e8m0,
+            block_size=32,
+            element_fraction_bits=6,
+            name="mxint8",
+        )
+    )
+    register(
+        BlockFormat(
+            element=get_format("float4_e2m1fn"),
+            scale=get_format("float8_e4m3fn"),
+            block_size=16,
+            tensor_scale=True,
+            name="nvfp4",
+        )
+    )
+
+
+_register_block_formats()

@@ -17,34 +17,28 @@ import math
 
 from numba import njit
 
-# result status
-FINITE = 0
-INF = 1
-NAN = 2
-NAN_ERROR = 3  # NaN (or zero without a zero code) into a format that cannot hold it
-
-# rounding codes (qemu_arrays.formats.spec.Rounding)
-RNE = 0
-RNA = 1
-RTZ = 2
-RUP = 3
-RDN = 4
-ODD = 5
-SR = 6
-
-# overflow codes (qemu_arrays.formats.spec.Overflow; see overflow_code)
-OWN = 0
-SATURATE = 1
-ML_DTYPES = 2  # ml_dtypes' casts: NaN into a format without NaN gives the opposite-signed zero
-ML_DTYPES_SUBNORMAL_UP = 3  # as ML_DTYPES, and float32 subnormals into a format without zero
-# round up to a power of two (ml_dtypes before 0.7; qemu_arrays.formats.ml_dtypes_rules)
-
-# specials codes (qemu_arrays.formats.spec.Specials)
-IEEE = 0
-FN = 1
-FNUZ = 2
-FINITE_ONLY = 3
-P3109 = 4
+from qemu_arrays.formats.codes import (  # noqa: F401  (the kernels import them from here too)
+    FINITE,
+    FINITE_ONLY,
+    FN,
+    FNUZ,
+    IEEE,
+    INF,
+    ML_DTYPES,
+    ML_DTYPES_SUBNORMAL_UP,
+    NAN,
+    NAN_ERROR,
+    ODD,
+    OWN,
+    P3109,
+    RDN,
+    RNA,
+    RNE,
+    RTZ,
+    RUP,
+    SATURATE,
+    SR,
+)
 
 M32 = 0xFFFFFFFF
 

@@ -17,8 +17,9 @@ __all__ = ["NJIT_SOURCES", "purge_stale_cache"]
 
 _HERE = Path(__file__).resolve().parent
 
-#: the modules of ``formats/`` that hold numba code (``@njit`` functions, ``@intrinsic``\ s)
-NJIT_SOURCES = ("cores.py", "bits.py", "block_cores.py", "rne32.py")
+#: the modules of ``formats/`` that hold numba code (``@njit`` functions, ``@intrinsic``\ s) or
+#: the constants it compiles in (the code tables)
+NJIT_SOURCES = ("cores.py", "bits.py", "block_cores.py", "rne32.py", "codes.py", "enums.py")
 
 
 def _stamp(extra) -> str:

@@ -33,7 +33,6 @@ __all__ = [
     "SINCE_0_7",
     "MlDtypesRules",
     "installed",
-    "overflow_code",
     "rounds_float64_via_float32",
 ]
 
@@ -109,19 +108,6 @@ def installed() -> MlDtypesRules:
         "nan_to_opposite_zero", _code(math.nan, "float4_e2m1fn", np.float32), {0x8: True}
     )
     return MlDtypesRules(via32, e8m0_up, nan_zero, f"ml_dtypes {version} (probed)")
-
-
-def overflow_code(overflow, rules: MlDtypesRules | None = None) -> int:
-    """The kernels' overflow code (``qemu_arrays.formats.cores``) of an ``Overflow`` member.
-
-    ``Overflow.ML_DTYPES`` becomes ``cores.ML_DTYPES_SUBNORMAL_UP`` where the ml_dtypes rules
-    (default: the installed ones) send float32 subnormals up into E8M0, else ``cores.ML_DTYPES``.
-    """
-    from qemu_arrays.formats.spec import Overflow
-
-    if overflow is Overflow.ML_DTYPES:
-        return 3 if (rules or installed()).e8m0_subnormal_up else 2
-    return int(overflow)
 
 
 def rounds_float64_via_float32(overflow, rules: MlDtypesRules | None = None) -> bool:

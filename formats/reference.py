@@ -14,7 +14,9 @@ tricks, so that it is independent of the kernels it checks:
 It also holds the counter-based random generator of the doc in plain Python integers.
 
 Public functions: :func:`quantize_value`, :func:`encode_value`, :func:`decode_code`,
-:func:`decode_exact`, :func:`key`, :func:`mix32`, :func:`random_word`, :func:`random_bits`.
+:func:`decode_exact`, :func:`key`, :func:`mix32`, :func:`random_word`, :func:`random_bits`, and
+for block formats (``docs/blocks.md``) :func:`shared_exponent`, :func:`quantize_mx_block`,
+:func:`quantize_nv_block`, :func:`quantize_blocks`.
 Slow (tens of microseconds per value) and obviously right; use it in tests, not in loops over
 large arrays.
 """
@@ -27,12 +29,18 @@ import operator
 from dataclasses import dataclass
 from fractions import Fraction
 
+from qemu_arrays.formats import decoding
+from qemu_arrays.formats.enums import ScaleRule
 from qemu_arrays.formats.ml_dtypes_rules import MlDtypesRules
 from qemu_arrays.formats.ml_dtypes_rules import installed as installed_ml_dtypes_rules
 from qemu_arrays.formats.spec import FloatFormat, IntFormat, Overflow, Rounding, Specials
 
 __all__ = [
     "decode_code",
+    "quantize_blocks",
+    "quantize_mx_block",
+    "quantize_nv_block",
+    "shared_exponent",
     "decode_exact",
     "encode_value",
     "key",
@@ -372,43 +380,17 @@ def decode_exact(code, fmt) -> Fraction | float:
     if not isinstance(fmt, FloatFormat):
         msg = f"decode_exact takes a FloatFormat, got {fmt!r}; hint: an integer code is k itself"
         raise TypeError(msg)
-    code = _as_int("code", code)
-    if not 0 <= code < (1 << fmt.bits):
-        msg = f"code must be in [0, 2**{fmt.bits}) for {fmt.name}, got {code}"
-        raise ValueError(msg)
-    e, m, b = fmt.exponent_bits, fmt.mantissa_bits, fmt.bias
-    negative = fmt.signed and bool(code >> (e + m))
-    magnitude_code = code & ((1 << (e + m)) - 1)
-    ef, ff = magnitude_code >> m, magnitude_code & ((1 << m) - 1)
-    all_ones_field, all_ones_magnitude = (1 << e) - 1, (1 << (e + m)) - 1
-    sp = fmt.specials
-    sign = -1.0 if negative else 1.0
-    if sp is Specials.IEEE and ef == all_ones_field:
-        return sign * math.inf if ff == 0 else math.nan
-    if sp is Specials.FN and magnitude_code == all_ones_magnitude:
-        return math.nan
-    if sp in (Specials.FNUZ, Specials.P3109) and negative and magnitude_code == 0:
-        return math.nan
-    if sp is Specials.P3109 and magnitude_code == all_ones_magnitude:
-        return sign * math.inf
-    if ef == 0 and fmt.has_zero:
-        value = _pow2(1 - b) * Fraction(ff, 1 << m) if fmt.subnormals else Fraction(0)
-    else:
-        value = _pow2(ef - b) * (1 + Fraction(ff, 1 << m))
-    return -value if negative else value
+    return decoding.decode_exact(_as_int("code", code), fmt)
 
 
 def decode_code(code, fmt) -> float:
     """The value of ``code`` in the float format ``fmt`` as a float64: exact for every format
     whose values float64 holds, ``±0.0`` with the code's sign, ``±inf``, ``nan``."""
     fmt = _as_format(fmt)
-    value = decode_exact(code, fmt)
-    if isinstance(value, float):
-        return value
-    negative = fmt.signed and bool(code >> (fmt.bits - 1))
-    if value == 0:
-        return -0.0 if negative and fmt.has_negative_zero else 0.0
-    return _to_float(value < 0, abs(value))
+    if not isinstance(fmt, FloatFormat):
+        msg = f"decode_code takes a FloatFormat, got {fmt!r}; hint: an integer code is k itself"
+        raise TypeError(msg)
+    return decoding.decode_float(_as_int("code", code), fmt)
 
 
 # ---- integer formats ---------------------------------------------------------------------------
@@ -600,3 +582,120 @@ def random_bits(seed, stream, index, r) -> int:
         return w0 >> (32 - r)
     w1 = random_word(seed, stream, index, 1)
     return ((w0 << 32) | w1) >> (64 - r)
+
+
+# ---- block formats (docs/blocks.md) -----------------------------------------------------------
+
+
+def _round_int_up_or_even(v: Fraction, up: bool) -> int:
+    k = math.floor(v)
+    f = v - k
+    if up:
+        return k + (f > 0)
+    return k + (f > _HALF or (f == _HALF and k % 2 == 1))
+
+
+def shared_exponent(amax, fmt) -> int:
+    """The power-of-two block-scale exponent of an MX block whose largest magnitude is ``amax``
+    (a positive finite number), by the format's :class:`~qemu_arrays.formats.enums.ScaleRule`,
+    before the clamp to E8M0's range."""
+    amax = Fraction(amax)
+    fl = _floor_log2(amax)
+    emax = fmt.element_emax
+    rule = fmt.scale_rule
+    if rule is ScaleRule.FLOOR:
+        return fl - emax
+    if rule is ScaleRule.RCEIL:
+        e = fl - emax
+        return e + (amax > Fraction(fmt.element_max) * _pow2(e))
+    el = fmt.element
+    p = el.mantissa_bits + 1 if isinstance(el, FloatFormat) else el.max.bit_length()
+    K = _round_int_up_or_even(amax / _pow2(fl - p + 1), up=rule is ScaleRule.CEIL)
+    return fl - emax + (1 << p == K)
+
+
+def _element_kw(rounding, u, r):
+    return {"u": u, "r": r} if rounding is Rounding.STOCHASTIC else {}
+
+
+def quantize_mx_block(values, fmt, rounding=Rounding.NEAREST_EVEN, us=None, r=None):
+    """One MX block: ``(values, scale exponent)``, the exponent None for a NaN scale.
+
+    ``values`` are the block's inputs (floats), ``us`` their ``r``-bit random integers under
+    ``Rounding.STOCHASTIC``. A block with a NaN or an infinity gets a NaN scale (every value
+    NaN); the exponent is clamped below at -127 and a block above 2^127 gets a NaN scale.
+    """
+    us = [None] * len(values) if us is None else us
+    if any(not math.isfinite(v) for v in values):
+        return [math.nan] * len(values), None
+    amax = max(Fraction(abs(v)) for v in values)
+    e = -127 if amax == 0 else max(shared_exponent(amax, fmt), -127)
+    if e > 127:
+        return [math.nan] * len(values), None
+    two_e = _pow2(e)
+    out = []
+    for v, u in zip(values, us):
+        kw = _element_kw(rounding, u, r)
+        if isinstance(fmt.element, FloatFormat):
+            xv = v if v == 0 else Fraction(v) / two_e  # a Fraction has no -0
+            q = quantize_value(xv, fmt.element, rounding, Overflow.SATURATE, **kw)
+            out.append(math.copysign(0.0, q) if q == 0 else float(Fraction(q) * two_e))
+        else:
+            scale = Fraction(1, 1 << fmt.element_fraction_bits)
+            q = quantize_value(Fraction(v) / two_e, fmt.element, rounding, scale=scale, **kw)
+            out.append(float(Fraction(q) * two_e))
+    return out, e
+
+
+def quantize_nv_block(values, fmt, tensor_scale, rounding=Rounding.NEAREST_EVEN, us=None, r=None):
+    """One NVFP4 block: ``s_b = E4M3(amax / (6 * ts))``, ``d = f32(s_b * ts)``, each element
+    ``E2M1(f32(x / d))`` times ``d`` in float32 (docs/blocks.md). A block with a NaN or an
+    infinity is all NaN."""
+    us = [None] * len(values) if us is None else us
+    if any(not math.isfinite(v) for v in values):
+        return [math.nan] * len(values)
+    amax = max(Fraction(abs(v)) for v in values)
+    ts = Fraction(float(tensor_scale))
+    sb = Fraction(
+        quantize_value(
+            amax / (Fraction(fmt.element.max) * ts), fmt.scale, overflow=Overflow.SATURATE
+        )
+    )
+    d = Fraction(quantize_value(sb * ts, _FLOAT32))
+    out = []
+    for v, u in zip(values, us):
+        if d == 0:
+            out.append(0.0)
+            continue
+        q32 = v if v == 0 else quantize_value(Fraction(v) / d, _FLOAT32)  # float32 quotient
+        p = quantize_value(
+            q32, fmt.element, rounding, Overflow.SATURATE, **_element_kw(rounding, u, r)
+        )
+        out.append(math.copysign(0.0, p) if p == 0 else quantize_value(Fraction(p) * d, _FLOAT32))
+    return out
+
+
+def quantize_blocks(rows, fmt, rounding=Rounding.NEAREST_EVEN, seed=0, tensor_scale=None, r=32):
+    """Block formats, block by block along the last axis of a 2-D array (a list of rows or any
+    2-D array-like of floats), as float64 values in nested lists.
+
+    Stochastic rounding draws element ``i * n + j``'s bits from ``(seed, stream 0)``, ``r``
+    bits wide; NVFP4 needs ``tensor_scale``.
+    """
+    rows = [[float(v) for v in row] for row in rows]
+    bs = fmt.block_size
+    out = []
+    for i, row in enumerate(rows):
+        n = len(row)
+        res_row = []
+        for b0 in range(0, n, bs):
+            vals = row[b0 : b0 + bs]
+            us = None
+            if rounding is Rounding.STOCHASTIC:
+                us = [random_bits(seed, 0, i * n + j, r) for j in range(b0, b0 + len(vals))]
+            if fmt.tensor_scale:
+                res_row += quantize_nv_block(vals, fmt, tensor_scale, rounding, us, r)
+            else:
+                res_row += quantize_mx_block(vals, fmt, rounding, us, r)[0]
+        out.append(res_row)
+    return out

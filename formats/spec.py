@@ -14,13 +14,16 @@ binade too. Which codes are inf/NaN is given by :class:`Specials`.
 
 from __future__ import annotations
 
-import enum
 import math
 from dataclasses import dataclass, field
 from fractions import Fraction
+from typing import NamedTuple
+
+from qemu_arrays.formats.enums import Overflow, Rounding, Specials
 
 __all__ = [
     "FloatFormat",
+    "FormatParams",
     "IntFormat",
     "Overflow",
     "Rounding",
@@ -28,61 +31,28 @@ __all__ = [
 ]
 
 
-class Rounding(enum.IntEnum):
-    """Rounding modes, one enum for every format (integer codes are passed to the kernels)."""
-
-    NEAREST_EVEN = 0
-    """Round to nearest, ties to the value with an even last digit (IEEE roundTiesToEven)."""
-    NEAREST_AWAY = 1
-    """Round to nearest, ties away from zero (IEEE roundTiesToAway)."""
-    TOWARD_ZERO = 2
-    """Truncate the magnitude (IEEE roundTowardZero)."""
-    UP = 3
-    """Toward +infinity (IEEE roundTowardPositive)."""
-    DOWN = 4
-    """Toward -infinity (IEEE roundTowardNegative)."""
-    TO_ODD = 5
-    """Truncate, then set the last digit if anything was discarded (von Neumann rounding)."""
-    STOCHASTIC = 6
-    """Round away from zero with probability equal to the discarded fraction of the gap
-    (truncated to ``random_bits`` bits), using the counter-based generator of ``docs/``."""
-
-
-class Overflow(enum.IntEnum):
-    """What happens to values beyond the largest finite value, to infinities and to NaN."""
-
-    OWN = 0
-    """The format's own encoding (OCP behaviour): overflow becomes inf where the format has inf,
-    else NaN where it has NaN, else saturates. Directed modes that round toward zero at the
-    overflow (``TOWARD_ZERO``, ``TO_ODD``, ``UP`` for negatives, ``DOWN`` for positives) give
-    ±max as IEEE 754 requires. NaN input to a format without NaN raises ``ValueError``."""
-    SATURATE = 1
-    """Clamp to ±max (PTX ``.satfinite``): overflow and ±inf give ±max; NaN stays NaN where the
-    format has NaN, and raises ``ValueError`` otherwise."""
-    ML_DTYPES = 2
-    """Reproduce the installed ml_dtypes' casts: overflow as ``OWN`` under round-to-nearest; NaN
-    input to a format without NaN follows ml_dtypes; where ml_dtypes releases differ (float64
-    input rounded through float32, float32 subnormals into E8M0), the rules of the installed
-    release, found by probing it (``qemu_arrays.formats.ml_dtypes_rules``, ``docs/formats.md``)."""
-
-
-class Specials(enum.IntEnum):
-    """Which codes are infinities and NaNs."""
-
-    IEEE = 0
-    """All-ones exponent field: mantissa 0 is ±inf, any other mantissa is NaN (float16, E5M2)."""
-    FN = 1
-    """Finite, with NaN: no inf; the all-ones magnitude code is NaN (OCP E4M3, E8M0)."""
-    FNUZ = 2
-    """Finite, unsigned zero: no inf, no -0; the negative-zero code is the only NaN."""
-    FINITE = 3
-    """Finite only: every code is a number (OCP FP6, FP4)."""
-    P3109 = 4
-    """IEEE P3109 extended: the negative-zero code is the only NaN, the all-ones magnitude codes
-    are ±inf, no -0."""
-
-
 _INT_LIMIT = 64
+
+
+class FormatParams(NamedTuple):
+    """The primitive parameters of a float format that the scalar cores take
+    (:mod:`qemu_arrays.formats.cores`), as one argument: numba compiles a NamedTuple of ints, so
+    one compiled kernel serves every format."""
+
+    mantissa_bits: int
+    emin: int
+    """Exponent of the smallest normal binade."""
+    emax: int
+    """Exponent of the largest finite binade."""
+    max_significand: int
+    """The largest finite significand, an integer with ``mantissa_bits`` fraction bits."""
+    subnormals: int
+    has_zero: int
+    signed: int
+    specials: int
+    """The :class:`Specials` code."""
+    exponent_bits: int
+    bias: int
 
 
 def _positive_int(name: str, value, lo: int, hi: int) -> int:
@@ -291,12 +261,12 @@ class FloatFormat:
 
         import numpy as np
 
-        from qemu_arrays.formats.reference import decode_code
+        from qemu_arrays.formats.decoding import decode_float
 
         if self.bits > 16:
             msg = f"values() enumerates formats of at most 16 bits, {self.name} has {self.bits}"
             raise ValueError(msg)
-        vals = {decode_code(c, self) for c in range(1 << self.bits)}
+        vals = {decode_float(c, self) for c in range(1 << self.bits)}
         finite = sorted({0.0 if v == 0 else v for v in vals if math.isfinite(v)})
         return np.array(finite, dtype=np.float64)
 
@@ -308,10 +278,10 @@ class FloatFormat:
             f"specials=Specials.{self.specials.name})"
         )
 
-    def params(self) -> tuple[int, ...]:
+    def params(self) -> FormatParams:
         """The primitive parameters the scalar cores take (see ``qemu_arrays.formats.cores``)."""
         e, sig = self._top
-        return (
+        return FormatParams(
             self.mantissa_bits,
             self.emin,
             e,

@@ -15,8 +15,9 @@ import numpy as np
 
 from qemu_arrays.float_casts import cast_float
 from qemu_arrays.formats.catalog import get_format
+from qemu_arrays.formats.codes import overflow_code
 from qemu_arrays.formats.cores import random_key
-from qemu_arrays.formats.ml_dtypes_rules import overflow_code, rounds_float64_via_float32
+from qemu_arrays.formats.ml_dtypes_rules import rounds_float64_via_float32
 from qemu_arrays.formats.spec import FloatFormat, IntFormat, Overflow, Rounding
 
 __all__ = ["decode", "encode", "quantize"]

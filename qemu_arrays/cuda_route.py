@@ -24,7 +24,8 @@ import numpy as np
 
 from qemu_arrays import api
 from qemu_arrays.cuda_kernels import load, simulated
-from qemu_arrays.formats.ml_dtypes_rules import overflow_code, rounds_float64_via_float32
+from qemu_arrays.formats.codes import overflow_code
+from qemu_arrays.formats.ml_dtypes_rules import rounds_float64_via_float32
 from qemu_arrays.formats.spec import FloatFormat, IntFormat, Overflow, Rounding
 from qemu_arrays.scaled import Encoded
 

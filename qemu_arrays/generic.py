@@ -24,6 +24,7 @@ import numbers
 
 import numpy as np
 
+from qemu_arrays.formats import codes
 from qemu_arrays.formats.catalog import get_format
 from qemu_arrays.formats.cores import random_key
 from qemu_arrays.formats.ml_dtypes_rules import installed as ml_dtypes_rules
@@ -35,7 +36,7 @@ __all__ = ["bitcast", "decode", "encode", "has_int64", "quantize"]
 M32 = 0xFFFFFFFF
 
 # status codes (as qemu_arrays.formats.cores)
-_FINITE, _INF, _NAN, _ERR = 0, 1, 2, 3
+_FINITE, _INF, _NAN, _ERR = codes.FINITE, codes.INF, codes.NAN, codes.NAN_ERROR
 
 
 # ---- shims -----------------------------------------------------------------------------------

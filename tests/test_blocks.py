@@ -1,12 +1,12 @@
-"""Block formats (OCP MX v1.0, NVFP4) against an exact block-by-block reference.
+"""Block formats (OCP MX v1.0, NVFP4) against the exact block-by-block reference.
 
-The reference below is written from docs/blocks.md with Fraction arithmetic and the scalar
-oracle ``qemu_arrays.formats.reference.quantize_value``; it shares no code with the numba kernels.
+The reference (``qemu_arrays.formats.reference.quantize_blocks``) is written from docs/blocks.md
+with Fraction arithmetic and the scalar oracle ``quantize_value``; it shares no code with the
+numba kernels.
 """
 
 from __future__ import annotations
 
-import math
 from fractions import Fraction
 
 import ml_dtypes
@@ -16,116 +16,21 @@ import pytest
 import qemu_arrays as qa
 from qemu_arrays.formats.block_spec import BlockFormat, ScaleRule
 from qemu_arrays.formats.catalog import get_format
-from qemu_arrays.formats.reference import quantize_value, random_bits
-from qemu_arrays.formats.spec import FloatFormat, Overflow, Rounding
+from qemu_arrays.formats.reference import (
+    quantize_blocks,
+    quantize_mx_block,
+    quantize_value,
+    random_bits,
+)
+from qemu_arrays.formats.spec import Overflow, Rounding
 
 MX_NAMES = ("mxfp8_e4m3", "mxfp8_e5m2", "mxfp6_e2m3", "mxfp6_e3m2", "mxfp4_e2m1", "mxint8")
 ALL_NAMES = (*MX_NAMES, "nvfp4")
 
 
-# ---- the exact reference -------------------------------------------------------------------
-
-
-def _floor_log2(v: Fraction) -> int:
-    e = v.numerator.bit_length() - v.denominator.bit_length()
-    if v < Fraction(2) ** e:
-        e -= 1
-    return e
-
-
-def _round_int(v: Fraction, mode: str) -> int:
-    k = math.floor(v)
-    f = v - k
-    if mode == "up":
-        return k + (f > 0)
-    # nearest, ties to even
-    return k + (f > Fraction(1, 2) or (f == Fraction(1, 2) and k % 2 == 1))
-
-
-def ref_shared_exp(amax: Fraction, fmt: BlockFormat) -> int:
-    """The power-of-two scale exponent of docs/blocks.md (before clamping)."""
-    fl = _floor_log2(amax)
-    emax = fmt.element_emax
-    rule = fmt.scale_rule
-    if rule is ScaleRule.FLOOR:
-        return fl - emax
-    if rule is ScaleRule.RCEIL:
-        e = fl - emax
-        return e + (amax > Fraction(fmt.element_max) * Fraction(2) ** e)
-    el = fmt.element
-    p = el.mantissa_bits + 1 if isinstance(el, FloatFormat) else el.max.bit_length()
-    K = _round_int(amax / Fraction(2) ** (fl - p + 1), "up" if rule is ScaleRule.CEIL else "n")
-    return fl - emax + (1 << p == K)
-
-
-def ref_block(vals, fmt, rounding, us, r):
-    """Values (floats) and scale exponent (None = NaN scale) of one MX block."""
-    if any(not math.isfinite(v) for v in vals):
-        return [math.nan] * len(vals), None
-    amax = max(Fraction(abs(v)) for v in vals)
-    e = -127 if amax == 0 else ref_shared_exp(amax, fmt)
-    e = max(e, -127)
-    if e > 127:
-        return [math.nan] * len(vals), None
-    two_e = Fraction(2) ** e
-    out = []
-    for v, u in zip(vals, us):
-        kw = {"u": u, "r": r} if rounding is Rounding.STOCHASTIC else {}
-        if isinstance(fmt.element, FloatFormat):
-            xv = v if v == 0 else Fraction(v) / two_e  # a Fraction has no -0
-            q = quantize_value(xv, fmt.element, rounding, Overflow.SATURATE, **kw)
-            if q == 0:
-                out.append(math.copysign(0.0, q))
-                continue
-            out.append(float(Fraction(q) * two_e))
-        else:
-            scale = Fraction(1, 1 << fmt.element_fraction_bits)
-            q = quantize_value(Fraction(v) / two_e, fmt.element, rounding, scale=scale, **kw)
-            out.append(float(Fraction(q) * two_e))
-    return out, e
-
-
-def ref_nv_block(vals, fmt, ts, rounding, us, r):
-    """NVFP4: s_b = E4M3(amax / (6 * ts)), d = f32(s_b * ts), element E2M1(f32(x / d))."""
-    if any(not math.isfinite(v) for v in vals):
-        return [math.nan] * len(vals)
-    amax = max(Fraction(abs(v)) for v in vals)
-    ts = Fraction(float(ts))
-    sb = Fraction(
-        quantize_value(
-            amax / (Fraction(fmt.element.max) * ts), fmt.scale, overflow=Overflow.SATURATE
-        )
-    )
-    d = Fraction(quantize_value(sb * ts, "float32"))
-    out = []
-    for v, u in zip(vals, us):
-        if d == 0:
-            out.append(0.0)
-            continue
-        q32 = v if v == 0 else quantize_value(Fraction(v) / d, "float32")  # float32 quotient
-        kw = {"u": u, "r": r} if rounding is Rounding.STOCHASTIC else {}
-        p = quantize_value(q32, fmt.element, rounding, Overflow.SATURATE, **kw)
-        out.append(math.copysign(0.0, p) if p == 0 else quantize_value(Fraction(p) * d, "float32"))
-    return out
-
-
 def reference(x, fmt, rounding=Rounding.NEAREST_EVEN, seed=0, ts=None):
-    """Block by block along the last axis of a 2-D float array; returns float64 values."""
-    rows, n = x.shape
-    bs = fmt.block_size
-    r = 32
-    out = np.empty((rows, n), dtype=np.float64)
-    for i in range(rows):
-        for b0 in range(0, n, bs):
-            vals = [float(v) for v in x[i, b0 : b0 + bs]]
-            idx = [i * n + j for j in range(b0, b0 + len(vals))]
-            us = [random_bits(seed, 0, k, r) for k in idx]
-            if fmt.tensor_scale:
-                res = ref_nv_block(vals, fmt, ts, rounding, us, r)
-            else:
-                res, _ = ref_block(vals, fmt, rounding, us, r)
-            out[i, b0 : b0 + len(vals)] = res
-    return out
+    """The exact reference along the last axis of a 2-D array, as a float64 array."""
+    return np.array(quantize_blocks(x, fmt, rounding, seed=seed, tensor_scale=ts), np.float64)
 
 
 # ---- test data ---------------------------------------------------------------------------------
@@ -258,7 +163,9 @@ def test_axis_and_index_order(name, data):
         for b0 in range(0, 40, fmt.block_size):
             rows = range(b0, min(b0 + fmt.block_size, 40))
             us = [random_bits(3, 0, i * 5 + j, 32) for i in rows]
-            vals, _ = ref_block([float(x[i, j]) for i in rows], fmt, Rounding.STOCHASTIC, us, 32)
+            vals, _ = quantize_mx_block(
+                [float(x[i, j]) for i in rows], fmt, Rounding.STOCHASTIC, us, 32
+            )
             want[list(rows), j] = vals
     _assert_same(sr, want, f"{name} SR axis=0")
 
