@@ -1,48 +1,52 @@
 """qemu_arrays: a hardware-faithful quantization emulator for numerical arrays.
 
 ``import qemu_arrays`` is light: it imports numpy, ml_dtypes and the format descriptors; numba
-kernels compile on first use, and torch, jax, dask and numba.cuda load only when used.
+kernels are imported and compiled on first use, and torch, jax, dask and numba.cuda load only
+when used. The layers, top to bottom (docs/architecture.md): this façade
+(:mod:`qemu_arrays.api`), the dispatcher (:mod:`qemu_arrays.dispatch`), the routes
+(:mod:`qemu_arrays.routes`), the kernels (:mod:`qemu_arrays.kernels`,
+:mod:`qemu_arrays.cuda_kernels`) and the formats with their scalar cores
+(:mod:`qemu_arrays.formats`).
 """
 
 from qemu_arrays.api import decode, encode, quantize
 from qemu_arrays.dispatch import Route, explain_route, route
-from qemu_arrays.formats.catalog import list_formats, minifloat, p3109, register
-from qemu_arrays.formats.spec import FloatFormat, IntFormat, Overflow, Rounding, Specials
+from qemu_arrays.encoded import Encoded
+from qemu_arrays.formats.block_spec import BlockFormat
+from qemu_arrays.formats.catalog import get_format, list_formats, minifloat, p3109, register
+from qemu_arrays.formats.enums import Overflow, Rounding, ScaleRule, Specials
+from qemu_arrays.formats.spec import FloatFormat, IntFormat
+from qemu_arrays.packing import pack, unpack
+from qemu_arrays.qarray import QArray, asarray, load
+from qemu_arrays.scales import compute_scale
 
 __version__ = "0.1.0"
 
-
-def get_format(name):
-    """Look up a format by name (element, scaled and block formats), or pass a descriptor."""
-    from qemu_arrays.formats.catalog import get_format as _get
-
-    return _get(name)
-
-
 __all__ = [
+    "BlockFormat",
+    "Encoded",
     "FloatFormat",
     "IntFormat",
     "Overflow",
+    "QArray",
     "Rounding",
     "Route",
+    "ScaleRule",
     "Specials",
     "__version__",
+    "asarray",
+    "compute_scale",
     "decode",
     "encode",
     "explain_route",
     "get_format",
     "list_formats",
+    "load",
     "minifloat",
     "p3109",
+    "pack",
     "quantize",
     "register",
     "route",
+    "unpack",
 ]
-
-from qemu_arrays.formats.block_spec import BlockFormat, ScaleRule  # noqa: E402
-from qemu_arrays.packing import pack, unpack  # noqa: E402
-from qemu_arrays.qarray import QArray, asarray, load  # noqa: E402
-from qemu_arrays.scaled import Encoded, compute_scale  # noqa: E402
-
-__all__ += ["BlockFormat", "Encoded", "QArray", "ScaleRule", "asarray", "compute_scale", "load"]
-__all__ += ["pack", "unpack"]

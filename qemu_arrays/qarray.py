@@ -167,7 +167,7 @@ class QArray:
         fmt = self._format
         codes = self.codes
         if _is_block(fmt):
-            from qemu_arrays.blocks import block_values
+            from qemu_arrays.routes.cpu_blocks import block_values
 
             vals = block_values(codes, self._per_element(self._scales), fmt, self._tensor_scale)
         elif isinstance(fmt, IntFormat):
@@ -198,6 +198,27 @@ class QArray:
         Into its own format with the same granularity it is the identity (returns ``self``).
         """
         return asarray(self, format, **kwargs)
+
+    def __qemu_arrays_apply__(self, op, format, kwargs):
+        """``qa.quantize(q, fmt, ...)`` is ``q.astype(fmt, ...)`` (a QArray); ``qa.encode(q,
+        fmt, ...)`` encodes the values ``q`` holds (the façade's QArray protocol)."""
+        from qemu_arrays import api
+        from qemu_arrays.formats.spec import Overflow
+        from qemu_arrays.request import Op
+
+        if op is Op.ENCODE:
+            return api.encode(self.dequantize(), format, **kwargs)
+        defaults = (("overflow", Overflow.OWN), ("offset", 0), ("via_float32", False))
+        odd = [k for k, d in defaults if kwargs.get(k, d) != d]
+        if kwargs.get("out") is not None or odd:
+            msg = (
+                f"quantize of a QArray takes the QArray keywords only, got {odd or ['out']}; "
+                "hint: q.dequantize() gives a plain array to quantize with every option"
+            )
+            raise ValueError(msg)
+        keys = ("axis", "block_size", "scale", "zero_point", "scale_format", "symmetric",
+                "percentile", "rounding", "seed", "stream", "random_bits")  # fmt: skip
+        return self.astype(format, **{k: kwargs[k] for k in keys if kwargs.get(k) is not None})
 
     # ---- indexing -------------------------------------------------------------------------------
     def _normalise_key(self, key):
@@ -416,7 +437,7 @@ def asarray(
     element and block-scale codes (and NVFP4's tensor scale). A QArray already in ``format``
     with the same granularity is returned unchanged (quantizing it again is the identity).
     """
-    from qemu_arrays import api
+    from qemu_arrays import api, scales
     from qemu_arrays.formats.catalog import get_format
 
     fmt = get_format(format)
@@ -442,10 +463,9 @@ def asarray(
     if isinstance(fmt, IntFormat):
         scale = "absmax" if scale is None else scale
         work = arr.astype(np.float32) if arr.dtype.itemsize == 2 else arr
-        _, _, sg, zg, g_axis, g_bs = api._int_scale(
-            fmt, scale, zero_point, arr.shape, work, full=True, axis=axis,
-            block_size=block_size, scale_format=scale_format, symmetric=symmetric,
-            percentile=percentile,
+        sg, zg, g_axis, g_bs = scales.group_scales(
+            work, fmt, scale, zero_point, arr.shape, axis=axis, block_size=block_size,
+            scale_format=scale_format, symmetric=symmetric, percentile=percentile,
         )  # fmt: skip
         codes = api.encode(arr, fmt, scale=sg, zero_point=zg, axis=g_axis, block_size=g_bs, **kw)
         if not isinstance(codes, np.ndarray):

@@ -49,10 +49,10 @@ def main(argv=None):
     disp.get_current_device = lambda: pytypes.SimpleNamespace(compute_capability=(9, 0))
 
     import qemu_arrays as qa
-    from qemu_arrays import api
-    from qemu_arrays import cuda_blocks as hb
     from qemu_arrays.cuda_kernels import block_kernels as bk
     from qemu_arrays.cuda_kernels import kernels as ek
+    from qemu_arrays.routes import cuda_blocks as hb
+    from qemu_arrays.routes.cpu_elements import rne_plan
 
     def arr(dt):
         return types.Array(dt, 1, "C")
@@ -66,7 +66,7 @@ def main(argv=None):
     for name in ("float8_e4m3fn", "float4_e2m1fn", "float8_e5m2", "bfloat16"):
         fmt = qa.get_format(name)
         for ovf in qa.Overflow:
-            plan = api._rne_plan(fmt, ovf)
+            plan = rne_plan(fmt, ovf)
             if plan is not None:
                 kern = ek.rne32_quantize(plan, fmt.params(), int(ovf))
                 compile_(f"rne32 {name} {ovf.name}", kern, (arr(u32), arr(u32), arr(types.int32)))

@@ -1,4 +1,4 @@
-"""Check :func:`qemu_arrays.formats.rne32.rne32` against :func:`qemu_arrays.cpu.rne_f32_bits` (the int64
+"""Check :func:`qemu_arrays.formats.rne32.rne32` against :func:`qemu_arrays.kernels.elements.rne_f32_bits` (the int64
 reference of the same select-only step) on all 2^32 float32 bit patterns, for every eligible
 (catalog format, overflow policy) plan. About 7 s per plan on two cores, 5 minutes in all.
 
@@ -14,8 +14,8 @@ import numpy as np
 from numba import njit, prange
 
 import qemu_arrays as qa
-from qemu_arrays.cpu import rne_f32_bits, rne_f32_plan
 from qemu_arrays.formats.rne32 import rne32
+from qemu_arrays.kernels.elements import rne_f32_bits, rne_f32_plan
 
 
 @njit(parallel=True, cache=False)

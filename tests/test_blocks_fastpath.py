@@ -1,6 +1,6 @@
 """The block kernels' fast path on the bits gives the same bits as their general path.
 
-``qemu_arrays.blocks._FAST_PATH = False`` makes the kernels take the general path (the scalar
+``qemu_arrays.routes.cpu_blocks._FAST_PATH = False`` makes the kernels take the general path (the scalar
 cores on ``(sign, M, E)``) for every element; the fast path (exponent-field shifts plus
 ``round_bits_fast``, float32 quotient bits for NVFP4) must agree bit for bit with it on data
 built to cross every boundary of the fast path: float32 subnormal inputs and outputs, scales
@@ -16,10 +16,10 @@ import numpy as np
 import pytest
 
 import qemu_arrays as qa
-from qemu_arrays import blocks
 from qemu_arrays.formats.block_spec import ScaleRule
 from qemu_arrays.formats.catalog import get_format
 from qemu_arrays.formats.spec import Rounding
+from qemu_arrays.routes import cpu_blocks as blocks
 
 MX_NAMES = ("mxfp8_e4m3", "mxfp8_e5m2", "mxfp6_e2m3", "mxfp6_e3m2", "mxfp4_e2m1", "mxint8")
 
@@ -170,7 +170,7 @@ def _magnitude_bits(rng, k=4000):
 @pytest.mark.parametrize("name", MX_NAMES)
 @pytest.mark.parametrize("rule", list(ScaleRule), ids=lambda r: r.name)
 def test_block_exponent_on_bits_equals_shared_exponent(name, rule, rng):
-    from qemu_arrays import cpu_blocks
+    from qemu_arrays.kernels import blocks as cpu_blocks
 
     fmt = get_format(name)
     el = fmt.element
@@ -188,8 +188,8 @@ def test_block_exponent_on_bits_equals_shared_exponent(name, rule, rng):
 
 def test_rne_scale_f64_equals_the_general_core(rng):
     """The NVFP4 block scale (E4M3, nearest-even, saturating) on float64 bits."""
-    from qemu_arrays import cpu_blocks
     from qemu_arrays.formats import cores
+    from qemu_arrays.kernels import blocks as cpu_blocks
 
     sp = get_format("nvfp4").scale.params()
     sm, semin, semax, ssig, ssub, shz, ssg, ssp, seb, sbias = sp
@@ -217,7 +217,7 @@ def test_rne_scale_f64_equals_the_general_core(rng):
 
 
 def test_max_finite_f32_skips_nonfinite_per_chunk(rng):
-    from qemu_arrays import cpu_blocks
+    from qemu_arrays.kernels import blocks as cpu_blocks
 
     x = rng.standard_normal(10_000).astype(np.float32)
     x[[3, 4000, 9999]] = [np.nan, np.inf, -np.inf]

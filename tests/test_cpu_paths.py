@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 import qemu_arrays as qa
-from qemu_arrays import cpu
+from qemu_arrays.kernels import elements as cpu
 
 FORMATS = [
     "float8_e4m3fn",
@@ -125,8 +125,7 @@ def test_vectorized_integer_kernel_counts_nans():
     [("int8", True), ("int8", False), ("int4", True), ("int4", False), ("uint8", False)],
 )
 def test_grouped_integer_kernel_equals_general_kernel(shape, axis, block_size, symmetric, name):
-    from qemu_arrays import api
-    from qemu_arrays.scaled import flatten_groups
+    from qemu_arrays.scales import flatten_groups, group_geometry, group_scales
 
     fmt = qa.get_format(name)
     rng = np.random.default_rng(5)
@@ -134,11 +133,8 @@ def test_grouped_integer_kernel_equals_general_kernel(shape, axis, block_size, s
     x.flat[::17] = 0.0
     kw = {"axis": axis, "block_size": block_size, "symmetric": symmetric}
     got = qa.quantize(x, fmt, scale="absmax", **kw)
-    _, _, sg, zg, g_axis, g_bs = api._int_scale(
-        fmt, "absmax", None, x.shape, x, full=True, flat=False, scale_format=None,
-        percentile=99.9, **kw,
-    )  # fmt: skip
-    assert api._group_geometry(x.shape, sg, zg, g_axis, g_bs) is not None
+    sg, zg, g_axis, g_bs = group_scales(x, fmt, "absmax", None, x.shape, **kw)
+    assert group_geometry(x.shape, sg, zg, g_axis, g_bs) is not None
     s, z = flatten_groups(sg, zg, x.shape, g_axis, g_bs)
     want = np.empty_like(x)
     cpu.quantize_int(

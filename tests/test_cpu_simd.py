@@ -1,4 +1,4 @@
-"""The CPU intrinsics of ``qemu_arrays.cpu_simd`` against plain numpy."""
+"""The CPU intrinsics of ``qemu_arrays.kernels.simd`` against plain numpy."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from numba import njit
 
-from qemu_arrays.cpu_simd import amax_bits16, amax_bits32, prefetch
+from qemu_arrays.kernels.simd import amax_bits16, amax_bits32, prefetch
 
 
 @njit

@@ -222,7 +222,7 @@ def test_block_scale_beyond_e8m0_is_nan():
 def test_block_general_paths_without_fast_path(rng, monkeypatch):
     """With the kernels' fast paths off (``blocks._FAST_PATH``) both routes take the general
     cores for every element, and still agree."""
-    from qemu_arrays import blocks
+    from qemu_arrays.routes import cpu_blocks as blocks
 
     monkeypatch.setattr(blocks, "_FAST_PATH", False)
     x = _edge(rng)
@@ -344,7 +344,7 @@ def test_block_route_is_cuda():
 
 
 def _rne_plans():
-    from qemu_arrays.cpu import rne_f32_plan
+    from qemu_arrays.kernels.elements import rne_f32_plan
 
     out = []
     for name in qa.list_formats():
@@ -377,8 +377,8 @@ def test_rne32_intrinsic_equals_the_cpu_step(rng):
     every eligible catalog format and overflow policy (the intrinsic compiled for the CPU)."""
     from numba import njit
 
-    from qemu_arrays.cpu import rne_f32_bits, rne_f32_plan
     from qemu_arrays.cuda_kernels.rne32 import rne32
+    from qemu_arrays.kernels.elements import rne_f32_bits, rne_f32_plan
 
     @njit(cache=False)
     def bad_count(xb, plan):
@@ -416,7 +416,7 @@ def test_rne32_kernel_matches_cpu(name, ovf, rng, monkeypatch):
 
 @inner
 def test_element_error_flag_is_read_only_when_an_error_is_possible(monkeypatch):
-    from qemu_arrays import cuda_route
+    from qemu_arrays.routes import cuda as cuda_route
 
     calls = []
     real = cuda_route._check_err

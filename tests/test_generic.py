@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 
 import qemu_arrays as qa
-from qemu_arrays import generic
 from qemu_arrays.formats import cores
+from qemu_arrays.routes import generic
 from tests.conftest import assert_same_codes, assert_same_floats, probe_values
 
 R = qa.Rounding

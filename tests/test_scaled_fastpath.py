@@ -1,4 +1,4 @@
-"""The per-channel / per-group integer kernels (qemu_arrays.cpu_scaled) against NumPy formulas.
+"""The per-channel / per-group integer kernels (qemu_arrays.kernels.scaled) against NumPy formulas.
 
 The range pass is compared with ``nanmin``/``nanmax`` over the finite values of each group, the
 quantization with ``clip(rint(float64(x) / s), qmin - z, qmax - z) + 0.0`` times ``s``, bit for
@@ -16,7 +16,8 @@ import numpy as np
 import pytest
 
 import qemu_arrays as qa
-from qemu_arrays import cpu_scaled, scaled
+from qemu_arrays import scales as scaled
+from qemu_arrays.kernels import scaled as cpu_scaled
 
 # (shape, axis, block_size): every loop shape of both passes
 GRANULARITIES = [

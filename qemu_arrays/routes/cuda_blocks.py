@@ -22,12 +22,20 @@ from functools import lru_cache
 
 import numpy as np
 
-from qemu_arrays import api, cpu
-from qemu_arrays import blocks as cpu_blocks_host
-from qemu_arrays.cuda_route import _grid, _Lib, _nb, _np_dtype, scratch, scratch_owned
+from qemu_arrays.encoded import Encoded
 from qemu_arrays.formats.cores import bit_length
-from qemu_arrays.formats.spec import FloatFormat, Overflow, Rounding
-from qemu_arrays.scaled import Encoded
+from qemu_arrays.formats.spec import FloatFormat, Rounding
+from qemu_arrays.kernels import elements as cpu
+from qemu_arrays.routes import cpu_blocks as cpu_blocks_host
+from qemu_arrays.routes.cuda_common import (
+    _grid,
+    _Lib,
+    _nb,
+    _np_dtype,
+    _rounding_args,
+    scratch,
+    scratch_owned,
+)
 
 _BITS_VIEW = {2: np.uint16, 4: np.uint32, 8: np.int64}
 _NO_PLAN = (0,) * 10 + (1.0,)
@@ -118,17 +126,12 @@ def quantize_encode(op, lib, src, src_dt, shape, fmt, kw, stream):
     if src_dt.kind != "f" and "bfloat16" not in src_dt.name:
         msg = f"x has dtype {src_dt}, must be float16, bfloat16, float32 or float64"
         raise TypeError(msg)
-    overflow = api._check_enum("overflow", kw.get("overflow", Overflow.OWN), Overflow)
-    cpu_blocks_host._check_overflow(fmt, overflow)
     axis = cpu_blocks_host._check_block_axis(src, kw.get("axis"))
     via32 = bool(kw.get("via_float32", False)) and src_dt == np.float64
     two = bool(fmt.tensor_scale)
     item = 4 if (src_dt.itemsize <= 4 or via32 or two) else 8
     offset = kw.get("offset", 0)
-    rounding, r, k0, k1, k2 = api._check_rounding_args(
-        kw.get("rounding", Rounding.NEAREST_EVEN), kw.get("seed"), kw.get("stream", 0), offset,
-        kw.get("random_bits"), item,
-    )  # fmt: skip
+    rounding, r, k0, k1, k2 = _rounding_args(kw, item)
     in_kind, out_kind = _kinds(src_dt, via32, two)
     scale = kw.get("scale")
     want = 1 if op == "quantize" else 2

@@ -16,216 +16,33 @@ from __future__ import annotations
 
 import math
 import numbers
-import threading
-from contextlib import nullcontext
 from functools import lru_cache
 
 import numpy as np
 
-from qemu_arrays import api
 from qemu_arrays.cuda_kernels import load, simulated
+from qemu_arrays.formats.catalog import get_format
 from qemu_arrays.formats.codes import overflow_code
 from qemu_arrays.formats.ml_dtypes_rules import rounds_float64_via_float32
-from qemu_arrays.formats.spec import FloatFormat, IntFormat, Overflow, Rounding
-from qemu_arrays.scaled import Encoded
+from qemu_arrays.formats.spec import IntFormat, Rounding
+from qemu_arrays.request import Request
+from qemu_arrays.routes.cpu_elements import decode_table, rne_plan
+from qemu_arrays.routes.cuda_common import (
+    _INT_OF,
+    _SCRATCH,
+    _device_key,
+    _grid,
+    _keywords,
+    _Lib,
+    _nb,
+    _np_dtype,
+    _rounding_args,
+    scratch,
+    scratch_owned,
+)
+from qemu_arrays.validation import code_dtype, nan_error
 
 __all__ = ["run"]
-
-_THREADS = 256
-_SMS: dict = {}
-_STREAMS: dict = {}  # (device, stream handle) -> numba external stream
-_SCRATCH: dict = {}  # small read-only device buffers (unused outputs, decode tables), per device
-_LOCAL = threading.local()  # per host thread: the buffers kernels write (error flag, amax)
-
-
-# ---- array adapters --------------------------------------------------------------------------
-
-
-class _Lib:
-    """What the route needs from the caller's library: views, allocation, the current stream."""
-
-    def __init__(self, x):
-        mod = type(x).__module__.split(".", 1)[0]
-        self.kind = "torch" if mod == "torch" else "cupy" if mod == "cupy" else "numba"
-
-    def contiguous(self, x):
-        if self.kind == "torch":
-            return x.detach().contiguous()
-        if self.kind == "cupy":
-            import cupy
-
-            return cupy.ascontiguousarray(x)
-        if not x.is_c_contiguous():
-            msg = "x is a non-contiguous numba device array; hint: pass a contiguous copy"
-            raise ValueError(msg)
-        return x
-
-    def flat(self, x):
-        return x.reshape(-1) if self.kind != "numba" else x.reshape(x.size)
-
-    def np_dtype(self, x):
-        if self.kind == "torch":
-            import ml_dtypes
-            import torch
-
-            return {
-                torch.float16: np.dtype(np.float16),
-                torch.bfloat16: np.dtype(ml_dtypes.bfloat16),
-                torch.float32: np.dtype(np.float32),
-                torch.float64: np.dtype(np.float64),
-                torch.uint8: np.dtype(np.uint8),
-                torch.int8: np.dtype(np.int8),
-                torch.int16: np.dtype(np.int16),
-                torch.uint16: np.dtype(np.uint16),
-                torch.int32: np.dtype(np.int32),
-                torch.uint32: np.dtype(np.uint32),
-                torch.int64: np.dtype(np.int64),
-                torch.uint64: np.dtype(np.uint64),
-            }[x.dtype]
-        return np.dtype(x.dtype)
-
-    def lib_dtype(self, dt):
-        dt = np.dtype(dt)
-        if self.kind == "torch":
-            import torch
-
-            return getattr(torch, dt.name)
-        return dt
-
-    def empty(self, like, shape, dt):
-        dt = np.dtype(dt)
-        if self.kind == "torch":
-            import torch
-
-            return torch.empty(shape, dtype=self.lib_dtype(dt), device=like.device)
-        if self.kind == "cupy":
-            import cupy
-
-            return cupy.empty(shape, dtype=dt)
-        from numba import cuda
-
-        return cuda.device_array(shape, dtype=dt)
-
-    def view(self, x, dt):
-        """Same bits, integer dtype ``dt`` of the same width (signed types: CAI-safe)."""
-        if self.kind == "torch":
-            return x.view(self.lib_dtype(dt))
-        return x.view(np.dtype(dt))
-
-    def cast(self, x, dt):
-        if self.kind == "torch":
-            return x.to(self.lib_dtype(dt))
-        if self.kind == "cupy":
-            return x.astype(np.dtype(dt))
-        msg = f"dtype conversion of numba device arrays to {dt} is not supported"
-        raise TypeError(msg)
-
-    def device_index(self, x):
-        if self.kind == "torch":
-            return x.device.index or 0
-        if self.kind == "cupy":
-            return x.device.id
-        return None
-
-    def stream(self, x):
-        """The caller's current stream (call inside :meth:`device_ctx`); cached per handle."""
-        from numba import cuda
-
-        if simulated():
-            return cuda.default_stream()
-        if self.kind == "torch":
-            import torch
-
-            ptr = torch.cuda.current_stream(x.device).cuda_stream
-        elif self.kind == "cupy":
-            import cupy
-
-            ptr = cupy.cuda.get_current_stream().ptr
-        else:
-            return cuda.default_stream()
-        if not ptr:
-            return cuda.default_stream()
-        key = (self.device_index(x), ptr)
-        st = _STREAMS.get(key)
-        if st is None:
-            st = _STREAMS[key] = cuda.external_stream(ptr)
-        return st
-
-    def device_ctx(self, x):
-        from numba import cuda
-
-        idx = None if simulated() else self.device_index(x)
-        return nullcontext() if idx is None else cuda.gpus[idx]
-
-
-def _nb(a):
-    """A numba device array over the same memory (no synchronisation: same stream)."""
-    from numba import cuda
-
-    if type(a).__module__.split(".", 1)[0] in ("numba", "numba_cuda"):
-        return a
-    return cuda.as_cuda_array(a, sync=False)
-
-
-def _grid(n):
-    from numba import cuda
-
-    if simulated():  # the simulator starts a Python thread per CUDA thread, per block
-        return max(1, min(math.ceil(n / 32), 2)), 32
-    dev = cuda.get_current_device()
-    sms = _SMS.get(dev.id)
-    if sms is None:
-        sms = _SMS[dev.id] = dev.MULTIPROCESSOR_COUNT
-    return max(1, min(math.ceil(n / _THREADS), sms * 32)), _THREADS
-
-
-_INT_OF = {
-    2: np.uint16,
-    4: np.uint32,
-    8: np.int64,
-}  # views of the bits (int64: the cores return int64)
-
-
-# ---- cached per-device buffers and per-format constants ---------------------------------------
-
-
-def _device_key():
-    from numba import cuda
-
-    return 0 if simulated() else cuda.get_current_device().id
-
-
-def _stream_id(stream):
-    try:
-        return int(stream.handle)  # (int(stream) of the default stream returns an enum)
-    except (TypeError, ValueError, AttributeError):
-        return id(stream)
-
-
-def scratch(dtype):
-    """A 1-element device array of ``dtype`` that kernels never write (an unused output)."""
-    from numba import cuda
-
-    key = ("ro", _device_key(), np.dtype(dtype).str)
-    buf = _SCRATCH.get(key)
-    if buf is None:
-        buf = _SCRATCH[key] = cuda.device_array(1, dtype=dtype)
-    return buf
-
-
-def scratch_owned(name, dtype, stream):
-    """A 1-element device array that kernels write, one per (device, stream) and host thread
-    (kept in thread-local storage), so that concurrent calls never share it. Zeroed once."""
-    from numba import cuda
-
-    bufs = getattr(_LOCAL, "bufs", None)
-    if bufs is None:
-        bufs = _LOCAL.bufs = {}
-    key = (name, _device_key(), 0 if simulated() else _stream_id(stream))
-    buf = bufs.get(key)
-    if buf is None:
-        buf = bufs[key] = cuda.to_device(np.zeros(1, dtype=dtype))
-    return buf
 
 
 @lru_cache(maxsize=512)
@@ -237,37 +54,25 @@ def _float_consts(fmt, src_dt, overflow, nearest_even):
     if "bfloat16" in src_dt.name:
         in_e, in_m = 8, 7
     bmask = -1 if src_dt.itemsize == 8 else (1 << (8 * src_dt.itemsize)) - 1
-    nf = api.get_format("bfloat16" if in_m == 7 else "float16")
-    plan = api._rne_plan(fmt, overflow) if nearest_even and in_m == 23 else None
+    nf = get_format("bfloat16" if in_m == 7 else "float16")
+    plan = rne_plan(fmt, overflow) if nearest_even and in_m == 23 else None
     return p, in_e, in_m, bmask, nf.params()[:4], plan
 
 
 # ---- entry point -----------------------------------------------------------------------------
 
 
-def run(op, x, fmt, *, out=None, dtype=None, **kw):
+def run(x, req: Request):
     """``quantize``/``encode``/``decode`` of a device array ``x``: same type, device, shape.
 
-    Block formats (MX, NVFP4) go to :mod:`qemu_arrays.cuda_blocks`; ``decode`` of a block format
-    takes the :class:`~qemu_arrays.scaled.Encoded` that ``encode`` returned, or the element codes
-    with ``scale=`` (and ``axis=``, ``tensor_scale=``).
+    Block formats (MX, NVFP4) go to :mod:`qemu_arrays.routes.cuda_blocks`; ``decode`` of a block
+    format takes the element codes with the scale codes in ``req.scale`` (and ``req.axis``,
+    ``req.tensor_scale``).
     """
     k = load()
-    fmt = api._check_format(fmt)
-    block = not isinstance(fmt, (FloatFormat, IntFormat))
-    if isinstance(x, Encoded):
-        if op != "decode" or not block:
-            msg = f"an Encoded tuple is decoded with a block format, got {fmt.name!r}"
-            raise TypeError(msg)
-        kw = {
-            **kw,
-            "scale": x.scales if kw.get("scale") is None else kw["scale"],
-            "axis": x.axis if kw.get("axis") is None else kw["axis"],
-            "tensor_scale": x.tensor_scale
-            if kw.get("tensor_scale") is None
-            else kw["tensor_scale"],
-        }
-        x = x.codes
+    fmt, op, out, dtype = req.fmt, req.op.value, req.out, req.dtype
+    block = req.is_block
+    kw = _keywords(req)
     lib = _Lib(x)
     shape = tuple(x.shape)
     src = lib.contiguous(x)
@@ -275,7 +80,7 @@ def run(op, x, fmt, *, out=None, dtype=None, **kw):
     with lib.device_ctx(x):
         stream = lib.stream(x)
         if block:
-            from qemu_arrays import cuda_blocks as blocks
+            from qemu_arrays.routes import cuda_blocks as blocks
 
             if op == "decode":
                 res = blocks.decode(lib, src, src_dt, shape, fmt, kw, dtype, stream)
@@ -301,9 +106,8 @@ def _round(k, lib, op, src, src_dt, shape, fmt, kw, stream):
     if src_dt.kind != "f" and "bfloat16" not in src_dt.name:
         msg = f"x has dtype {src_dt}, must be float16, bfloat16, float32 or float64"
         raise TypeError(msg)
-    rounding = kw.get("rounding", Rounding.NEAREST_EVEN)
-    overflow = api._check_enum("overflow", kw.get("overflow", Overflow.OWN), Overflow)
-    via32 = bool(kw.get("via_float32", False)) or rounds_float64_via_float32(overflow)
+    overflow = kw["overflow"]
+    via32 = kw["via_float32"] or rounds_float64_via_float32(overflow)
     if via32 and src_dt == np.float64:
         src, src_dt = lib.cast(src, np.float32), np.dtype(np.float32)
         back = np.dtype(np.float64)
@@ -311,10 +115,8 @@ def _round(k, lib, op, src, src_dt, shape, fmt, kw, stream):
         back = None
     ovf = overflow_code(overflow)
     item = 8 if src_dt.itemsize == 8 else 4
-    seed, stream_id, offset = kw.get("seed"), kw.get("stream", 0), kw.get("offset", 0)
-    rounding, r, k0, k1, k2 = api._check_rounding_args(
-        rounding, seed, stream_id, offset, kw.get("random_bits"), item
-    )
+    offset = kw["offset"]
+    rounding, r, k0, k1, k2 = _rounding_args(kw, item)
     n = math.prod(shape)
     # NaN (or zero) into a format that cannot hold it is the only error: only formats without
     # NaN can raise, and only then is the error flag read back (a synchronisation)
@@ -353,7 +155,7 @@ def _round(k, lib, op, src, src_dt, shape, fmt, kw, stream):
                     )
                     kern[blocks, threads, stream](xb, ob, bmask, k0, k1, k2, int(offset), r, err)
         else:
-            cdt = api._code_dtype(fmt.bits)
+            cdt = code_dtype(fmt.bits)
             res = lib.empty(
                 src, shape, _INT_OF.get(cdt.itemsize, np.int8) if cdt.itemsize > 1 else cdt
             )
@@ -381,7 +183,7 @@ def _check_err(err, stream, fmt, overflow):
     the flag is cleared again before raising, so the buffer can be reused."""
     if int(err.copy_to_host(stream=stream)[0]):
         err.copy_to_device(np.zeros(1, dtype=err.dtype), stream=stream)
-        raise api._nan_error(fmt, overflow)
+        raise nan_error(fmt, overflow)
 
 
 def _int_round(k, lib, op, src, src_dt, shape, fmt, kw, stream, rounding, r, key, offset, err,
@@ -408,7 +210,7 @@ def _int_round(k, lib, op, src, src_dt, shape, fmt, kw, stream, rounding, r, key
         outv = _nb(lib.flat(res))
         want = 1
     else:
-        cdt = api._code_dtype(fmt.bits)
+        cdt = code_dtype(fmt.bits)
         res = lib.empty(src, shape, _INT_OF.get(cdt.itemsize, np.int8) if cdt.itemsize > 1 else cdt)
         codes = _nb(lib.flat(res))
         outv = scratch(np.float64)
@@ -421,7 +223,7 @@ def _int_round(k, lib, op, src, src_dt, shape, fmt, kw, stream, rounding, r, key
         _check_err(err, stream, fmt, kw.get("overflow"))
     if op == "quantize":
         return res if work_dt == src_dt else lib.cast(res, src_dt)
-    return _as_unsigned(lib, res, api._code_dtype(fmt.bits))
+    return _as_unsigned(lib, res, code_dtype(fmt.bits))
 
 
 def _decode(k, lib, codes, cdt, shape, fmt, dtype, kw, stream):
@@ -445,7 +247,7 @@ def _decode(k, lib, codes, cdt, shape, fmt, dtype, kw, stream):
             key = ("table", _device_key(), fmt, wide.str)
             table = _SCRATCH.get(key)
             if table is None:
-                table = _SCRATCH[key] = cuda.to_device(api._decode_table(fmt).astype(wide))
+                table = _SCRATCH[key] = cuda.to_device(decode_table(fmt).astype(wide))
             k.decode_table[blocks, threads, stream](ci, _nb(lib.flat(res)), table, bmask)
         else:
             m, emin, _emax, _sig, sub, hz, sg, sp, eb, bias = fmt.params()
@@ -453,13 +255,3 @@ def _decode(k, lib, codes, cdt, shape, fmt, dtype, kw, stream):
                 ci, _nb(lib.flat(res)), m, emin, eb, bias, sub, hz, sg, sp, bmask
             )
     return res if wide == dtype else lib.cast(res, dtype)
-
-
-def _np_dtype(dtype):
-    s = str(dtype)
-    if s.startswith("torch."):
-        import ml_dtypes
-
-        s = s[6:]
-        return np.dtype(ml_dtypes.bfloat16) if s == "bfloat16" else np.dtype(s)
-    return np.dtype(dtype)

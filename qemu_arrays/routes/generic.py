@@ -21,6 +21,7 @@ width, and a way to know whether a JAX process has 64-bit types enabled: :func:`
 from __future__ import annotations
 
 import numbers
+from dataclasses import replace
 
 import numpy as np
 
@@ -30,6 +31,9 @@ from qemu_arrays.formats.cores import random_key
 from qemu_arrays.formats.ml_dtypes_rules import installed as ml_dtypes_rules
 from qemu_arrays.formats.ml_dtypes_rules import rounds_float64_via_float32
 from qemu_arrays.formats.spec import FloatFormat, IntFormat, Overflow, Rounding, Specials
+from qemu_arrays.request import Op, Request, decode_request, round_request
+from qemu_arrays.routes.cpu_elements import decode_table
+from qemu_arrays.validation import code_dtype, nan_error
 
 __all__ = ["bitcast", "decode", "encode", "has_int64", "quantize"]
 
@@ -538,9 +542,7 @@ def _raise_if_error(xp, err, fmt, overflow):
     if _is_tracing(err):
         return
     if bool(xp.any(err)):
-        from qemu_arrays.api import _nan_error
-
-        raise _nan_error(fmt, overflow)
+        raise nan_error(fmt, overflow)
 
 
 def _is_tracing(a) -> bool:
@@ -570,73 +572,99 @@ def _float_core(xp, x, fmt, rounding, overflow, seed, stream, offset, random_bit
     return o, work, in_e, in_m, st, sign, kept, q
 
 
-def _check_common(fmt, rounding, overflow, seed, stream, offset, random_bits, itemsize):
-    from qemu_arrays.api import _check_enum, _check_format, _check_rounding_args
+def _namespace(x, xp):
+    if xp is None:
+        import array_api_compat
 
-    fmt = _check_format(fmt)
-    if not isinstance(fmt, (FloatFormat, IntFormat)):
-        msg = (
-            f"format {fmt.name!r} is a block format; the generic route takes element formats "
-            "(qemu_arrays.quantize runs block formats on the host)"
-        )
+        xp = array_api_compat.array_namespace(x)
+    return xp
+
+
+def run(x, req: Request):
+    """The route's entry: ``quantize``/``encode``/``decode`` of ``x`` in its own namespace."""
+    xp = _namespace(x, None)
+    if req.op is Op.DECODE:
+        return _decode(xp, x, replace(req, dtype=_xp_dtype(xp, req.dtype)))
+    return (_quantize if req.op is Op.QUANTIZE else _encode)(xp, x, req)
+
+
+def _xp_dtype(xp, dtype):
+    """The namespace's dtype of a dtype named by NumPy or PyTorch (default float32)."""
+    if dtype is None:
+        return xp.float32
+    name = str(np.dtype(dtype)) if not str(dtype).startswith("torch.") else str(dtype)[6:]
+    found = getattr(xp, name, None)
+    if found is None:
+        msg = f"dtype {dtype!r} has no counterpart in namespace {xp.__name__}"
         raise TypeError(msg)
-    overflow = _check_enum("overflow", overflow, Overflow)
-    rounding, r, _k0, _k1, _k2 = _check_rounding_args(
-        rounding, seed, stream, offset, random_bits, itemsize
-    )
-    return fmt, rounding, overflow
-
-
-def _itemsize(xp, x, via_float32):
-    f64 = getattr(xp, "float64", None)
-    return 8 if (f64 is not None and x.dtype == f64 and not via_float32) else 4
+    return found
 
 
 def quantize(
-    x,
-    format,
-    *,
-    rounding=Rounding.NEAREST_EVEN,
-    overflow=Overflow.OWN,
-    seed=None,
-    stream=0,
-    offset=0,
-    random_bits=None,
-    scale=None,
-    zero_point=None,
-    via_float32=False,
-    xp=None,
-):
+    x, format, *, rounding=Rounding.NEAREST_EVEN, overflow=Overflow.OWN, seed=None, stream=0,
+    offset=0, random_bits=None, scale=None, zero_point=None, via_float32=False, xp=None,
+):  # fmt: skip
     """:func:`qemu_arrays.quantize` on any array-API array, with the namespace's own operations.
 
     Same semantics and bits as the numba kernels. Works under ``jax.jit`` (float32 input in
     JAX's default 32-bit mode; float64 input needs ``jax_enable_x64``). Inside a traced
     function a NaN that the format cannot hold gives NaN instead of raising.
     """
-    if xp is None:
-        import array_api_compat
-
-        xp = array_api_compat.array_namespace(x)
-    via_float32 = via_float32 or rounds_float64_via_float32(overflow)
-    fmt, rounding, overflow = _check_common(
-        format, rounding, overflow, seed, stream, offset, random_bits,
-        _itemsize(xp, x, via_float32),
+    req = _element_request(
+        Op.QUANTIZE, format, rounding, overflow, seed, stream, offset, random_bits, scale,
+        zero_point, via_float32,
     )  # fmt: skip
-    seed = seed or 0
-    if isinstance(fmt, IntFormat):
-        work, _e, _m, W, r = _plan(xp, x, fmt, random_bits, via_float32)
-        err, vals = _int_path(
-            xp, work, fmt, rounding, seed, stream, offset, r, scale, zero_point, "value", W
+    return _quantize(_namespace(x, xp), x, req)
+
+
+def encode(
+    x, format, *, rounding=Rounding.NEAREST_EVEN, overflow=Overflow.OWN, seed=None, stream=0,
+    offset=0, random_bits=None, scale=None, zero_point=None, via_float32=False, xp=None,
+):  # fmt: skip
+    """:func:`qemu_arrays.encode` on any array-API array (see :func:`quantize`)."""
+    req = _element_request(
+        Op.ENCODE, format, rounding, overflow, seed, stream, offset, random_bits, scale,
+        zero_point, via_float32,
+    )  # fmt: skip
+    return _encode(_namespace(x, xp), x, req)
+
+
+def _element_request(op, format, rounding, overflow, seed, stream, offset, random_bits, scale,
+                     zero_point, via_float32) -> Request:  # fmt: skip
+    req = round_request(
+        op, format, rounding=rounding, overflow=overflow, seed=seed, stream=stream,
+        offset=offset, random_bits=random_bits, scale=scale, zero_point=zero_point,
+        via_float32=via_float32, axis=None, block_size=None, scale_format=None, symmetric=None,
+        percentile=None,
+    )  # fmt: skip
+    if req.is_block:
+        msg = (
+            f"format {req.fmt.name!r} is a block format; the generic route takes element formats "
+            "(qemu_arrays.quantize runs block formats on the host)"
         )
+        raise TypeError(msg)
+    return req
+
+
+def _via_float32(req: Request) -> bool:
+    return req.via_float32 or rounds_float64_via_float32(req.overflow)
+
+
+def _quantize(xp, x, req: Request):
+    fmt, rounding, overflow, via_float32 = req.fmt, req.rounding, req.overflow, _via_float32(req)
+    seed = req.seed or 0
+    if isinstance(fmt, IntFormat):
+        work, _e, _m, W, r = _plan(xp, x, fmt, req.random_bits, via_float32)
+        err, vals = _int_path(
+            xp, work, fmt, rounding, seed, req.stream, req.offset, r, req.scale, req.zero_point,
+            "value", W,
+        )  # fmt: skip
         _raise_if_error(xp, err, fmt, overflow)
         vals = xp.where(err, xp.asarray(float("nan"), dtype=vals.dtype), vals)
         vals = _narrow(xp, xp.astype(vals, work.dtype), x.dtype)  # as the kernels: via work dtype
         return xp.reshape(vals, x.shape)
-    if scale is not None or zero_point is not None:
-        msg = f"scale/zero_point apply to integer formats; {fmt.name!r} is a float format"
-        raise ValueError(msg)
     o, work, in_e, in_m, st, sign, kept, q = _float_core(
-        xp, x, fmt, rounding, overflow, seed, stream, offset, random_bits, via_float32
+        xp, x, fmt, rounding, overflow, seed, req.stream, req.offset, req.random_bits, via_float32
     )
     _raise_if_error(xp, st == _ERR, fmt, overflow)
     bits = _ieee_bits(o, st, sign, kept, q, in_e, in_m)
@@ -669,54 +697,26 @@ def _narrow(xp, vals, dtype):
 
 
 def _code_dtype(xp, bits):
-    """The namespace's unsigned type of the width :func:`qemu_arrays.api.encode` uses."""
-    from qemu_arrays.api import _code_dtype as numpy_code_dtype
-
-    return getattr(xp, numpy_code_dtype(bits).name)
+    """The namespace's unsigned type of the width the NumPy route's ``encode`` uses."""
+    return getattr(xp, code_dtype(bits).name)
 
 
-def encode(
-    x,
-    format,
-    *,
-    rounding=Rounding.NEAREST_EVEN,
-    overflow=Overflow.OWN,
-    seed=None,
-    stream=0,
-    offset=0,
-    random_bits=None,
-    scale=None,
-    zero_point=None,
-    via_float32=False,
-    xp=None,
-):
-    """:func:`qemu_arrays.encode` on any array-API array (see :func:`quantize`)."""
-    if xp is None:
-        import array_api_compat
-
-        xp = array_api_compat.array_namespace(x)
-    via_float32 = via_float32 or rounds_float64_via_float32(overflow)
-    fmt, rounding, overflow = _check_common(
-        format, rounding, overflow, seed, stream, offset, random_bits,
-        _itemsize(xp, x, via_float32),
-    )  # fmt: skip
-    seed = seed or 0
+def _encode(xp, x, req: Request):
+    fmt, rounding, overflow, via_float32 = req.fmt, req.rounding, req.overflow, _via_float32(req)
+    seed, stream, offset = req.seed or 0, req.stream, req.offset
     cdt = _code_dtype(xp, fmt.bits)
     if fmt.bits > 32 and not has_int64(xp):
         msg = f"{fmt.name} codes need 64-bit integers; hint: enable jax_enable_x64"
         raise ValueError(msg)
     if isinstance(fmt, IntFormat):
-        work, _e, _m, W, r = _plan(xp, x, fmt, random_bits, via_float32)
+        work, _e, _m, W, r = _plan(xp, x, fmt, req.random_bits, via_float32)
         err, code = _int_path(
-            xp, work, fmt, rounding, seed, stream, offset, r, scale, zero_point, "code", W
+            xp, work, fmt, rounding, seed, stream, offset, r, req.scale, req.zero_point, "code", W
         )
         _raise_if_error(xp, err, fmt, overflow)
         return xp.reshape(xp.astype(code, cdt), x.shape)
-    if scale is not None or zero_point is not None:
-        msg = f"scale/zero_point apply to integer formats; {fmt.name!r} is a float format"
-        raise ValueError(msg)
     o, _work, _in_e, _in_m, st, sign, kept, q = _float_core(
-        xp, x, fmt, rounding, overflow, seed, stream, offset, random_bits, via_float32
+        xp, x, fmt, rounding, overflow, seed, stream, offset, req.random_bits, via_float32
     )
     _raise_if_error(xp, st == _ERR, fmt, overflow)
     codes = _format_code(o, st, sign, kept, q, fmt.params())
@@ -729,13 +729,15 @@ def decode(codes, format, *, dtype=None, scale=None, zero_point=None, xp=None):
     ``dtype`` is a dtype of ``xp`` (default ``xp.float32``). Formats of at most 16 bits decode
     through a table of every code's value; wider formats through their bit fields.
     """
-    if xp is None:
-        import array_api_compat
+    req = decode_request(
+        format, dtype=dtype, scale=scale, zero_point=zero_point, axis=None, block_size=None,
+        tensor_scale=None,
+    )  # fmt: skip
+    return _decode(_namespace(codes, xp), codes, req)
 
-        xp = array_api_compat.array_namespace(codes)
-    from qemu_arrays.api import _check_format, _decode_table
 
-    fmt = _check_format(format)
+def _decode(xp, codes, req: Request):
+    fmt, dtype, scale, zero_point = req.fmt, req.dtype, req.scale, req.zero_point
     dtype = xp.float32 if dtype is None else dtype
     if not xp.isdtype(codes.dtype, "integral"):
         msg = f"codes must be an integer array, got dtype {codes.dtype}"
@@ -752,7 +754,7 @@ def decode(codes, format, *, dtype=None, scale=None, zero_point=None, xp=None):
         return xp.astype(xp.astype(k - z, F) * s, dtype)
     if fmt.bits <= 16:
         tdt = xp.float64 if wide else xp.float32
-        table = xp.asarray(_decode_table(fmt).astype(np.float64 if wide else np.float32), dtype=tdt)
+        table = xp.asarray(decode_table(fmt).astype(np.float64 if wide else np.float32), dtype=tdt)
         if dev is not None and not _is_jax(xp):
             table = xp.asarray(table, device=dev)
         idx = xp.astype(codes, xp.int32 if not wide else xp.int64)

@@ -3,7 +3,7 @@
 Blocks of ``fmt.block_size`` consecutive elements along ``axis`` (default the last) share one
 scale. The rules (scale computation, NaN/Inf, saturation, padding) are those of
 ``docs/blocks.md``; the arithmetic runs in the fused numba kernels of
-:mod:`qemu_arrays.cpu_blocks`.
+:mod:`qemu_arrays.kernels.blocks`.
 
 Padding: when the axis length is not a multiple of the block size, the last block of each row
 is shorter. It is quantized as if padded with zeros (zeros change no block maximum), which is
@@ -15,14 +15,18 @@ from __future__ import annotations
 
 import numpy as np
 
+from qemu_arrays.encoded import Encoded
 from qemu_arrays.float_casts import cast_float
-from qemu_arrays.formats.cores import NAN, format_code
-from qemu_arrays.formats.spec import FloatFormat, Overflow, Rounding
-from qemu_arrays.scaled import Encoded, _check_axis
+from qemu_arrays.formats.codes import NAN
+from qemu_arrays.formats.spec import FloatFormat, Rounding
+from qemu_arrays.request import Op, Request
+from qemu_arrays.routes.common import random_args
+from qemu_arrays.routes.cpu_elements import decode_table
+from qemu_arrays.scales import expand_groups
+from qemu_arrays.validation import FLOAT_DTYPES, as_float_array, check_axis, check_out
 
-__all__ = ["decode_block", "encode_block", "quantize_block", "tensor_scale_of"]
+__all__ = ["block_values", "decode_block", "run", "tensor_scale_of"]
 
-_NV_DIVISOR = None  # filled lazily: element max * scale max (6 * 448 for NVFP4)
 _FAST_PATH = True  # the kernels' fast path on the bits (tests turn it off to compare)
 
 
@@ -30,16 +34,7 @@ def _check_block_axis(arr, axis):
     if arr.ndim == 0:
         msg = "block formats need an array of at least one dimension, got a scalar; hint: x[None]"
         raise ValueError(msg)
-    return _check_axis(-1 if axis is None else axis, arr.ndim)
-
-
-def _check_overflow(fmt, overflow):
-    if overflow not in (Overflow.OWN, Overflow.SATURATE):
-        msg = (
-            f"overflow={overflow!r} does not apply to the block format {fmt.name!r}: elements "
-            "always saturate (the MX rule); allowed: Overflow.OWN, Overflow.SATURATE"
-        )
-        raise ValueError(msg)
+    return check_axis(-1 if axis is None else axis, arr.ndim)
 
 
 def tensor_scale_of(x, fmt) -> np.float32:
@@ -55,7 +50,7 @@ def tensor_scale_of(x, fmt) -> np.float32:
 
     x = np.asarray(x)
     if x.dtype == np.float32 and x.size:
-        from qemu_arrays import cpu_blocks
+        from qemu_arrays.kernels import blocks as cpu_blocks
 
         flat = np.ascontiguousarray(x).reshape(-1).view(np.uint32)
         amax = float(cpu_blocks.max_finite_f32(flat, 1 << 16))
@@ -104,7 +99,8 @@ def _short_last_blocks(work, out, scodes, R, n, nb, bs, general):
 
 def _run(arr, fmt, axis, rounding, keys, offset, r, want, tensor_scale, out_dtype):
     """The kernel call: ``(values or None, codes or None, scale codes, tensor scale)``."""
-    from qemu_arrays import cpu_blocks
+    from qemu_arrays.kernels import blocks as cpu_blocks
+    from qemu_arrays.kernels import elements as cpu
 
     k0, k1, k2 = keys
     moved = np.moveaxis(arr, axis, -1)
@@ -132,8 +128,6 @@ def _run(arr, fmt, axis, rounding, keys, offset, r, want, tensor_scale, out_dtyp
             tensor_scale_of(arr, fmt) if tensor_scale is None else _check_tensor_scale(tensor_scale)
         )
         flat = work.reshape(-1)
-        from qemu_arrays import cpu
-
         plan = cpu.rne_f32_plan(fmt.element.params(), 1)
         vec = int(
             plan is not None
@@ -158,8 +152,10 @@ def _run(arr, fmt, axis, rounding, keys, offset, r, want, tensor_scale, out_dtyp
             ep = fmt.element.params()
             sp_ = fmt.scale.params()
             emaxv = float(fmt.element.max)
-            sm, semin, _, _, _, _, ssg, ssp, seb, sbias = sp_
-            snan = format_code(NAN, 0, 0, 0, sm, semin, seb, sbias, ssg, ssp)
+            snan = cpu.format_code(
+                NAN, 0, 0, 0, sp_.mantissa_bits, sp_.emin, sp_.exponent_bits, sp_.bias,
+                sp_.signed, sp_.specials,
+            )  # fmt: skip
             cpu_blocks.nv_f32_rne(
                 flat, flat.view(np.uint32), out, R * (n // bs), n, nb, bs, emaxv, np.float32(ts),
                 splan, splan32, snan, plan, ep, int(_FAST_PATH), scodes,
@@ -168,9 +164,6 @@ def _run(arr, fmt, axis, rounding, keys, offset, r, want, tensor_scale, out_dtyp
         else:
             general(flat, out, R, n, scodes)
     else:
-        if tensor_scale is not None:
-            msg = f"scale= (a per-tensor scale) applies to two-level formats such as nvfp4, not {fmt.name!r}"
-            raise ValueError(msg)
         if moved.dtype == np.float64:
             work = np.ascontiguousarray(moved)
             xb, in_e, in_m = work.reshape(-1).view(np.int64), 11, 52
@@ -191,8 +184,6 @@ def _run(arr, fmt, axis, rounding, keys, offset, r, want, tensor_scale, out_dtyp
             mprec = el.max.bit_length() - 1
             maxsig = el.max
         s_nan = (1 << sc.bits) - 1  # E8M0 NaN: 0xFF
-        from qemu_arrays import cpu
-
         plan = cpu.rne_f32_plan(ep, 1) if is_int == 0 and in_m == 23 else None
         vec = int(
             plan is not None
@@ -234,71 +225,47 @@ def _run(arr, fmt, axis, rounding, keys, offset, r, want, tensor_scale, out_dtyp
     return vals, codes, scales, ts
 
 
-def _prepare(x, fmt, axis, overflow, rounding_args, via_float32):
-    from qemu_arrays.api import _as_float_array, _check_enum, _check_rounding_args
-
-    arr = _as_float_array(x)
-    overflow = _check_enum("overflow", overflow, Overflow)
-    _check_overflow(fmt, overflow)
-    axis = _check_block_axis(arr, axis)
-    if via_float32 and arr.dtype == np.float64:
+def run(x, req: Request):
+    """``quantize``/``encode``/``decode`` of a NumPy array in a block format."""
+    if req.op is Op.DECODE:
+        return decode_block(x, req)
+    arr = as_float_array(x)
+    fmt = req.fmt
+    axis = _check_block_axis(arr, req.axis)
+    out_dtype = arr.dtype
+    if req.via_float32 and arr.dtype == np.float64:
         arr = arr.astype(np.float32)
     itemsize = 4 if (arr.dtype.itemsize <= 4 or fmt.tensor_scale) else 8
-    rounding, r, k0, k1, k2 = _check_rounding_args(*rounding_args, itemsize)
-    return arr, axis, rounding, r, (k0, k1, k2)
-
-
-def quantize_block(
-    x, fmt, *, axis=None, rounding=Rounding.NEAREST_EVEN, overflow=Overflow.OWN, seed=None,
-    stream=0, offset=0, random_bits=None, scale=None, via_float32=False, out=None,
-):  # fmt: skip
-    """Block-format fake quantization: the values ``decode(encode(x))``, dtype of ``x``."""
-    arr0 = x
-    arr, axis, rounding, r, keys = _prepare(
-        x, fmt, axis, overflow, (rounding, seed, stream, offset, random_bits), via_float32
-    )
-    out_dtype = np.asarray(arr0).dtype
-    vals, _, _, _ = _run(arr, fmt, axis, rounding, keys, offset, r, 1, scale, out_dtype)
+    r, *keys = random_args(req, itemsize)
+    rnd, off = req.rounding, req.offset
+    if req.op is Op.ENCODE:
+        _, codes, scales, ts = _run(arr, fmt, axis, rnd, keys, off, r, 2, req.scale, arr.dtype)
+        return Encoded(
+            codes=codes,
+            scales=scales,
+            zero_points=None,
+            tensor_scale=None if ts is None else np.float32(ts),
+            axis=axis,
+            block_size=fmt.block_size,
+        )
+    out = check_out(req.out, arr.shape, out_dtype)
+    vals, _, _, _ = _run(arr, fmt, axis, rnd, keys, off, r, 1, req.scale, out_dtype)
     if out is not None:
-        from qemu_arrays.api import _check_out
-
-        _check_out(out, vals.shape, out_dtype)
         out[...] = vals
         return out
     return vals
 
 
-def encode_block(
-    x, fmt, *, axis=None, rounding=Rounding.NEAREST_EVEN, overflow=Overflow.OWN, seed=None,
-    stream=0, offset=0, random_bits=None, scale=None, via_float32=False,
-):  # fmt: skip
-    """Element codes and block scale codes (an :class:`~qemu_arrays.scaled.Encoded`)."""
-    arr, axis, rounding, r, keys = _prepare(
-        x, fmt, axis, overflow, (rounding, seed, stream, offset, random_bits), via_float32
-    )
-    _, codes, scales, ts = _run(arr, fmt, axis, rounding, keys, offset, r, 2, scale, arr.dtype)
-    return Encoded(
-        codes=codes,
-        scales=scales,
-        zero_points=None,
-        tensor_scale=None if ts is None else np.float32(ts),
-        axis=axis,
-        block_size=fmt.block_size,
-    )
-
-
 def block_values(codes, scale_codes, fmt, tensor_scale=None):
     """float64 values of element ``codes`` with per-element ``scale_codes`` (same shape)."""
-    from qemu_arrays.api import _decode_table
-
     el = fmt.element
     if isinstance(el, FloatFormat):
-        ev = _decode_table(el)[np.asarray(codes).astype(np.intp)]
+        ev = decode_table(el)[np.asarray(codes).astype(np.intp)]
     else:
         k = np.asarray(codes).astype(np.int64)
         k = np.where(k >> (el.bits - 1), k - (1 << el.bits), k)
         ev = np.ldexp(k.astype(np.float64), -fmt.element_fraction_bits)
-    sv = _decode_table(fmt.scale)[np.asarray(scale_codes).astype(np.intp)]
+    sv = decode_table(fmt.scale)[np.asarray(scale_codes).astype(np.intp)]
     if fmt.tensor_scale:
         ts = np.float64(_check_tensor_scale(1.0 if tensor_scale is None else tensor_scale))
         with np.errstate(over="ignore"):
@@ -307,36 +274,23 @@ def block_values(codes, scale_codes, fmt, tensor_scale=None):
     return ev * sv  # exact: a power of two times a short significand
 
 
-def decode_block(codes, fmt, *, dtype=np.float32, scale=None, axis=None, tensor_scale=None):
+def decode_block(codes, req: Request):
     """Values of block-format codes: ``element value * block scale (* tensor scale)``.
 
-    ``codes`` is an :class:`~qemu_arrays.scaled.Encoded` (from :func:`encode_block`), or the
-    element codes with ``scale=`` the scale codes (and ``axis=``, ``tensor_scale=`` as needed).
-    The product is formed exactly and rounded once to ``dtype``. A NaN block scale gives NaN for
+    ``req.scale`` holds the scale codes (and ``req.axis``, ``req.tensor_scale`` as needed).
+    The product is formed exactly and rounded once to the dtype. A NaN block scale gives NaN for
     the whole block; NVFP4's element times the float32 ``d = float32(s_b * tensor_scale)``.
     """
-    from qemu_arrays.api import _FLOAT_DTYPES
-
-    if isinstance(codes, Encoded):
-        enc = codes
-        codes, scale = enc.codes, enc.scales
-        axis = enc.axis if axis is None else axis
-        tensor_scale = enc.tensor_scale if tensor_scale is None else tensor_scale
+    fmt, scale, tensor_scale = req.fmt, req.scale, req.tensor_scale
     codes = np.asarray(codes)
     if codes.dtype.kind not in "iu":
         msg = f"codes must be an integer array, got dtype {codes.dtype}"
         raise TypeError(msg)
-    if scale is None:
-        msg = (
-            f"decoding the block format {fmt.name!r} needs the scale codes: pass the Encoded "
-            "tuple from encode, or scale=<scale codes>"
-        )
-        raise ValueError(msg)
-    dtype = np.dtype(dtype)
-    if dtype not in _FLOAT_DTYPES:
+    dtype = np.dtype(np.float32 if req.dtype is None else req.dtype)
+    if dtype not in FLOAT_DTYPES:
         msg = f"dtype must be float16, bfloat16, float32 or float64, got {dtype}"
         raise TypeError(msg)
-    axis = _check_block_axis(codes, axis)
+    axis = _check_block_axis(codes, req.axis)
     scale = np.asarray(scale)
     n = codes.shape[axis]
     nb = -(-n // fmt.block_size)
@@ -350,8 +304,6 @@ def decode_block(codes, fmt, *, dtype=np.float32, scale=None, axis=None, tensor_
     if codes.size and (codes.min() < 0 or int(codes.max()) >> fmt.bits):
         msg = f"codes must lie in [0, 2**{fmt.bits}) for {fmt.name!r}, got values outside"
         raise ValueError(msg)
-    from qemu_arrays.scaled import expand_groups
-
     sc = expand_groups(scale, codes.shape, axis, fmt.block_size)
     vals = block_values(codes, sc, fmt, tensor_scale)
     return cast_float(vals, dtype)

@@ -14,9 +14,6 @@ import math
 import numpy as np
 from numba import njit, prange
 
-from qemu_arrays import cpu as _cpu
-from qemu_arrays import cpu_simd
-from qemu_arrays.cpu_simd import amax_bits16, amax_bits32, nv_scale32, prefetch
 from qemu_arrays.formats.bits import bits_f32, bits_f64, f32_bits, f64_bits
 from qemu_arrays.formats.block_cores import (  # scale rules: qemu_arrays.formats.block_spec.ScaleRule
     CEIL,
@@ -43,6 +40,9 @@ from qemu_arrays.formats.cores import (
 )
 from qemu_arrays.formats.jit_cache import purge_stale_cache
 from qemu_arrays.formats.rne32 import rne32
+from qemu_arrays.kernels import elements as _cpu
+from qemu_arrays.kernels import simd as cpu_simd
+from qemu_arrays.kernels.simd import amax_bits16, amax_bits32, nv_scale32, prefetch
 
 # the kernels call cpu.py njit functions and the cpu_simd intrinsics
 purge_stale_cache(__file__, _cpu.__file__, cpu_simd.__file__)

@@ -2,9 +2,9 @@
 
 A *scaled* integer quantization stores codes ``k`` and, per group of elements, a scale ``s`` and
 an integer zero point ``z``: the value of code ``k`` is ``(k - z) * s``. This module computes
-``(s, z)`` per group (the "absmax" range with :mod:`qemu_arrays.cpu_scaled`) and, where the
+``(s, z)`` per group (the "absmax" range with :mod:`qemu_arrays.kernels.scaled`) and, where the
 group-shaped kernel of that module does not apply, expands them to one value per element for
-``qemu_arrays.cpu.quantize_int``. The semantics are those of ``docs/scaled.md``:
+``qemu_arrays.kernels.elements.quantize_int``. The semantics are those of ``docs/scaled.md``:
 
 * granularity: per tensor (``axis=None``), per channel (``axis=k``: one scale per index along
   axis ``k``), or per group (``block_size=B``: groups of ``B`` consecutive elements along
@@ -14,83 +14,35 @@ group-shaped kernel of that module does not apply, expands them to one value per
 * symmetric (``z = 0``, ``s = amax / max``) or asymmetric (``s = (hi - lo) / (max - min)``,
   ``z = min - round(lo / s)`` with ``lo <= 0 <= hi``);
 * the scale stored in a format (``scale_format``: float32, float16, bfloat16, E8M0, E4M3, ...),
-  rounded into it with :func:`qemu_arrays.quantize` (nearest-even, saturating) before the zero
-  point is derived from it.
+  rounded into it (nearest-even, saturating) before the zero point is derived from it.
 """
 
 from __future__ import annotations
 
 import numbers
-from typing import NamedTuple
 
 import numpy as np
 
+from qemu_arrays.formats.catalog import get_format
 from qemu_arrays.formats.spec import FloatFormat, IntFormat, Overflow, Rounding
+from qemu_arrays.request import SCALE_RULES
+from qemu_arrays.routes.cpu_elements import round_array
+from qemu_arrays.validation import check_granularity
 
-__all__ = ["SCALE_RULES", "Encoded", "compute_scale", "expand_groups", "group_shape"]
-
-SCALE_RULES = ("absmax", "percentile", "mse")
+__all__ = [
+    "SCALE_RULES",
+    "compute_scale",
+    "expand_groups",
+    "flatten_groups",
+    "group_geometry",
+    "group_scales",
+    "group_shape",
+]
 
 _MSE_RATIOS = np.linspace(1.0, 0.2, 81)  # clipping ratios searched by the "mse" rule
 
 
-class Encoded(NamedTuple):
-    """Codes plus scales: what ``encode`` returns for scaled and block formats.
-
-    ``codes``: the element codes, shape of ``x`` (unsigned integers, as plain ``encode``).
-    ``scales``: block formats: the scale *codes* in the block format's scale format (uint8),
-    shape of ``x`` with ``axis`` holding one entry per block; scaled integers: the scale
-    *values* (float64, already representable in ``scale_format``) in the group shape.
-    ``zero_points``: integer zero points in the group shape (scaled integers), else None.
-    ``tensor_scale``: the float32 per-tensor scale of two-level formats (NVFP4), else None.
-    ``axis``, ``block_size``: the granularity, so that ``decode(enc, format)`` needs nothing else.
-    """
-
-    codes: np.ndarray
-    scales: np.ndarray
-    zero_points: np.ndarray | None = None
-    tensor_scale: float | None = None
-    axis: int | None = None
-    block_size: int | None = None
-
-
 # ---- granularity ---------------------------------------------------------------------------
-
-
-def _check_axis(axis, ndim, name="axis"):
-    if axis is None:
-        return None
-    if isinstance(axis, bool) or not isinstance(axis, numbers.Integral):
-        msg = f"{name} must be an int or None, got {axis!r} ({type(axis).__name__})"
-        raise TypeError(msg)
-    if not -ndim <= axis < ndim:
-        msg = (
-            f"{name}={axis} is out of range for an array of {ndim} dimensions; "
-            f"allowed: {-ndim} ... {ndim - 1}"
-        )
-        raise ValueError(msg)
-    return int(axis) % ndim
-
-
-def check_granularity(shape, axis, block_size):
-    """Normalised ``(axis, block_size)``; with ``block_size`` the axis defaults to the last."""
-    ndim = len(shape)
-    if block_size is not None:
-        if isinstance(block_size, bool) or not isinstance(block_size, numbers.Integral):
-            msg = f"block_size must be a positive int or None, got {block_size!r}"
-            raise TypeError(msg)
-        if block_size < 1:
-            msg = f"block_size must be >= 1, got {block_size}; hint: 32 or 128 are common"
-            raise ValueError(msg)
-        if ndim == 0:
-            msg = "block_size needs an array of at least one dimension, got a scalar"
-            raise ValueError(msg)
-        axis = -1 if axis is None else axis
-    if axis is not None and ndim == 0:
-        msg = f"axis={axis} needs an array of at least one dimension, got a scalar"
-        raise ValueError(msg)
-    axis = _check_axis(axis, ndim)
-    return axis, (None if block_size is None else int(block_size))
 
 
 def group_shape(shape, axis, block_size):
@@ -147,8 +99,6 @@ def expand_groups(a, shape, axis, block_size):
 def _check_scale_format(scale_format):
     if scale_format is None:
         return None
-    from qemu_arrays.formats.catalog import get_format
-
     fmt = get_format(scale_format)
     if not isinstance(fmt, FloatFormat):
         msg = (
@@ -168,11 +118,7 @@ def round_scale(s, scale_format):
     s = np.asarray(s, dtype=np.float64)
     if scale_format is None:
         return s
-    from qemu_arrays.api import quantize
-
-    r = np.asarray(
-        quantize(s, scale_format, rounding=Rounding.NEAREST_EVEN, overflow=Overflow.SATURATE)
-    )
+    r = round_array(s, scale_format, Rounding.NEAREST_EVEN, Overflow.SATURATE)
     tiny = scale_format.smallest_subnormal if scale_format.has_zero else scale_format.min
     return np.where(r > 0, r, tiny)
 
@@ -234,7 +180,7 @@ def _absmax_range(x, axis, block_size, symmetric=False):
     of the group shape (what :func:`_range` computes, without float64 copies of ``x``);
     ``symmetric``: ``lo`` is None and ``hi = max |finite x|``, found in one reduction.
     """
-    from qemu_arrays import cpu_scaled
+    from qemu_arrays.kernels import scaled as cpu_scaled
 
     gshape = group_shape(x.shape, axis, block_size)
     if symmetric:
@@ -268,8 +214,6 @@ def compute_scale(
     Groups holding only zeros get scale 1. NaN and infinities are ignored; a group with no
     finite value gets scale 1.
     """
-    from qemu_arrays.formats.catalog import get_format
-
     fmt = get_format(format)
     if not isinstance(fmt, IntFormat):
         msg = f"format must be an integer format for scale rules, got {getattr(fmt, 'name', fmt)!r}"
@@ -344,21 +288,16 @@ def given_to_groups(a, shape, axis, block_size, name):
         raise ValueError(msg) from None
 
 
-def element_arrays(x, fmt, scale, zero_point, shape, *, axis, block_size, symmetric, percentile,
-                   scale_format, flat=True):  # fmt: skip
-    """``(s_flat, z_flat, s_groups, z_groups)`` for the integer kernel.
-
-    ``s_flat``/``z_flat`` hold one value, or one per element in C order. ``x`` is needed only
-    for the rules (``scale`` a string).
-    """
+def group_scales(x, fmt, scale, zero_point, shape, *, axis=None, block_size=None, symmetric=True,
+                 percentile=99.9, scale_format=None):  # fmt: skip
+    """``(scales, zero points, axis, block_size)``: the scales and zero points of integer format
+    ``fmt`` in the group shape of ``shape``, from a given scale (number or array) or a rule
+    (computed from ``x``, which only rules need), with the granularity normalised."""
     axis, block_size = check_granularity(shape, axis, block_size)
     sfmt = _check_scale_format(scale_format)
     if isinstance(scale, str):
         if x is None:
             msg = f"scale={scale!r} is a rule, which needs data; decode needs the scale values"
-            raise ValueError(msg)
-        if zero_point is not None:
-            msg = "zero_point is computed by the scale rule; pass symmetric=False instead"
             raise ValueError(msg)
         sg, zg = compute_scale(
             x, fmt, rule=scale, axis=axis, block_size=block_size, symmetric=symmetric,
@@ -372,10 +311,36 @@ def element_arrays(x, fmt, scale, zero_point, shape, *, axis, block_size, symmet
             msg = f"zero_point must hold integers, got {zero_point!r}"
             raise ValueError(msg)
         zg = given_to_groups(z.astype(np.int64), shape, axis, block_size, "zero_point")
-    if not flat:
-        return None, None, np.asarray(sg), np.asarray(zg), axis, block_size
-    s_flat, z_flat = flatten_groups(sg, zg, shape, axis, block_size)
-    return s_flat, z_flat, np.asarray(sg), np.asarray(zg), axis, block_size
+    return np.asarray(sg), np.asarray(zg), axis, block_size
+
+
+def group_geometry(shape, sg, zg, axis, block_size):
+    """``((outer, n, inner), scales, zero points, block)`` for the group-shaped integer kernel
+    (``kernels.scaled.quantize_groups``), or None when the group arrays do not have the
+    per-channel / per-group layout."""
+    outer = int(np.prod(shape[:axis], dtype=np.int64))
+    n = shape[axis]
+    inner = int(np.prod(shape[axis + 1 :], dtype=np.int64))
+    blk = 1 if block_size is None else block_size
+    groups = -(-n // blk)
+
+    def to3(a):
+        a = np.asarray(a)
+        if a.size == 1:
+            return a.reshape(1, 1, 1)
+        if a.ndim != len(shape) or a.shape[axis] != groups:
+            return None
+        lead, trail = a.shape[:axis], a.shape[axis + 1 :]
+        if lead not in (shape[:axis], (1,) * axis):
+            return None
+        if trail not in (shape[axis + 1 :], (1,) * len(trail)):
+            return None
+        return np.ascontiguousarray(a).reshape(int(np.prod(lead)), groups, int(np.prod(trail)))
+
+    s3, z3 = to3(sg), to3(zg)
+    if s3 is None or z3 is None:
+        return None
+    return (outer, n, inner), s3, z3, blk
 
 
 def flatten_groups(sg, zg, shape, axis, block_size):

@@ -41,8 +41,8 @@ import numpy as np
 from numba import njit, prange
 from numba.core.extending import overload
 
-from qemu_arrays.cpu import threads_for
 from qemu_arrays.formats.jit_cache import purge_stale_cache
+from qemu_arrays.kernels.elements import threads_for
 
 purge_stale_cache(__file__)
 
