@@ -34,12 +34,12 @@ __all__ = [
     "split_bits",
 ]
 
-_JIT = {"cache": True, "nogil": True}
+_JIT = njit(cache=True, nogil=True)
 
 from qemu_arrays.formats.codes import CEIL, EVEN, FLOOR, RCEIL  # noqa: E402  (ScaleRule codes)
 
 
-@njit(**_JIT)
+@_JIT
 def split_bits(b, in_e, in_m):
     """(sign, M, E, special) of an IEEE bit pattern: value ``(-1)^sign * M * 2^E``.
 
@@ -56,7 +56,7 @@ def split_bits(b, in_e, in_m):
     return sign, mf | (1 << in_m), ef - in_bias - in_m, 0
 
 
-@njit(**_JIT)
+@_JIT
 def shared_exponent(M, E, rule, mprec, emax_elem, maxsig):
     """The power-of-two block scale exponent for ``amax = M * 2^E > 0`` under ``rule``.
 
@@ -87,7 +87,7 @@ def shared_exponent(M, E, rule, mprec, emax_elem, maxsig):
     return e
 
 
-@njit(**_JIT)
+@_JIT
 def mx_float_general(sign, M, E, e, ep, rnd, u, r):
     """General path of one MX float element ``(-1)^sign M 2^E`` under the scale ``2^e``.
 

@@ -46,7 +46,7 @@ def minifloat(
     return FloatFormat(
         exponent_bits=exponent_bits,
         mantissa_bits=mantissa_bits,
-        bias=bias,
+        bias=bias,  # type: ignore[arg-type]  # None: the IEEE bias (FloatFormat's default)
         specials=specials,
         signed=signed,
         subnormals=subnormals,

@@ -42,16 +42,16 @@ from qemu_arrays.formats.codes import (  # noqa: F401  (the kernels import them 
 
 M32 = 0xFFFFFFFF
 
-_JIT = {"cache": True, "nogil": True}
+_JIT = njit(cache=True, nogil=True)
 # small functions on every element's path are inlined at numba IR level; the general path is
 # left to LLVM, which keeps compile time of each kernel to seconds
-_HOT = {"cache": True, "nogil": True, "inline": "always"}
+_HOT = njit(cache=True, nogil=True, inline="always")
 
 
 # ---- counter-based random bits ----------------------------------------------------------------
 
 
-@njit(**_HOT)
+@_HOT
 def mix32(x):
     """Wellons' lowbias32 hash: a bijection of 32-bit words (see docs/formats.md)."""
     x = x & M32
@@ -63,7 +63,7 @@ def mix32(x):
     return x
 
 
-@njit(**_HOT)
+@_HOT
 def random_word(k0, k1, k2, index, j):
     """Word ``j`` (0 or 1) of element ``index`` under the key ``(k0, k1, k2)``."""
     lo = index & M32
@@ -73,7 +73,7 @@ def random_word(k0, k1, k2, index, j):
     return mix32((h + k0) & M32)
 
 
-@njit(**_HOT)
+@_HOT
 def random_u(k0, k1, k2, index, r):
     """The element's ``r``-bit random integer, ``1 <= r <= 62``."""
     w0 = random_word(k0, k1, k2, index, 0)
@@ -96,7 +96,7 @@ def random_key(seed: int, stream: int = 0) -> tuple[int, int, int]:
 # ---- helpers ---------------------------------------------------------------------------------
 
 
-@njit(**_HOT)
+@_HOT
 def bit_length(k):
     """Number of bits of a non-negative int64 (0 for 0), by binary search."""
     n = 0
@@ -121,24 +121,24 @@ def bit_length(k):
     return n + k
 
 
-@njit(**_HOT)
+@_HOT
 def has_negative_zero(signed, has_zero, specials):
     return signed == 1 and has_zero == 1 and specials != FNUZ and specials != P3109
 
 
-@njit(**_HOT)
+@_HOT
 def format_has_nan(m, specials):
     if specials == IEEE:
         return m > 0
     return specials != FINITE_ONLY
 
 
-@njit(**_HOT)
+@_HOT
 def format_has_inf(specials):
     return specials == IEEE or specials == P3109
 
 
-@njit(**_JIT)
+@_JIT
 def _smallest(m, emin, subnormals, has_zero):
     """(kept, q) of the smallest value >= 0 of the format (0 when it has zero)."""
     if has_zero == 1:
@@ -146,7 +146,7 @@ def _smallest(m, emin, subnormals, has_zero):
     return 1 << m, emin - m
 
 
-@njit(**_JIT)
+@_JIT
 def _special_result(kind, sign, m, emin, emax, sigmax, subnormals, has_zero, signed, specials, ovf):
     """Result of an out-of-range magnitude: kind 0 = overflow rounding away, 1 = infinity input.
 
@@ -160,7 +160,7 @@ def _special_result(kind, sign, m, emin, emax, sigmax, subnormals, has_zero, sig
     return FINITE, sign, sigmax, emax - m
 
 
-@njit(**_JIT)
+@_JIT
 def _negative_unsigned(m, emin, subnormals, has_zero, specials, ovf):
     """A negative input to an unsigned format (see the table in docs/formats.md)."""
     if ovf != SATURATE and format_has_nan(m, specials):
@@ -169,7 +169,7 @@ def _negative_unsigned(m, emin, subnormals, has_zero, specials, ovf):
     return FINITE, 0, kept, q
 
 
-@njit(**_JIT)
+@_JIT
 def round_magnitude(
     sign,
     M,
@@ -262,7 +262,7 @@ def round_magnitude(
     return FINITE, sign, kept, q
 
 
-@njit(**_JIT)
+@_JIT
 def round_ieee_bits(
     b,
     in_e,
@@ -335,7 +335,7 @@ def round_ieee_bits(
     )
 
 
-@njit(**_JIT)
+@_JIT
 def ieee_bits(status, sign, kept, q, out_e, out_m):
     """Bit pattern of ``(status, sign, kept, q)`` in the IEEE format (out_e, out_m).
 
@@ -375,7 +375,7 @@ def ieee_bits(status, sign, kept, q, out_e, out_m):
     return sbit | mant
 
 
-@njit(**_JIT)
+@_JIT
 def format_code(status, sign, kept, q, m, emin, ebits, bias, signed, specials):
     """The format's bit pattern for a rounded result (canonical NaN, see docs/formats.md)."""
     mag_bits = ebits + m
@@ -398,7 +398,7 @@ def format_code(status, sign, kept, q, m, emin, ebits, bias, signed, specials):
     return sbit | kept
 
 
-@njit(**_JIT)
+@_JIT
 def decode_code(code, m, emin, ebits, bias, subnormals, has_zero, signed, specials):
     """The value of a code as float64 (the inverse of format_code)."""
     mag_bits = ebits + m
@@ -429,7 +429,7 @@ def decode_code(code, m, emin, ebits, bias, subnormals, has_zero, signed, specia
     return -v if sign == 1 else v
 
 
-@njit(**_JIT)
+@_JIT
 def round_int_value(x, qmin, qmax, rnd, u, r):
     """Round the float64 quotient ``x`` to an integer in [qmin, qmax].
 
@@ -467,7 +467,7 @@ def round_int_value(x, qmin, qmax, rnd, u, r):
     return FINITE, k
 
 
-@njit(**_HOT)
+@_HOT
 def round_bits_fast(b, in_e, in_m, m, emin, emax, sigmax, signed, rnd, u, r):
     """Fast path of :func:`round_ieee_bits` for the common case, on the input's own bits.
 
@@ -520,7 +520,7 @@ def round_bits_fast(b, in_e, in_m, m, emin, emax, sigmax, signed, rnd, u, r):
     return True, mag
 
 
-@njit(**_HOT)
+@_HOT
 def round_subnormal_fast(b, in_e, in_m, m, emin, subnormals, has_zero, signed, specials, rnd, u, r):
     """Fast path for a normal input below the format's smallest normal (format with subnormals).
 

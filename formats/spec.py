@@ -90,7 +90,7 @@ class FloatFormat:
 
     exponent_bits: int
     mantissa_bits: int
-    bias: int | None = None
+    bias: int = None  # type: ignore[assignment]  # None: IEEE's 2**(e-1) - 1, set in __post_init__
     signed: bool = True
     subnormals: bool = True
     has_zero: bool = True

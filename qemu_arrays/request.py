@@ -143,7 +143,7 @@ def _check_rule_options(scale, symmetric, percentile):
         if isinstance(percentile, bool) or not isinstance(percentile, numbers.Real):
             msg = f"percentile must be a number in (0, 100], got {percentile!r}"
             raise TypeError(msg)
-        if not 0 < percentile <= 100:
+        if not 0 < float(percentile) <= 100:
             msg = f"percentile must be in (0, 100], got {percentile}; hint: 99.9"
             raise ValueError(msg)
         if rule != "percentile":

@@ -92,7 +92,11 @@ def check_random_bits(random_bits) -> int | None:
     if random_bits is None:
         return None
     r = random_bits
-    if isinstance(r, (bool, np.bool_)) or not isinstance(r, numbers.Integral) or not 1 <= r <= 62:
+    if (
+        isinstance(r, (bool, np.bool_))
+        or not isinstance(r, numbers.Integral)
+        or not 1 <= int(r) <= 62
+    ):
         msg = f"random_bits must be an int in [1, 62], got {random_bits!r}; hint: None = exact"
         raise ValueError(msg)
     return int(r)
