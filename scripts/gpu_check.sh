@@ -3,9 +3,12 @@
 # backend conformance tests (CuPy / PyTorch CUDA rows included), then the GPU benchmark.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"
+# the folders formats/ and cuda_kernels/ are installed as qemu_arrays.formats/.cuda_kernels:
+# an editable install (no network needed: no build isolation, no dependencies) maps them
+python -c "import qemu_arrays.formats" 2>/dev/null \
+    || python -m pip install -q --no-build-isolation --no-deps -e .
 unset NUMBA_ENABLE_CUDASIM
 nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv
 python -c "from numba import cuda; assert cuda.is_available(), 'numba.cuda sees no GPU'; cuda.detect()"
-QEMU_ARRAYS_REAL_GPU=1 python -m pytest -q tests/test_cuda.py tests/test_cuda_blocks.py tests/test_backends.py "$@"
+QEMU_ARRAYS_REAL_GPU=1 python -m pytest -q tests/routes/test_cuda.py tests/routes/test_cuda_blocks.py tests/routes/test_backends.py "$@"
 python benchmarks/bench_gpu.py

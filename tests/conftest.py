@@ -7,6 +7,8 @@ import math
 import numpy as np
 import pytest
 
+from tests.backends import Backend, skip_reason
+
 
 def _uint_of(dtype) -> type:
     return {1: np.uint8, 2: np.uint16, 4: np.uint32, 8: np.uint64}[np.dtype(dtype).itemsize]
@@ -77,6 +79,16 @@ def assert_same_codes(got, expected, context="", inputs=None):
             for i in idx[:8]
         ]
         pytest.fail(f"{context}: {idx.size} code mismatches (input, got, expected): {examples}")
+
+
+@pytest.fixture(params=list(Backend), ids=lambda b: b.value)
+def backend(request):
+    """Each array library in turn (tests/backends.py); a row that cannot run here is skipped
+    with its reason (not installed, no GPU, simulator not enabled)."""
+    reason = skip_reason(request.param)
+    if reason:
+        pytest.skip(reason)
+    return request.param
 
 
 @pytest.fixture

@@ -2,7 +2,7 @@
 
 Every import between modules of qemu_arrays counts, at module level or inside a function (an
 import placed in a function to dodge a cycle is still a cycle), read statically from the source
-with the checker of tests/test_import_light.py. The layers, top to bottom:
+with the checker of tests/unit/test_import_light.py. The layers, top to bottom:
 
     façade (api, __init__) -> dispatch -> routes -> kernels / cuda_kernels -> formats
     with request, validation, encoded, float_casts, scales as leaves below the façade.
@@ -12,9 +12,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from tests.test_import_light import _imported
+from tests.unit.test_import_light import _imported
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 FOLDERS = {
     "qemu_arrays": ROOT / "qemu_arrays",
     "qemu_arrays.formats": ROOT / "formats",

@@ -20,7 +20,7 @@ import pytest
 import qemu_arrays as qa
 from tests.conftest import assert_same_codes, assert_same_floats, probe_values
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 SIM = os.environ.get("NUMBA_ENABLE_CUDASIM") == "1"
 REAL = os.environ.get("QEMU_ARRAYS_REAL_GPU") == "1"
 INNER = SIM or REAL

@@ -5,6 +5,7 @@ module of those folders; a user's own ``formats.py`` beside their script cannot 
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 import zipfile
@@ -12,16 +13,22 @@ from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 FOLDERS = {"qemu_arrays": "qemu_arrays", "formats": "qemu_arrays/formats"}
 FOLDERS["cuda_kernels"] = "qemu_arrays/cuda_kernels"
 
 
 @pytest.fixture(scope="module")
 def wheel(tmp_path_factory):
+    """The wheel built from a copy of the sources (the build leaves nothing in the checkout)."""
+    src = tmp_path_factory.mktemp("src")
+    for name in ("pyproject.toml", "README.md"):
+        shutil.copy(ROOT / name, src / name)
+    for folder in FOLDERS:
+        shutil.copytree(ROOT / folder, src / folder, ignore=shutil.ignore_patterns("__pycache__"))
     out = tmp_path_factory.mktemp("wheel")
     res = subprocess.run(
-        [sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w", str(out), str(ROOT)],
+        [sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w", str(out), str(src)],
         capture_output=True,
         text=True,
         check=False,

@@ -1,7 +1,7 @@
 """Block formats (MX, NVFP4) and the 32-bit nearest-even kernel on the CUDA route, bit for bit
 against the CPU route.
 
-As ``tests/test_cuda.py``: without a GPU the outer test re-runs this file in a subprocess with
+As ``tests/routes/test_cuda.py``: without a GPU the outer test re-runs this file in a subprocess with
 ``NUMBA_ENABLE_CUDASIM=1`` (small inputs: the simulator runs a Python thread per CUDA thread);
 with ``QEMU_ARRAYS_REAL_GPU=1`` (``scripts/gpu_check.sh``) the same tests run on the device with
 PyTorch CUDA tensors. The test of the 32-bit rounding step itself (an LLVM intrinsic) compiles
@@ -22,7 +22,7 @@ import pytest
 import qemu_arrays as qa
 from tests.conftest import assert_same_codes, assert_same_floats
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 SIM = os.environ.get("NUMBA_ENABLE_CUDASIM") == "1"
 REAL = os.environ.get("QEMU_ARRAYS_REAL_GPU") == "1"
 INNER = SIM or REAL

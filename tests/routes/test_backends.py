@@ -1,20 +1,19 @@
-"""Every backend gives the bits of the NumPy CPU kernels: the conformance suite over a Backend enum.
-
-Rows: NumPy, array-api-strict, PyTorch CPU, JAX CPU, Dask (always, when installed), CuPy and
-PyTorch CUDA (when a GPU is present). Every skip states why.
+"""Every backend gives the bits of the NumPy CPU kernels: the conformance suite over the backend
+fixture (tests/backends.py: NumPy, read-only NumPy, array-api-strict, PyTorch CPU, JAX CPU, Dask,
+the CUDA simulator when enabled, CuPy and PyTorch CUDA when a GPU is present), for element,
+scaled integer and block formats. Every skip states why; a route that cannot compute something
+must say so (NotImplementedError from the capability table), never return other bits.
 """
 
 from __future__ import annotations
-
-import enum
-import importlib.util
 
 import ml_dtypes
 import numpy as np
 import pytest
 
 import qemu_arrays as qa
-from qemu_arrays.dispatch import Route, explain_route, route
+from qemu_arrays.dispatch import explain_route, route
+from tests.backends import ROUTE, Backend, block_route, capability, supports, to_backend, to_numpy
 from tests.conftest import assert_same_codes, assert_same_floats, probe_values
 
 R = qa.Rounding
@@ -27,120 +26,6 @@ FORMATS = [
     for n in qa.list_formats()
     if isinstance(qa.get_format(n), qa.FloatFormat) and qa.get_format(n).bits <= 8
 ] + ["bfloat16", "float16"]
-
-
-class Backend(enum.Enum):
-    NUMPY = "numpy"
-    ARRAY_API_STRICT = "array_api_strict"
-    TORCH_CPU = "torch-cpu"
-    JAX_CPU = "jax-cpu"
-    DASK = "dask"
-    CUPY = "cupy"
-    TORCH_CUDA = "torch-cuda"
-
-
-ROUTE = {
-    Backend.NUMPY: Route.NUMPY,
-    Backend.ARRAY_API_STRICT: Route.GENERIC,
-    Backend.TORCH_CPU: Route.TORCH_CPU,
-    Backend.JAX_CPU: Route.GENERIC,
-    Backend.DASK: Route.DASK,
-    Backend.CUPY: Route.CUDA,
-    Backend.TORCH_CUDA: Route.CUDA,
-}
-
-
-def _skip_reason(b: Backend) -> str | None:
-    mod = {
-        Backend.ARRAY_API_STRICT: "array_api_strict",
-        Backend.TORCH_CPU: "torch",
-        Backend.JAX_CPU: "jax",
-        Backend.DASK: "dask",
-        Backend.CUPY: "cupy",
-        Backend.TORCH_CUDA: "torch",
-    }.get(b)
-    if mod and importlib.util.find_spec(mod) is None:
-        return f"{mod} is not installed"
-    if b is Backend.TORCH_CUDA:
-        import torch
-
-        if not torch.cuda.is_available():
-            return "no CUDA GPU visible to PyTorch"
-    if b is Backend.CUPY:
-        try:
-            import cupy
-
-            cupy.cuda.runtime.getDeviceCount()
-        except Exception as e:  # noqa: BLE001 - any CUDA failure means no usable device
-            return f"CuPy has no usable CUDA device ({type(e).__name__})"
-    return None
-
-
-@pytest.fixture(params=list(Backend), ids=lambda b: b.value)
-def backend(request):
-    reason = _skip_reason(request.param)
-    if reason:
-        pytest.skip(reason)
-    return request.param
-
-
-def to_backend(b: Backend, x: np.ndarray, chunks=None):
-    if b is Backend.NUMPY:
-        return x
-    if b is Backend.ARRAY_API_STRICT:
-        import array_api_strict as xs
-
-        return xs.asarray(x)
-    if b in (Backend.TORCH_CPU, Backend.TORCH_CUDA):
-        import torch
-
-        dev = "cuda" if b is Backend.TORCH_CUDA else "cpu"
-        if x.dtype == np.dtype(ml_dtypes.bfloat16):
-            return torch.from_numpy(x.view(np.int16).copy()).view(torch.bfloat16).to(dev)
-        return torch.from_numpy(x.copy()).to(dev)
-    if b is Backend.JAX_CPU:
-        import jax
-
-        return jax.device_put(x, jax.devices("cpu")[0])
-    if b is Backend.DASK:
-        import dask.array as da
-
-        return da.from_array(x, chunks=chunks or max(1, x.size // 3 + 1))
-    if b is Backend.CUPY:
-        import cupy
-
-        return cupy.asarray(x)
-    raise AssertionError(b)
-
-
-def to_numpy(b: Backend, y) -> np.ndarray:
-    if b is Backend.NUMPY:
-        return y
-    if b is Backend.ARRAY_API_STRICT:
-        return np.from_dlpack(y)
-    if b in (Backend.TORCH_CPU, Backend.TORCH_CUDA):
-        import torch
-
-        y = y.cpu()
-        if y.dtype == torch.bfloat16:
-            return y.view(torch.int16).numpy().view(ml_dtypes.bfloat16)
-        return y.numpy()
-    if b is Backend.DASK:
-        return np.asarray(y.compute())
-    if b is Backend.CUPY:
-        return y.get()
-    return np.asarray(y)
-
-
-def _supports(b: Backend, dtype) -> bool:
-    dtype = np.dtype(dtype)
-    if b is Backend.ARRAY_API_STRICT:
-        return dtype in (np.float32, np.float64)
-    if b is Backend.JAX_CPU and dtype == np.float64:
-        import jax
-
-        return bool(jax.config.read("jax_enable_x64"))
-    return True
 
 
 def _inputs(name):
@@ -189,7 +74,7 @@ def test_int8_with_scale(backend):
 
 @pytest.mark.parametrize("dtype", [np.float16, ml_dtypes.bfloat16, np.float64])
 def test_input_dtypes(backend, dtype):
-    if not _supports(backend, dtype):
+    if not supports(backend, dtype):
         pytest.skip(f"{backend.value} has no {np.dtype(dtype).name} (in this configuration)")
     rng = np.random.default_rng(7)
     x = (rng.standard_normal(500) * 30).astype(dtype)
@@ -271,3 +156,51 @@ def test_unsupported_keyword_is_not_silently_dropped():
 def test_unroutable_type_is_explained():
     with pytest.raises(TypeError, match="not an array qemu_arrays can route"):
         route(object())
+
+
+# ---- scaled integer and block formats over the same rows -----------------------------------
+
+
+def test_int8_per_channel_scales(backend):
+    """Per-channel scales (an array, and the absmax rule) where the route computes them; a clear
+    NotImplementedError where its capability row says it cannot."""
+    rng = np.random.default_rng(6)
+    x = (rng.standard_normal((6, 40)) * rng.uniform(0.1, 9, (6, 1))).astype(np.float32)
+    xb = to_backend(backend, x, chunks=(3, 20))
+    kw = {"scale": "absmax", "axis": 0}
+    if not capability(backend).granularity:
+        with pytest.raises(NotImplementedError, match="axis|scale rule"):
+            qa.quantize(xb, "int8", **kw)
+        return
+    assert_same_floats(
+        to_numpy(backend, qa.quantize(xb, "int8", **kw)), qa.quantize(x, "int8", **kw)
+    )
+    enc = qa.encode(xb, "int8", **kw)
+    want = qa.encode(x, "int8", **kw)
+    assert_same_codes(to_numpy(backend, enc.codes), want.codes, "int8 per channel")
+    np.testing.assert_array_equal(to_numpy(backend, enc.scales), want.scales)
+
+
+@pytest.mark.parametrize("name", ["mxfp8_e4m3", "mxfp4_e2m1", "mxint8", "nvfp4"])
+def test_block_formats(backend, name):
+    """Block formats: the CPU bits wherever the route takes them (NumPy, PyTorch, CUDA, and JAX /
+    array-API through the host), NotImplementedError on Dask (blocks would straddle chunks)."""
+    rng = np.random.default_rng(12)
+    x = (rng.standard_normal((4, 70)) * 3).astype(np.float32)
+    x[1, 5] = 0.0
+    xb = to_backend(backend, x, chunks=(2, 35))
+    assert route(xb, name) is block_route(backend)
+    if not capability(backend, block=True).block:
+        with pytest.raises(NotImplementedError, match="block format"):
+            qa.quantize(xb, name)
+        return
+    for rnd in (R.NEAREST_EVEN, R.STOCHASTIC):
+        kw = {"rounding": rnd, "seed": 3}
+        got = to_numpy(backend, qa.quantize(xb, name, **kw))
+        assert_same_floats(got, qa.quantize(x, name, **kw), f"{backend.value} {name} {rnd.name}")
+    enc = qa.encode(xb, name)
+    want = qa.encode(x, name)
+    assert_same_codes(to_numpy(backend, enc.codes), want.codes, name)
+    assert_same_codes(to_numpy(backend, enc.scales), want.scales, name)
+    back = qa.decode(enc, name)
+    assert_same_floats(to_numpy(backend, back), qa.decode(want, name), name)
