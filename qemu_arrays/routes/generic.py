@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import numbers
 from dataclasses import replace
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -177,45 +178,44 @@ def random_u(xp, n, seed, stream, offset, r, W, device=None):
 # ---- rounding on the bits (qemu_arrays.formats.cores, element-wise) --------------------------------------
 
 
-def _round_bits(o: _Ops, b, in_e, in_m, p, rnd, ovf, u, r):
-    """Element-wise ``round_ieee_bits``: returns (status, sign, kept, q) arrays."""
+class _Fields(NamedTuple):
+    """The IEEE fields of input bits ``b`` as arrays: ``|x| = M * 2^E`` for finite ``x``."""
+
+    sign: Any
+    ef: Any
+    mf: Any
+    M: Any
+    E: Any
+    is_nan: Any
+    is_inf: Any
+    is_zero: Any
+
+
+def _fields(o: _Ops, b, in_e, in_m) -> _Fields:
     xp = o.xp
-    m, emin, emax, sigmax, sub, hz, sg, sp, _eb, _bias = p
     in_bias = (1 << (in_e - 1)) - 1
-    has_nan = (m > 0) if sp == Specials.IEEE else sp != Specials.FINITE
-    has_inf = sp in (Specials.IEEE, Specials.P3109)
-    neg_zero = sg == 1 and hz == 1 and sp not in (Specials.FNUZ, Specials.P3109)
-
-    def full(v, dt=None):
-        return xp.full_like(b, v, dtype=o.I if dt is None else dt)  # on b's device
-
     sign = (b >> (in_e + in_m)) & o.u(1)
     ef = o.to_i((b >> in_m) & o.u((1 << in_e) - 1))
     mf = b & o.u((1 << in_m) - 1)
     top = (1 << in_e) - 1
-    is_nan = (ef == top) & (mf != o.u(0))
-    is_inf = (ef == top) & (mf == o.u(0))
-    is_zero = (ef == 0) & (mf == o.u(0))
     M = xp.where(ef == 0, mf, mf | o.u(1 << in_m))
     E = xp.where(ef == 0, o.i(1), ef) - (in_bias + in_m)
-    fin = ~(is_nan | is_inf | is_zero)
-    e = E + o.bit_length(M) - 1
-    flush = (e < emin) if sub == 0 else xp.zeros_like(e, dtype=xp.bool)
-    q = xp.where(e < emin, o.i(emin - m), e - m)
-    if sub == 0:
-        q = xp.where(flush, o.i(emin), q)
-    shift = q - E
-    pos = shift > 0
-    kept_r = o.shr(M, xp.clip(shift, 0, in_m + 1))
-    rem = M & (o.shl(o.u(1), xp.clip(shift, 0, in_m + 1)) - o.u(1))
+    return _Fields(
+        sign, ef, mf, M, E, (ef == top) & (mf != o.u(0)), (ef == top) & (mf == o.u(0)),
+        (ef == 0) & (mf == o.u(0)),
+    )  # fmt: skip
+
+
+def _round_up(o: _Ops, rnd, kept, rem, shift, is_pos, in_m, u, r):
+    """Whether the mode rounds the magnitude ``kept`` up (``rem``: the discarded bits, ``shift``
+    of them), and ``kept`` with TO_ODD's last bit set: the table of docs/formats.md."""
+    xp = o.xp
     inrange = shift <= in_m + 1
     half = o.shl(o.u(1), xp.clip(shift - 1, 0, in_m))
     above = inrange & (rem > half)
     tie = inrange & (rem == half)
     nonzero = rem != o.u(0)
-    kept = xp.where(pos, kept_r, o.shl(M, -shift))
     odd = (kept & o.u(1)) == o.u(1)
-    is_pos = sign == o.u(0)
     if rnd == Rounding.NEAREST_EVEN:
         up = above | (tie & odd)
     elif rnd == Rounding.NEAREST_AWAY:
@@ -231,7 +231,39 @@ def _round_bits(o: _Ops, b, in_e, in_m, p, rnd, ovf, u, r):
     else:
         up = xp.zeros_like(kept, dtype=xp.bool)
     if rnd == Rounding.TO_ODD:
-        kept = xp.where(pos & nonzero, kept | o.u(1), kept)
+        kept = xp.where((shift > 0) & nonzero, kept | o.u(1), kept)
+    return up, kept
+
+
+def _rounds_away(o: _Ops, rnd, is_pos, like):
+    """Whether the mode rounds away from zero at the overflow threshold (docs/formats.md)."""
+    xp = o.xp
+    if rnd in (Rounding.NEAREST_EVEN, Rounding.NEAREST_AWAY, Rounding.STOCHASTIC):
+        return xp.ones_like(like, dtype=xp.bool)
+    if rnd == Rounding.UP:
+        return is_pos
+    if rnd == Rounding.DOWN:
+        return ~is_pos
+    return xp.zeros_like(is_pos, dtype=xp.bool)
+
+
+def _round_finite(o: _Ops, f: _Fields, in_m, p, rnd, u, r):
+    """Round the finite magnitudes: ``(kept, q, is_z, ov)``, the value ``kept * 2^q``, whether it
+    rounded to zero, and whether it overflows ``max``."""
+    xp = o.xp
+    m, emin, emax, sigmax, sub = p[0], p[1], p[2], p[3], p[4]
+    fin = ~(f.is_nan | f.is_inf | f.is_zero)
+    e = f.E + o.bit_length(f.M) - 1
+    flush = (e < emin) if sub == 0 else xp.zeros_like(e, dtype=xp.bool)
+    q = xp.where(e < emin, o.i(emin - m), e - m)
+    if sub == 0:
+        q = xp.where(flush, o.i(emin), q)
+    shift = q - f.E
+    pos = shift > 0
+    kept_r = o.shr(f.M, xp.clip(shift, 0, in_m + 1))
+    rem = f.M & (o.shl(o.u(1), xp.clip(shift, 0, in_m + 1)) - o.u(1))
+    kept = xp.where(pos, kept_r, o.shl(f.M, -shift))
+    up, kept = _round_up(o, rnd, kept, rem, shift, f.sign == o.u(0), in_m, u, r)
     kept = kept + xp.astype(pos & up, o.U)
     is_z = (kept == o.u(0)) & fin
     carry = kept == o.u(1 << (m + 1))
@@ -242,15 +274,20 @@ def _round_bits(o: _Ops, b, in_e, in_m, p, rnd, ovf, u, r):
         kept = xp.where(fl, o.u(1 << m), kept)
         q = xp.where(fl, o.i(emin - m), q)
     ov = ((q + m > emax) | ((q + m == emax) & (kept > o.u(sigmax)))) & ~is_z & fin
-    if rnd in (Rounding.NEAREST_EVEN, Rounding.NEAREST_AWAY, Rounding.STOCHASTIC):
-        away = xp.ones_like(b, dtype=xp.bool)
-    elif rnd == Rounding.UP:
-        away = is_pos
-    elif rnd == Rounding.DOWN:
-        away = ~is_pos
-    else:
-        away = xp.zeros_like(is_pos, dtype=xp.bool)
+    return kept, q, is_z, ov
 
+
+def _round_bits(o: _Ops, b, in_e, in_m, p, rnd, ovf, u, r):
+    """Element-wise ``round_ieee_bits``: returns (status, sign, kept, q) arrays."""
+    xp = o.xp
+    m, emin, emax, sigmax, _sub, hz, sg, sp, _eb, _bias = p
+    has_nan = (m > 0) if sp == Specials.IEEE else sp != Specials.FINITE
+    has_inf = sp in (Specials.IEEE, Specials.P3109)
+    neg_zero = sg == 1 and hz == 1 and sp not in (Specials.FNUZ, Specials.P3109)
+    f = _fields(o, b, in_e, in_m)
+    sign, is_pos = f.sign, f.sign == o.u(0)
+    kept, q, is_z, ov = _round_finite(o, f, in_m, p, rnd, u, r)
+    away = _rounds_away(o, rnd, is_pos, b)
     # the special result of an overflow that rounds away, or of an infinite input
     if ovf != Overflow.SATURATE and has_inf:
         sp_status = _INF
@@ -259,7 +296,7 @@ def _round_bits(o: _Ops, b, in_e, in_m, p, rnd, ovf, u, r):
     else:
         sp_status = _FINITE
     small_kept, small_q = (0, 0) if hz == 1 else (1 << m, emin - m)
-    status = full(_FINITE)
+    status = xp.full_like(b, _FINITE, dtype=o.I)  # on b's device
     sgn = sign
     # finite non-zero inputs
     sat = ov & ~away
@@ -279,23 +316,35 @@ def _round_bits(o: _Ops, b, in_e, in_m, p, rnd, ovf, u, r):
         q = xp.where(is_z, o.i(small_q), q)
     if ovf == Overflow.ML_DTYPES and hz == 0 and in_e == 8 and ml_dtypes_rules().e8m0_subnormal_up:
         # ml_dtypes < 0.7 rounds float32 subnormals up to a power of two in formats without zero
-        subn = (ef == 0) & (mf != o.u(0))
+        subn = (f.ef == 0) & (f.mf != o.u(0))
         if sg == 0:
             subn = subn & is_pos
-        bl = o.bit_length(M)
-        pow2 = o.shl(o.u(1), bl - 1) == M
-        kk = xp.maximum(xp.where(pow2, E + bl - 1, E + bl), o.i(emin))
+        bl = o.bit_length(f.M)
+        pow2 = o.shl(o.u(1), bl - 1) == f.M
+        kk = xp.maximum(xp.where(pow2, f.E + bl - 1, f.E + bl), o.i(emin))
         status = xp.where(subn, o.i(_FINITE), status)
         kept = xp.where(subn, o.u(1 << m), kept)
         q = xp.where(subn, kk - m, q)
         sgn = xp.where(subn, sign, sgn)
+    return _special_inputs(
+        o, f, status, sgn, kept, q, p, ovf, sp_status, (small_kept, small_q), has_nan, neg_zero
+    )
+
+
+def _special_inputs(o: _Ops, f: _Fields, status, sgn, kept, q, p, ovf, sp_status, small,
+                    has_nan, neg_zero):  # fmt: skip
+    """The results of infinite, negative-into-unsigned, zero and NaN inputs (the Overflow
+    table of docs/formats.md), over the finite results."""
+    xp = o.xp
+    m, emax, sigmax, hz, sg, sp = p[0], p[2], p[3], p[5], p[6], p[7]
+    small_kept, small_q = small
     # infinite inputs: as an overflow rounding away
-    status = xp.where(is_inf, o.i(sp_status), status)
-    kept = xp.where(is_inf, o.u(sigmax), kept)
-    q = xp.where(is_inf, o.i(emax - m), q)
+    status = xp.where(f.is_inf, o.i(sp_status), status)
+    kept = xp.where(f.is_inf, o.u(sigmax), kept)
+    q = xp.where(f.is_inf, o.i(emax - m), q)
     # negative input (finite or infinite) into an unsigned format
     if sg == 0:
-        negu = (sign == o.u(1)) & ~is_nan & ~is_zero
+        negu = (f.sign == o.u(1)) & ~f.is_nan & ~f.is_zero
         nu_status = _NAN if (ovf != Overflow.SATURATE and has_nan) else _FINITE
         status = xp.where(negu, o.i(nu_status), status)
         kept = xp.where(negu, o.u(small_kept), kept)
@@ -308,25 +357,24 @@ def _round_bits(o: _Ops, b, in_e, in_m, p, rnd, ovf, u, r):
         z_status, z_sign_kept = _FINITE, False
     else:
         z_status, z_sign_kept = (_NAN if has_nan else _ERR), False
-    status = xp.where(is_zero, o.i(z_status), status)
-    kept = xp.where(is_zero, o.u(0 if hz == 1 else small_kept), kept)
-    q = xp.where(is_zero, o.i(0 if hz == 1 else small_q), q)
+    status = xp.where(f.is_zero, o.i(z_status), status)
+    kept = xp.where(f.is_zero, o.u(0 if hz == 1 else small_kept), kept)
+    q = xp.where(f.is_zero, o.i(0 if hz == 1 else small_q), q)
     if not z_sign_kept:
-        sgn = xp.where(is_zero, o.u(0), sgn)
+        sgn = xp.where(f.is_zero, o.u(0), sgn)
     # NaN input
     if has_nan:
-        n_status = _NAN
         n_sign = (sp in (Specials.FNUZ, Specials.P3109)) or sg == 0
-        status = xp.where(is_nan, o.i(n_status), status)
+        status = xp.where(f.is_nan, o.i(_NAN), status)
         if n_sign:
-            sgn = xp.where(is_nan, o.u(0), sgn)
+            sgn = xp.where(f.is_nan, o.u(0), sgn)
     elif ovf == Overflow.ML_DTYPES and hz == 1:
-        status = xp.where(is_nan, o.i(_FINITE), status)
-        kept = xp.where(is_nan, o.u(0), kept)
-        q = xp.where(is_nan, o.i(0), q)
-        sgn = xp.where(is_nan, (o.u(1) - sign) if neg_zero else o.u(0), sgn)
+        status = xp.where(f.is_nan, o.i(_FINITE), status)
+        kept = xp.where(f.is_nan, o.u(0), kept)
+        q = xp.where(f.is_nan, o.i(0), q)
+        sgn = xp.where(f.is_nan, (o.u(1) - f.sign) if neg_zero else o.u(0), sgn)
     else:
-        status = xp.where(is_nan, o.i(_ERR), status)
+        status = xp.where(f.is_nan, o.i(_ERR), status)
     return status, sgn, kept, q
 
 
