@@ -7,6 +7,7 @@ those of ``docs/formats.md``.
 
 from __future__ import annotations
 
+import difflib
 import numbers
 from functools import lru_cache
 
@@ -35,8 +36,9 @@ def _check_enum(name, value, enum_cls):
         return value
     allowed = ", ".join(f"{enum_cls.__name__}.{m.name}" for m in enum_cls)
     msg = f"{name} must be a {enum_cls.__name__} member ({allowed}), got {value!r}"
-    if isinstance(value, str):
-        msg += f"; hint: use qemu_arrays.{enum_cls.__name__}.{value.upper()}"
+    if isinstance(value, str):  # the closest real member names (issue 20)
+        close = difflib.get_close_matches(value.upper(), list(enum_cls.__members__), 3, 0.4)
+        msg += "; hint: " + (" or ".join(f"{enum_cls.__name__}.{m}" for m in close) or "see above")
     raise TypeError(msg)
 
 
@@ -408,6 +410,10 @@ def encode(
     formats always, integer formats when ``scale`` is a rule or ``axis``, ``block_size`` or
     ``scale_format`` is given (docs/scaled.md, docs/blocks.md).
     """
+    if type(x).__name__ == "QArray":  # issue 20 hook (to move): a QArray is re-encoded
+        from qemu_arrays.qarray import encode_qarray
+
+        return encode_qarray(dict(locals()))
     if not isinstance(x, (np.ndarray, np.generic, numbers.Number, list, tuple)):
         kw = dict(locals())  # other array libraries: the route ladder (docs/backends.md)
         from qemu_arrays import dispatch
@@ -495,6 +501,10 @@ def decode(
     scaled and block formats; otherwise ``scale``/``zero_point`` (per ``axis``/``block_size``
     group) give the integer scales, or the block scale codes of a block format.
     """
+    if type(codes).__name__ == "QArray":  # issue 20 hook (to move): a QArray's own values
+        from qemu_arrays.qarray import decode_qarray
+
+        return decode_qarray(dict(locals()))
     if not isinstance(codes, (np.ndarray, np.generic, numbers.Number, list, tuple)) or (
         _device_encoded(codes)
     ):
