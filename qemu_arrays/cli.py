@@ -246,42 +246,52 @@ def _absmax(a, axis):
     return np.nanmax(np.abs(a), axis=axis)
 
 
-def _block_max(q, fmt):
-    """The largest magnitude each element's block can hold (element max times block scale)."""
+def _reach(fmt, fraction_bits=0) -> float:
+    """How far the largest code rounds: ``max`` plus half the step below it. Values beyond this
+    are *clipped* (they would round past the top code if the format went on)."""
     import qemu_arrays as qa
 
-    el = fmt.element
-    emax = (
-        float(el.max)
-        if isinstance(el, qa.FloatFormat)
-        else el.max * 2.0**-fmt.element_fraction_bits
-    )
+    if isinstance(fmt, qa.IntFormat):
+        return (fmt.max + 0.5) * 2.0**-fraction_bits
+    top = float(fmt.max)
+    return top + 0.5 * 2.0 ** (np.floor(np.log2(top)) - fmt.mantissa_bits)
+
+
+def _block_max(q, fmt):
+    """How far each element's block reaches (``_reach`` of the element times its block scale)."""
+    import qemu_arrays as qa
+
+    emax = _reach(fmt.element, fmt.element_fraction_bits)
     s = qa.decode(q.scales, fmt.scale, dtype=np.float64)
     if q.tensor_scale is not None:
         s = (s * np.float64(q.tensor_scale)).astype(np.float32).astype(np.float64)
     return _expand(s, q.shape, q.axis, q.block_size) * emax
 
 
-def quantize_scaled(x, fmt, *, axis=None, block_size=None, clip_sigmas=None, rounding=None, seed=0):
+def quantize_scaled(
+    x, fmt, *, axis=None, block_size=None, clip_sigmas=None, rounding=None, seed=0, block_axis=-1
+):
     """``(y, clipped)``: ``x`` scaled into ``fmt``, quantized, scaled back, and the fraction of
-    values beyond the largest magnitude their scale can hold.
+    values clipped: beyond the largest code's rounding reach (max plus half the step below it)
+    under their scale.
 
     Element formats (integer and float) get a scale per tensor, per channel (``axis``) or per
     group (``block_size`` along ``axis``, default the last): ``absmax / max``, or with
     ``clip_sigmas`` ``clip_sigmas * std / max``, so the group's reference maps to the format's
     max (float formats saturate beyond it; formats of 16 bits and more are used unscaled without
-    ``clip_sigmas``). Block formats (MX, NVFP4) compute their own block scales along ``axis``.
+    ``clip_sigmas``). Block formats (MX, NVFP4) compute their own block scales along
+    ``block_axis``.
     """
     import qemu_arrays as qa
 
     r = {} if rounding is None else {"rounding": rounding, "seed": seed}
     if _is_block(fmt):
-        q = qa.asarray(x, fmt, axis=-1 if axis is None else axis, **r)
+        q = qa.asarray(x, fmt, axis=block_axis, **r)
         y = q.dequantize()
         return y, float(np.mean(np.abs(x) > _block_max(q, fmt)))
     if not isinstance(fmt, qa.IntFormat) and fmt.bits >= 16 and clip_sigmas is None:
         y = qa.quantize(x, fmt, overflow=qa.Overflow.SATURATE, **r)
-        return y, float(np.mean(np.abs(x) > fmt.max))
+        return y, float(np.mean(np.abs(x) > _reach(fmt)))
     gaxis = (x.ndim - 1 if axis is None else axis) if block_size is not None else axis
     if clip_sigmas is None:
         ref = _group_reduce(x, gaxis, block_size, _absmax)
@@ -295,7 +305,7 @@ def quantize_scaled(x, fmt, *, axis=None, block_size=None, clip_sigmas=None, rou
     else:
         s_el = s_el.astype(np.float32)
         y = qa.quantize(x / s_el, fmt, overflow=qa.Overflow.SATURATE, **r) * s_el
-    return y, float(np.mean(np.abs(x) > float(fmt.max) * s_el))
+    return y, float(np.mean(np.abs(x) > _reach(fmt) * s_el))
 
 
 def quantize_for_comparison(x: np.ndarray, name: str) -> np.ndarray:
@@ -363,14 +373,15 @@ def _granularity_text(axis, block_size) -> str:
 
 
 def run_comparison(data, fmts, *, axis=None, block_size=None, clip_sigmas=None, rounding=None,
-                   seed=0, progress=False):  # fmt: skip
+                   seed=0, progress=False, block_axis=-1):  # fmt: skip
     """One record per (data set, format): MSE, SQNR, max error, clipped fraction; and the
     errors (``{(data, format): quantized - original}``) for the plots."""
     records, errors = [], {}
     jobs = [(d, x, n, f) for d, x in data.items() for n, f in fmts]
     for dist, x, name, fmt in _progress(jobs, len(jobs), "compare", progress):
         y, clip = quantize_scaled(x, fmt, axis=axis, block_size=block_size,
-                                  clip_sigmas=clip_sigmas, rounding=rounding, seed=seed)  # fmt: skip
+                                  clip_sigmas=clip_sigmas, rounding=rounding, seed=seed,
+                                  block_axis=block_axis)  # fmt: skip
         st = error_stats(x, y)
         bits = fmt.bits_per_value if _is_block(fmt) else fmt.bits
         records.append({"data": dist, "format": name, "bits_per_value": float(bits), **st,
@@ -422,11 +433,16 @@ def cmd_compare(args) -> int:
         raise CliError(msg)
     data, note = _load_data(args)
     ndim = next(iter(data.values())).ndim
-    axis = args.axis
-    if axis is not None:
-        if not -ndim <= axis < ndim:
-            msg = f"--axis {axis} is out of range for data of {ndim} dimension(s); allowed: {-ndim} ... {ndim - 1}"
+    axis, block_axis = args.axis, args.block_axis
+    for opt, val in (("--axis", axis), ("--block-axis", block_axis)):
+        if val is not None and not -ndim <= val < ndim:
+            msg = (
+                f"{opt} {val} is out of range for data of {ndim} dimension(s); allowed: "
+                f"{-ndim} ... {ndim - 1}"
+            )
             raise CliError(msg)
+    block_axis %= ndim
+    if axis is not None:
         axis %= ndim
         if args.block_size is None and ndim == 1 and not all(_is_block(f) for _, f in fmts):
             msg = (
@@ -434,12 +450,15 @@ def cmd_compare(args) -> int:
                 "hint: --block-size 32, or --npy with a 2-D array (per-channel scales)"
             )
             raise CliError(msg)
+        if all(_is_block(f) for _, f in fmts):
+            msg = "--axis applies to integer and float element formats; block formats: --block-axis"
+            raise CliError(msg)
     if args.block_size is not None and all(_is_block(f) for _, f in fmts):
         msg = "--block-size applies to integer and float element formats; block formats have their own"
         raise CliError(msg)
     records, errors = run_comparison(
         data, fmts, axis=axis, block_size=args.block_size, clip_sigmas=args.clip_sigmas,
-        rounding=rounding, seed=args.seed, progress=not args.no_progress,
+        rounding=rounding, seed=args.seed, progress=not args.no_progress, block_axis=block_axis,
     )  # fmt: skip
     how = "absmax" if args.clip_sigmas is None else f"{args.clip_sigmas:g} sigma"
     gran = _granularity_text(axis, args.block_size)
@@ -449,7 +468,8 @@ def cmd_compare(args) -> int:
         f"{'x'.join(map(str, shape))} values per data set{note}; element formats: {gran} "
         f"{how} scaling"
         + (
-            f"; {', '.join(blocks)}: own block scales along axis {-1 if axis is None else axis}"
+            f"; {', '.join(blocks)}: own block scales along "
+            + ("the last axis" if block_axis == ndim - 1 else f"axis {block_axis}")
             if blocks
             else ""
         )
@@ -936,7 +956,7 @@ def build_parser() -> argparse.ArgumentParser:
         "fraction of values clipped. Integer and float element formats are scaled per tensor "
         "(default), per channel (--axis K) or per group (--block-size B along --axis, default "
         "the last); block formats (mxfp8_e4m3, mxfp4_e2m1, nvfp4, ...) compute their own block "
-        "scales along --axis (default the last).",
+        "scales along --block-axis (default the last).",
     )
     c.add_argument("--formats", default=",".join(COMPARE_FORMATS),
                    help=f"comma-separated names (default {','.join(COMPARE_FORMATS)})")  # fmt: skip
@@ -946,8 +966,10 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--n", type=int, default=1 << 16, help="samples per built-in distribution")
     c.add_argument("--seed", type=int, default=0, help="data seed, and stochastic rounding's")
     c.add_argument("--axis", type=int, default=None,
-                   help="per-channel scales along this axis (with --block-size: the group axis; "
-                   "block formats: their block axis)")  # fmt: skip
+                   help="element formats: one scale per index along this axis (per channel); "
+                   "with --block-size, the axis the groups run along")  # fmt: skip
+    c.add_argument("--block-axis", type=int, default=-1,
+                   help="block formats: the axis their blocks run along (default -1, the last)")  # fmt: skip
     c.add_argument("--block-size", type=int, default=None,
                    help="one scale per group of this many values (element formats)")  # fmt: skip
     c.add_argument("--clip-sigmas", type=float, default=None,

@@ -315,7 +315,8 @@ def test_compare_per_channel_and_per_group(capsys, tmp_path):
     y = qa.quantize(w, "int8", scale="absmax", axis=0)
     assert channel["mse"] == pytest.approx(cli.error_stats(w, y)["mse"], rel=1e-12)
     # float element formats scale the same way; block formats take --axis as their block axis
-    doc = run_json(capsys, *base[:4], "float8_e4m3fn,mxfp4_e2m1", "--axis", "0", "--no-progress")
+    doc = run_json(capsys, *base[:4], "float8_e4m3fn,mxfp4_e2m1", "--axis", "0", "--block-axis",
+                   "0", "--no-progress")  # fmt: skip
     rows = {r["format"]: r for r in doc["rows"]}
     want = cli.error_stats(w, qa.quantize(w, "mxfp4_e2m1", axis=0))
     assert rows["mxfp4_e2m1"]["mse"] == pytest.approx(want["mse"], rel=1e-12)
@@ -349,6 +350,8 @@ def test_rounding_name_hint_in_the_library():
 def test_compare_option_errors(capsys, tmp_path):
     cases = [
         (("--axis", "3"), "out of range"),
+        (("--block-axis", "-2"), "--block-axis -2 is out of range"),
+        (("--axis", "0", "--block-size", "8", "--formats", "nvfp4"), "block formats: --block-axis"),
         (("--axis", "0", "--formats", "int8"), "--block-size"),
         (("--block-size", "0"), "--block-size must be > 0"),
         (("--clip-sigmas", "3", "--formats", "nvfp4"), "block formats"),
