@@ -52,7 +52,8 @@ def shell_commands(path: Path) -> list[tuple[int, list[str]]]:
     for line, lang, runs, code in code_blocks(path):
         if lang not in SHELLS or not runs:
             continue
-        for k, cmd in enumerate(code.splitlines()):
+        lines = code.replace("\\\n", "  ").splitlines()  # a trailing \ continues a line
+        for k, cmd in enumerate(lines):
             words = shlex.split(cmd, comments=True)
             if not words:
                 continue
@@ -68,13 +69,17 @@ def shell_commands(path: Path) -> list[tuple[int, list[str]]]:
 def test_fence_parser(tmp_path):
     sample = (
         "a\n```python\nx = 1\n```\n```python {.no-run}\nboom()\n```\n```sh\nqemu-arrays formats"
-        "  # list\npip install x\n```\n```sh {.no-run}\npip install y\n```\n"
+        "  # list\npip install x\nqemu-arrays info \\\n  int8\n```\n```sh {.no-run}\npip install y\n```\n"
         "!!! note\n    ```python\n    y = 2\n    ```\n"
     )
     md = tmp_path / "sample.md"
     md.write_text(sample)
-    assert python_blocks(md) == [(2, "x = 1\n"), (16, "y = 2\n")]
-    assert shell_commands(md) == [(9, ["formats"]), (10, ["<not runnable>", "pip install x"])]
+    assert python_blocks(md) == [(2, "x = 1\n"), (18, "y = 2\n")]
+    assert shell_commands(md) == [
+        (9, ["formats"]),
+        (10, ["<not runnable>", "pip install x"]),
+        (11, ["info", "int8"]),
+    ]
 
 
 def _pages_with(kind):
