@@ -2,8 +2,10 @@
 
 A QArray holds the packed element codes (two FP4/INT4 per byte, four FP6 in three bytes, see
 :mod:`qemu_arrays.packing`), the scales (block scale codes, or integer scales and zero points
-per tensor/channel/group) and the format. Reading it as an array (``np.asarray(q)``,
-arithmetic) dequantizes to a compute dtype; arithmetic returns plain arrays. See docs/qarray.md.
+per tensor/channel/group) and the format. It is immutable. Reading it as an array
+(``np.asarray(q)``, arithmetic, comparisons, reductions) dequantizes to a compute dtype and
+returns plain arrays; shape operations (indexing, ``.T``, ``transpose``, ``reshape``) return
+QArrays that keep the stored codes and scales. See docs/qarray.md.
 """
 
 from __future__ import annotations
@@ -54,7 +56,9 @@ def _fmt_from_dict(d):
 
 
 def _is_block(fmt):
-    return getattr(fmt, "kind", "") == "block"
+    from qemu_arrays.formats.block_spec import BlockFormat
+
+    return isinstance(fmt, BlockFormat)
 
 
 def _word(bits):
@@ -65,16 +69,79 @@ def _word(bits):
     raise ValueError(msg)
 
 
+_FLOAT_NAMES = ("float16", "bfloat16", "float32", "float64")
+
+
+def _float_dtype(obj):
+    """The numpy float dtype ``obj`` names as a dtype object or scalar type, else None.
+
+    Strings are format names (``"float16"`` is also a catalogue format), so only ``np.dtype``
+    objects and scalar types (``np.float16``, ``ml_dtypes.bfloat16``, ``float``) count here.
+    """
+    if not (
+        isinstance(obj, np.dtype)
+        or obj is float
+        or (isinstance(obj, type) and issubclass(obj, np.generic))
+    ):
+        return None
+    dt = np.dtype(obj)
+    if dt.name not in _FLOAT_NAMES:
+        msg = (
+            f"dtype must be a float dtype ({', '.join(_FLOAT_NAMES)}), got {dt}; hint: "
+            f"q.dequantize().astype({dt.name!r}) for another dtype"
+        )
+        raise TypeError(msg)
+    return dt
+
+
+def _resolve_shape(shape, size, old):
+    """``shape`` (ints, one of them may be -1) as a tuple of ``size`` elements in total."""
+    if len(shape) == 1 and isinstance(shape[0], (tuple, list)):
+        shape = tuple(shape[0])
+    for d in shape:
+        if isinstance(d, bool) or not isinstance(d, numbers.Integral) or d < -1:
+            msg = f"shape must hold non-negative ints (and at most one -1), got {shape!r}"
+            raise TypeError(msg) if not isinstance(d, numbers.Integral) else ValueError(msg)
+    shape = tuple(int(d) for d in shape)
+    if shape.count(-1) > 1:
+        msg = f"shape can have at most one -1, got {shape}"
+        raise ValueError(msg)
+    known = int(np.prod([d for d in shape if d != -1], dtype=np.int64))
+    if -1 in shape:
+        if known == 0 or size % known:
+            msg = f"cannot reshape a QArray of shape {old} (size {size}) into {shape}"
+            raise ValueError(msg)
+        shape = tuple(size // known if d == -1 else d for d in shape)
+    elif known != size:
+        msg = f"cannot reshape a QArray of shape {old} (size {size}) into {shape}"
+        raise ValueError(msg)
+    return shape
+
+
 class QArray:
     """A quantized array: packed codes + scales + format. Build one with :func:`asarray`.
 
     Attributes: ``format``, ``shape``, ``dtype`` (of the values), ``ndim``, ``size``, ``nbytes``
     (true storage: packed code bits, scales in their format, zero points, tensor scale),
-    ``codes`` (unpacked, shape ``shape``), ``scales``, ``zero_points``, ``tensor_scale``,
-    ``axis``, ``block_size``.
+    ``codes`` (unpacked, shape ``shape``), ``scales`` (an array for integer and block formats:
+    0-d per tensor, group-shaped otherwise; None for element formats, which have no scale),
+    ``zero_points``, ``tensor_scale``, ``axis``, ``block_size``.
+
+    A QArray is **immutable**: there is no item assignment and no in-place operator
+    (``q += 1`` rebinds ``q`` to a plain array, as for a tuple). Build a new one instead:
+    ``qa.asarray(new_values, q.format)``.
+
+    It behaves as a read-only numpy array of its values: arithmetic and comparison operators,
+    ``bool``, ``float``/``int`` of a 0-d QArray, ``item()``, the reductions ``sum``, ``mean``,
+    ``max``, ``min``, ``any``, ``all`` and ``astype(float dtype)`` dequantize and return numpy
+    arrays (or arrays of the other operand's library); ``q[key]``, ``.T``, ``transpose`` and
+    ``reshape`` return QArrays that keep the stored codes and scales. ``torch.as_tensor(q)``,
+    ``jax.numpy.asarray(q)`` and ``np.from_dlpack(q)`` read the dequantized values through
+    ``__array__``/``__dlpack__``.
     """
 
     __array_priority__ = 1000  # numpy defers to our reflected operators
+    __hash__ = None  # == is elementwise, as for numpy arrays
 
     def __init__(self, *, codes, format, dtype=np.float32, scales=None, zero_points=None,
                  tensor_scale=None, axis=None, block_size=None, block_offset=0,
@@ -119,6 +186,54 @@ class QArray:
             raise TypeError(msg)
         return self._shape[0]
 
+    def __iter__(self):
+        if not self._shape:
+            msg = "iteration over a 0-d QArray"
+            raise TypeError(msg)
+        for i in range(self._shape[0]):
+            yield self[i]
+
+    def __bool__(self):
+        if self.size != 1:
+            msg = (
+                f"the truth value of a QArray of shape {self._shape} ({self.size} elements) is "
+                "ambiguous; hint: q.any() or q.all()"
+            )
+            raise ValueError(msg)
+        return bool(self.dequantize().reshape(()))
+
+    def item(self):
+        """The one value of a QArray of size 1 as a Python float (of the value in ``dtype``)."""
+        if self.size != 1:
+            msg = f"item() needs a QArray of size 1, got shape {self._shape}; hint: q[i, j].item()"
+            raise ValueError(msg)
+        return float(self.dequantize().reshape(()))
+
+    def _scalar(self, kind):
+        if self.ndim != 0:
+            msg = (
+                f"only a 0-d QArray converts to {kind.__name__}, got shape {self._shape}; hint: "
+                f"index down to one element (q[{', '.join('0' * self.ndim)}]) or use q.item()"
+            )
+            raise TypeError(msg)
+        return kind(self.dequantize().reshape(()))
+
+    def __float__(self):
+        return self._scalar(float)
+
+    def __int__(self):
+        return self._scalar(int)
+
+    def __complex__(self):
+        return self._scalar(complex)
+
+    def __setitem__(self, key, value):
+        msg = (
+            "a QArray is immutable (its codes and scales are stored packed); hint: quantize new "
+            "values, qa.asarray(values, q.format), or edit q.dequantize()"
+        )
+        raise TypeError(msg)
+
     @property
     def codes(self):
         """The element codes, unpacked, shape ``shape`` (a new array)."""
@@ -159,7 +274,7 @@ class QArray:
             slice(lo, lo + self._shape[self._axis]) if d == self._axis else slice(None)
             for d in range(self.ndim)
         )
-        return rep[sl]
+        return np.broadcast_to(rep[sl], self._shape)
 
     def dequantize(self, dtype=None):
         """The values as a numpy array of ``dtype`` (default: the dtype quantized from)."""
@@ -190,35 +305,54 @@ class QArray:
         return self.dequantize(dtype)
 
     def __array_namespace__(self, api_version=None):
+        """numpy: its functions read a QArray through ``__array__`` (the dequantized values)."""
         return np
 
-    def astype(self, format, **kwargs):
-        """Re-quantize the values into another format (``asarray(self.dequantize(), format)``).
+    def __dlpack__(self, *, stream=None, max_version=None, dl_device=None, copy=None):
+        """The dequantized values through DLPack (``torch.as_tensor``, ``np.from_dlpack``)."""
+        if copy is False:
+            msg = "a QArray cannot be exported without a copy (it dequantizes)"
+            raise BufferError(msg)
+        kw = {} if max_version is None else {"max_version": max_version}
+        return self.dequantize().__dlpack__(**kw)
 
-        Into its own format with the same granularity it is the identity (returns ``self``).
+    def __dlpack_device__(self):
+        return (1, 0)  # kDLCPU
+
+    def astype(self, format, **kwargs):
+        """A float dtype dequantizes; a format re-quantizes the values into it.
+
+        ``q.astype(np.float16)`` (a numpy dtype or scalar type) is ``q.dequantize(np.float16)``.
+        ``q.astype("mxfp4_e2m1", **kw)`` (a format name or descriptor) is
+        ``asarray(q.dequantize(), "mxfp4_e2m1", **kw)``; into its own format with the same
+        granularity it is the identity (returns ``self``). Names are formats: ``"float16"`` is
+        the float16 *format* (a QArray), ``np.float16`` the dtype (a numpy array).
         """
+        if type(format).__module__.split(".")[0] == "torch":
+            msg = (
+                f"format must be a format or a numpy float dtype, got {format!r}; hint: "
+                "torch.as_tensor(q).to(dtype)"
+            )
+            raise TypeError(msg)
+        dt = _float_dtype(format)
+        if dt is not None:
+            if kwargs:
+                msg = f"astype to dtype {dt} takes no keywords, got {sorted(kwargs)}"
+                raise TypeError(msg)
+            return self.dequantize(dt)
         return asarray(self, format, **kwargs)
 
     def __qemu_arrays_apply__(self, op, format, kwargs):
-        """``qa.quantize(q, fmt, ...)`` is ``q.astype(fmt, ...)`` (a QArray); ``qa.encode(q,
-        fmt, ...)`` encodes the values ``q`` holds (the façade's QArray protocol)."""
-        from qemu_arrays import api
-        from qemu_arrays.formats.spec import Overflow
+        """The façade's QArray protocol: ``qa.quantize(q, fmt, ...)`` is ``q.astype(fmt, ...)``
+        (a QArray), ``qa.encode(q, fmt, ...)`` its codes and scales (the QArray's own in its
+        own format), ``qa.decode(q, its format, dtype=...)`` its values."""
         from qemu_arrays.request import Op
 
-        if op is Op.ENCODE:
-            return api.encode(self.dequantize(), format, **kwargs)
-        defaults = (("overflow", Overflow.OWN), ("offset", 0), ("via_float32", False))
-        odd = [k for k, d in defaults if kwargs.get(k, d) != d]
-        if kwargs.get("out") is not None or odd:
-            msg = (
-                f"quantize of a QArray takes the QArray keywords only, got {odd or ['out']}; "
-                "hint: q.dequantize() gives a plain array to quantize with every option"
-            )
-            raise ValueError(msg)
-        keys = ("axis", "block_size", "scale", "zero_point", "scale_format", "symmetric",
-                "percentile", "rounding", "seed", "stream", "random_bits")  # fmt: skip
-        return self.astype(format, **{k: kwargs[k] for k in keys if kwargs.get(k) is not None})
+        if op is Op.DECODE:
+            return decode_qarray({**kwargs, "codes": self, "format": format})
+        _check_keywords(op.value, kwargs)
+        q = self.astype(format, **{k: kwargs[k] for k in _QARRAY_KEYS if kwargs.get(k) is not None})
+        return q if op is Op.QUANTIZE else _encoded(q)
 
     # ---- indexing -------------------------------------------------------------------------------
     def _normalise_key(self, key):
@@ -299,6 +433,134 @@ class QArray:
             block_size=new_bs, block_offset=new_off, scale_format=self._scale_format,
         )  # fmt: skip
 
+    # ---- shape operations: QArrays that keep the stored codes and scales -----------------------
+    def _with(self, codes, scales, zero_points, axis, block_size, block_offset):
+        return QArray(
+            codes=codes, format=self._format, dtype=self._dtype, scales=scales,
+            zero_points=zero_points, tensor_scale=self._tensor_scale, axis=axis,
+            block_size=block_size, block_offset=block_offset, scale_format=self._scale_format,
+        )  # fmt: skip
+
+    def _granularity(self):
+        if _is_block(self._format):
+            if self._axis is None:
+                return "one block scale"
+            if self._block_size == self._format.block_size:
+                return f"blocks of {self._block_size} along axis {self._axis}"
+            return f"block scales in runs of {self._block_size} along axis {self._axis}"
+        if self._scales is None:
+            return "no scale"
+        if self._axis is None:
+            return "per-tensor scale"
+        if self._block_size is None:
+            return f"per-channel scales along axis {self._axis}"
+        return f"groups of {self._block_size} along axis {self._axis}"
+
+    @property
+    def T(self):
+        """The transpose (axes reversed), a QArray: the block axis moves with its scales."""
+        return self.transpose()
+
+    def transpose(self, *axes):
+        """Permute the axes (default: reversed), a QArray; scales are permuted alike."""
+        if len(axes) == 1 and (axes[0] is None or isinstance(axes[0], (tuple, list))):
+            axes = () if axes[0] is None else tuple(axes[0])
+        if not axes:
+            axes = tuple(range(self.ndim))[::-1]
+        if sorted(int(a) % max(self.ndim, 1) for a in axes) != list(range(self.ndim)) or any(
+            not -self.ndim <= a < self.ndim for a in axes
+        ):
+            msg = f"axes must be a permutation of 0 ... {self.ndim - 1}, got {axes}"
+            raise ValueError(msg)
+        axes = tuple(int(a) % self.ndim for a in axes)
+        codes = self.codes.transpose(axes)
+        if self._axis is None:
+            return self._with(codes, self._scales, self._zero_points, None, None, 0)
+        zps = None if self._zero_points is None else self._zero_points.transpose(axes)
+        return self._with(
+            codes, self._scales.transpose(axes), zps, axes.index(self._axis), self._block_size,
+            self._block_offset,
+        )  # fmt: skip
+
+    def reshape(self, *shape):
+        """The same values in another shape, a QArray, where the scale layout allows it.
+
+        Always for element formats and per-tensor scales. With an ``axis`` (per-channel scales,
+        groups, blocks): when the new shape keeps that axis whole with the same number of
+        elements before and after it, or (blocks and groups along the last axis, rows of whole
+        blocks) when it regroups rows into rows of whole blocks (``(4, 64) -> (256,)`` for
+        blocks of 32). Anything else would mix elements of different scales: ``ValueError``.
+        """
+        old = self._shape
+        new = _resolve_shape(shape, self.size, old)
+        codes = self.codes.reshape(new)
+        ax, bs, off = self._axis, self._block_size, self._block_offset
+        if ax is None:
+            return self._with(codes, self._scales, self._zero_points, None, None, 0)
+        before = int(np.prod(old[:ax], dtype=np.int64))
+        after = int(np.prod(old[ax + 1 :], dtype=np.int64))
+        n = old[ax]
+        gshape = self._scales.shape
+        groups = gshape[ax]
+        full = old[:ax] + (groups,) + old[ax + 1 :]
+        thin = all(g == 1 for d, g in enumerate(gshape) if d != ax)
+
+        def regroup(a, shape_):  # group-shaped (possibly broadcast) -> shape_
+            return None if a is None else np.broadcast_to(a, full).reshape(shape_)
+
+        for j, d in enumerate(new):  # the axis kept whole
+            if d == n and int(np.prod(new[:j], dtype=np.int64)) == before:
+                if thin:
+                    g = (1,) * j + (groups,) + (1,) * (len(new) - j - 1)
+                    sc = self._scales.reshape(g)
+                    zp = None if self._zero_points is None else self._zero_points.reshape(g)
+                else:
+                    g = new[:j] + (groups,) + new[j + 1 :]
+                    sc, zp = regroup(self._scales, g), regroup(self._zero_points, g)
+                return self._with(codes, sc, zp, j, bs, off)
+        if bs is not None and after == 1 and off == 0 and n % bs == 0 and new:
+            j = max((k for k, d in enumerate(new) if d != 1), default=len(new) - 1)
+            if new[j] % bs == 0:
+                g = new[:j] + (new[j] // bs,) + new[j + 1 :]
+                sc, zp = regroup(self._scales, g), regroup(self._zero_points, g)
+                return self._with(codes, sc, zp, j, bs, 0)
+        msg = (
+            f"cannot reshape a QArray of shape {old} with {self._granularity()} into {new}: it "
+            f"would mix elements of different scales; allowed: shapes that keep axis {ax} "
+            f"(length {n}) whole with {before} element(s) before it and {after} after it"
+        )
+        if bs is not None and after == 1:
+            msg += f", or rows of whole blocks of {bs} along the last axis"
+        msg += "; hint: q.dequantize().reshape(...) for the values, or quantize them again"
+        raise ValueError(msg)
+
+    # ---- reductions: numpy's on the dequantized values ------------------------------------------
+    def sum(self, axis=None, dtype=None, out=None, keepdims=False, **kwargs):
+        """``np.sum`` of the dequantized values (numpy arguments)."""
+        return np.sum(self.dequantize(), axis=axis, dtype=dtype, out=out, keepdims=keepdims,
+                      **kwargs)  # fmt: skip
+
+    def mean(self, axis=None, dtype=None, out=None, keepdims=False, **kwargs):
+        """``np.mean`` of the dequantized values (numpy arguments)."""
+        return np.mean(self.dequantize(), axis=axis, dtype=dtype, out=out, keepdims=keepdims,
+                       **kwargs)  # fmt: skip
+
+    def max(self, axis=None, out=None, keepdims=False, **kwargs):
+        """``np.max`` of the dequantized values (numpy arguments)."""
+        return np.max(self.dequantize(), axis=axis, out=out, keepdims=keepdims, **kwargs)
+
+    def min(self, axis=None, out=None, keepdims=False, **kwargs):
+        """``np.min`` of the dequantized values (numpy arguments)."""
+        return np.min(self.dequantize(), axis=axis, out=out, keepdims=keepdims, **kwargs)
+
+    def any(self, axis=None, out=None, keepdims=False, **kwargs):
+        """``np.any`` of the dequantized values (numpy arguments)."""
+        return np.any(self.dequantize(), axis=axis, out=out, keepdims=keepdims, **kwargs)
+
+    def all(self, axis=None, out=None, keepdims=False, **kwargs):
+        """``np.all`` of the dequantized values (numpy arguments)."""
+        return np.all(self.dequantize(), axis=axis, out=out, keepdims=keepdims, **kwargs)
+
     # ---- arithmetic: dequantize, compute, return plain arrays ----------------------------------
     def _operand(self, other):
         if isinstance(other, QArray):
@@ -309,11 +571,16 @@ class QArray:
             import array_api_compat
         except ImportError:  # pragma: no cover - a declared dependency
             return other, np
-        xp = array_api_compat.array_namespace(other)
+        try:
+            xp = array_api_compat.array_namespace(other)
+        except TypeError:
+            return None, None  # not an array: NotImplemented
         return other, xp
 
     def _binop(self, other, op, reflected=False):
         o, xp = self._operand(other)
+        if xp is None:
+            return NotImplemented
         mine = self.dequantize()
         if xp is not np:
             mine = xp.asarray(mine)
@@ -352,6 +619,28 @@ class QArray:
     def __rmatmul__(self, o):
         return self._binop(o, operator.matmul, True)
 
+    def __rpow__(self, o):
+        return self._binop(o, operator.pow, True)
+
+    # comparisons are elementwise on the values, as numpy's (arrays of bool, not identity)
+    def __eq__(self, o):
+        return self._binop(o, operator.eq)
+
+    def __ne__(self, o):
+        return self._binop(o, operator.ne)
+
+    def __lt__(self, o):
+        return self._binop(o, operator.lt)
+
+    def __le__(self, o):
+        return self._binop(o, operator.le)
+
+    def __gt__(self, o):
+        return self._binop(o, operator.gt)
+
+    def __ge__(self, o):
+        return self._binop(o, operator.ge)
+
     def __neg__(self):
         return -self.dequantize()
 
@@ -361,17 +650,10 @@ class QArray:
     # ---- repr and files -------------------------------------------------------------------------
     def __repr__(self):
         fmt = self._format
-        if _is_block(fmt):
-            gran = f"blocks of {fmt.block_size} along axis {self._axis}"
-        elif self._scales is None:
-            gran = "no scale"
-        elif self._axis is None:
-            gran = "per-tensor scale"
-        elif self._block_size is None:
-            gran = f"per-channel scales along axis {self._axis}"
-        else:
-            gran = f"groups of {self._block_size} along axis {self._axis}"
-        vals = np.array2string(self.dequantize(), threshold=8, edgeitems=2, precision=4)
+        gran = self._granularity()
+        vals = np.array2string(
+            self.dequantize(), threshold=8, edgeitems=2, precision=4, prefix="       values="
+        )
         return (
             f"QArray(format={fmt.name}, shape={self._shape}, dtype={self._dtype}, "
             f"nbytes={self.nbytes}, {gran},\n       values={vals})"
@@ -414,6 +696,73 @@ class QArray:
             tensor_scale=meta["tensor_scale"], axis=meta["axis"], block_size=meta["block_size"],
             block_offset=meta["block_offset"], scale_format=None if sf is None else _fmt_from_dict(sf),
         )  # fmt: skip
+
+
+def _encoded(q):
+    """What ``encode`` returns for ``q``'s values in ``q.format``: bare codes for element
+    formats, an ``Encoded`` (codes, scales, ...) for integer and block formats."""
+    fmt = q.format
+    if q._scales is None:
+        return q.codes
+    from qemu_arrays.encoded import Encoded
+
+    canonical = q._block_offset == 0 and (
+        not _is_block(fmt) or (q._axis is not None and q._block_size == fmt.block_size)
+    )
+    if not canonical:
+        msg = (
+            f"this QArray was cut inside its blocks ({q._granularity()}, offset "
+            f"{q._block_offset} into the first), which an Encoded tuple cannot describe; hint: "
+            "q.codes and q.scales hold its storage, or encode the values again: "
+            f"qa.encode(q.dequantize(), {fmt.name!r})"
+        )
+        raise ValueError(msg)
+    return Encoded(q.codes, q._scales, q._zero_points, q._tensor_scale, q._axis, q._block_size)
+
+
+_QARRAY_KEYS = ("axis", "block_size", "scale", "zero_point", "scale_format", "symmetric",
+                "percentile", "rounding", "seed", "stream", "random_bits")  # fmt: skip
+_DEFAULTS = {"overflow": "OWN", "offset": 0, "via_float32": False, "out": None}
+
+
+def _check_keywords(op, kw):
+    from qemu_arrays.formats.enums import Overflow
+    from qemu_arrays.validation import check_enum
+
+    if "overflow" in kw:
+        check_enum("overflow", kw["overflow"], Overflow)
+    odd = [
+        k for k, default in _DEFAULTS.items()
+        if k in kw and (kw[k] != default if k != "overflow" else kw[k].name != default)
+    ]  # fmt: skip
+    if odd:
+        msg = (
+            f"{op} of a QArray takes the QArray keywords only ({', '.join(_QARRAY_KEYS)}), got "
+            f"{odd}; hint: q.dequantize() gives a plain array to {op} with every option"
+        )
+        raise ValueError(msg)
+
+
+def decode_qarray(kw):
+    """``qa.decode(q, format, dtype=...)`` of a QArray: its values, ``q.dequantize(dtype)``."""
+    from qemu_arrays.formats.catalog import get_format
+
+    q = kw["codes"]
+    fmt = get_format(kw["format"])
+    if fmt != q.format:
+        msg = (
+            f"codes is a QArray in format {q.format.name!r}, it cannot be decoded as "
+            f"{fmt.name!r}; hint: qa.decode(q, {q.format.name!r}) or q.dequantize(), and "
+            f"q.astype({fmt.name!r}) to re-quantize"
+        )
+        raise ValueError(msg)
+    extra = sorted(k for k in ("scale", "zero_point", "axis", "block_size", "tensor_scale")
+                   if kw.get(k) is not None)  # fmt: skip
+    if extra:
+        msg = f"decode of a QArray takes dtype= only (it holds its scales), got {extra}"
+        raise ValueError(msg)
+    dtype = kw.get("dtype", np.float32)
+    return q.dequantize(np.float32 if dtype is None else dtype)
 
 
 def load(file) -> QArray:

@@ -53,7 +53,7 @@ def check_enum(name, value, enum_cls):
         close = difflib.get_close_matches(value.upper(), names, n=2, cutoff=0.4)
         close += [n for n in names if value.upper() in n and n not in close]
         if close:
-            msg += "; hint: " + " or ".join(f"qemu_arrays.{enum_cls.__name__}.{n}" for n in close)
+            msg += "; hint: " + " or ".join(f"{enum_cls.__name__}.{n}" for n in close)
     raise TypeError(msg)
 
 
