@@ -28,6 +28,8 @@ from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
+from qemu_arrays.theory.kinds import GridKind, coerce_kind
+
 __all__ = [
     "GRIDS",
     "AdditiveNoise",
@@ -240,8 +242,9 @@ class UniformQuantizer(Quantizer):
     omega
         Range ``ω > 0``.
     grid
-        One of :data:`GRIDS`; ``"A"`` (2^b levels with ±ω included) is the most literal reading
-        of "b bits, range ω" and the default.
+        A :class:`~qemu_arrays.theory.kinds.GridKind` (described in :data:`GRIDS`);
+        ``GridKind.A`` (2^b levels with ±ω included) is the most literal reading of "b bits,
+        range ω" and the default. The strings ``"A"`` ... work with a DeprecationWarning.
     estimator
         ``"ste"`` (``Q̂' = 1``), ``"clipped"`` (``Q̂' = 1{|x| <= ω}``) or a callable returning
         ``Q̂'(x)``.
@@ -255,17 +258,15 @@ class UniformQuantizer(Quantizer):
         bits: int,
         omega: float,
         *,
-        grid: str = "A",
+        grid: GridKind = GridKind.A,
         estimator: str | Callable = "ste",
         stochastic: bool = False,
     ):
         if isinstance(bits, bool) or not isinstance(bits, int | np.integer):
             msg = f"bits must be an int >= 1, got {bits!r}"
             raise TypeError(msg)
-        if grid not in GRIDS:
-            msg = f"grid must be one of {sorted(GRIDS)}, got {grid!r}; hint: 'A' is the default"
-            raise ValueError(msg)
-        if bits < 1 or (grid == "C" and bits < 2) or bits > 24:
+        grid = coerce_kind(GridKind, grid, "grid", hint="GridKind.A is the default")
+        if bits < 1 or (grid is GridKind.C and bits < 2) or bits > 24:
             msg = f"bits must be in [1, 24] ([2, 24] for grid 'C'), got {bits}"
             raise ValueError(msg)
         omega = float(omega)
@@ -277,13 +278,13 @@ class UniformQuantizer(Quantizer):
         self.stochastic = bool(stochastic)
         n = 1 << self.bits
         half = 1 << (self.bits - 1)
-        if grid == "A":
+        if grid is GridKind.A:
             self.step = 2 * omega / (n - 1)
             self._offset, self._kmin, self._kmax = -omega, 0, n - 1
-        elif grid == "M":
+        elif grid is GridKind.M:
             self.step = 2 * omega / n
             self._offset, self._kmin, self._kmax = -omega + self.step / 2, 0, n - 1
-        elif grid == "D":
+        elif grid is GridKind.D:
             self.step = omega / half
             self._offset, self._kmin, self._kmax = 0.0, -half, half
         else:
@@ -291,7 +292,7 @@ class UniformQuantizer(Quantizer):
             self._offset, self._kmin, self._kmax = 0.0, -(half - 1), half - 1
         est = self.estimator if isinstance(self.estimator, str) else "custom"
         sr = ", stochastic" if self.stochastic else ""
-        self.name = f"Q(b={self.bits}, ω={omega:g}, grid={grid}, {est}{sr})"
+        self.name = f"Q(b={self.bits}, ω={omega:g}, grid={grid.value}, {est}{sr})"
 
     @property
     def levels(self) -> np.ndarray:

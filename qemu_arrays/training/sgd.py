@@ -169,7 +169,8 @@ def run_sgd(
         :class:`Sites`, a dict ``{site: quantizer}``, or None for ``model.default_sites()``.
         A dict is applied on top of the model's defaults.
     optimizer
-        ``"sgd"`` (default), ``"momentum"``, ``"adam"`` or an optimizer object.
+        ``OptimizerKind.SGD`` (default), ``MOMENTUM``, ``ADAM`` or an optimizer object (the
+        strings ``"sgd"`` ... work with a DeprecationWarning).
     average
         Also record the risk of the iterate average ``w̄_N = (1/(N−s)) Σ_{t=s}^{N−1} w_t``
         (``s = average_start``; Zou et al.'s convention, ``w_0`` included when ``s = 0``).
