@@ -125,9 +125,21 @@ def _claims(rows, spec, cfg) -> list[Claim]:
     ratios = {(t, s): (_ratio(rows, t, s, b_lo, b_hi, "penalty_sim"),
                        _ratio(rows, t, s, b_lo, b_hi, "penalty_theory"))
               for t in ("activations", "gradients") for s in SCHEMES}  # fmt: skip
-    add_ok = all(ratios[(t, "additive")][0] >= factor / 2 for t in ("activations", "gradients"))
-    contrast = (
-        ratios[("activations", "additive")][0] > 2 * ratios[("activations", "multiplicative")][0]
+
+    def suppressed(target, scheme):
+        """Simulated penalty at the largest B is at most 2/factor of the one at the smallest,
+        within 2 s.e. of the large-B penalty (None: undecided by the noise)."""
+        lo, hi = _lookup(rows, target, scheme, b_lo), _lookup(rows, target, scheme, b_hi)
+        bound = 2.0 / factor * lo["penalty_sim"]
+        if hi["penalty_sim"] <= bound - 2 * hi["penalty_sem"]:
+            return True
+        if hi["penalty_sim"] >= bound + 2 * hi["penalty_sem"]:
+            return False
+        return hi["penalty_sim"] <= bound
+
+    add_ok = all(suppressed(t, "additive") for t in ("activations", "gradients"))
+    contrast = not suppressed("activations", "multiplicative") and (
+        ratios[("activations", "additive")][1] > 2 * ratios[("activations", "multiplicative")][1]
     )
     fmt = ", ".join(f"{t} {s[:3]}: {m:.1f}x (recursion {p:.1f}x)" for (t, s), (m, p) in
                     ratios.items())  # fmt: skip
@@ -148,8 +160,10 @@ def _claims(rows, spec, cfg) -> list[Claim]:
             statement="additive quantization of activations and gradients: the noise it adds is "
             "suppressed by the batch size; multiplicative activation noise is not",
             measured=f"penalty ratio B={b_lo} / B={b_hi}: {fmt}",
-            expected=f"test: additive ratios >= {factor / 2:g} (1/B scaling gives {factor:g}) and "
-            "the additive activation ratio > 2x the multiplicative one",
+            expected=f"1/B scaling gives {factor:g}x; test: the additive penalties at B={b_hi} "
+            f"are below 2/{factor:g} of those at B={b_lo} and the multiplicative activation one "
+            "is not (simulation, by 2 s.e.), and the recursion's additive activation ratio is "
+            "> 2x the multiplicative one",
             holds=bool(add_ok and contrast),
         ),
         Claim(
