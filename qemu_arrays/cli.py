@@ -480,7 +480,9 @@ def cmd_reproduce(args) -> int:
                 "--dataset"
             )
             raise CliError(msg)
-        kwargs["dataset"] = args.dataset
+        from qemu_arrays.experiments.estimator_equivalence import DatasetKind
+
+        kwargs["dataset"] = DatasetKind(args.dataset)
     result = run(**kwargs)
     claims = result.get("claims", []) if isinstance(result, dict) else []
     if isinstance(result, dict) and result:
@@ -492,7 +494,10 @@ def cmd_reproduce(args) -> int:
         for line in claim_lines(claims):
             print(f"  {line}")
         held = sum(bool(c["holds"] if isinstance(c, dict) else c.holds) for c in claims)
-        print(f"{held} of {len(claims)} claim(s) hold" + ("" if claims_hold(claims) else " (see FAILS)"))
+        print(
+            f"{held} of {len(claims)} claim(s) hold"
+            + ("" if claims_hold(claims) else " (see FAILS)")
+        )
     files = sorted(p.name for p in out_dir.iterdir()) if out_dir.exists() else []
     print(f"\n{len(files)} file(s) in {out_dir}: {', '.join(files[:10])}")
     return 0

@@ -102,29 +102,44 @@ def run(
     format, step, samples, sim, sim_sem, theory), ``summary`` (final averaged-iterate risks),
     ``settings``, ``runtime_s`` and ``files``.
     """
-    from qemu_arrays.theory.linreg_risk import risk_recursion
-    from qemu_arrays.training import (
-        AdditiveNoise,
-        FormatQuantizer,
-        LinearRegression,
-        MultiplicativeNoise,
-        log_grid,
-        run_sgd,
-    )
-    from qemu_arrays.training.quantizers import Quantizer
+    from qemu_arrays.training import log_grid
 
     t_start = time.perf_counter()
     cfg = _settings(bool(full))
     bad = sorted(set(overrides or {}) - set(cfg))
     if bad:
-        msg = f"overrides has unknown key(s) {bad}; allowed: {sorted(cfg)}"
+        msg = f"overrides has unknown key(s) {bad}; allowed: {sorted(cfg)}; hint: see _settings"
         raise ValueError(msg)
     cfg.update(overrides or {})
-    steps, lr, R = cfg["steps"], cfg["lr"], cfg["replicas"]
-    rec = log_grid(steps, cfg["n_records"])
+    rec = log_grid(cfg["steps"], cfg["n_records"])
     rec = rec[rec > 0]
+    tasks = _tasks(cfg)
+    rows, summary = [], []
+    bar = _bar(len(tasks), progress)
+    rng_eps = np.random.default_rng(12345)
+    for k, task in enumerate(tasks):
+        r, s = _run_task(k, task, cfg, rec, rng_eps)
+        rows += r
+        summary.append(s)
+        if bar is not None:
+            bar.update(1)
+    if bar is not None:
+        bar.close()
+    claims = [c.to_dict() for c in _claims(summary, cfg)]
+    files = _write_outputs(Path(out_dir), rows, summary, claims, cfg, t_start)
+    return {
+        "rows": rows,
+        "summary": summary,
+        "settings": cfg,
+        "claims": claims,
+        "runtime_s": time.perf_counter() - t_start,
+        "files": files,
+    }
 
-    tasks = []  # (part, scheme, eps, d, format-or-None)
+
+def _tasks(cfg) -> list[tuple]:
+    """(part, scheme, eps, d, format-or-None) of every curve."""
+    tasks = []
     for eps in [0.0, *cfg["eps"]]:
         for scheme in ("add", "mul") if eps else ("fp",):
             tasks.append(("eps", scheme, eps, cfg["d_eps"], None))
@@ -134,72 +149,57 @@ def run(
     tasks.append(("format", "fp", 0.0, cfg["d_formats"], None))
     for f in cfg["formats"]:
         tasks.append(("format", "hw", 0.0, cfg["d_formats"], f))
+    return tasks
 
-    rows, summary = [], []
-    bar = _bar(len(tasks), progress)
-    rng_eps = np.random.default_rng(12345)
-    for k, (part, scheme, eps, d, fmt) in enumerate(tasks):
-        model = LinearRegression(d, 2.0, 1.0, 1.0)
-        q: Quantizer | None
-        theory_q = None
-        if scheme == "add":
-            q = theory_q = AdditiveNoise(eps)
-        elif scheme == "mul":
-            q = theory_q = MultiplicativeNoise(eps, shared=True)
-        elif scheme == "hw":
-            from qemu_arrays import Rounding
 
-            q = FormatQuantizer(fmt, rounding=Rounding.STOCHASTIC, scale="absmax")
-            kind, eps = _nominal_eps(fmt, d, rng_eps)
-            theory_q = (
-                AdditiveNoise(eps) if kind == "add" else MultiplicativeNoise(eps, shared=False)
-            )
-        else:
-            q = None
-        res = run_sgd(
-            model, steps=steps, lr=lr, replicas=R, sites={"data": q}, average=True,
-            seed=1000 + k, record_steps=rec, prefetch=250,
-        )  # fmt: skip
-        th = risk_recursion(
-            model.eigenvalues, model.w_star, model.noise, lr, steps, data=theory_q,
-            record_steps=rec,
-        )  # fmt: skip
-        mean, sem = res.mean("risk_avg"), res.sem("risk_avg")
-        for i, st in enumerate(rec):
-            rows.append(
-                {
-                    "part": part,
-                    "scheme": scheme,
-                    "eps": eps,
-                    "d": d,
-                    "format": fmt or "",
-                    "step": int(st),
-                    "samples": int(st),
-                    "sim": float(mean[i]),
-                    "sim_sem": float(sem[i]),
-                    "theory": float(th["risk_avg"][i]),
-                }
-            )
-        summary.append(
-            {
-                "part": part,
-                "scheme": scheme,
-                "eps": eps,
-                "d": d,
-                "format": fmt or "",
-                "final_sim": float(mean[-1]),
-                "final_sem": float(sem[-1]),
-                "final_theory": float(th["risk_avg"][-1]),
-                "z": float((mean[-1] - th["risk_avg"][-1]) / max(sem[-1], 1e-300)),
-            }
-        )
-        if bar is not None:
-            bar.update(1)
-    if bar is not None:
-        bar.close()
+def _quantizers(scheme, eps, fmt, d, rng_eps):
+    """(the simulated quantizer, its noise model for the recursion, the nominal eps)."""
+    from qemu_arrays.training import AdditiveNoise, FormatQuantizer, MultiplicativeNoise
 
-    claims = [c.to_dict() for c in _claims(summary, cfg)]
-    out = Path(out_dir)
+    if scheme == "add":
+        return AdditiveNoise(eps), AdditiveNoise(eps), eps
+    if scheme == "mul":
+        q = MultiplicativeNoise(eps, shared=True)
+        return q, q, eps
+    if scheme == "hw":
+        from qemu_arrays import Rounding
+
+        q = FormatQuantizer(fmt, rounding=Rounding.STOCHASTIC, scale="absmax")
+        kind, eps = _nominal_eps(fmt, d, rng_eps)
+        model = AdditiveNoise(eps) if kind == "add" else MultiplicativeNoise(eps, shared=False)
+        return q, model, eps
+    return None, None, eps
+
+
+def _run_task(k, task, cfg, rec, rng_eps):
+    """Simulate one curve and its recursion; the CSV rows and the summary entry."""
+    from qemu_arrays.theory.linreg_risk import risk_recursion
+    from qemu_arrays.training import LinearRegression, run_sgd
+
+    part, scheme, eps, d, fmt = task
+    steps, lr, R = cfg["steps"], cfg["lr"], cfg["replicas"]
+    model = LinearRegression(d, 2.0, 1.0, 1.0)
+    q, theory_q, eps = _quantizers(scheme, eps, fmt, d, rng_eps)
+    res = run_sgd(
+        model, steps=steps, lr=lr, replicas=R, sites={"data": q}, average=True,
+        seed=1000 + k, record_steps=rec, prefetch=250,
+    )  # fmt: skip
+    th = risk_recursion(
+        model.eigenvalues, model.w_star, model.noise, lr, steps, data=theory_q,
+        record_steps=rec,
+    )["risk_avg"]  # fmt: skip
+    mean, sem = res.mean("risk_avg"), res.sem("risk_avg")
+    key = {"part": part, "scheme": scheme, "eps": eps, "d": d, "format": fmt or ""}
+    rows = [{**key, "step": int(st), "samples": int(st), "sim": float(mean[i]),
+             "sim_sem": float(sem[i]), "theory": float(th[i])}
+            for i, st in enumerate(rec)]  # fmt: skip
+    summary = {**key, "final_sim": float(mean[-1]), "final_sem": float(sem[-1]),
+               "final_theory": float(th[-1]),
+               "z": float((mean[-1] - th[-1]) / max(sem[-1], 1e-300))}  # fmt: skip
+    return rows, summary
+
+
+def _write_outputs(out: Path, rows, summary, claims, cfg, t_start) -> list[str]:
     out.mkdir(parents=True, exist_ok=True)
     csv_path = out / "linreg_int_vs_fp.csv"
     with csv_path.open("w", newline="") as fh:
@@ -215,14 +215,7 @@ def run(
     )
     png_path = out / "linreg_int_vs_fp.png"
     _plot(rows, cfg, png_path)
-    return {
-        "rows": rows,
-        "summary": summary,
-        "settings": cfg,
-        "claims": claims,
-        "runtime_s": runtime,
-        "files": [str(png_path), str(csv_path), str(json_path)],
-    }
+    return [str(png_path), str(csv_path), str(json_path)]
 
 
 def _final(summary, part, scheme, **match):
@@ -233,8 +226,6 @@ def _final(summary, part, scheme, **match):
 def _claims(summary, cfg) -> list:
     """The claim lines: the epsilon and dimension sweeps, agreement, and Corollary 4.3."""
     from qemu_arrays.experiments.claims import Claim
-    from qemu_arrays.theory.linreg_risk import _cor43_threshold, int_fp_data_risks
-    from qemu_arrays.training.models import LinearRegression
 
     fp = _final(summary, "eps", "fp")[0]
     adds = _final(summary, "eps", "add")
@@ -257,14 +248,6 @@ def _claims(summary, cfg) -> list:
               and pen["add"][-1] > 2 * pen["mul"][-1])  # fmt: skip
     noise = [s for s in summary if s["scheme"] in ("fp", "add", "mul")]
     zmax = max(abs(s["z"]) for s in noise)
-    model = LinearRegression(cfg["d_eps"], 2.0, 1.0, 1.0)
-    pairs = [(b, m) for b in (4, 6, 8) for m in (2, 3, 4)]
-    verdicts = []
-    for b, m in pairs:
-        r_int, r_fp = int_fp_data_risks(b, m, model.eigenvalues, 1.0, 1.0, cfg["lr"],
-                                        cfg["steps"])  # fmt: skip
-        verdicts.append((b, m, r_fp <= r_int, m >= _cor43_threshold(b, 2.0, cfg["d_eps"])))
-    agree = sum(v[2] == v[3] for v in verdicts)
     return [
         Claim(
             source="002 Sec. 5 experiments",
@@ -299,21 +282,38 @@ def _claims(summary, cfg) -> list:
             expected="test: |z| <= 4",
             holds=bool(zmax <= 4.0),
         ),
-        Claim(
-            source="002 Cor. 4.3 (as read)",
-            statement="FP with m mantissa bits beats INT with b bits when m >= b - (a/2) log2 d",
-            measured=f"the condition names the exact recursion's winner in {agree} of "
-            f"{len(pairs)} (b, m) pairs; "
-            + ", ".join(
-                f"(b={b},m={m}): exact {'FP' if e else 'INT'}, Cor. {'FP' if c else 'INT'}"
-                for b, m, e, c in verdicts
-            ),
-            expected=f"d={cfg['d_eps']}, a=2, eps_int=2^-2b, eps_fp=2^-2m, {cfg['steps']} steps; "
-            "test: all agree. The corollary compares upper bounds, so a mismatch refutes this "
-            "reading as a decision rule, not the bound",
-            holds=agree == len(pairs),
-        ),
+        _cor43_claim(cfg),
     ]
+
+
+def _cor43_claim(cfg):
+    """Corollary 4.3's condition as a decision rule, against the exact recursion (9 pairs)."""
+    from qemu_arrays.experiments.claims import Claim
+    from qemu_arrays.theory.linreg_risk import _cor43_threshold, int_fp_data_risks
+    from qemu_arrays.training.models import LinearRegression
+
+    model = LinearRegression(cfg["d_eps"], 2.0, 1.0, 1.0)
+    pairs = [(b, m) for b in (4, 6, 8) for m in (2, 3, 4)]
+    verdicts = []
+    for b, m in pairs:
+        r_int, r_fp = int_fp_data_risks(b, m, model.eigenvalues, 1.0, 1.0, cfg["lr"],
+                                        cfg["steps"])  # fmt: skip
+        verdicts.append((b, m, r_fp <= r_int, m >= _cor43_threshold(b, 2.0, cfg["d_eps"])))
+    agree = sum(v[2] == v[3] for v in verdicts)
+    return Claim(
+        source="002 Cor. 4.3 (as read)",
+        statement="FP with m mantissa bits beats INT with b bits when m >= b - (a/2) log2 d",
+        measured=f"the condition names the exact recursion's winner in {agree} of "
+        f"{len(pairs)} (b, m) pairs; "
+        + ", ".join(
+            f"(b={b},m={m}): exact {'FP' if e else 'INT'}, Cor. {'FP' if c else 'INT'}"
+            for b, m, e, c in verdicts
+        ),
+        expected=f"d={cfg['d_eps']}, a=2, eps_int=2^-2b, eps_fp=2^-2m, {cfg['steps']} steps; "
+        "test: all agree. The corollary compares upper bounds, so a mismatch refutes this "
+        "reading as a decision rule, not the bound",
+        holds=agree == len(pairs),
+    )
 
 
 def _plot(rows, cfg, path):

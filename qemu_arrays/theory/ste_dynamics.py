@@ -624,6 +624,24 @@ def solve_fokker_planck(
         return FokkerPlanckResult(**{**fine.__dict__, "eps_g": eps})
     faces, dx = _pde_grid(setting, cells_per_bin, half_width, max_dx)
     x = 0.5 * (faces[1:] + faces[:-1])
+    mu = _initial_density(setting, faces, dx)
+    return _march(setting, faces, dx, x, mu, tau_max, n_out, dens_taus, cfl)
+
+
+def _initial_density(setting: STESetting, faces, dx) -> np.ndarray:
+    """Exact Gaussian cell averages of ``mu_0``, normalised, one row per teacher value."""
+    x = 0.5 * (faces[1:] + faces[:-1])
+    if setting.init_std > 0:
+        cdf = _cdf((faces - setting.init_mean) / setting.init_std)
+        mu0 = np.diff(cdf) / dx
+    else:
+        mu0 = np.zeros_like(x)
+        mu0[np.searchsorted(faces, setting.init_mean) - 1] = 1.0 / dx
+    return np.repeat((mu0 / (mu0.sum() * dx))[None, :], setting.teacher_values.size, axis=0)
+
+
+def _march(setting, faces, dx, x, mu, tau_max, n_out, dens_taus, cfl) -> FokkerPlanckResult:
+    """Explicit Scharfetter-Gummel steps from ``mu`` to ``tau_max``, recording on the way."""
     xf = faces[1:-1]  # interior faces
     eta, lam, k1, k2 = setting.eta_eff, setting.lam, setting.kappa1, setting.kappa2
     v = setting.teacher_values[:, None]
@@ -632,14 +650,6 @@ def solve_fokker_planck(
     q_face = 0.5 * (qc[1:] + qc[:-1])  # mean of Q over the two half cells beside the face
     a = eta * (k1 * v - k2 * q_face[None, :] - lam * xf[None, :])  # (J, n-1)
     amax = float(np.max(np.abs(a))) if a.size else 0.0
-    # initial density: exact Gaussian cell averages, normalised
-    if setting.init_std > 0:
-        cdf = _cdf((faces - setting.init_mean) / setting.init_std)
-        mu0 = np.diff(cdf) / dx
-    else:
-        mu0 = np.zeros_like(x)
-        mu0[np.searchsorted(faces, setting.init_mean) - 1] = 1.0 / dx
-    mu = np.repeat((mu0 / (mu0.sum() * dx))[None, :], v.shape[0], axis=0)
     rho, s2 = setting.rho, setting.sigma**2
 
     def eps_of(mu):
