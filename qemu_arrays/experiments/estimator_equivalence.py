@@ -572,11 +572,13 @@ def _write(out: Path, result: dict, plot: bool) -> dict:
             writer.writerows(data)
     if plot:
         files["png"] = str(out / "ebar_vs_lr.png")
-        _plot(result["lr_sweep"], files["png"])
+        cfg = result["config"]
+        _plot(result["lr_sweep"], files["png"], f"{cfg['tasks'][0]}, 2-bit weights, "
+              f"{cfg['steps']} steps (dotted vertical: the paper's eta)")  # fmt: skip
     return files
 
 
-def _plot(sweep, path):
+def _plot(sweep, path, title):
     import matplotlib
 
     matplotlib.use("Agg")
@@ -595,8 +597,9 @@ def _plot(sweep, path):
     ax.loglog(lr, ref[0] * (lr / lr[0]) ** 2, "k:", lw=0.8, label="slope 2")
     ax.set_xlabel("SGD learning rate η")
     ax.set_ylabel("Ē (% of the representable range)")
-    ax.set_title("Teacher-student, 2-bit weights")
+    ax.axvline(PAPER_SGD_LR, color="gray", ls=":", lw=0.8)
+    ax.set_title(title, fontsize=9)
     ax.legend(fontsize=7)
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
+    fig.savefig(path, dpi=80)
     plt.close(fig)

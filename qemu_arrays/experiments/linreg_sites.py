@@ -295,7 +295,7 @@ def _plot(result, path):
         ax3.loglog(i, spec[scheme + "_theory"], "-", lw=0.8, color=col)
     ax3.set_xlabel("eigenvalue index i")
     ax3.set_ylabel("eigenvalue of H^(q)")
-    ax3.set_title("data quantization: spectrum (lines: lambda+eps, (1+eps) lambda)", fontsize=9)
+    ax3.set_title("data spectrum H^(q) (lines: lambda+eps, (1+eps)lambda)", fontsize=9)
     ax3.legend(fontsize=6)
     fig.suptitle(f"SGD on linear regression, d={cfg['d']}, N={cfg['steps']} steps, "
                  f"lr={cfg['lr']}, {cfg['replicas']} runs (markers: simulation +- s.e.; "

@@ -74,7 +74,7 @@ def _bar(total: int, desc: str, progress: bool):
     return tqdm(total=total, desc=desc, leave=False)
 
 
-_DPI = 80  # small PNGs (the docs commit some of them)
+_DPI = 72  # small PNGs (the docs commit some of them)
 
 
 def _plt():
@@ -480,39 +480,60 @@ def _config_summary(r) -> dict:
     }
 
 
-def _plot_curves(results, title, panels=None, *, log=True, marks=None):
-    """One panel per label group: simulation (symbols), PDE (solid), isotropic ODE (dashed);
-    ``marks[label]`` = (predicted, measured) plateau ends drawn as a triangle and a cross."""
+def _draw_curves(ax, sel, cmap, marks, legend=True):
+    for j, r in enumerate(sel):
+        col = cmap(0.9 * j / max(len(sel) - 1, 1))
+        ax.errorbar(r["sim"]["tau"], r["mean"], r["err"], fmt="o", ms=2.5, color=col,
+                    label=r["label"])  # fmt: skip
+        ax.plot(r["pde"].tau, r["pde"].eps_g, color=col, lw=1.3)
+        if marks is None:
+            ax.plot(r["iso"].tau, r["iso"].eps_g, color=col, lw=0.8, ls="--")
+            continue
+        pred, meas = marks[r["label"]]
+        if math.isfinite(pred):
+            ax.axvline(pred, color=col, lw=0.8, ls=":")
+        if math.isfinite(meas):
+            y = float(np.interp(meas, r["pde"].tau, r["pde"].eps_g))
+            ax.plot([meas], [y], "x", ms=8, mew=2, color=col)
+    ax.set_xlabel("tau = t/d")
+    ax.set_ylabel("eps_g")
+    if legend:
+        ax.legend(fontsize=7, ncol=2)
+
+
+def _zoom(ax, sel, window, what):
+    """Linear-y close-up of ``window = (tau0, tau1)``, y limits fitted to the data there."""
+    lo, hi = window
+    vals = np.concatenate([np.asarray(r["mean"])[(r["sim"]["tau"] >= lo) & (r["sim"]["tau"] <= hi)]
+                           for r in sel])  # fmt: skip
+    pad = 0.08 * (vals.max() - vals.min() + 1e-9)
+    ax.set_xlim(lo, hi)
+    ax.set_ylim(vals.min() - pad, vals.max() + pad)
+    ax.set_title(f"close-up: {what}", fontsize=8)
+
+
+def _plot_curves(results, title, panels=None, *, log=True, marks=None, zoom=None):
+    """One row per label group: simulation (symbols), PDE (solid), isotropic ODE (dashed) or,
+    with ``marks[label] = (predicted, measured)``, the predicted plateau end (dotted) and the
+    measured half drop (x). ``zoom = ((tau0, tau1), what)`` adds a linear close-up column."""
     plt = _plt()
     groups = panels or [[r["label"] for r in results]]
-    fig, axes = plt.subplots(len(groups), 1, figsize=(6.4, 3.6 * len(groups)), squeeze=False)
+    ncol = 2 if zoom else 1
+    size = (6.4, 3.6 * len(groups)) if ncol == 1 else (10.0, 3.2 * len(groups))
+    fig, axes = plt.subplots(len(groups), ncol, figsize=size, squeeze=False)
     cmap = plt.get_cmap("viridis")
-    for ax, group in zip(axes[:, 0], groups):
+    for row, group in enumerate(groups):
         sel = [r for r in results if r["label"] in group]
-        for j, r in enumerate(sel):
-            col = cmap(0.9 * j / max(len(sel) - 1, 1))
-            ax.errorbar(r["sim"]["tau"], r["mean"], r["err"], fmt="o", ms=2.5, color=col,
-                        label=r["label"])  # fmt: skip
-            ax.plot(r["pde"].tau, r["pde"].eps_g, color=col, lw=1.3)
-            if marks is None:
-                ax.plot(r["iso"].tau, r["iso"].eps_g, color=col, lw=0.8, ls="--")
-            else:
-                pred, meas = marks[r["label"]]
-                y = float(np.interp(meas, r["pde"].tau, r["pde"].eps_g)) if math.isfinite(
-                    meas) else None  # fmt: skip
-                if math.isfinite(pred):
-                    ax.axvline(pred, color=col, lw=0.8, ls=":")
-                if y is not None:
-                    ax.plot([meas], [y], "x", ms=8, mew=2, color=col)
-        ax.set_xlabel("tau = t/d")
-        ax.set_ylabel("eps_g")
+        _draw_curves(axes[row, 0], sel, cmap, marks)
         if log:
-            ax.set_yscale("log")
-        ax.legend(fontsize=7, ncol=2)
+            axes[row, 0].set_yscale("log")
+        if zoom:
+            _draw_curves(axes[row, 1], sel, cmap, marks, legend=False)
+            _zoom(axes[row, 1], sel, *zoom)
     legend = ("symbols: simulation mean +- s.e.; solid: PDE; "
               + ("dashed: isotropic ODE" if marks is None else
                  "dotted: predicted plateau end; x: measured half drop"))  # fmt: skip
-    axes[0, 0].set_title(f"{title}\n({legend})", fontsize=8)
+    fig.suptitle(f"{title}\n({legend})", fontsize=9)
     fig.tight_layout()
     return fig
 
@@ -637,7 +658,8 @@ def run_range(
     omegas = tuple(float(o) for o in omegas)
     configs = [(f"omega={om:g}", sd.STESetting(eta=0.04, lam=1.0, **init,
                 weight_quantizer=sd.uniform_quantizer(3, om, grid))) for om in omegas]  # fmt: skip
-    sz = _sizes(full, _FIG2_DEFAULT, _FIG2_FULL, d=d, replicas=replicas, tau_max=tau_max)
+    sz = _sizes(full, {**_FIG2_DEFAULT, "n_points": 121}, {**_FIG2_FULL, "n_points": 201}, d=d,
+                replicas=replicas, tau_max=tau_max)  # fmt: skip
     rows, results = _simulate_configs("ste-range", configs, sz, progress, seed)
     measures = {om: plateau_measure(r["setting"], r["sim"]["tau"], r["mean"])
                 for om, r in zip(omegas, results)}  # fmt: skip
@@ -650,8 +672,11 @@ def run_range(
     title = (f"Fig. 3 setting: b=3, eta=0.04, lam=1, grid {grid.value}, "
              f"mu0=N({init_mean:g}, {init_std:g}^2)")  # fmt: skip
     extra = {"plateaus": {str(k): v for k, v in measures.items()}, "init": init}
+    longest = max((m["predicted"] for m in measures.values() if math.isfinite(m["predicted"])),
+                  default=sz["tau_max"])  # fmt: skip
+    zoom = ((0.0, min(2.0 * longest, sz["tau_max"])), "the first plateaus")
     return _finish("ste-range", title, results, rows, sz, claims, out_dir, t0, extra=extra,
-                   marks=marks)  # fmt: skip
+                   marks=marks, zoom=zoom)  # fmt: skip
 
 
 def run_plateau(
@@ -791,8 +816,9 @@ def run_joint(
         ))  # fmt: skip
     claims.append(_agreement_claim("000 Fig. 4", {r["label"]: r["agreement"] for r in results}))
     title = f"Fig. 4 setting: omega=1 (weights), omega_x={omega_x:g}, eta=0.05, lam=1, grid {grid.value}"
+    zoom = ((0.7 * sz["tau_max"], sz["tau_max"]), "late times, where b_x separates the curves")
     return _finish("ste-joint", title, results, rows, sz, claims, out_dir, t0,
-                   extra={"omega_x": float(omega_x)}, panels=panels)  # fmt: skip
+                   extra={"omega_x": float(omega_x)}, panels=panels, zoom=zoom)  # fmt: skip
 
 
 # ---------------------------------------------------------------------------------------------
@@ -830,7 +856,7 @@ def run_stability(
     below = [p for b in bits for p in info[str(b)]["points"] if p["eta_over_eta_c"] == 0.9]
     above = [p for b in bits for p in info[str(b)]["points"] if p["eta_over_eta_c"] == 1.1]
     steady = [p for b in bits for p in info[str(b)]["points"] if p["eta_over_eta_c"] <= 0.8]
-    worst = max(steady, key=lambda p: p["excess"])
+    worst = max(steady, key=lambda p: abs(p["sim_tail_mean"] - p["theory_eps_g_star"]))
     claims = [
         Claim(
             source="000 Fig. 5",
