@@ -21,7 +21,9 @@ def test_estimator_equivalence_table3_pattern_on_the_teacher_student_task(tmp_pa
     # paper 001 Table 4 (MNIST): 0.515 / 0.572 / 2.52 % -> baseline/tweak 0.90, unadjusted/baseline 4.9
     assert ts["baseline_over_tweak"] <= 2
     assert ts["unadjusted_over_baseline"] >= 3
-    assert ts["ebar_baseline"] == pytest.approx(0.59, abs=0.1)  # the 0.59 / 0.39 / 2.65 %
+    # and the paper's own MNIST numbers, on this task: Ē 0.515 % (baseline), 2.52 % (unadjusted)
+    assert ts["ebar_baseline"] == pytest.approx(ee.PAPER_TABLE4_SGD["baseline"], abs=0.1)
+    assert ts["ebar_unadjusted"] == pytest.approx(ee.PAPER_TABLE4_SGD["unadjusted"], abs=0.2)
     # removing M (the "unadjusted" STE-net) is what makes the error grow, for every task
     assert all(r["unadjusted_over_baseline"] >= 3 for r in res["ratios"] if r["optimizer"] == "sgd")
     by = {c["source"]: c for c in res["claims"]}

@@ -192,7 +192,10 @@ def test_effective_dimension_and_int_vs_fp():
     assert thr == pytest.approx(0.0)
     with pytest.warns(DeprecationWarning, match="fp_beats_int_exact"):
         assert fp_beats_int(0, 8, 2.0, 256)
-    with pytest.warns(DeprecationWarning, match="deprecated"), pytest.raises(ValueError, match="d must be"):
+    with (
+        pytest.warns(DeprecationWarning, match="deprecated"),
+        pytest.raises(ValueError, match="d must be"),
+    ):
         fp_mantissa_threshold(8, 2.0, 0)
 
 
