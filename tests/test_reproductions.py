@@ -213,3 +213,19 @@ def test_cli_reproduce_prints_the_claim_lines(capsys, tmp_path):
     code = cli.main(["reproduce", "ste-plateau", "--dataset", "digits", "--out", str(tmp_path)])
     assert code == 2
     assert "--dataset applies to estimator-equivalence only" in capsys.readouterr().err
+
+
+def test_training_quantizer_estimator_strings_warn():
+    from qemu_arrays.theory.kinds import SteVariant
+    from qemu_arrays.training import UniformQuantizer
+
+    x = np.array([-3.0, 0.5, 3.0])
+    with pytest.warns(DeprecationWarning, match="SteVariant.CLIPPED"):
+        old = UniformQuantizer(2, 2.0, estimator="clipped")
+    new = UniformQuantizer(2, 2.0, estimator=SteVariant.CLIPPED)
+    np.testing.assert_array_equal(old.derivative(x), new.derivative(x))
+    np.testing.assert_array_equal(new.derivative(x), [0.0, 1.0, 0.0])
+    with pytest.warns(DeprecationWarning, match="SteVariant.IDENTITY"):
+        assert UniformQuantizer(2, 2.0, estimator="ste").estimator is SteVariant.IDENTITY
+    with pytest.raises(ValueError, match="estimator must be one of SteVariant"):
+        UniformQuantizer(2, 2.0, estimator="mad")

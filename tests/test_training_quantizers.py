@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 import qemu_arrays as qa
-from qemu_arrays.theory.kinds import GridKind
+from qemu_arrays.theory.kinds import GridKind, SteVariant
 from qemu_arrays.training import (
     AdditiveNoise,
     FormatQuantizer,
@@ -101,7 +101,7 @@ def test_uniform_estimators():
     x = np.array([-3.0, -1.0, 0.5, 2.0, 2.5])
     assert UniformQuantizer(2, 2.0).derivative(x) == 1.0
     np.testing.assert_array_equal(
-        UniformQuantizer(2, 2.0, estimator="clipped").derivative(x), [0, 1, 1, 1, 0]
+        UniformQuantizer(2, 2.0, estimator=SteVariant.CLIPPED).derivative(x), [0, 1, 1, 1, 0]
     )
     q = UniformQuantizer(2, 2.0, estimator=lambda v: 2 * np.ones_like(v))
     np.testing.assert_array_equal(q.derivative(x), 2 * np.ones(5))
@@ -154,7 +154,7 @@ def test_format_quantizer_matches_quantize():
     s = np.abs(x).max(axis=-1, keepdims=True) / 127
     np.testing.assert_allclose(y, np.round(x / s) * s, rtol=0, atol=1e-12)
     assert q.derivative(x) == 1.0
-    clipped = FormatQuantizer("int4", scale=0.5, estimator="clipped")
+    clipped = FormatQuantizer("int4", scale=0.5, estimator=SteVariant.CLIPPED)
     np.testing.assert_array_equal(clipped.derivative(np.array([-4.0, 3.4, 3.6])), [0.0, 1.0, 0.0])
 
 

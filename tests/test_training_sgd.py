@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from qemu_arrays.theory.kinds import GridKind
+from qemu_arrays.theory.kinds import GridKind, SteVariant
 from qemu_arrays.training import (
     SGD,
     SITE_NAMES,
@@ -87,7 +87,7 @@ def test_replicas_are_independent():
 def test_weight_master_copy_and_estimator():
     # Q_p at the weights with a clipped estimator: weights outside the range get no gradient
     model = LinearRegression(4, 0.0, 3.0, 0.0, w0=np.array([5.0, 0.0, 0.0, 0.0]))
-    q = UniformQuantizer(4, 1.0, estimator="clipped")
+    q = UniformQuantizer(4, 1.0, estimator=SteVariant.CLIPPED)
     res = run_sgd(model, steps=20, lr=0.1, replicas=2, seed=0, sites={"weights": q})
     np.testing.assert_array_equal(res.w[:, 0], 5.0)  # frozen: derivative is zero there
     assert np.all(res.w[:, 1:] != 0.0)  # the master copy moves by sub-step amounts
