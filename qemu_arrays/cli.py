@@ -816,7 +816,9 @@ EXPERIMENTS = {
     "ste-bitwidth": "qemu_arrays.experiments.ste:run_bitwidth",
     "ste-range": "qemu_arrays.experiments.ste:run_range",
     "ste-joint": "qemu_arrays.experiments.ste:run_joint",
+    "ste-plateau": "qemu_arrays.experiments.ste:run_plateau",
     "ste-stability": "qemu_arrays.experiments.ste:run_stability",
+    "linreg-sites": "qemu_arrays.experiments.linreg_sites:run",
 }
 
 
@@ -860,9 +862,32 @@ def cmd_reproduce(args) -> int:
     out_dir = Path(args.out) if args.out else Path("results") / args.name
     out_dir.mkdir(parents=True, exist_ok=True)
     print(f"reproducing {args.name} ({'full' if args.full else 'quick'} settings) into {out_dir}")
-    result = run(full=args.full, out_dir=out_dir, progress=not args.no_progress)
+    kwargs = {"full": args.full, "out_dir": out_dir, "progress": not args.no_progress}
+    if getattr(args, "dataset", None) is not None:
+        if args.name != "estimator-equivalence":
+            msg = (
+                f"--dataset applies to estimator-equivalence only, not {args.name!r}; hint: drop "
+                "--dataset"
+            )
+            raise CliError(msg)
+        from qemu_arrays.experiments.estimator_equivalence import DatasetKind
+
+        kwargs["dataset"] = DatasetKind(args.dataset)
+    result = run(**kwargs)
+    claims = result.get("claims", []) if isinstance(result, dict) else []
     if isinstance(result, dict) and result:
-        print(_summarise(result))
+        print(_summarise({k: v for k, v in result.items() if k != "claims"}))
+    if claims:
+        from qemu_arrays.experiments.claims import claim_lines, claims_hold
+
+        print("\nclaims (what the paper says | what this run measured | the test):")
+        for line in claim_lines(claims):
+            print(f"  {line}")
+        held = sum(bool(c["holds"] if isinstance(c, dict) else c.holds) for c in claims)
+        print(
+            f"{held} of {len(claims)} claim(s) hold"
+            + ("" if claims_hold(claims) else " (see FAILS)")
+        )
     files = sorted(p.name for p in out_dir.iterdir()) if out_dir.exists() else []
     print(f"\n{len(files)} file(s) in {out_dir}: {', '.join(files[:10])}")
     return 0
@@ -1017,6 +1042,13 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--full", action="store_true", help="the paper's sizes (slow)")
     r.add_argument("--out", metavar="DIR", help="output folder (default results/NAME)")
     r.add_argument("--no-progress", action="store_true")
+    r.add_argument(
+        "--dataset",
+        choices=("synthetic", "digits"),
+        default=None,
+        help="estimator-equivalence only: synthetic tasks (default) or scikit-learn's bundled "
+        "digits (pip install 'qemu-arrays[sklearn]'; nothing is downloaded)",
+    )
     r.set_defaults(func=cmd_reproduce)
 
     b = sub.add_parser("bench", help="run the benchmark scripts in benchmarks/")
