@@ -855,8 +855,7 @@ def cmd_reproduce(args) -> int:
     avail = available_experiments()
     if args.name not in avail:
         names = ", ".join(sorted(avail)) or "none installed"
-        msg = f"unknown experiment {args.name!r}; available: {names}"
-        raise CliError(msg)
+        raise unknown(args.name, sorted(avail), "experiment", f"(available: {names})")
     module, _, func = avail[args.name].partition(":")
     run = getattr(importlib.import_module(module), func)
     out_dir = Path(args.out) if args.out else Path("results") / args.name

@@ -216,6 +216,8 @@ def test_reproduce_lists_and_runs_a_registered_experiment(capsys, monkeypatch, t
 def test_reproduce_unknown_and_help_lists_names(capsys):
     code, _, err = run(capsys, "reproduce", "no-such-experiment")
     assert_clean_error(code, err, "unknown experiment")
+    code, _, err = run(capsys, "reproduce", "ste-platou")  # a typo gets the closest names
+    assert_clean_error(code, err, "did you mean ste-plateau")
     code, out, _ = run(capsys, "reproduce", "--help")
     assert code == 0
     for name in cli.available_experiments():
