@@ -91,12 +91,34 @@ class BlockFormat:
         if fb and not isinstance(self.element, IntFormat):
             msg = "element_fraction_bits applies to integer elements only; hint: leave it 0"
             raise ValueError(msg)
+        if self.element.bits > 16:
+            msg = (
+                f"element must have at most 16 bits (block element codes are stored as "
+                f"uint8/uint16), got {self.element.name} with {self.element.bits}; hint: an FP8, "
+                "FP6, FP4 or int8 element"
+            )
+            raise ValueError(msg)
+        if self.scale.bits > 8:
+            msg = (
+                f"scale must have at most 8 bits (block scale codes are stored as uint8), got "
+                f"{self.scale.name} with {self.scale.bits}; hint: float8_e8m0fnu (MX) or "
+                "float8_e4m3fn with tensor_scale=True (NVFP4)"
+            )
+            raise ValueError(msg)
         if self.power_of_two_scale:
             if self.tensor_scale:
                 msg = "tensor_scale=True needs a non-power-of-two scale format (e.g. E4M3)"
                 raise ValueError(msg)
         elif not isinstance(self.element, FloatFormat):
             msg = "a float (non-E8M0) scale format needs a float element format"
+            raise ValueError(msg)
+        elif not self.tensor_scale:
+            msg = (
+                f"scale {self.scale.name} has mantissa bits, which only the two-level rule of "
+                "NVFP4 computes (block scale = scale format(amax / (element max * tensor "
+                "scale))): pass tensor_scale=True; a power-of-two scale format (mantissa_bits=0, "
+                "e.g. float8_e8m0fnu) takes the MX rule"
+            )
             raise ValueError(msg)
         if not self.element.signed:
             msg = f"block formats need a signed element format, got {self.element.name}"

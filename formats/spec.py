@@ -32,6 +32,9 @@ __all__ = [
 
 
 _INT_LIMIT = 64
+#: the largest |bias|: exponents stay small integers (the kernels' int64 arithmetic, the exact
+#: Fractions of max_exact), and float64 (2^-1074 ... 2^1024) lies well inside
+_BIAS_LIMIT = 1 << 14
 
 
 class FormatParams(NamedTuple):
@@ -53,6 +56,11 @@ class FormatParams(NamedTuple):
     """The :class:`Specials` code."""
     exponent_bits: int
     bias: int
+
+
+def _pow2_float(k: int) -> float:
+    """``2.0 ** k`` as a float64: 0 below its range, ``inf`` above it."""
+    return math.ldexp(1.0, k) if k < 1024 else math.inf
 
 
 def _positive_int(name: str, value, lo: int, hi: int) -> int:
@@ -103,8 +111,18 @@ class FloatFormat:
         if self.bias is None:
             object.__setattr__(self, "bias", (1 << (e - 1)) - 1)
         elif isinstance(self.bias, bool) or not isinstance(self.bias, int):
-            msg = f"bias must be an int or None, got {self.bias!r}"
+            msg = (
+                f"bias must be an int or None, got {self.bias!r} ({type(self.bias).__name__}); "
+                "hint: None gives the IEEE bias 2**(exponent_bits - 1) - 1"
+            )
             raise TypeError(msg)
+        elif not -_BIAS_LIMIT <= self.bias <= _BIAS_LIMIT:
+            msg = (
+                f"bias must be in [{-_BIAS_LIMIT}, {_BIAS_LIMIT}], got {self.bias}; formats "
+                "beyond that range hold no float64 value but 0 or inf; hint: None gives the "
+                f"IEEE bias {(1 << (e - 1)) - 1}"
+            )
+            raise ValueError(msg)
         try:
             specials = Specials(self.specials)
         except ValueError:
@@ -138,8 +156,11 @@ class FloatFormat:
         if self.specials is Specials.IEEE and e < 2:
             msg = "Specials.IEEE reserves a whole exponent field for inf/NaN: needs exponent_bits >= 2"
             raise ValueError(msg)
-        if self.specials is Specials.FN and e == 1 and m == 0:
-            msg = "Specials.FN with 1 exponent bit and no mantissa leaves no finite value"
+        if self.specials in (Specials.FN, Specials.P3109) and e == 1 and m == 0:
+            msg = (
+                f"specials=Specials.{specials.name} with 1 exponent bit and no mantissa leaves no "
+                "finite non-zero value; hint: exponent_bits + mantissa_bits >= 2"
+            )
             raise ValueError(msg)
         if not self.name:
             object.__setattr__(self, "name", self._default_name())
@@ -224,7 +245,11 @@ class FloatFormat:
 
     @property
     def max(self) -> float:
-        return float(self.max_exact)
+        """The largest finite value as a float64 (``inf`` when it exceeds float64's range)."""
+        try:
+            return float(self.max_exact)
+        except OverflowError:
+            return math.inf
 
     @property
     def min(self) -> float:
@@ -235,13 +260,13 @@ class FloatFormat:
 
     @property
     def smallest_normal(self) -> float:
-        return math.ldexp(1.0, self.emin)
+        return _pow2_float(self.emin)
 
     @property
     def smallest_subnormal(self) -> float:
         if not self.subnormals or self.mantissa_bits == 0:
             return self.smallest_normal
-        return math.ldexp(1.0, self.emin - self.mantissa_bits)
+        return _pow2_float(self.emin - self.mantissa_bits)
 
     @property
     def eps(self) -> float:
