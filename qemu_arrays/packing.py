@@ -23,6 +23,8 @@ import numpy as np
 
 __all__ = ["pack", "packed_nbytes", "unpack"]
 
+_UNPACK_CHUNK = 1 << 14  # codes per step of unpack (a multiple of 8: chunks start on a byte)
+
 
 def _check_bits(bits):
     if isinstance(bits, bool) or not isinstance(bits, numbers.Integral) or not 1 <= bits <= 8:
@@ -83,5 +85,10 @@ def unpack(packed, bits, count):
         out[0::2] = p[:need] & 0xF
         out[1::2] = p[:need] >> 4
         return out[:count]
-    stream = np.unpackbits(p[:need], bitorder="little")[: count * bits].reshape(count, bits)
-    return np.packbits(stream, axis=1, bitorder="little").reshape(-1)
+    out = np.empty(count, dtype=np.uint8)
+    for lo in range(0, count, _UNPACK_CHUNK):  # chunk-sized temporaries (8 bytes per code)
+        hi = min(count, lo + _UNPACK_CHUNK)
+        b0, b1 = lo * bits // 8, -(-hi * bits // 8)  # lo is a multiple of 8: whole bytes
+        stream = np.unpackbits(p[b0:b1], bitorder="little")[: (hi - lo) * bits]
+        out[lo:hi] = np.packbits(stream.reshape(hi - lo, bits), axis=1, bitorder="little")[:, 0]
+    return out

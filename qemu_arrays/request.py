@@ -24,6 +24,8 @@ from qemu_arrays.validation import (
     check_nonnegative_int,
     check_random_bits,
     check_seed,
+    check_tensor_scale,
+    check_zero_point,
 )
 
 __all__ = ["SCALE_RULES", "Op", "Request", "decode_request", "round_request"]
@@ -103,7 +105,7 @@ class Request:
 
     def with_offset(self, offset: int) -> Request:
         """The same request for a chunk whose first element is element ``offset`` of the whole."""
-        return replace(self, offset=offset)
+        return replace(self, offset=offset % (1 << 64))
 
 
 def _not_for(fmt, given: dict, why: str):
@@ -157,6 +159,14 @@ def _check_rule_options(scale, symmetric, percentile):
     )
 
 
+def _scalar_zero_point(zero_point, fmt):
+    """A zero point given as one number, checked against the format's codes (an int); arrays
+    are the route's to check (they may live in any library)."""
+    if zero_point is None or hasattr(zero_point, "shape") or isinstance(zero_point, (list, tuple)):
+        return zero_point
+    return int(check_zero_point(zero_point, fmt))
+
+
 def _given(**kw):
     return {k: v for k, v in kw.items() if v is not None}
 
@@ -170,7 +180,7 @@ def round_request(
     rounding = check_enum("rounding", rounding, Rounding)
     overflow = check_enum("overflow", overflow, Overflow)
     stream = check_nonnegative_int("stream", stream)
-    offset = check_nonnegative_int("offset", offset)
+    offset = check_nonnegative_int("offset", offset) % (1 << 64)  # as the seed: modulo 2**64
     seed = check_seed(seed, needed=rounding is Rounding.STOCHASTIC)
     random_bits = check_random_bits(random_bits)
     via_float32 = check_bool("via_float32", via_float32)
@@ -206,6 +216,8 @@ def round_request(
                 f"{fmt.name!r}"
             )
             raise ValueError(msg)
+        if scale is not None:
+            scale = check_tensor_scale(scale)
         return Request(**common, scale=scale, axis=axis, block_size=fmt.block_size)
     if isinstance(fmt, FloatFormat):
         extra = _given(
@@ -230,6 +242,7 @@ def round_request(
         msg = "zero_point is computed by the scale rule; pass symmetric=False instead"
         raise ValueError(msg)
     sym, pct = _check_rule_options(scale, symmetric, percentile)
+    zero_point = _scalar_zero_point(zero_point, fmt)
     return Request(
         **common, scale=scale, zero_point=zero_point, axis=axis,
         block_size=check_block_size(block_size), scale_format=_check_scale_format(scale_format),
@@ -265,6 +278,8 @@ def decode_request(
             raise ValueError(msg)
         if tensor_scale is not None and not fmt.tensor_scale:
             _not_for(fmt, {"tensor_scale": tensor_scale}, "it has no per-tensor scale")
+        if tensor_scale is not None:
+            tensor_scale = check_tensor_scale(tensor_scale, "tensor_scale")
         if scale is None:
             msg = (
                 f"decoding the block format {fmt.name!r} needs the scale codes: pass the Encoded "
@@ -292,6 +307,6 @@ def decode_request(
         msg = f"scale={scale!r} is a rule, which needs data; decode needs the scale values"
         raise ValueError(msg)
     return Request(
-        Op.DECODE, fmt, scale=scale, zero_point=zero_point, axis=axis,
+        Op.DECODE, fmt, scale=scale, zero_point=_scalar_zero_point(zero_point, fmt), axis=axis,
         block_size=check_block_size(block_size), dtype=dtype,
     )  # fmt: skip

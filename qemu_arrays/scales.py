@@ -27,7 +27,7 @@ from qemu_arrays.formats.catalog import get_format
 from qemu_arrays.formats.spec import FloatFormat, IntFormat, Overflow, Rounding
 from qemu_arrays.request import SCALE_RULES
 from qemu_arrays.routes.cpu_elements import round_array
-from qemu_arrays.validation import check_granularity
+from qemu_arrays.validation import BF16, check_granularity, check_zero_point
 
 __all__ = [
     "SCALE_RULES",
@@ -231,8 +231,13 @@ def compute_scale(
         msg = f"percentile must be in (0, 100], got {percentile}; hint: 99.9"
         raise ValueError(msg)
     sfmt = _check_scale_format(scale_format)
-    x = np.asarray(x)
+    x = _rule_data(x)
     axis, block_size = check_granularity(x.shape, axis, block_size)
+    if x.size == 0:  # no data: every group is as one holding no finite value (scale 1)
+        gshape = group_shape(x.shape, axis, block_size)
+        none = np.zeros(int(np.prod(gshape, dtype=np.int64)), dtype=np.float64)
+        s, z = _scale_from_range(none, none, fmt, symmetric, sfmt)
+        return s.reshape(gshape), z.reshape(gshape)
     if rule == "absmax" and x.size and x.dtype.kind == "f":
         lo, hi, gshape = _absmax_range(x, axis, block_size, symmetric)
         s, z = _scale_from_range(lo, hi, fmt, symmetric, sfmt)
@@ -253,6 +258,30 @@ def compute_scale(
             s = np.where(better, sc, s)
             z = np.where(better, zc, z)
     return _ungroup(s, gshape, axis, block_size), _ungroup(z, gshape, axis, block_size)
+
+
+def _rule_data(x):
+    """The data of a scale rule as a NumPy array of real numbers (float or integer); the masked
+    elements of a masked array become NaN, which every rule ignores."""
+    if isinstance(x, np.ma.MaskedArray):
+        x = np.ma.filled(x.astype(np.float64), np.nan)
+    if (
+        isinstance(x, (str, bytes))
+        or not isinstance(x, (np.ndarray, np.generic, numbers.Real, list, tuple))
+        or isinstance(x, (bool, np.bool_))
+    ):
+        msg = (
+            f"x must be an array of real numbers (float or integer), got {type(x).__name__}; "
+            "hint: np.asarray(x, dtype=np.float32)"
+        )
+        raise TypeError(msg)
+    arr = np.asarray(x)
+    if arr.dtype.kind not in "fiu" and arr.dtype != BF16:
+        msg = f"x must hold real numbers (float or integer), got dtype {arr.dtype}" + (
+            "; hint: np.real(x) or np.abs(x) for complex data" if arr.dtype.kind == "c" else ""
+        )
+        raise TypeError(msg)
+    return arr
 
 
 def check_given_scale(scale, name="scale"):
@@ -306,11 +335,9 @@ def group_scales(x, fmt, scale, zero_point, shape, *, axis=None, block_size=None
     else:
         sg = round_scale(check_given_scale(scale), sfmt)
         sg = given_to_groups(sg, shape, axis, block_size, "scale")
-        z = np.asarray(0 if zero_point is None else zero_point)
-        if z.dtype.kind not in "iu" and not np.all(z == np.round(z)):
-            msg = f"zero_point must hold integers, got {zero_point!r}"
-            raise ValueError(msg)
-        zg = given_to_groups(z.astype(np.int64), shape, axis, block_size, "zero_point")
+        zg = given_to_groups(
+            check_zero_point(zero_point, fmt), shape, axis, block_size, "zero_point"
+        )
     return np.asarray(sg), np.asarray(zg), axis, block_size
 
 

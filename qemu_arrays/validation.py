@@ -25,13 +25,17 @@ __all__ = [
     "check_axis",
     "check_block_size",
     "check_bool",
+    "check_codes",
     "check_enum",
+    "check_float_dtype",
     "check_format",
     "check_granularity",
     "check_nonnegative_int",
     "check_out",
     "check_random_bits",
     "check_seed",
+    "check_tensor_scale",
+    "check_zero_point",
     "code_dtype",
     "nan_error",
 ]
@@ -183,7 +187,8 @@ def check_block_size(block_size):
 
 
 def check_granularity(shape, axis, block_size):
-    """Normalised ``(axis, block_size)``; with ``block_size`` the axis defaults to the last."""
+    """Normalised ``(axis, block_size)``; with ``block_size`` the axis defaults to the last. A
+    block size beyond the axis length is that length (one group: the same groups)."""
     ndim = len(shape)
     block_size = check_block_size(block_size)
     if block_size is not None:
@@ -194,7 +199,10 @@ def check_granularity(shape, axis, block_size):
     if axis is not None and ndim == 0:
         msg = f"axis={axis} needs an array of at least one dimension, got a scalar"
         raise ValueError(msg)
-    return check_axis(axis, ndim), block_size
+    axis = check_axis(axis, ndim)
+    if block_size is not None:
+        block_size = min(block_size, max(int(shape[axis]), 1))
+    return axis, block_size
 
 
 def code_dtype(bits: int) -> np.dtype:
@@ -214,3 +222,115 @@ def nan_error(fmt, overflow) -> ValueError:
         "hint: clean NaNs first (np.nan_to_num) or use overflow=Overflow.ML_DTYPES"
     )
     return ValueError(msg)
+
+
+def _is_array(v) -> bool:
+    return hasattr(v, "shape") and hasattr(v, "dtype") and not isinstance(v, np.generic)
+
+
+def check_zero_point(zero_point, fmt, name="zero_point"):
+    """``zero_point`` (a number or an array) as int64 (0-d for one value), each value an integer
+    in ``[fmt.min, fmt.max]``: a zero point outside the format's codes holds no real zero, and
+    would make every value ``(fmt.max - zp) * scale``. None is 0."""
+    if zero_point is None:
+        return np.zeros((), dtype=np.int64)
+    allowed = f"integers in [{fmt.min}, {fmt.max}] (the codes of {fmt.name})"
+    if isinstance(zero_point, (bool, np.bool_, str, bytes)) or not isinstance(
+        zero_point, (numbers.Real, np.ndarray, np.generic, list, tuple)
+    ):
+        msg = (
+            f"{name} must be an int or an array of {allowed}, got {zero_point!r} "
+            f"({type(zero_point).__name__}); hint: zero_point=0 (symmetric)"
+        )
+        raise TypeError(msg)
+    try:
+        z = np.asarray(zero_point)
+    except ValueError:  # ragged lists
+        z = np.asarray(zero_point, dtype=object)
+    if z.dtype.kind not in "iuf":
+        msg = (
+            f"{name} must hold {allowed}, got an array of dtype {z.dtype}; hint: "
+            "np.asarray(zero_point, dtype=np.int64)"
+        )
+        raise TypeError(msg)
+    if z.size == 0:
+        return z.astype(np.int64)
+    if z.dtype.kind == "f" and not (np.all(np.isfinite(z)) and np.all(z == np.round(z))):
+        bad = z[~(np.isfinite(z) & (z == np.round(z)))].flat[0]
+        msg = f"{name} must hold {allowed}, got {bad!r}; hint: np.rint(zero_point)"
+        raise ValueError(msg)
+    lo, hi = z.min(), z.max()
+    if lo < fmt.min or hi > fmt.max:
+        bad = lo if lo < fmt.min else hi
+        msg = (
+            f"{name} must hold {allowed}, got {bad.item()!r}: a zero point outside the codes "
+            "holds no real zero, every value would be (max - zero_point) * scale; hint: "
+            "scale='absmax', symmetric=False computes a zero point from the data"
+        )
+        raise ValueError(msg)
+    return z.astype(np.int64)
+
+
+def check_tensor_scale(ts, name="scale"):
+    """The per-tensor scale of a two-level block format (NVFP4) as a float32: one positive
+    finite number that float32 holds exactly (numbers and 0-d arrays of any library)."""
+    if isinstance(ts, (bool, np.bool_, str, bytes)) or not (
+        isinstance(ts, (numbers.Real, np.generic)) or (_is_array(ts) and len(ts.shape) == 0)
+    ):
+        shape = f" of shape {tuple(ts.shape)}" if _is_array(ts) else ""
+        msg = (
+            f"{name} (the per-tensor float32 scale of a two-level block format) must be one "
+            f"positive number, got {type(ts).__name__}{shape}; hint: scale=float(s), or leave it "
+            "out for amax / (element max * scale max)"
+        )
+        raise TypeError(msg)
+    try:
+        v = np.float32(ts)
+        exact = float(v) == float(ts)
+    except (TypeError, ValueError):
+        msg = f"{name} (the per-tensor float32 scale) must be a positive number, got {ts!r}"
+        raise TypeError(msg) from None
+    if not (np.isfinite(v) and v > 0) or not exact:
+        msg = (
+            f"{name} (the per-tensor scale) must be a positive finite float32 value, got {ts!r}; "
+            "hint: np.float32(value)"
+        )
+        raise ValueError(msg)
+    return v
+
+
+def check_codes(codes, bits, fmt_name, name="codes"):
+    """``codes`` as a NumPy integer array (no bools, no floats) whose values lie in
+    ``[0, 2**bits)``: the bit patterns of a ``bits``-bit format."""
+    c = np.asarray(codes)
+    if c.dtype.kind not in "iu":
+        msg = (
+            f"{name} must be an integer array (the bit patterns of {fmt_name}), got dtype "
+            f"{c.dtype}; hint: codes come from qemu_arrays.encode"
+        )
+        raise TypeError(msg)
+    if c.size:
+        lo, hi = c.min(), c.max()
+        if lo < 0 or int(hi) >> bits:
+            bad = lo if lo < 0 else hi
+            msg = (
+                f"{name} must lie in [0, 2**{bits}) for {fmt_name} ({bits}-bit codes), got "
+                f"{bad.item()}; hint: codes come from qemu_arrays.encode of the same format"
+            )
+            raise ValueError(msg)
+    return c
+
+
+def check_float_dtype(dtype, name="dtype"):
+    """``dtype`` (None: float32) as one of the NumPy float dtypes results may take."""
+    try:
+        dt = np.dtype(np.float32 if dtype is None else dtype)
+    except TypeError:
+        dt = None
+    if dt not in FLOAT_DTYPES:
+        msg = (
+            f"{name} must be float16, bfloat16, float32 or float64, got {dtype!r}; hint: "
+            f"{name}=np.float32"
+        )
+        raise TypeError(msg)
+    return dt

@@ -35,7 +35,7 @@ from qemu_arrays.formats.ml_dtypes_rules import rounds_float64_via_float32
 from qemu_arrays.formats.spec import FloatFormat, IntFormat, Overflow, Rounding, Specials
 from qemu_arrays.request import Op, Request, decode_request, round_request
 from qemu_arrays.routes.cpu_elements import decode_table
-from qemu_arrays.validation import code_dtype, nan_error
+from qemu_arrays.validation import check_zero_point, code_dtype, nan_error
 
 __all__ = ["bitcast", "decode", "encode", "has_int64", "quantize"]
 
@@ -646,7 +646,7 @@ def _int_scale_args(xp, fmt, scale, zero_point, x, F, K_dt):
     if zero_point is None:
         z = 0
     elif isinstance(zero_point, numbers.Integral) and not isinstance(zero_point, bool):
-        z = int(zero_point)
+        z = int(check_zero_point(zero_point, fmt))
     else:
         msg = f"zero_point must be an int on the generic route, got {zero_point!r}"
         raise TypeError(msg)
