@@ -116,7 +116,8 @@ def check_format(fmt):
 
 
 def as_float_array(x, name="x"):
-    """A NumPy float16/bfloat16/float32/float64 array (Python and NumPy scalars: 0-d)."""
+    """A NumPy float16/bfloat16/float32/float64 array (Python and NumPy scalars: 0-d; other
+    byte orders: a native copy)."""
     if isinstance(x, np.ndarray):
         arr = x
     elif isinstance(x, (numbers.Real, np.generic)) and not isinstance(x, (bool, np.bool_)):
@@ -129,6 +130,8 @@ def as_float_array(x, name="x"):
             f"float64), got {type(x).__name__}; hint: np.asarray(x, dtype=np.float32)"
         )
         raise TypeError(msg)
+    if not arr.dtype.isnative and arr.dtype.newbyteorder("=") in FLOAT_DTYPES:
+        arr = arr.astype(arr.dtype.newbyteorder("="))  # big-endian: the same values, native
     if arr.dtype not in FLOAT_DTYPES:
         msg = (
             f"{name} has dtype {arr.dtype}, must be float16, bfloat16, float32 or float64; "
