@@ -449,11 +449,13 @@ def _check_parts(codes, fmt, dtype, scales, zero_points, tensor_scale, axis, blo
         return codes, fmt, dtype, sc, zp, tensor_scale, None, None, 0, sfmt
     n = codes.shape[axis]
     groups = (n if bs is None else -(-(offset + n) // bs)) if n else 0
+    if bs is None and n == 0:
+        groups = sc.shape[axis] if sc.ndim == ndim and sc.shape[axis] in (0, 1) else 0
     want = []
     ok = sc.ndim == ndim
     for d in range(ndim):
         if d == axis:
-            allowed = (groups,) if bs is not None else (n, 1)
+            allowed = (groups,)  # one scale per channel or group: never broadcast along it
         else:
             allowed = (codes.shape[d], 1)
         want.append(allowed[0])
