@@ -456,15 +456,18 @@ def _check_parts(codes, fmt, dtype, scales, zero_points, tensor_scale, axis, blo
     for d in range(ndim):
         if d == axis:
             allowed = (groups,)  # one scale per channel or group: never broadcast along it
-        else:
+        elif bs is not None:  # groups and blocks: one scale per group of every row
+            allowed = (codes.shape[d],)
+        else:  # per channel: one scale per index along the axis, 1 (or each) elsewhere
             allowed = (codes.shape[d], 1)
         want.append(allowed[0])
         ok = ok and sc.shape[d] in allowed
     if not ok:
         msg = (
             f"scales of shape {sc.shape} do not fit codes of shape {codes.shape} with axis={axis}"
-            f", block_size={bs}, block_offset={offset}: expected {tuple(want)} (dimensions "
-            "other than the axis may be 1); hint: scales come from encode"
+            f", block_size={bs}, block_offset={offset}: expected {tuple(want)}"
+            + ("" if bs is not None else " (dimensions other than the axis may be 1)")
+            + "; hint: scales come from encode"
         )
         raise ValueError(msg)
     if zp is not None and zp.size == 1 and zp.shape != sc.shape:
