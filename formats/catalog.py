@@ -65,7 +65,10 @@ def p3109(k: int, p: int, *, extended: bool = True) -> FloatFormat:
     for pname, val in (("k", k), ("p", p), ("extended", extended)):
         want = bool if pname == "extended" else int
         if (want is int and isinstance(val, bool)) or not isinstance(val, want):
-            msg = f"{pname} must be {'a bool' if want is bool else 'an int'}, got {val!r}"
+            msg = (
+                f"{pname} must be {'a bool' if want is bool else 'an int'}, got {val!r}; hint: "
+                "p3109(8, 3) is binary8p3"
+            )
             raise TypeError(msg)
     if not 3 <= k <= 16:
         msg = (
@@ -131,7 +134,7 @@ def register(fmt, *aliases: str, replace: bool = False) -> None:
         )
         raise TypeError(msg)
     if not isinstance(replace, bool):
-        msg = f"replace must be a bool, got {replace!r} ({type(replace).__name__})"
+        msg = f"replace must be a bool, got {replace!r} ({type(replace).__name__}); hint: True"
         raise TypeError(msg)
     names = (fmt.name, *aliases)
     for name in names:
@@ -143,7 +146,10 @@ def register(fmt, *aliases: str, replace: bool = False) -> None:
             raise TypeError(msg)
         key = _key(name)
         if not key:
-            msg = f"a format name or alias must not be empty or blank, got {name!r}"
+            msg = (
+                f"a format name or alias must not be empty or blank, got {name!r}; hint: "
+                "register(fmt, 'my-alias')"
+            )
             raise ValueError(msg)
         if replace:
             continue
@@ -156,17 +162,17 @@ def register(fmt, *aliases: str, replace: bool = False) -> None:
             if same:
                 continue
             msg = (
-                f"{name!r} is a built-in name (the P3109 family binary<k>p<p>); hint: choose "
-                "another name"
+                f"format name {name!r} is a built-in name (the P3109 family binary<k>p<p>), which "
+                "must name that format; hint: choose another name"
             )
             raise ValueError(msg)
         old = _CATALOG.get(key)
         if old is not None and (old != fmt or old.name != fmt.name):
             what = "a built-in name" if key in _BUILTIN else "already registered"
             msg = (
-                f"format name {name!r} is {what} (for {old!r}); registering {fmt.name!r} under "
-                "it would change every use of that name; hint: choose another name, or pass "
-                "replace=True"
+                f"format name {name!r} is {what} (for {old!r}); a name must not be in use for "
+                f"another format, registering {fmt.name!r} under it would change every use of "
+                "that name; hint: choose another name, or pass replace=True"
             )
             raise ValueError(msg)
     for name in names:
@@ -242,7 +248,10 @@ def get_format(name):
         return _CATALOG[key]
     close = difflib.get_close_matches(key, list(_CATALOG), n=5, cutoff=0.5)
     hint = f"did you mean {', '.join(map(repr, close))}?" if close else "see list_formats()"
-    msg = f"unknown format name {name!r}; {hint}"
+    msg = (
+        f"unknown format name {name!r}: format must be a name of list_formats(), "
+        f"binary<k>p<p> or a format descriptor; hint: {hint}"
+    )
     raise ValueError(msg)
 
 

@@ -63,9 +63,19 @@ def _pow2_float(k: int) -> float:
     return math.ldexp(1.0, k) if k < 1024 else math.inf
 
 
+def check_name(name) -> None:
+    """A format's display name must be a str."""
+    if not isinstance(name, str):
+        msg = f"name must be a str, got {name!r} ({type(name).__name__}); hint: name='e4m3'"
+        raise TypeError(msg)
+
+
 def _positive_int(name: str, value, lo: int, hi: int) -> int:
     if isinstance(value, bool) or not isinstance(value, int):
-        msg = f"{name} must be an int in [{lo}, {hi}], got {value!r} ({type(value).__name__})"
+        msg = (
+            f"{name} must be an int in [{lo}, {hi}], got {value!r} ({type(value).__name__}); "
+            "hint: check the format's bit layout"
+        )
         raise TypeError(msg)
     if not lo <= value <= hi:
         msg = f"{name} must be in [{lo}, {hi}], got {value}; hint: check the format's bit layout"
@@ -127,16 +137,23 @@ class FloatFormat:
             specials = Specials(self.specials)
         except ValueError:
             allowed = ", ".join(s.name for s in Specials)
-            msg = f"specials must be one of {allowed}, got {self.specials!r}"
+            msg = (
+                f"specials must be one of {allowed}, got {self.specials!r}; hint: "
+                "specials=qemu_arrays.Specials.FN"
+            )
             raise ValueError(msg) from None
         object.__setattr__(self, "specials", specials)
         for flag in ("signed", "subnormals", "has_zero"):
             if not isinstance(getattr(self, flag), bool):
-                msg = f"{flag} must be a bool, got {getattr(self, flag)!r}"
+                msg = f"{flag} must be a bool, got {getattr(self, flag)!r}; hint: True or False"
                 raise TypeError(msg)
+        check_name(self.name)
         bits = self.bits
         if bits > 64:
-            msg = f"the format has {bits} bits, at most 64 are supported"
+            msg = (
+                f"the format has {bits} bits, at most 64 are supported; hint: fewer "
+                "exponent_bits or mantissa_bits"
+            )
             raise ValueError(msg)
         if not self.has_zero and self.subnormals:
             msg = (
@@ -145,7 +162,10 @@ class FloatFormat:
             )
             raise ValueError(msg)
         if not self.has_zero and self.specials in (Specials.FNUZ, Specials.P3109):
-            msg = f"specials={specials.name} puts NaN on the zero code, which needs has_zero=True"
+            msg = (
+                f"specials={specials.name} puts NaN on the zero code, which needs has_zero=True; "
+                "hint: Specials.FN"
+            )
             raise ValueError(msg)
         if not self.signed and self.specials in (Specials.FNUZ, Specials.P3109):
             msg = (
@@ -154,12 +174,16 @@ class FloatFormat:
             )
             raise ValueError(msg)
         if self.specials is Specials.IEEE and e < 2:
-            msg = "Specials.IEEE reserves a whole exponent field for inf/NaN: needs exponent_bits >= 2"
+            msg = (
+                "specials=Specials.IEEE reserves a whole exponent field for inf/NaN: needs "
+                f"exponent_bits >= 2, got {e}; hint: Specials.FN or FINITE"
+            )
             raise ValueError(msg)
         if self.specials in (Specials.FN, Specials.P3109) and e == 1 and m == 0:
             msg = (
-                f"specials=Specials.{specials.name} with 1 exponent bit and no mantissa leaves no "
-                "finite non-zero value; hint: exponent_bits + mantissa_bits >= 2"
+                f"specials=Specials.{specials.name} needs exponent_bits + mantissa_bits >= 2: with "
+                "1 exponent bit and no mantissa it leaves no finite non-zero value; hint: "
+                "exponent_bits=2"
             )
             raise ValueError(msg)
         if not self.name:
@@ -337,13 +361,17 @@ class IntFormat:
         _positive_int("bits", self.bits, 1, 32)
         for flag in ("signed", "narrow_range"):
             if not isinstance(getattr(self, flag), bool):
-                msg = f"{flag} must be a bool, got {getattr(self, flag)!r}"
+                msg = f"{flag} must be a bool, got {getattr(self, flag)!r}; hint: True or False"
                 raise TypeError(msg)
+        check_name(self.name)
         if self.narrow_range and not self.signed:
             msg = "narrow_range=True only applies to signed formats; hint: drop narrow_range"
             raise ValueError(msg)
         if self.signed and self.bits < 2 and self.narrow_range:
-            msg = "a narrow-range signed format needs at least 2 bits"
+            msg = (
+                f"narrow_range=True needs at least 2 bits, got bits={self.bits}; hint: drop "
+                "narrow_range"
+            )
             raise ValueError(msg)
         if not self.name:
             pre = "int" if self.signed else "uint"

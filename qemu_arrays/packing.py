@@ -21,6 +21,8 @@ import numbers
 
 import numpy as np
 
+from qemu_arrays.validation import check_codes
+
 __all__ = ["pack", "packed_nbytes", "unpack"]
 
 _UNPACK_CHUNK = 1 << 14  # codes per step of unpack (a multiple of 8: chunks start on a byte)
@@ -44,14 +46,7 @@ def pack(codes, bits):
     Raises ``ValueError`` when a code does not fit in ``bits`` bits.
     """
     bits = _check_bits(bits)
-    c = np.asarray(codes)
-    if c.dtype.kind not in "iu":
-        msg = f"codes must be an integer array, got dtype {c.dtype}; hint: codes come from encode"
-        raise TypeError(msg)
-    c = c.reshape(-1)
-    if c.size and (c.min() < 0 or int(c.max()) >> bits):
-        msg = f"codes must lie in [0, 2**{bits}) to pack into {bits} bits, got values outside"
-        raise ValueError(msg)
+    c = check_codes(codes, bits, f"a {bits}-bit packing").reshape(-1)
     c = c.astype(np.uint8)
     if bits == 8:
         return c.copy()
@@ -68,15 +63,18 @@ def unpack(packed, bits, count):
     bits = _check_bits(bits)
     p = np.asarray(packed)
     if p.dtype != np.uint8:
-        msg = f"packed must be a uint8 array, got dtype {p.dtype}"
+        msg = f"packed must be a uint8 array, got dtype {p.dtype}; hint: the bytes pack() returned"
         raise TypeError(msg)
     p = p.reshape(-1)
     if isinstance(count, bool) or not isinstance(count, numbers.Integral) or count < 0:
-        msg = f"count must be a non-negative int, got {count!r}"
+        msg = f"count must be a non-negative int, got {count!r}; hint: the number of codes packed"
         raise ValueError(msg)
     need = packed_nbytes(count, bits)
     if p.size < need:
-        msg = f"packed holds {p.size} bytes, {count} codes of {bits} bits need {need}"
+        msg = (
+            f"count={count} codes of {bits} bits need {need} bytes, packed holds {p.size}: count "
+            "must fit the packed bytes; hint: the count pack() was given"
+        )
         raise ValueError(msg)
     if bits == 8:
         return p[:count].copy()

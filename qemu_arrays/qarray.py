@@ -91,20 +91,29 @@ def _resolve_shape(shape, size, old):
         shape = tuple(shape[0])
     for d in shape:
         if isinstance(d, bool) or not isinstance(d, numbers.Integral) or d < -1:
-            msg = f"shape must hold non-negative ints (and at most one -1), got {shape!r}"
+            msg = (
+                f"shape must hold non-negative ints (and at most one -1), got {shape!r}; hint: "
+                "q.reshape(2, -1)"
+            )
             raise TypeError(msg) if not isinstance(d, numbers.Integral) else ValueError(msg)
     shape = tuple(int(d) for d in shape)
     if shape.count(-1) > 1:
-        msg = f"shape can have at most one -1, got {shape}"
+        msg = f"shape can have at most one -1, got {shape}; hint: q.reshape(2, -1)"
         raise ValueError(msg)
     known = int(np.prod([d for d in shape if d != -1], dtype=np.int64))
     if -1 in shape:
         if known == 0 or size % known:
-            msg = f"cannot reshape a QArray of shape {old} (size {size}) into {shape}"
+            msg = (
+                f"cannot reshape a QArray of shape {old} (size {size}) into {shape}: the new shape "
+                f"must hold {size} elements; hint: q.reshape(-1)"
+            )
             raise ValueError(msg)
         shape = tuple(size // known if d == -1 else d for d in shape)
     elif known != size:
-        msg = f"cannot reshape a QArray of shape {old} (size {size}) into {shape}"
+        msg = (
+            f"cannot reshape a QArray of shape {old} (size {size}) into {shape}: the new shape "
+            f"must hold {size} elements; hint: q.reshape(-1)"
+        )
         raise ValueError(msg)
     return shape
 
@@ -122,6 +131,18 @@ _FMT_KEYS = {
     "block": {"type", "element", "scale", "block_size", "scale_rule", "tensor_scale",
               "element_fraction_bits", "name"},
 }  # fmt: skip
+
+
+def _check_file(file, op):
+    ok = isinstance(file, (str, os.PathLike)) or (
+        hasattr(file, "write" if op == "save" else "read") and hasattr(file, "seek")
+    )
+    if not ok:
+        msg = (
+            f"file must be a path (str or os.PathLike) or a binary file object, got {file!r} "
+            f"({type(file).__name__}); hint: {op}('weights.qa')"
+        )
+        raise TypeError(msg)
 
 
 def _damaged(why):
@@ -315,10 +336,10 @@ def _fmt_from_dict(d, where="format"):
 
 def _int_arg(name, v, lo=None):
     if isinstance(v, (bool, np.bool_)) or not isinstance(v, numbers.Integral):
-        msg = f"{name} must be an int, got {v!r} ({type(v).__name__})"
+        msg = f"{name} must be an int, got {v!r} ({type(v).__name__}); hint: as encode gives it"
         raise TypeError(msg)
     if lo is not None and v < lo:
-        msg = f"{name} must be >= {lo}, got {v}"
+        msg = f"{name} must be >= {lo}, got {v}; hint: as encode gives it"
         raise ValueError(msg)
     return int(v)
 
@@ -345,7 +366,7 @@ def _check_parts(codes, fmt, dtype, scales, zero_points, tensor_scale, axis, blo
     if narrow and codes.size and np.any(codes == 1 << (element.bits - 1)):
         msg = (
             f"codes hold {1 << (element.bits - 1)}, which the narrow-range {element.name} "
-            "does not use; hint: codes come from qemu_arrays.encode"
+            "does not use: they must lie in its range; hint: codes come from qemu_arrays.encode"
         )
         raise ValueError(msg)
     dtype = check_float_dtype(dtype)
@@ -409,8 +430,8 @@ def _check_parts(codes, fmt, dtype, scales, zero_points, tensor_scale, axis, blo
 
             if sc.size and not np.array_equal(round_scale(sc, sfmt), sc):
                 msg = (
-                    f"scales hold values that the scale_format {sfmt.name!r} does not; hint: "
-                    "scales come from encode with that scale_format"
+                    f"scales must hold values of the scale_format {sfmt.name!r}, and some are not; "
+                    "hint: scales come from encode with that scale_format"
                 )
                 raise ValueError(msg)
         zp = None if zero_points is None else np.array(check_zero_point(zero_points, fmt))
@@ -443,7 +464,10 @@ def _check_parts(codes, fmt, dtype, scales, zero_points, tensor_scale, axis, blo
         msg = "block_offset needs a block_size"
         raise ValueError(msg)
     if bs is not None and offset >= bs:
-        msg = f"block_offset must be in [0, block_size) = [0, {bs}), got {offset}"
+        msg = (
+            f"block_offset must be in [0, block_size) = [0, {bs}), got {offset}; hint: the "
+            "offset of the first element into its block"
+        )
         raise ValueError(msg)
     if sc.ndim == 0 and not block:  # one scale: per tensor whatever the axis
         return codes, fmt, dtype, sc, zp, tensor_scale, None, None, 0, sfmt
@@ -587,7 +611,8 @@ class QArray:
 
     def __setitem__(self, key, value):
         msg = (
-            "a QArray is immutable (its codes and scales are stored packed); hint: quantize new "
+            "a QArray is immutable (its codes and scales are stored packed), it only reads; "
+            "hint: quantize new "
             "values, qa.asarray(values, q.format), or edit q.dequantize()"
         )
         raise TypeError(msg)
@@ -695,7 +720,10 @@ class QArray:
         dt = _float_dtype(format)
         if dt is not None:
             if kwargs:
-                msg = f"astype to dtype {dt} takes no keywords, got {sorted(kwargs)}"
+                msg = (
+                    f"astype to dtype {dt} takes no keywords, got {sorted(kwargs)}; hint: "
+                    "q.astype(dtype) alone, keywords only with a format"
+                )
                 raise TypeError(msg)
             return self.dequantize(dt)
         return asarray(self, format, **kwargs)
@@ -729,7 +757,7 @@ class QArray:
         for k in key:
             if not isinstance(k, (slice, numbers.Integral)) or isinstance(k, bool):
                 msg = (
-                    f"QArray supports basic indexing (ints and slices), got {k!r}; hint: "
+                    f"QArray index must use basic indexing (ints and slices only), got {k!r}; hint: "
                     "index the dequantized values, q.dequantize()[key]"
                 )
                 raise TypeError(msg)
@@ -828,7 +856,10 @@ class QArray:
         if sorted(int(a) % max(self.ndim, 1) for a in axes) != list(range(self.ndim)) or any(
             not -self.ndim <= a < self.ndim for a in axes
         ):
-            msg = f"axes must be a permutation of 0 ... {self.ndim - 1}, got {axes}"
+            msg = (
+                f"axes must be a permutation of 0 ... {self.ndim - 1}, got {axes}; hint: "
+                "q.transpose() reverses them"
+            )
             raise ValueError(msg)
         axes = tuple(int(a) % self.ndim for a in axes)
         codes = self.codes.transpose(axes)
@@ -1034,6 +1065,7 @@ class QArray:
             arrays["scales"] = self._scales
         if self._zero_points is not None:
             arrays["zero_points"] = self._zero_points
+        _check_file(file, "save")
         if isinstance(file, (str, os.PathLike)):
             with open(file, "wb") as f:  # np.savez would append ".npz" to the name
                 np.savez(f, **arrays)
@@ -1159,6 +1191,7 @@ def load(file) -> QArray:
     scales' shape, dtype and values). A file that is not a QArray file, or a damaged one,
     raises ``ValueError`` naming what is wrong; it never gives a wrong array.
     """
+    _check_file(file, "load")
     parts = _read_npz(file)
     return QArray._from_parts(
         parts["packed"], _meta_json(parts["meta"]), parts.get("scales"), parts.get("zero_points")
@@ -1216,9 +1249,21 @@ def asarray(
         return QArray(codes=codes, format=fmt, dtype=arr.dtype, scales=sg, zero_points=zg,
                       axis=g_axis, block_size=g_bs, scale_format=sfmt)  # fmt: skip
     if any(v is not None for v in (axis, block_size, scale, zero_point, scale_format)):
+        given = {
+            k: v
+            for k, v in (
+                ("axis", axis),
+                ("block_size", block_size),
+                ("scale", scale),
+                ("zero_point", zero_point),
+                ("scale_format", scale_format),
+            )
+            if v is not None
+        }
         msg = (
-            f"axis/block_size/scale apply to integer and block formats; {fmt.name!r} is an "
-            "element float format"
+            f"{', '.join(f'{k}={v!r}' for k, v in given.items())} does not apply to "
+            f"{fmt.name!r}: axis/block_size/scale apply to integer and block formats only; "
+            "hint: leave them out for an element float format"
         )
         raise ValueError(msg)
     codes = api.encode(arr, fmt, **kw)

@@ -52,25 +52,29 @@ def check_enum(name, value, enum_cls):
         return value
     allowed = ", ".join(f"{enum_cls.__name__}.{m.name}" for m in enum_cls)
     msg = f"{name} must be a {enum_cls.__name__} member ({allowed}), got {value!r}"
+    close = []
     if isinstance(value, str):
         names = [m.name for m in enum_cls]
         close = difflib.get_close_matches(value.upper(), names, n=2, cutoff=0.4)
         close += [n for n in names if value.upper() in n and n not in close]
-        if close:
-            msg += "; hint: " + " or ".join(f"{enum_cls.__name__}.{n}" for n in close)
+    if close:
+        msg += "; hint: " + " or ".join(f"{enum_cls.__name__}.{n}" for n in close)
+    else:
+        first = next(iter(enum_cls))
+        msg += f"; hint: {name}=qemu_arrays.{enum_cls.__name__}.{first.name}"
     raise TypeError(msg)
 
 
 def check_bool(name, value) -> bool:
     if not isinstance(value, (bool, np.bool_)):
-        msg = f"{name} must be a bool, got {value!r} ({type(value).__name__})"
+        msg = f"{name} must be a bool, got {value!r} ({type(value).__name__}); hint: True or False"
         raise TypeError(msg)
     return bool(value)
 
 
 def check_nonnegative_int(name, value) -> int:
     if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Integral) or value < 0:
-        msg = f"{name} must be a non-negative int, got {value!r}"
+        msg = f"{name} must be a non-negative int, got {value!r}; hint: {name}=0"
         raise ValueError(msg)
     return int(value)
 
@@ -86,7 +90,10 @@ def check_seed(seed, needed: bool) -> int | None:
             raise ValueError(msg)
         return None
     if isinstance(seed, (bool, np.bool_)) or not isinstance(seed, numbers.Integral):
-        msg = f"seed must be an int, got {seed!r} ({type(seed).__name__})"
+        msg = (
+            f"seed must be an int (reduced modulo 2**64), got {seed!r} ({type(seed).__name__}); "
+            "hint: seed=0"
+        )
         raise TypeError(msg)
     return int(seed)
 
@@ -106,11 +113,21 @@ def check_random_bits(random_bits) -> int | None:
     return int(r)
 
 
-def check_format(fmt):
-    """A catalogue name or descriptor as a FloatFormat, IntFormat or BlockFormat."""
+def check_format(fmt, name="format"):
+    """A catalogue name or descriptor as a FloatFormat, IntFormat or BlockFormat; errors name
+    the parameter ``name`` (``scale_format``, ...)."""
+    if name != "format":
+        try:
+            return check_format(fmt)
+        except (TypeError, ValueError) as e:
+            msg = f"{name}: {e}"
+            raise type(e)(msg) from None
     fmt = get_format(fmt)
     if not isinstance(fmt, (FloatFormat, IntFormat, BlockFormat)):
-        msg = f"format must be a float, integer or block format, got {fmt!r}"
+        msg = (
+            f"format must be a float, integer or block format, got {fmt!r}; hint: "
+            "qemu_arrays.list_formats() lists the names"
+        )
         raise TypeError(msg)
     return fmt
 
@@ -146,7 +163,7 @@ def check_out(out, shape, dtype):
     if out is None:
         return None
     if not isinstance(out, np.ndarray):
-        msg = f"out must be a numpy array, got {type(out).__name__}"
+        msg = f"out must be a numpy array, got {type(out).__name__}; hint: out=np.empty_like(x)"
         raise TypeError(msg)
     if out.shape != shape or out.dtype != dtype:
         msg = (
@@ -165,12 +182,15 @@ def check_axis(axis, ndim, name="axis"):
     if axis is None:
         return None
     if isinstance(axis, (bool, np.bool_)) or not isinstance(axis, numbers.Integral):
-        msg = f"{name} must be an int or None, got {axis!r} ({type(axis).__name__})"
+        msg = (
+            f"{name} must be an int or None, got {axis!r} ({type(axis).__name__}); hint: "
+            f"{name}=-1 for the last axis"
+        )
         raise TypeError(msg)
     if not -ndim <= axis < ndim:
         msg = (
             f"{name}={axis} is out of range for an array of {ndim} dimensions; "
-            f"allowed: {-ndim} ... {ndim - 1}"
+            f"allowed: {-ndim} ... {ndim - 1}; hint: {name}=-1 for the last axis"
         )
         raise ValueError(msg)
     return int(axis) % ndim
@@ -181,7 +201,10 @@ def check_block_size(block_size):
     if block_size is None:
         return None
     if isinstance(block_size, (bool, np.bool_)) or not isinstance(block_size, numbers.Integral):
-        msg = f"block_size must be a positive int or None, got {block_size!r}"
+        msg = (
+            f"block_size must be a positive int or None, got {block_size!r} "
+            f"({type(block_size).__name__}); hint: 32 or 128 are common"
+        )
         raise TypeError(msg)
     if block_size < 1:
         msg = f"block_size must be >= 1, got {block_size}; hint: 32 or 128 are common"
@@ -196,11 +219,14 @@ def check_granularity(shape, axis, block_size):
     block_size = check_block_size(block_size)
     if block_size is not None:
         if ndim == 0:
-            msg = "block_size needs an array of at least one dimension, got a scalar"
+            msg = (
+                f"block_size={block_size} needs an array of at least one dimension, got a "
+                "scalar; hint: x[None]"
+            )
             raise ValueError(msg)
         axis = -1 if axis is None else axis
     if axis is not None and ndim == 0:
-        msg = f"axis={axis} needs an array of at least one dimension, got a scalar"
+        msg = f"axis={axis} needs an array of at least one dimension, got a scalar; hint: axis=None"
         raise ValueError(msg)
     axis = check_axis(axis, ndim)
     if block_size is not None:
@@ -280,7 +306,7 @@ def check_tensor_scale(ts, name="scale"):
     if isinstance(ts, (bool, np.bool_, str, bytes)) or not (
         isinstance(ts, (numbers.Real, np.generic)) or (_is_array(ts) and len(ts.shape) == 0)
     ):
-        shape = f" of shape {tuple(ts.shape)}" if _is_array(ts) else ""
+        shape = f" of shape {tuple(getattr(ts, 'shape', ()))}" if _is_array(ts) else ""
         msg = (
             f"{name} (the per-tensor float32 scale of a two-level block format) must be one "
             f"positive number, got {type(ts).__name__}{shape}; hint: scale=float(s), or leave it "
@@ -288,7 +314,8 @@ def check_tensor_scale(ts, name="scale"):
         )
         raise TypeError(msg)
     try:
-        v = np.float32(ts)
+        with np.errstate(over="ignore"):  # beyond float32: inf, refused below
+            v = np.float32(ts)
         exact = float(v) == float(ts)
     except (TypeError, ValueError):
         msg = f"{name} (the per-tensor float32 scale) must be a positive number, got {ts!r}"
@@ -330,7 +357,7 @@ def check_float_dtype(dtype, name="dtype"):
         dt = np.dtype(np.float32 if dtype is None else dtype)
     except TypeError:
         dt = None
-    if dt not in FLOAT_DTYPES:
+    if dt is None or dt not in FLOAT_DTYPES:  # (np.dtype == None compares float64 equal)
         msg = (
             f"{name} must be float16, bfloat16, float32 or float64, got {dtype!r}; hint: "
             f"{name}=np.float32"

@@ -213,7 +213,7 @@ def _decode(codes, req: Request):
             if fmt.narrow_range and (k < fmt.min).any():
                 msg = (
                     f"codes hold {1 << (fmt.bits - 1)}, which the narrow-range {fmt.name!r} does "
-                    f"not use (its codes are {fmt.min} ... {fmt.max}); hint: codes come from "
+                    f"not use: they must be {fmt.min} ... {fmt.max}; hint: codes come from "
                     "qemu_arrays.encode of the same format"
                 )
                 raise ValueError(msg)
