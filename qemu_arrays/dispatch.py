@@ -28,6 +28,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from qemu_arrays.formats.block_spec import BlockFormat
+from qemu_arrays.formats.enums import Rounding
 from qemu_arrays.request import Request
 from qemu_arrays.validation import check_format
 
@@ -59,19 +60,24 @@ class Capability:
     """``out=`` (writing into a caller's array)."""
     traceable: bool
     """Runs under ``jax.jit``/``jax.grad`` (JAX tracers)."""
+    caller_bits: bool = False
+    """Caller-supplied random bits (``rbits=``) and ``Rounding.STOCHASTIC_EQUAL``, which the
+    numba kernels do not take: NumPy and PyTorch CPU run them through the generic route."""
 
 
 CAPABILITIES: dict[Route, Capability] = {
-    Route.NUMPY: Capability(element=True, block=True, granularity=True, out=True, traceable=False),
+    Route.NUMPY: Capability(
+        element=True, block=True, granularity=True, out=True, traceable=False, caller_bits=True
+    ),
     Route.TORCH_CPU: Capability(
-        element=True, block=True, granularity=True, out=True, traceable=False
+        element=True, block=True, granularity=True, out=True, traceable=False, caller_bits=True
     ),
     Route.CUDA: Capability(element=True, block=True, granularity=False, out=True, traceable=False),
     Route.DASK: Capability(
         element=True, block=False, granularity=False, out=False, traceable=False
     ),
     Route.GENERIC: Capability(
-        element=True, block=False, granularity=False, out=True, traceable=True
+        element=True, block=False, granularity=False, out=True, traceable=True, caller_bits=True
     ),
     Route.HOST: Capability(element=False, block=True, granularity=True, out=False, traceable=False),
 }
@@ -165,8 +171,21 @@ def _able(feature: str) -> str:
     return ", ".join(names)
 
 
+def _needs_caller_bits(req: Request) -> bool:
+    """Whether the call needs a route with ``caller_bits`` (the kernels draw bits for
+    ``Rounding.STOCHASTIC`` only, and never take the caller's)."""
+    return req.rbits is not None or req.rounding is Rounding.STOCHASTIC_EQUAL
+
+
 def _check_capability(r: Route, req: Request) -> None:
     cap = CAPABILITIES[r]
+    if _needs_caller_bits(req) and not cap.caller_bits:
+        what = "rbits=" if req.rbits is not None else f"rounding={req.rounding!r}"
+        msg = (
+            f"{what} is not supported on the {r.name} route ({r.value}); routes with it: "
+            f"{_able('caller_bits')}; hint: convert x to NumPy (or JAX) first"
+        )
+        raise NotImplementedError(msg)
     if req.is_block and not cap.block:
         msg = (
             f"block format {req.fmt.name!r} is not supported on the {r.name} route ({r.value}); "
@@ -202,6 +221,10 @@ def run(x, req: Request):
     """The result of ``req`` on ``x`` through the route ``x`` takes (the façade's one call)."""
     r = route(x, req.fmt)
     _check_capability(r, req)
+    if r in (Route.NUMPY, Route.TORCH_CPU) and _needs_caller_bits(req):
+        from qemu_arrays.routes import generic_host
+
+        return generic_host.run(x, req)
     if r is Route.NUMPY:
         from qemu_arrays.routes import cpu
 

@@ -1139,7 +1139,7 @@ def _encoded(q):
 
 _QARRAY_KEYS = ("axis", "block_size", "scale", "zero_point", "scale_format", "symmetric",
                 "percentile", "rounding", "seed", "stream", "random_bits")  # fmt: skip
-_DEFAULTS = {"overflow": "OWN", "offset": 0, "via_float32": False, "out": None}
+_DEFAULTS = {"overflow": "OWN", "offset": 0, "via_float32": False, "out": None, "rbits": None}
 
 
 def _check_keywords(op, kw):
@@ -1150,7 +1150,11 @@ def _check_keywords(op, kw):
         check_enum("overflow", kw["overflow"], Overflow)
     odd = [
         k for k, default in _DEFAULTS.items()
-        if k in kw and (kw[k] != default if k != "overflow" else kw[k].name != default)
+        if k in kw
+        and (
+            kw[k] is not None if default is None
+            else (kw[k] != default if k != "overflow" else kw[k].name != default)
+        )
     ]  # fmt: skip
     if odd:
         msg = (

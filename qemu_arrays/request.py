@@ -76,6 +76,9 @@ class Request:
     dtype: Any = None
     """decode: the output dtype as the caller named it (None: float32)."""
     out: Any = field(default=None, compare=False)
+    rbits: Any = field(default=None, compare=False)
+    """Stochastic modes: the caller's random bits (an unsigned-integer array broadcast to x);
+    ``random_bits`` is then set (default: the width of rbits' dtype)."""
 
     @property
     def is_block(self) -> bool:
@@ -178,9 +181,58 @@ def _given(**kw):
     return {k: v for k, v in kw.items() if v is not None}
 
 
+_UNSIGNED_BITS = {"uint8": 8, "uint16": 16, "uint32": 32, "uint64": 64}
+
+
+def _check_rbits(rbits, rounding, seed, random_bits, fmt):
+    """``random_bits`` for caller-supplied bits: checks that ``rbits`` applies and its dtype."""
+    if not rounding.stochastic:
+        msg = (
+            f"rbits applies to the stochastic modes only (Rounding.STOCHASTIC, "
+            f"Rounding.STOCHASTIC_EQUAL), got rounding={rounding!r}; hint: "
+            "rounding=Rounding.STOCHASTIC"
+        )
+        raise ValueError(msg)
+    if seed is not None:
+        msg = (
+            f"seed={seed!r} does not apply with rbits=: the random bits are the caller's; "
+            "hint: leave seed out (or leave rbits out to use the counter-based generator)"
+        )
+        raise ValueError(msg)
+    if isinstance(fmt, BlockFormat):
+        msg = (
+            f"rbits= is not available for the block format {fmt.name!r} yet (element formats "
+            "only); hint: leave rbits out and pass seed= for the counter-based bits"
+        )
+        raise NotImplementedError(msg)
+    name = str(getattr(rbits, "dtype", "")).rsplit(".", 1)[-1]
+    width = _UNSIGNED_BITS.get(name)
+    if width is None:
+        msg = (
+            f"rbits must be an array of unsigned integers (uint8, uint16, uint32, uint64), got "
+            f"{type(rbits).__name__} with dtype {name or None!r}; hint: "
+            "numpy.asarray(bits, dtype=numpy.uint32)"
+        )
+        raise TypeError(msg)
+    if random_bits is None and width > 62:
+        msg = (
+            "rbits of dtype uint64 needs random_bits= (at most 62 of its bits are used); "
+            "hint: random_bits=32"
+        )
+        raise ValueError(msg)
+    r = width if random_bits is None else random_bits
+    if r > width:
+        msg = (
+            f"random_bits={r} exceeds the {width} bits of rbits' dtype {name}; allowed: 1.."
+            f"{min(width, 62)}; hint: a wider rbits dtype, or random_bits={width}"
+        )
+        raise ValueError(msg)
+    return r
+
+
 def round_request(
     op, format, *, rounding, overflow, seed, stream, offset, random_bits, scale, zero_point,
-    via_float32, axis, block_size, scale_format, symmetric, percentile, out=None,
+    via_float32, axis, block_size, scale_format, symmetric, percentile, out=None, rbits=None,
 ) -> Request:  # fmt: skip
     """The :class:`Request` of ``quantize`` (``op`` QUANTIZE) or ``encode`` (ENCODE)."""
     fmt = check_format(format)
@@ -188,13 +240,21 @@ def round_request(
     overflow = check_enum("overflow", overflow, Overflow)
     stream = check_nonnegative_int("stream", stream)
     offset = check_nonnegative_int("offset", offset) % (1 << 64)  # as the seed: modulo 2**64
-    seed = check_seed(seed, needed=rounding is Rounding.STOCHASTIC)
     random_bits = check_random_bits(random_bits)
+    if rbits is not None:
+        random_bits = _check_rbits(rbits, rounding, seed, random_bits, fmt)
+    seed = check_seed(seed, needed=rounding.stochastic and rbits is None)
     via_float32 = check_bool("via_float32", via_float32)
+    if isinstance(fmt, BlockFormat) and rounding is Rounding.STOCHASTIC_EQUAL:
+        msg = (
+            f"rounding={rounding!r} is not available for the block format {fmt.name!r} "
+            "(element formats only); hint: Rounding.STOCHASTIC"
+        )
+        raise NotImplementedError(msg)
     common = {
         "op": op, "fmt": fmt, "rounding": rounding, "overflow": overflow, "seed": seed,
         "stream": stream, "offset": offset, "random_bits": random_bits,
-        "via_float32": via_float32, "out": out,
+        "via_float32": via_float32, "out": out, "rbits": rbits,
     }  # fmt: skip
     if isinstance(fmt, BlockFormat):
         extra = _given(

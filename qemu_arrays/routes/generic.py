@@ -229,23 +229,40 @@ def _round_up(o: _Ops, rnd, kept, rem, shift, is_pos, in_m, u, r):
         d = shift - r
         t = xp.where(d >= 0, o.shr(rem, xp.clip(d, 0, in_m + 1)), o.shl(rem, -d))
         up = u < t
+    elif rnd in _TIE_UP:
+        up = above | (tie & _TIE_UP[rnd](odd, is_pos))
+    elif rnd == Rounding.AWAY_FROM_ZERO:
+        up = nonzero
+    elif rnd == Rounding.STOCHASTIC_EQUAL:
+        up = nonzero & (u < o.u(1 << (r - 1)))
     else:
         up = xp.zeros_like(kept, dtype=xp.bool)
     if rnd == Rounding.TO_ODD:
         kept = xp.where((shift > 0) & nonzero, kept | o.u(1), kept)
+    if rnd == Rounding.JAM:
+        kept = xp.where(shift > 0, kept | o.u(1), kept)
     return up, kept
+
+
+#: the nearest modes of issue 16: whether a tie goes up, from (odd, is_pos) boolean arrays
+_TIE_UP = {
+    Rounding.NEAREST_ZERO: lambda odd, pos: odd & ~odd,
+    Rounding.NEAREST_ODD: lambda odd, pos: ~odd,
+    Rounding.NEAREST_UP: lambda odd, pos: pos,
+    Rounding.NEAREST_DOWN: lambda odd, pos: ~pos,
+}
 
 
 def _rounds_away(o: _Ops, rnd, is_pos, like):
     """Whether the mode rounds away from zero at the overflow threshold (docs/formats.md)."""
     xp = o.xp
-    if rnd in (Rounding.NEAREST_EVEN, Rounding.NEAREST_AWAY, Rounding.STOCHASTIC):
-        return xp.ones_like(like, dtype=xp.bool)
     if rnd == Rounding.UP:
         return is_pos
     if rnd == Rounding.DOWN:
         return ~is_pos
-    return xp.zeros_like(is_pos, dtype=xp.bool)
+    if rnd in (Rounding.TOWARD_ZERO, Rounding.TO_ODD, Rounding.JAM):
+        return xp.zeros_like(is_pos, dtype=xp.bool)
+    return xp.ones_like(like, dtype=xp.bool)
 
 
 def _round_finite(o: _Ops, f: _Fields, in_m, p, rnd, u, r):
@@ -462,10 +479,18 @@ def _round_int(xp, v, qlo, qhi, rnd, u, r, F, K_dt, lim):
     elif rnd == Rounding.STOCHASTIC:
         t = xp.astype(xp.floor(f * float(2.0**r)), u.dtype)
         up = u < t
+    elif rnd in _TIE_UP:
+        up = (f > 0.5) | ((f == 0.5) & _TIE_UP[rnd]((k & 1) == 1, ~neg))
+    elif rnd == Rounding.AWAY_FROM_ZERO:
+        up = f > zero
+    elif rnd == Rounding.STOCHASTIC_EQUAL:
+        up = (f > zero) & (u < xp.asarray(1 << (r - 1), dtype=u.dtype))
     else:
         up = xp.zeros_like(v, dtype=xp.bool)
     if rnd == Rounding.TO_ODD:
         k = xp.where(f > zero, k | 1, k)
+    if rnd == Rounding.JAM:  # the float64 quotient's grid is finer than 1 below 2**52
+        k = xp.where((a > zero) & (a < float(2**52)), k | 1, k)
     k = k + xp.astype(up, K_dt)
     k = xp.where(neg, -k, k)
     k = xp.clip(k, qlo, qhi)
@@ -581,7 +606,24 @@ def _itemsize(xp, dtype) -> int:
     return 2
 
 
-def _int_path(xp, x, fmt, rnd, seed, stream, offset, r, scale, zero_point, want, W):
+def _random(xp, n, rnd, seed, stream, offset, r, W, dev, rbits=None, shape=None):
+    """The elements' ``r``-bit integers ``u`` of the rule ``u < floor(f 2^r)``, or None for a
+    deterministic mode: the counter-based bits, or the caller's ``rbits`` turned into that rule
+    (``F + b >= 2^r`` is ``2^r - 1 - b < F``: the carry rule of PTX ``cvt.rs``)."""
+    if not rnd.stochastic:
+        return None
+    if rbits is None:
+        return random_u(xp, n, seed, stream, offset, r, W, dev)
+    U = xp.uint32 if W == 32 else xp.uint64
+    rb = rbits if hasattr(rbits, "__array_namespace__") else xp.asarray(rbits)
+    rb = xp.asarray(rb, device=dev) if dev is not None and not _is_jax(xp) else xp.asarray(rb)
+    rb = xp.reshape(xp.broadcast_to(rb, tuple(shape)), (-1,))
+    mask = (1 << r) - 1
+    low = xp.astype(rb & xp.asarray(mask, dtype=rb.dtype), U)
+    return xp.asarray(mask, dtype=U) - low
+
+
+def _int_path(xp, x, fmt, rnd, seed, stream, offset, r, scale, zero_point, want, W, rbits=None):
     wide = has_int64(xp)
     F = xp.float64 if wide else xp.float32
     K_dt = xp.int64 if wide else xp.int32
@@ -596,11 +638,7 @@ def _int_path(xp, x, fmt, rnd, seed, stream, offset, r, scale, zero_point, want,
         _check_pow2_scale(scale)
     dev = getattr(x, "device", None)
     n = _size(x)
-    u = (
-        random_u(xp, n, seed, stream, offset, r, 64 if wide else 32, dev)
-        if rnd == Rounding.STOCHASTIC
-        else None
-    )
+    u = _random(xp, n, rnd, seed, stream, offset, r, 64 if wide else 32, dev, rbits, x.shape)
     qlo = fmt.min - z
     qhi = fmt.max - z
     lim = 1 << 62 if wide else 1 << 30
@@ -720,7 +758,9 @@ def _is_tracing(a) -> bool:
     return isinstance(a, jax.core.Tracer)
 
 
-def _float_core(xp, x, fmt, rounding, overflow, seed, stream, offset, random_bits, via_float32):
+def _float_core(
+    xp, x, fmt, rounding, overflow, seed, stream, offset, random_bits, via_float32, rbits=None
+):
     work, in_e, in_m, W, r = _plan(xp, x, fmt, random_bits, via_float32)
     o = _Ops(xp, W)
     flat = xp.reshape(work, (-1,))
@@ -729,11 +769,7 @@ def _float_core(xp, x, fmt, rounding, overflow, seed, stream, offset, random_bit
         b = xp.astype(b, xp.uint64)
     n = _size(work)
     dev = getattr(x, "device", None)
-    u = (
-        random_u(xp, n, seed, stream, offset, r, W, dev)
-        if rounding == Rounding.STOCHASTIC
-        else None
-    )
+    u = _random(xp, n, rounding, seed, stream, offset, r, W, dev, rbits, x.shape)
     st, sign, kept, q = _round_bits(o, b, in_e, in_m, fmt.params(), rounding, overflow, u, r)
     return o, work, in_e, in_m, st, sign, kept, q
 
@@ -823,15 +859,16 @@ def _quantize(xp, x, req: Request):
         work, _e, _m, W, r = _plan(xp, x, fmt, req.random_bits, via_float32)
         err, vals = _int_path(
             xp, work, fmt, rounding, seed, req.stream, req.offset, r, req.scale, req.zero_point,
-            "value", W,
+            "value", W, req.rbits,
         )  # fmt: skip
         _raise_if_error(xp, err, fmt, overflow)
         vals = xp.where(err, xp.asarray(float("nan"), dtype=vals.dtype), vals)
         vals = _narrow(xp, xp.astype(vals, work.dtype), x.dtype)  # as the kernels: via work dtype
         return xp.reshape(vals, x.shape)
     o, work, in_e, in_m, st, sign, kept, q = _float_core(
-        xp, x, fmt, rounding, overflow, seed, req.stream, req.offset, req.random_bits, via_float32
-    )
+        xp, x, fmt, rounding, overflow, seed, req.stream, req.offset, req.random_bits, via_float32,
+        req.rbits,
+    )  # fmt: skip
     _raise_if_error(xp, st == _ERR, fmt, overflow)
     bits = _ieee_bits(o, st, sign, kept, q, in_e, in_m)
     if in_e == 8 and o.W == 64:
@@ -877,13 +914,15 @@ def _encode(xp, x, req: Request):
     if isinstance(fmt, IntFormat):
         work, _e, _m, W, r = _plan(xp, x, fmt, req.random_bits, via_float32)
         err, code = _int_path(
-            xp, work, fmt, rounding, seed, stream, offset, r, req.scale, req.zero_point, "code", W
-        )
+            xp, work, fmt, rounding, seed, stream, offset, r, req.scale, req.zero_point, "code", W,
+            req.rbits,
+        )  # fmt: skip
         _raise_if_error(xp, err, fmt, overflow)
         return xp.reshape(xp.astype(code, cdt), x.shape)
     o, _work, _in_e, _in_m, st, sign, kept, q = _float_core(
-        xp, x, fmt, rounding, overflow, seed, stream, offset, req.random_bits, via_float32
-    )
+        xp, x, fmt, rounding, overflow, seed, stream, offset, req.random_bits, via_float32,
+        req.rbits,
+    )  # fmt: skip
     _raise_if_error(xp, st == _ERR, fmt, overflow)
     codes = _format_code(o, st, sign, kept, q, fmt.params())
     return xp.reshape(xp.astype(codes, cdt), x.shape)
