@@ -45,4 +45,5 @@ def test_rbits_uint64_with_random_bits_and_out():
     out = np.empty_like(X)
     got = qa.quantize(X, "float8_e4m3fn", rounding=SR, rbits=B.astype(np.uint64), random_bits=62,
                       out=out)  # fmt: skip
-    assert got is out and out.tolist() == [1.0, 1.0]
+    assert got is out
+    assert out.tolist() == [1.0, 1.0]
