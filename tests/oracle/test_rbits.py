@@ -112,3 +112,17 @@ def test_rbits_broadcast_torch_and_equal_mode():
     half = np.array([0, 0x7FFF, 0x8000, 0xFFFF], np.uint16)  # equal mode: up iff the top bit
     eq = qa.quantize(x, "float8_e4m3fn", rounding=Rounding.STOCHASTIC_EQUAL, rbits=half)
     assert eq.tolist() == [[1.0, 1.0, 1.125, 1.125]] * 3
+
+
+def test_rbits_on_jax_and_under_jit():
+    jax = pytest.importorskip("jax")
+    jnp = jax.numpy
+    x = np.full((2, 4), 1.0 + 2.0**-6, np.float32)
+    row = np.array([0, 0xDFFF, 0xE000, 0xFFFF], np.uint16)
+    want = qa.quantize(x, "float8_e4m3fn", rounding=SR, rbits=row)
+
+    def f(a, b):
+        return qa.quantize(a, "float8_e4m3fn", rounding=SR, rbits=b)
+
+    np.testing.assert_array_equal(np.asarray(f(jnp.asarray(x), jnp.asarray(row))), want)
+    np.testing.assert_array_equal(np.asarray(jax.jit(f)(jnp.asarray(x), jnp.asarray(row))), want)
