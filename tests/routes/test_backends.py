@@ -17,6 +17,9 @@ from tests.backends import ROUTE, Backend, block_route, capability, supports, to
 from tests.conftest import assert_same_codes, assert_same_floats, probe_values
 
 R = qa.Rounding
+#: the first seven modes and three of issue 16 (the scalar cores are shared; every mode runs on
+#: every deciding input in tests/oracle/test_cpu_exact.py); STOCHASTIC_EQUAL is not on CUDA/Dask
+MODES = (*(r for r in R if r <= R.STOCHASTIC), R.NEAREST_ODD, R.AWAY_FROM_ZERO, R.JAM)
 # numba-cuda (<= 0.30) warns from its own internals on NumPy 2.4 when it compiles for a GPU
 pytestmark = pytest.mark.filterwarnings(
     "ignore:The 'generic' unit for NumPy timedelta:DeprecationWarning"
@@ -57,7 +60,7 @@ def test_bit_identical_every_rounding(backend, name):
     fmt = qa.get_format(name)
     x = _inputs(name)
     xb = to_backend(backend, x)
-    for rnd in R:
+    for rnd in MODES:
         kw = {"rounding": rnd, "seed": 1234, "stream": 2, "offset": 10}
         with np.errstate(over="ignore"):
             want = qa.quantize(x, fmt, **kw)
@@ -73,7 +76,7 @@ def test_int8_with_scale(backend):
     x = np.concatenate([rng.standard_normal(2000) * 40, [0.125, -0.375, 1e9, -np.inf]])
     x = x.astype(np.float32)
     xb = to_backend(backend, x)
-    for rnd in R:
+    for rnd in MODES:
         kw = {"rounding": rnd, "seed": 3, "scale": 0.25}
         want = qa.quantize(x, "int8", **kw)
         assert_same_floats(to_numpy(backend, qa.quantize(xb, "int8", **kw)), want, rnd.name)
