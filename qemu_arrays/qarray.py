@@ -176,6 +176,11 @@ class QArray:
                 k = np.where(k >> (fmt.bits - 1), k - (1 << fmt.bits), k)
             z = self._per_element(self._zero_points)
             vals = (k - z) * self._per_element(self._scales)
+        elif self._scales is not None:  # a scaled float format: value(c) * s, as quantize
+            from qemu_arrays.api import decode
+
+            sc = self._per_element(self._scales)
+            return np.asarray(decode(codes, fmt, dtype=dtype, scale=np.ascontiguousarray(sc)))
         else:
             from qemu_arrays.api import decode
 
@@ -473,11 +478,28 @@ def asarray(
         sfmt = None if scale_format is None else get_format(scale_format)
         return QArray(codes=codes, format=fmt, dtype=arr.dtype, scales=sg, zero_points=zg,
                       axis=g_axis, block_size=g_bs, scale_format=sfmt)  # fmt: skip
-    if any(v is not None for v in (axis, block_size, scale, zero_point, scale_format)):
+    if scale is None:
+        if any(v is not None for v in (axis, block_size, zero_point, scale_format)):
+            msg = (
+                f"axis/block_size/zero_point/scale_format go with a scale; {fmt.name!r} is an "
+                "element float format; hint: scale='absmax' for a scaled float format"
+            )
+            raise ValueError(msg)
+        codes = api.encode(arr, fmt, **kw)
+        return QArray(codes=codes, format=fmt, dtype=arr.dtype)
+    if zero_point is not None or symmetric is not True:
         msg = (
-            f"axis/block_size/scale apply to integer and block formats; {fmt.name!r} is an "
-            "element float format"
+            f"zero_point/symmetric=False do not apply to the float format {fmt.name!r}: a scaled "
+            "float format has no zero point"
         )
         raise ValueError(msg)
-    codes = api.encode(arr, fmt, **kw)
-    return QArray(codes=codes, format=fmt, dtype=arr.dtype)
+    work = arr.astype(np.float32) if arr.dtype.itemsize == 2 else arr
+    sg, _, g_axis, g_bs = scales.group_scales(
+        work, fmt, scale, None, arr.shape, axis=axis, block_size=block_size,
+        scale_format=scale_format, percentile=percentile,
+    )  # fmt: skip
+    enc = api.encode(arr, fmt, scale=sg, axis=g_axis, block_size=g_bs, **kw)
+    codes = enc if isinstance(enc, np.ndarray) else enc.codes
+    sfmt = None if scale_format is None else get_format(scale_format)
+    return QArray(codes=codes, format=fmt, dtype=arr.dtype, scales=sg, axis=g_axis,
+                  block_size=g_bs, scale_format=sfmt)  # fmt: skip

@@ -1,4 +1,5 @@
-"""The NumPy route: element and scaled integer formats through the numba CPU kernels.
+"""The NumPy route: element, scaled integer and scaled float formats through the numba CPU
+kernels.
 
 Block formats go to :mod:`qemu_arrays.routes.cpu_blocks`. The semantics are those of
 ``docs/formats.md`` and ``docs/scaled.md``; the arithmetic is in :mod:`qemu_arrays.kernels`.
@@ -11,8 +12,10 @@ import numpy as np
 from qemu_arrays import scales
 from qemu_arrays.encoded import Encoded
 from qemu_arrays.float_casts import cast_float
+from dataclasses import replace
+
 from qemu_arrays.formats.codes import overflow_code
-from qemu_arrays.formats.spec import IntFormat, Rounding
+from qemu_arrays.formats.spec import IntFormat, Overflow, Rounding
 from qemu_arrays.request import Op, Request
 from qemu_arrays.routes.common import random_args
 from qemu_arrays.routes.cpu_elements import bits_view, decode_table, quantize_float, widen
@@ -82,12 +85,50 @@ def _quantize_int(work, res, req: Request, r, keys):
         )  # fmt: skip
 
 
+# ---- scaled float formats ------------------------------------------------------------------------
+
+
+def _float_scales(req: Request, shape, work):
+    """``(float32 scales in the group shape, axis, block_size)`` of a scaled float request."""
+    sg, _, g_axis, g_bs = _int_scales(req, shape, work)
+    return sg, g_axis, g_bs
+
+
+def _scaled_quotient(work, req: Request):
+    """``(quotient x / s in the work dtype, per-element-broadcastable scales in the work dtype,
+    group scales, axis, block_size)``: one IEEE division in float32 (float64 for float64 work),
+    correctly rounded, subnormals kept (docs/scaled.md)."""
+    sg, g_axis, g_bs = _float_scales(req, work.shape, work)
+    s = scales.per_element(sg, work.shape, g_axis, g_bs).astype(work.dtype)
+    with np.errstate(over="ignore", under="ignore", invalid="ignore", divide="ignore"):
+        q = np.ascontiguousarray(np.divide(work, s, dtype=work.dtype))
+    return q, s, sg, g_axis, g_bs
+
+
+def _element_request(req: Request) -> Request:
+    """The element step of a scaled float request: the quotient rounded, saturating."""
+    return replace(req, scale=None, axis=None, block_size=None, scale_format=None,
+                   overflow=Overflow.SATURATE)  # fmt: skip
+
+
+def _quantize_scaled_float(work, res, req: Request, r, keys):
+    q, s, *_ = _scaled_quotient(work, req)
+    qr = np.empty_like(q)
+    err = quantize_float(q, qr, _element_request(req), r, keys)
+    with np.errstate(over="ignore", under="ignore", invalid="ignore"):
+        np.multiply(qr, s, out=res, dtype=res.dtype)  # one rounding in the work dtype
+    return err
+
+
 def _quantize(arr, req: Request):
     work, out_dtype = widen(arr, req)
     r, *keys = random_args(req, work.dtype.itemsize)
     out = check_out(req.out, arr.shape, arr.dtype)
     res = np.empty(work.shape, dtype=work.dtype)
-    quantize = _quantize_int if isinstance(req.fmt, IntFormat) else quantize_float
+    if req.is_scaled_float:
+        quantize = _quantize_scaled_float
+    else:
+        quantize = _quantize_int if isinstance(req.fmt, IntFormat) else quantize_float
     if quantize(work, res, req, r, keys):
         raise nan_error(req.fmt, req.overflow)
     if res.dtype != out_dtype:  # one rounding of our own; beyond the dtype's range: inf (docs)
@@ -120,16 +161,23 @@ def _encode(arr, req: Request):
         if req.scaled:
             return Encoded(codes, sg, zg, None, g_axis, g_bs)
         return codes
+    overflow, sg, g_axis, g_bs = req.overflow, None, None, None
+    if req.is_scaled_float:
+        work, _, sg, g_axis, g_bs = _scaled_quotient(work, req)
+        overflow = Overflow.SATURATE
     xb, in_e, in_m = bits_view(work)
     codes = np.empty(arr.size, dtype=cdt)
     with elements.threads_for(work.size):
         err = elements.encode_float_bits(
-            xb, codes, in_e, in_m, fmt.params(), int(req.rounding), overflow_code(req.overflow),
+            xb, codes, in_e, in_m, fmt.params(), int(req.rounding), overflow_code(overflow),
             *keys, int(req.offset), r,
         )  # fmt: skip
     if err:
-        raise nan_error(fmt, req.overflow)
-    return codes.reshape(arr.shape)
+        raise nan_error(fmt, overflow)
+    codes = codes.reshape(arr.shape)
+    if req.scaled:
+        return Encoded(codes, sg, None, None, g_axis, g_bs)
+    return codes
 
 
 def _decode(codes, req: Request):
@@ -163,10 +211,26 @@ def _decode(codes, req: Request):
         vals = (k.reshape(-1) - z) * s
         return cast_float(vals.reshape(codes.shape), dtype)
     if fmt.bits <= 16:
-        return cast_float(decode_table(fmt)[codes.astype(np.intp)], dtype)
-    from qemu_arrays.kernels import elements
+        vals = decode_table(fmt)[codes.astype(np.intp)]
+    else:
+        from qemu_arrays.kernels import elements
 
-    out = np.empty(codes.size, dtype=np.float64)
-    flat = np.ascontiguousarray(codes).reshape(-1).astype(np.int64)
-    elements.decode_codes(flat, out, fmt.params())
-    return cast_float(out.reshape(codes.shape), dtype)
+        out = np.empty(codes.size, dtype=np.float64)
+        flat = np.ascontiguousarray(codes).reshape(-1).astype(np.int64)
+        elements.decode_codes(flat, out, fmt.params())
+        vals = out.reshape(codes.shape)
+    if req.scale is not None:  # a scaled float format: value(c) * s, rounded once
+        vals = _scaled_float_values(vals, req, codes.shape, dtype)
+    return cast_float(vals, dtype)
+
+
+def _scaled_float_values(vals, req: Request, shape, dtype):
+    """``value(c) * s`` as quantize computes it: in float64 for float64 output, else one float32
+    product (then cast to ``dtype``), so that ``decode(encode(x)) == quantize(x)``."""
+    sg, _, g_axis, g_bs = scales.group_scales(
+        None, req.fmt, req.scale, None, shape, axis=req.axis, block_size=req.block_size,
+    )  # fmt: skip
+    wdt = np.float64 if dtype == np.float64 else np.float32
+    s = scales.per_element(sg, shape, g_axis, g_bs).astype(wdt)
+    with np.errstate(over="ignore", under="ignore", invalid="ignore"):
+        return np.multiply(vals.astype(wdt), s, dtype=wdt)
