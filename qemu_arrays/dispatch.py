@@ -170,7 +170,10 @@ def explain_route(x, format=None) -> str:
             ("zero points", cap.zero_points or not cap.granularity),
             ("out=", cap.out),
             ("block formats", cap.block),
-            ("decode of block formats (it takes the HOST route)", cap.block_decode or not cap.block),
+            (
+                "decode of block formats (it takes the HOST route)",
+                cap.block_decode or not cap.block,
+            ),
         )
         if not ok
     ]
@@ -212,15 +215,18 @@ def _check_capability(r: Route, req: Request) -> None:
             "and pass them as scale=, or use scale='absmax'"
         )
         raise NotImplementedError(msg)
-    if req.is_int and cap.granularity and not cap.zero_points and req.op is not Op.DECODE:
-        if not req.symmetric or not (req.zero_point is None or isinstance(req.zero_point, int)):
-            msg = (
-                f"zero points (symmetric=False, zero_point arrays) are not supported on the "
-                f"{r.name} route ({r.value}); they work on "
-                f"{', '.join(r_.name for r_, c in CAPABILITIES.items() if c.zero_points)}; "
-                "hint: symmetric scales, or convert x to NumPy first"
-            )
-            raise NotImplementedError(msg)
+    zp_array = not (req.zero_point is None or isinstance(req.zero_point, int))
+    if (
+        req.is_int and cap.granularity and not cap.zero_points and req.op is not Op.DECODE
+        and (not req.symmetric or zp_array)
+    ):  # fmt: skip
+        msg = (
+            f"zero points (symmetric=False, zero_point arrays) are not supported on the "
+            f"{r.name} route ({r.value}); they work on "
+            f"{', '.join(r_.name for r_, c in CAPABILITIES.items() if c.zero_points)}; "
+            "hint: symmetric scales, or convert x to NumPy first"
+        )
+        raise NotImplementedError(msg)
     if (req.is_int or req.is_scaled_float) and not cap.granularity:
         given = [
             k

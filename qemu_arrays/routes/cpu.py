@@ -7,21 +7,23 @@ Block formats go to :mod:`qemu_arrays.routes.cpu_blocks`. The semantics are thos
 
 from __future__ import annotations
 
+from dataclasses import replace
+from functools import lru_cache
+
 import numpy as np
 
 from qemu_arrays import scales
 from qemu_arrays.encoded import Encoded
 from qemu_arrays.float_casts import cast_float
-from dataclasses import replace
-
 from qemu_arrays.formats.codes import overflow_code
 from qemu_arrays.formats.spec import IntFormat, Overflow, Rounding
 from qemu_arrays.request import Op, Request
-from qemu_arrays.routes.common import random_args
+from qemu_arrays.routes.common import DECODE_CHUNK, chunks, group_values, kernel_offset, random_args
 from qemu_arrays.routes.cpu_elements import bits_view, decode_table, quantize_float, widen
 from qemu_arrays.validation import (
-    FLOAT_DTYPES,
     as_float_array,
+    check_codes,
+    check_float_dtype,
     check_out,
     code_dtype,
     nan_error,
@@ -33,6 +35,12 @@ __all__ = ["run"]
 def run(x, req: Request):
     """``quantize``/``encode``/``decode`` of a NumPy array (or a Python/NumPy scalar, list or
     tuple: read as a NumPy array)."""
+    if isinstance(x, np.ndarray) and type(x) is not np.ndarray:
+        return _subclass(x, req)
+    return _run(x, req)
+
+
+def _run(x, req: Request, rule_x=None):
     if req.is_block:
         from qemu_arrays.routes import cpu_blocks
 
@@ -41,16 +49,52 @@ def run(x, req: Request):
         return _decode(x, req)
     arr = as_float_array(x)
     if req.op is Op.QUANTIZE:
-        res = _quantize(arr, req)
+        res = _quantize(arr, req, rule_x)
         return res if isinstance(x, np.ndarray) or req.out is not None else res[()]
-    return _encode(arr, req)
+    return _encode(arr, req, rule_x)
+
+
+def _subclass(x, req: Request):
+    """ndarray subclasses compute on a plain view of their data: the same bits as a plain copy.
+
+    A masked array's masked elements are computed as 0 (for block formats: as padding, which
+    changes no block scale) and a scale rule ignores them; the result is masked where ``x`` is,
+    and the data under the mask is never read (a masked NaN does not raise). ``np.matrix`` input
+    gives ``np.matrix`` results; other subclasses (``np.memmap``, ...) give plain arrays.
+    """
+    mask = None
+    rule_x = None
+    if isinstance(x, np.ma.MaskedArray):
+        mask = np.ma.getmaskarray(x).copy()
+        if req.scale_rule is not None and not req.is_block:
+            rule_x = np.ma.filled(x.astype(np.float64), np.nan)
+        data = np.ma.filled(x, 0)
+    else:
+        data = np.asarray(x)
+    res = _run(data, req, rule_x)
+
+    def wrap(a):
+        if not isinstance(a, np.ndarray) or a is req.out:
+            return a
+        if mask is not None:
+            return np.ma.masked_array(a, mask=mask)
+        if isinstance(x, np.matrix) and a.ndim == 2:
+            return a.view(np.matrix)
+        return a
+
+    if isinstance(res, Encoded):
+        return res._replace(codes=wrap(res.codes))
+    if res is req.out and mask is not None and isinstance(res, np.ma.MaskedArray):
+        res.mask = mask
+    return wrap(res)
 
 
 # ---- integer scales -----------------------------------------------------------------------------
 
 
 def _int_scales(req: Request, shape, work):
-    """``(scales, zero points, axis, block_size)`` in the group shape for ``work``."""
+    """``(scales, zero points, axis, block_size)`` in the group shape for ``work`` (the data
+    of a scale rule)."""
     return scales.group_scales(
         work, req.fmt, req.scale, req.zero_point, shape, axis=req.axis,
         block_size=req.block_size, symmetric=req.symmetric, percentile=req.percentile,
@@ -58,11 +102,11 @@ def _int_scales(req: Request, shape, work):
     )  # fmt: skip
 
 
-def _quantize_int(work, res, req: Request, r, keys):
+def _quantize_int(work, res, req: Request, r, keys, rule_x=None):
     from qemu_arrays.kernels import elements
 
     fmt = req.fmt
-    sg, zg, g_axis, g_bs = _int_scales(req, work.shape, work)
+    sg, zg, g_axis, g_bs = _int_scales(req, work.shape, work if rule_x is None else rule_x)
     geo = None
     if req.rounding is Rounding.NEAREST_EVEN and g_axis is not None:
         geo = scales.group_geometry(work.shape, sg, zg, g_axis, g_bs)
@@ -81,7 +125,7 @@ def _quantize_int(work, res, req: Request, r, keys):
     with elements.threads_for(work.size):
         return elements.quantize_int(
             work.reshape(-1), res.reshape(-1), np.empty(1, np.int64), s, z, fmt.min, fmt.max,
-            int(req.rounding), *keys, int(req.offset), r, 1,
+            int(req.rounding), *keys, kernel_offset(req.offset), r, 1,
         )  # fmt: skip
 
 
@@ -94,11 +138,11 @@ def _float_scales(req: Request, shape, work):
     return sg, g_axis, g_bs
 
 
-def _scaled_quotient(work, req: Request):
+def _scaled_quotient(work, req: Request, rule_x=None):
     """``(quotient x / s in the work dtype, per-element-broadcastable scales in the work dtype,
     group scales, axis, block_size)``: one IEEE division in float32 (float64 for float64 work),
     correctly rounded, subnormals kept (docs/scaled.md)."""
-    sg, g_axis, g_bs = _float_scales(req, work.shape, work)
+    sg, g_axis, g_bs = _float_scales(req, work.shape, work if rule_x is None else rule_x)
     s = scales.per_element(sg, work.shape, g_axis, g_bs).astype(work.dtype)
     with np.errstate(over="ignore", under="ignore", invalid="ignore", divide="ignore"):
         q = np.ascontiguousarray(np.divide(work, s, dtype=work.dtype))
@@ -111,8 +155,8 @@ def _element_request(req: Request) -> Request:
                    overflow=Overflow.SATURATE)  # fmt: skip
 
 
-def _quantize_scaled_float(work, res, req: Request, r, keys):
-    q, s, *_ = _scaled_quotient(work, req)
+def _quantize_scaled_float(work, res, req: Request, r, keys, rule_x=None):
+    q, s, *_ = _scaled_quotient(work, req, rule_x)
     qr = np.empty_like(q)
     err = quantize_float(q, qr, _element_request(req), r, keys)
     with np.errstate(over="ignore", under="ignore", invalid="ignore"):
@@ -120,16 +164,18 @@ def _quantize_scaled_float(work, res, req: Request, r, keys):
     return err
 
 
-def _quantize(arr, req: Request):
+def _quantize(arr, req: Request, rule_x=None):
     work, out_dtype = widen(arr, req)
     r, *keys = random_args(req, work.dtype.itemsize)
     out = check_out(req.out, arr.shape, arr.dtype)
     res = np.empty(work.shape, dtype=work.dtype)
     if req.is_scaled_float:
-        quantize = _quantize_scaled_float
+        err = _quantize_scaled_float(work, res, req, r, keys, rule_x)
+    elif isinstance(req.fmt, IntFormat):
+        err = _quantize_int(work, res, req, r, keys, rule_x)
     else:
-        quantize = _quantize_int if isinstance(req.fmt, IntFormat) else quantize_float
-    if quantize(work, res, req, r, keys):
+        err = quantize_float(work, res, req, r, keys)
+    if err:
         raise nan_error(req.fmt, req.overflow)
     if res.dtype != out_dtype:  # one rounding of our own; beyond the dtype's range: inf (docs)
         res = cast_float(res, out_dtype)
@@ -139,7 +185,7 @@ def _quantize(arr, req: Request):
     return res
 
 
-def _encode(arr, req: Request):
+def _encode(arr, req: Request, rule_x=None):
     from qemu_arrays.kernels import elements
 
     fmt = req.fmt
@@ -147,13 +193,13 @@ def _encode(arr, req: Request):
     r, *keys = random_args(req, work.dtype.itemsize)
     cdt = code_dtype(fmt.bits)
     if isinstance(fmt, IntFormat):
-        sg, zg, g_axis, g_bs = _int_scales(req, arr.shape, work)
+        sg, zg, g_axis, g_bs = _int_scales(req, arr.shape, work if rule_x is None else rule_x)
         s, z = scales.flatten_groups(sg, zg, arr.shape, g_axis, g_bs)
         k = np.empty(arr.size, dtype=np.int64)
         with elements.threads_for(work.size):
             err = elements.quantize_int(
                 work.reshape(-1), np.empty(1, np.float64), k, s, z, fmt.min, fmt.max,
-                int(req.rounding), *keys, int(req.offset), r, 2,
+                int(req.rounding), *keys, kernel_offset(req.offset), r, 2,
             )  # fmt: skip
         if err:
             raise nan_error(fmt, req.overflow)
@@ -163,14 +209,14 @@ def _encode(arr, req: Request):
         return codes
     overflow, sg, g_axis, g_bs = req.overflow, None, None, None
     if req.is_scaled_float:
-        work, _, sg, g_axis, g_bs = _scaled_quotient(work, req)
+        work, _, sg, g_axis, g_bs = _scaled_quotient(work, req, rule_x)
         overflow = Overflow.SATURATE
     xb, in_e, in_m = bits_view(work)
     codes = np.empty(arr.size, dtype=cdt)
     with elements.threads_for(work.size):
         err = elements.encode_float_bits(
             xb, codes, in_e, in_m, fmt.params(), int(req.rounding), overflow_code(overflow),
-            *keys, int(req.offset), r,
+            *keys, kernel_offset(req.offset), r,
         )  # fmt: skip
     if err:
         raise nan_error(fmt, overflow)
@@ -180,48 +226,65 @@ def _encode(arr, req: Request):
     return codes
 
 
+@lru_cache(maxsize=256)
+def _value_table(fmt, dtype):
+    """Every code's value already rounded to the output dtype (read-only): decoding is then
+    one gather, with no float64 temporary per code."""
+    t = np.array(cast_float(decode_table(fmt), dtype))
+    t.flags.writeable = False
+    return t
+
+
 def _decode(codes, req: Request):
     fmt = req.fmt
-    codes = np.asarray(codes)
-    if codes.dtype.kind not in "iu":
-        msg = (
-            f"codes must be an integer array, got dtype {codes.dtype}; hint: codes come from "
-            "qemu_arrays.encode"
-        )
-        raise TypeError(msg)
-    dtype = np.dtype(np.float32 if req.dtype is None else req.dtype)
-    if dtype not in FLOAT_DTYPES:
-        msg = f"dtype must be float16, bfloat16, float32 or float64, got {dtype}"
-        raise TypeError(msg)
-    if codes.size and (codes.min() < 0 or int(codes.max()) >> fmt.bits):
-        msg = f"codes must lie in [0, 2**{fmt.bits}) for {fmt.name!r}, got values outside"
-        raise ValueError(msg)
+    codes = check_codes(codes, fmt.bits, repr(fmt.name))
+    dtype = check_float_dtype(req.dtype)
+    out = np.empty(codes.shape, dtype=dtype)
+    flat_out = out.reshape(-1)
+    flat = codes.reshape(-1)  # a view when contiguous
+    n = flat.size
     if isinstance(fmt, IntFormat):
         sg, zg, g_axis, g_bs = scales.group_scales(
             None, fmt, req.scale, req.zero_point, codes.shape, axis=req.axis,
             block_size=req.block_size,
         )  # fmt: skip
-        s, z = scales.flatten_groups(sg, zg, codes.shape, g_axis, g_bs)
-        k = codes.astype(np.int64)
-        if fmt.signed:
-            k = np.where(k >> (fmt.bits - 1), k - (1 << fmt.bits), k)
-        if (k < fmt.min).any():
-            msg = f"code {1 << (fmt.bits - 1)} is not used by the narrow-range {fmt.name!r}"
-            raise ValueError(msg)
-        vals = (k.reshape(-1) - z) * s
-        return cast_float(vals.reshape(codes.shape), dtype)
+        for name, a in (("scale", sg), ("zero_point", zg)):
+            if a.size != 1 and a.ndim != codes.ndim:
+                msg = f"{name} of shape {a.shape} does not broadcast to codes' shape {codes.shape}"
+                raise ValueError(msg)
+        for lo, hi in chunks(n):
+            k = flat[lo:hi].astype(np.int64)
+            if fmt.signed:
+                k = np.where(k >> (fmt.bits - 1), k - (1 << fmt.bits), k)
+            if fmt.narrow_range and (k < fmt.min).any():
+                msg = (
+                    f"codes hold {1 << (fmt.bits - 1)}, which the narrow-range {fmt.name!r} does "
+                    f"not use: they must be {fmt.min} ... {fmt.max}; hint: codes come from "
+                    "qemu_arrays.encode of the same format"
+                )
+                raise ValueError(msg)
+            s = group_values(sg, codes.shape, g_axis, g_bs, lo, hi)
+            z = group_values(zg, codes.shape, g_axis, g_bs, lo, hi)
+            flat_out[lo:hi] = cast_float((k - z) * s, dtype)
+        return out
     if fmt.bits <= 16:
-        vals = decode_table(fmt)[codes.astype(np.intp)]
-    else:
-        from qemu_arrays.kernels import elements
+        table = _value_table(fmt, dtype)
+        if req.scale is not None:  # a scaled float format: value(c) * s, rounded once
+            return _scaled_float_values(
+                decode_table(fmt)[codes.astype(np.intp)], req, codes.shape, dtype
+            )
+        for lo, hi in chunks(n):
+            np.take(table, flat[lo:hi].astype(np.intp), out=flat_out[lo:hi], mode="clip")
+        return out
+    from qemu_arrays.kernels import elements
 
-        out = np.empty(codes.size, dtype=np.float64)
-        flat = np.ascontiguousarray(codes).reshape(-1).astype(np.int64)
-        elements.decode_codes(flat, out, fmt.params())
-        vals = out.reshape(codes.shape)
-    if req.scale is not None:  # a scaled float format: value(c) * s, rounded once
-        vals = _scaled_float_values(vals, req, codes.shape, dtype)
-    return cast_float(vals, dtype)
+    tmp = np.empty(min(n, DECODE_CHUNK), dtype=np.float64)
+    for lo, hi in chunks(n):
+        elements.decode_codes(flat[lo:hi].astype(np.int64), tmp[: hi - lo], fmt.params())
+        flat_out[lo:hi] = cast_float(tmp[: hi - lo], dtype)
+    if req.scale is not None:
+        return _scaled_float_values(out.astype(np.float64), req, codes.shape, dtype)
+    return out
 
 
 def _scaled_float_values(vals, req: Request, shape, dtype):
@@ -233,4 +296,4 @@ def _scaled_float_values(vals, req: Request, shape, dtype):
     wdt = np.float64 if dtype == np.float64 else np.float32
     s = scales.per_element(sg, shape, g_axis, g_bs).astype(wdt)
     with np.errstate(over="ignore", under="ignore", invalid="ignore"):
-        return np.multiply(vals.astype(wdt), s, dtype=wdt)
+        return cast_float(np.multiply(vals.astype(wdt), s, dtype=wdt), dtype)

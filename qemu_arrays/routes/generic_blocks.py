@@ -134,7 +134,7 @@ def _mx(xp, x, req: Request, axis, keys):
     else:
         mprec, maxsig = el.max.bit_length() - 1, el.max
     e = _shared_exponent(o, af.M, af.E, fmt.scale_rule, mprec, fmt.element_emax, maxsig)
-    e = xp.where(af.M == o.u(0), o.i(sc.emin), xp.maximum(e, o.i(sc.emin)))
+    e = xp.where(o.u(0) == af.M, o.i(sc.emin), xp.maximum(e, o.i(sc.emin)))
     special = special | (e > sc.emax)
     e = xp.where(special, o.i(0), e)
     scode = xp.where(special, o.u((1 << sc.bits) - 1), xp.astype(e + sc.bias, o.U))
