@@ -248,10 +248,29 @@ def _check_capability(r: Route, req: Request) -> None:
             raise NotImplementedError(msg)
 
 
+def _check_not_in_graph(x) -> None:
+    """A PyTorch tensor that requires grad, with grad enabled: its result would silently leave
+    the autograd graph; refuse, pointing to the differentiable ``fake_quant``."""
+    if not getattr(x, "requires_grad", False):
+        return
+    import torch
+
+    if torch.is_grad_enabled():
+        msg = (
+            "x is a tensor that requires grad: qemu_arrays.quantize returns plain values, which "
+            "would silently detach it from the autograd graph; hint: "
+            "qemu_arrays.torch.fake_quant(x, format, ...) is differentiable (straight-through or "
+            "any estimator), or quantize x.detach() (or under torch.no_grad())"
+        )
+        raise ValueError(msg)
+
+
 def run(x, req: Request):
     """The result of ``req`` on ``x`` through the route ``x`` takes (the façade's one call)."""
     r = route(x, req.fmt)
     _check_capability(r, req)
+    if req.op is Op.QUANTIZE and r in (Route.TORCH_CPU, Route.CUDA):
+        _check_not_in_graph(x)
     if r is Route.NUMPY:
         from qemu_arrays.routes import cpu
 
