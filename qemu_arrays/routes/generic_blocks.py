@@ -267,7 +267,7 @@ def _nv(xp, x, req: Request, axis, keys):
     k = xp.where(dz, o.u(0), k)
     q = xp.where(dz, o.i(0), q)
     codes = g._format_code(o, st, sg, k, q, ep)
-    tscale = g.bitcast(tb, xp.float32, xp) if req.op is Op.ENCODE else None
+    tscale = xp.reshape(g.bitcast(tb, xp.float32, xp), ()) if req.op is Op.ENCODE else None
     if req.op is Op.ENCODE:
         return _finish(xp, x, req, view, work, o, special, None, None, codes, scode, tscale)
     f64 = getattr(xp, "float64", None)

@@ -49,7 +49,7 @@ def run(x, req: Request):
         k: _to_numpy(v)
         for k in ("scale", "tensor_scale", "zero_point")
         if (v := getattr(req, k)) is not None and hasattr(v, "shape") and not isinstance(
-            v, np.ndarray)
+            v, (np.ndarray, np.generic))
     }  # fmt: skip
     res = cpu.run(_to_numpy(x), replace(req, **arrays) if arrays else req)
     dev = getattr(x, "device", None)
