@@ -328,7 +328,7 @@ def fake_quant(
             return _FakeQuantLSQ.apply(t, scale, fmt, est, kw)
     if type(estimator) is STE:
         return _forward(t, fmt, kw)
-    if estimator.format is not None:  # an estimator on its own grid: as given
+    if estimator.format is not None or not estimator.needs_grid:  # its own grid, or none
         return _OwnGrid.apply(t, fmt, estimator, kw)
     if scale is None and not isinstance(fmt, BlockFormat):
         return _OwnGrid.apply(t, fmt, estimator.on(fmt), kw)
