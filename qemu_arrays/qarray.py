@@ -373,17 +373,26 @@ def _check_parts(codes, fmt, dtype, scales, zero_points, tensor_scale, axis, blo
     offset = _int_arg("block_offset", block_offset, 0)
     given = {"scales": scales, "zero_points": zero_points, "tensor_scale": tensor_scale,
              "axis": axis, "block_size": block_size, "scale_format": scale_format}  # fmt: skip
-    if isinstance(fmt, FloatFormat):
+    if isinstance(fmt, FloatFormat) and scales is None:
         extra = [k for k, v in given.items() if v is not None] + (
             ["block_offset"] if offset else []
         )
         if extra:
             msg = (
-                f"{', '.join(extra)} do not apply to the element format {fmt.name!r}: its codes "
-                "are the values; hint: QArray(codes=..., format=...) or qa.asarray(x, format)"
+                f"{', '.join(extra)} do not apply to the element format {fmt.name!r} without "
+                "scales=: its codes are the values; hint: QArray(codes=..., format=...), "
+                "qa.asarray(x, format), or scales= for a scaled float format"
             )
             raise ValueError(msg)
         return codes, fmt, dtype, None, None, None, None, None, 0, None
+    if isinstance(fmt, FloatFormat):  # a scaled float format: value(c) * s, no zero point
+        extra = [k for k in ("zero_points", "tensor_scale") if given[k] is not None]
+        if extra:
+            msg = (
+                f"{', '.join(extra)} do not apply to the scaled float format {fmt.name!r}: the "
+                "value of code c is value(c) * scale; hint: leave them out"
+            )
+            raise ValueError(msg)
     block = _is_block(fmt)
     if scales is None:
         what = "the block scale codes" if block else "the integer scales"
