@@ -56,7 +56,9 @@ class Request:
     fmt: FloatFormat | IntFormat | BlockFormat
     rounding: Rounding = Rounding.NEAREST_EVEN
     overflow: Overflow = Overflow.OWN
-    seed: int | None = None
+    seed: Any = None
+    """An int, or an array seed (a JAX key or a uint32 array of the seed's two words, traced
+    under ``jax.jit``): see :func:`qemu_arrays.routes.common.seed_words`."""
     stream: int = 0
     offset: int = 0
     random_bits: int | None = None
@@ -89,17 +91,24 @@ class Request:
         return isinstance(self.fmt, IntFormat)
 
     @property
+    def is_scaled_float(self) -> bool:
+        """A float format with a scale (docs/scaled.md): ``Q(x / s) * s``, the quotient and
+        the product in float32 (float64 for float64 input), the elements saturating."""
+        return isinstance(self.fmt, FloatFormat) and self.scale is not None
+
+    @property
     def scale_rule(self) -> str | None:
-        """The scale rule's name when ``scale`` is one (integer formats), else None."""
+        """The scale rule's name when ``scale`` is one (integer and float formats), else None."""
         return self.scale if isinstance(self.scale, str) else None
 
     @property
     def scaled(self) -> bool:
         """Whether ``encode`` returns an ``Encoded`` (codes and scales): block formats always,
-        integer formats when the scale is a rule or a granularity or scale format is given."""
+        integer and float formats when the scale is a rule or a granularity or scale format is
+        given."""
         if self.is_block:
             return True
-        return self.is_int and (
+        return (self.is_int or self.is_scaled_float) and (
             self.scale_rule is not None
             or self.axis is not None
             or self.block_size is not None
@@ -167,6 +176,29 @@ def _check_rule_options(scale, symmetric, percentile):
         DEFAULT_SYMMETRIC if symmetric is None else symmetric,
         DEFAULT_PERCENTILE if percentile is None else float(percentile),
     )
+
+
+def _check_seed(seed, needed: bool):
+    """An int seed (checked), or an array seed kept as given: a JAX PRNG key (its two data
+    words are the seed's high and low 32 bits) or an integer array of shape () or (2,)
+    (docs/formats.md); a traced one works on the generic route (``jax.jit``)."""
+    dt = getattr(seed, "dtype", None)
+    if dt is None or not hasattr(seed, "shape"):
+        return check_seed(seed, needed)
+    name = str(dt)
+    if not (name.startswith("key") or name in ("uint32", "int32", "uint64", "int64")):
+        msg = (
+            f"seed must be an int, a JAX PRNG key or an integer array of shape () or (2,), got "
+            f"an array of dtype {dt}; hint: seed=0 or seed=jax.random.key(0)"
+        )
+        raise TypeError(msg)
+    if not name.startswith("key") and tuple(seed.shape) not in ((), (2,)):
+        msg = (
+            f"seed as an integer array must have shape () or (2,) (the seed's high and low "
+            f"32-bit words), got shape {tuple(seed.shape)}; hint: jax.random.key_data(key)"
+        )
+        raise ValueError(msg)
+    return seed
 
 
 def _scalar_zero_point(zero_point, fmt):
@@ -243,7 +275,7 @@ def round_request(
     random_bits = check_random_bits(random_bits)
     if rbits is not None:
         random_bits = _check_rbits(rbits, rounding, seed, random_bits, fmt)
-    seed = check_seed(seed, needed=rounding.stochastic and rbits is None)
+    seed = _check_seed(seed, needed=rounding.stochastic and rbits is None)
     via_float32 = check_bool("via_float32", via_float32)
     if isinstance(fmt, BlockFormat) and rounding is Rounding.STOCHASTIC_EQUAL:
         msg = (
@@ -288,17 +320,21 @@ def round_request(
             scale = check_tensor_scale(scale)
         return Request(**common, scale=scale, axis=axis, block_size=fmt.block_size)
     if isinstance(fmt, FloatFormat):
-        extra = _given(
-            scale=scale, zero_point=zero_point, axis=axis, block_size=block_size,
-            scale_format=scale_format, symmetric=symmetric, percentile=percentile,
-        )  # fmt: skip
-        if extra:
-            _not_for(
-                fmt, extra, "scale/zero_point apply to integer formats, with their granularity "
-                "(axis, block_size, scale_format, symmetric, percentile); hint: see "
-                "docs/scaled.md",
+        if scale is None:
+            extra = _given(
+                zero_point=zero_point, axis=axis, block_size=block_size,
+                scale_format=scale_format, symmetric=symmetric, percentile=percentile,
             )  # fmt: skip
-        return Request(**common)
+            if extra:
+                _not_for(
+                    fmt, extra, "these keywords go with a scale; hint: scale='absmax' (with "
+                    "axis=/block_size= for one scale per channel/group), see docs/scaled.md",
+                )  # fmt: skip
+            return Request(**common)
+        return _scaled_float_request(
+            common, fmt, scale, zero_point, axis, block_size, scale_format, symmetric,
+            percentile,
+        )  # fmt: skip
     # integer formats
     if scale is None:
         msg = (
@@ -318,6 +354,47 @@ def round_request(
         **common, scale=scale, zero_point=zero_point, axis=axis,
         block_size=check_block_size(block_size), scale_format=_check_scale_format(scale_format),
         symmetric=sym, percentile=pct,
+    )  # fmt: skip
+
+
+#: the overflow policies a scaled float format takes (its elements always saturate)
+SCALED_FLOAT_OVERFLOW = (Overflow.OWN, Overflow.SATURATE)
+
+
+def _scaled_float_request(common, fmt, scale, zero_point, axis, block_size, scale_format,
+                          symmetric, percentile) -> Request:  # fmt: skip
+    """A float format with a scale (docs/scaled.md): the rules and granularity of integer
+    scales, symmetric only (no zero point), the elements saturating."""
+    extra = _given(zero_point=zero_point, symmetric=symmetric)
+    if extra:
+        _not_for(
+            fmt, extra, "a scaled float format is symmetric, with no zero point (the value of "
+            "code c is value(c) * scale); hint: leave zero_point/symmetric out",
+        )  # fmt: skip
+    overflow = common["overflow"]
+    if overflow not in SCALED_FLOAT_OVERFLOW:
+        msg = (
+            f"overflow={overflow!r} does not apply to {fmt.name!r} with a scale: the elements "
+            "of a scaled float format always saturate (as integer codes clamp and MX elements "
+            "saturate); allowed: Overflow.OWN, Overflow.SATURATE; hint: leave overflow out"
+        )
+        raise ValueError(msg)
+    if isinstance(scale, bool) or not (
+        isinstance(scale, (str, numbers.Real)) or hasattr(scale, "shape")
+        or isinstance(scale, (list, tuple))
+    ):  # fmt: skip
+        msg = (
+            f"scale must be a positive number, an array of them, or one of {SCALE_RULES}, got "
+            f"{scale!r} ({type(scale).__name__}); hint: scale='absmax'"
+        )
+        raise TypeError(msg)
+    if isinstance(scale, numbers.Real) and not (0 < float(scale) < float("inf")):
+        msg = f"scale must be finite and > 0, got {scale!r}; hint: scale='absmax'"
+        raise ValueError(msg)
+    _sym, pct = _check_rule_options(scale, None, percentile)
+    return Request(
+        **common, scale=scale, axis=axis, block_size=check_block_size(block_size),
+        scale_format=_check_scale_format(scale_format), symmetric=True, percentile=pct,
     )  # fmt: skip
 
 
@@ -367,10 +444,21 @@ def decode_request(
     if tensor_scale is not None:
         _not_for(fmt, {"tensor_scale": tensor_scale}, "it applies to two-level block formats")
     if isinstance(fmt, FloatFormat):
-        extra = _given(scale=scale, zero_point=zero_point, axis=axis, block_size=block_size)
+        extra = _given(zero_point=zero_point)
+        if scale is None:
+            extra.update(_given(axis=axis, block_size=block_size))
         if extra:
-            _not_for(fmt, extra, "float codes decode without scales")
-        return Request(Op.DECODE, fmt, dtype=dtype)
+            _not_for(fmt, extra, "float codes decode without a zero point, and axis/block_size "
+                     "go with scale= (the scales encode returned)")  # fmt: skip
+        if isinstance(scale, str):
+            msg = f"scale={scale!r} is a rule, which needs data; decode needs the scale values"
+            raise ValueError(msg)
+        if scale is None:
+            return Request(Op.DECODE, fmt, dtype=dtype)
+        return Request(
+            Op.DECODE, fmt, scale=scale, axis=axis, block_size=check_block_size(block_size),
+            dtype=dtype,
+        )  # fmt: skip
     if scale is None:
         msg = (
             f"decoding the integer format {fmt.name!r} needs scale= (the values are k * scale); "

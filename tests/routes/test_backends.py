@@ -161,8 +161,10 @@ def test_unsupported_keyword_is_not_silently_dropped():
     import array_api_strict as xs
 
     x = xs.asarray(np.ones(4, np.float32))
-    with pytest.raises(NotImplementedError, match="scale"):
-        qa.quantize(x, "int8", scale="absmax")
+    with pytest.raises(NotImplementedError, match="scale='mse'"):
+        qa.quantize(x, "int8", scale="mse")
+    with pytest.raises(NotImplementedError, match="zero points"):
+        qa.quantize(x, "int8", scale="absmax", symmetric=False)
 
 
 def test_unroutable_type_is_explained():
@@ -179,7 +181,8 @@ def test_int8_per_channel_scales(backend):
     rng = np.random.default_rng(6)
     x = (rng.standard_normal((6, 40)) * rng.uniform(0.1, 9, (6, 1))).astype(np.float32)
     xb = to_backend(backend, x, chunks=(3, 20))
-    kw = {"scale": "absmax", "axis": 0}
+    # power-of-two scales: exact on every route, JAX's 32-bit mode included
+    kw = {"scale": "absmax", "axis": 0, "scale_format": "float8_e8m0fnu"}
     if not capability(backend).granularity:
         with pytest.raises(NotImplementedError, match="axis|scale rule"):
             qa.quantize(xb, "int8", **kw)
@@ -193,10 +196,40 @@ def test_int8_per_channel_scales(backend):
     np.testing.assert_array_equal(to_numpy(backend, enc.scales), want.scales)
 
 
+@pytest.mark.parametrize(
+    "kw",
+    [{"scale": "absmax", "axis": 0}, {"scale": "absmax", "block_size": 16,
+     "scale_format": "float8_e4m3fn"}, {"scale": 0.05}],
+    ids=["per-channel", "groups-e4m3", "number"],
+)  # fmt: skip
+def test_scaled_float_formats(backend, kw):
+    """Float formats with a scale (docs/scaled.md): the NumPy bits wherever the route has them,
+    NotImplementedError naming the keyword elsewhere."""
+    rng = np.random.default_rng(8)
+    x = (rng.standard_normal((6, 40)) * rng.uniform(1e-3, 9, (6, 1))).astype(np.float32)
+    xb = to_backend(backend, x, chunks=(3, 20))
+    if not capability(backend).scaled_float:
+        with pytest.raises(NotImplementedError, match="scale"):
+            qa.quantize(xb, "float4_e2m1fn", **kw)
+        return
+    for rnd in (R.NEAREST_EVEN, R.STOCHASTIC):
+        k2 = {**kw, "rounding": rnd, "seed": 9}
+        got = to_numpy(backend, qa.quantize(xb, "float4_e2m1fn", **k2))
+        assert_same_floats(got, qa.quantize(x, "float4_e2m1fn", **k2), f"{backend.value} {rnd}")
+    enc = qa.encode(xb, "float8_e4m3fn", **kw)
+    want = qa.encode(x, "float8_e4m3fn", **kw)
+    if isinstance(want, np.ndarray):
+        assert_same_codes(to_numpy(backend, enc), want, "e4m3 scaled")
+        return
+    assert_same_codes(to_numpy(backend, enc.codes), want.codes, "e4m3 scaled")
+    np.testing.assert_array_equal(to_numpy(backend, enc.scales), want.scales)
+
+
 @pytest.mark.parametrize("name", ["mxfp8_e4m3", "mxfp4_e2m1", "mxint8", "nvfp4"])
 def test_block_formats(backend, name):
     """Block formats: the CPU bits wherever the route takes them (NumPy, PyTorch, CUDA, and JAX /
-    array-API through the host), NotImplementedError on Dask (blocks would straddle chunks)."""
+    array-API on the traceable generic route; their decode through the host), NotImplementedError
+    on Dask (blocks would straddle chunks)."""
     rng = np.random.default_rng(12)
     x = (rng.standard_normal((4, 70)) * 3).astype(np.float32)
     x[1, 5] = 0.0
