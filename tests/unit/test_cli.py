@@ -30,7 +30,7 @@ def assert_clean_error(code, err, *needles):
 
 
 @pytest.mark.parametrize(
-    "sub", ["demo", "formats", "info", "compare", "check-format", "reproduce", "bench"]
+    "sub", ["demo", "formats", "info", "compare", "check-format", "reproduce", "qat", "bench"]
 )
 def test_every_subcommand_has_help(capsys, sub):
     code, out, _ = run(capsys, sub, "--help")
