@@ -30,7 +30,7 @@ def assert_clean_error(code, err, *needles):
 
 
 @pytest.mark.parametrize(
-    "sub", ["demo", "formats", "info", "compare", "check-format", "reproduce", "bench"]
+    "sub", ["demo", "formats", "info", "compare", "check-format", "reproduce", "bench", "warmup"]
 )
 def test_every_subcommand_has_help(capsys, sub):
     code, out, _ = run(capsys, sub, "--help")
@@ -461,3 +461,38 @@ def test_plots_for_every_format_kind(tmp_path):
         plot_value_grid("float32", tmp_path / "f.png")
     with pytest.raises(ValueError, match="at least one"):
         plot_comparison([], {}, tmp_path / "c.png")
+
+
+def test_warmup_bad_input(capsys):
+    for argv, needles in (
+        (["--formats", "float8_e4m3fn,nosuch"], ("nosuch",)),
+        (["--formats", "int8", "--dtypes", "int8"], ("dtype", "float32", "allowed")),
+        (["--formats", ","], ("--formats",)),
+    ):
+        code, _, err = run(capsys, "warmup", *argv)
+        assert_clean_error(code, err, *needles)
+
+
+def test_warmup_compiles_into_the_cache_then_finds_it_there(tmp_path):
+    """A fresh cache: the first run compiles, a second process finds every kernel cached."""
+    import os
+    import subprocess
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[2]
+    env = {**os.environ, "PYTHONPATH": str(root), "NUMBA_CACHE_DIR": str(tmp_path)}
+    env.pop("NUMBA_ENABLE_CUDASIM", None)
+    cmd = [sys.executable, "-m", "qemu_arrays.cli", "warmup", "--formats", "float8_e4m3fn",
+           "--dtypes", "float32"]  # fmt: skip
+    outs = []
+    for _ in range(2):
+        res = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=root,
+                             timeout=600, check=False)  # fmt: skip
+        assert res.returncode == 0, res.stderr
+        assert "qemu_arrays: compiling" not in res.stderr  # warmup reports its own progress
+        outs.append(res.stdout)
+    assert "kernels compiled" in outs[0]
+    assert str(tmp_path) in outs[0]
+    assert "float8_e4m3fn    float32" in outs[1]
+    assert "all cached already" in outs[1]
+    assert "kernels compiled" not in outs[1]
