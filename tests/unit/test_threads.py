@@ -1,10 +1,11 @@
 """Threads: the host's settings survive every public operation, the library's own thread count,
 and the serial and parallel variants of every kernel give the same bits.
 
-The torch cases run in fresh interpreters: the threading layer, and the OpenMP runtime that
+The torch case runs in a fresh interpreter: the threading layer, and the OpenMP runtime that
 PyTorch and numba's OpenMP layer share, are process-global. On numba's default layer (GNU
-OpenMP; ``NUMBA_THREADING_LAYER=omp``) the launch sets the OpenMP thread count: with
-``OMP_NUM_THREADS=1``, ``torch.get_num_threads()`` read 2 after one ``quantize``.
+OpenMP; ``NUMBA_THREADING_LAYER=omp``) the launch sets the OpenMP thread count: after
+``torch.set_num_threads(1)``, ``torch.get_num_threads()`` read 2 after one ``quantize`` (on
+main before issue 12 this test fails for every operation listed).
 """
 
 from __future__ import annotations
@@ -85,13 +86,6 @@ def _run(setup: str, **env):
 def test_torch_set_num_threads_survives_every_operation():
     pytest.importorskip("torch")
     out = _run("torch.set_num_threads(1)")
-    assert "before (1," in out
-    assert "changed []" in out, out
-
-
-def test_omp_num_threads_survives_every_operation():
-    pytest.importorskip("torch")
-    out = _run("", OMP_NUM_THREADS="1")
     assert "before (1," in out
     assert "changed []" in out, out
 
