@@ -305,7 +305,6 @@ def _nv_block(
     use_map = idxmap.size > 1
     out32 = out.itemsize == 4
     sub_scale = math.ldexp(1.0, emin - m)
-    fin, sat = np.int64(FINITE), np.int64(SATURATE)  # typed, not literal: one compile per core
     for i in range(start, stop):
         sign = (np.int64(xb[i]) >> 31) & 1
         if rnd == SR:
@@ -335,7 +334,7 @@ def _nv_block(
                 ok, s, kept = round_subnormal_fast(qb, 8, 23, m, emin, sub, hz, sg, sp, rnd, u, r)
                 if ok:  # an element subnormal: kept * 2^(emin - m)
                     if want & 2:
-                        codes[i] = format_code(fin, s, kept, emin - m, m, emin, eb, bias, sg, sp)
+                        codes[i] = format_code(FINITE, s, kept, emin - m, m, emin, eb, bias, sg, sp)
                     if want & 1:
                         pv = np.float32(np.float64(kept) * sub_scale)  # exact
                         if out32:
@@ -357,7 +356,7 @@ def _nv_block(
                 fr, ex = math.frexp(min(abs(qv), 1.0e300))
                 st, s, kept, q = round_magnitude(
                     sign, np.int64(math.ldexp(fr, 53)), ex - 53,
-                    m, emin, emax, sigmax, sub, hz, sg, sp, rnd, sat, u, r,
+                    m, emin, emax, sigmax, sub, hz, sg, sp, rnd, SATURATE, u, r,
                 )  # fmt: skip
         if want & 1:
             val = math.ldexp(float(kept), q) * np.float64(d)
@@ -390,7 +389,7 @@ def _amax_bits(xb, base, bs):
 
 @njit(cache=True, nogil=True)
 def _exp_subnormal_amax(a, rule, mprec, emax_elem, maxsig):
-    s_, aM, aE, spc = split_bits(a, np.int64(8), np.int64(23))  # typed: shared compile
+    s_, aM, aE, spc = split_bits(a, 8, 23)
     return shared_exponent(aM, aE, rule, mprec, emax_elem, maxsig)
 
 
