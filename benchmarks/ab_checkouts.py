@@ -2,14 +2,16 @@
 
 Each round runs one child process per checkout (``PYTHONPATH`` set to it), alternating, so that
 a loaded machine affects both alike; a child warms every call (compiles or loads its kernels),
-then times each call ``--repeat`` times and prints its best. The table gives, per call, the best
-over the rounds for each checkout and ``after / before``. Calls: large arrays (``--log2n``, the
-thread pool) and small ones (4096 elements, the calling thread), for every CPU kernel family.
+then times each call ``--repeat`` times. The table gives, per call, the best and the median
+over all rounds for each checkout and ``after / before`` (on a loaded machine the best favours
+a layer whose threads spin, GNU OpenMP; the median shows the typical call). Calls: large
+arrays (``--log2n``, the thread pool) and small ones (4096 elements, the calling thread), for
+every CPU kernel family.
 
     python benchmarks/ab_checkouts.py --before /tmp/main-copy --after . [--rounds 3]
 
-Give each checkout its own empty ``NUMBA_CACHE_DIR`` (``--cache``) if their sources share file
-names, so that neither loads the other's kernels. Not a test.
+``--cache`` gives each checkout its own empty ``NUMBA_CACHE_DIR`` (else numba caches beside
+each checkout's sources, or in the ``NUMBA_CACHE_DIR`` of the environment). Not a test.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -51,21 +54,23 @@ for tag, x in (("large", big), ("4096", small)):
         f"nvfp4 encode {tag}": lambda x=x: qa.encode(x, "nvfp4"),
         f"float32 decode {tag}": lambda k=codes32[: x.size]: qa.decode(k, "float32"),
     })
-best = {}
+times = {}
 for name, fn in calls.items():
     fn()
-    t = float("inf")
+    ts = []
     for _ in range(repeat):
         t0 = time.perf_counter()
         fn()
-        t = min(t, time.perf_counter() - t0)
-    best[name] = t
-print(json.dumps(best))
+        ts.append(time.perf_counter() - t0)
+    times[name] = ts
+print(json.dumps(times))
 """
 
 
 def _child(tree, cache, n, repeat):
-    env = {**os.environ, "PYTHONPATH": tree, "NUMBA_CACHE_DIR": cache}
+    env = {**os.environ, "PYTHONPATH": tree}
+    if cache:
+        env["NUMBA_CACHE_DIR"] = cache
     env["QEMU_ARRAYS_COMPILE_NOTICE"] = "0"
     env.pop("NUMBA_ENABLE_CUDASIM", None)
     res = subprocess.run(
@@ -85,21 +90,24 @@ def main(argv=None):
     ap.add_argument("--cache", action="store_true", help="a fresh NUMBA_CACHE_DIR per checkout")
     args = ap.parse_args(argv)
     trees = {"before": os.path.abspath(args.before), "after": os.path.abspath(args.after)}
-    caches = {k: tempfile.mkdtemp(prefix=f"numba-{k}-") for k in trees}
-    if not args.cache:
-        caches = {k: os.environ.get("NUMBA_CACHE_DIR", caches[k]) for k in trees}
-    best: dict = {"before": {}, "after": {}}
+    caches = {k: tempfile.mkdtemp(prefix=f"numba-{k}-") if args.cache else None for k in trees}
+    times: dict = {"before": {}, "after": {}}
     for r in range(args.rounds):
         for k, tree in trees.items():
             got = _child(tree, caches[k], 1 << args.log2n, args.repeat)
-            for name, t in got.items():
-                best[k][name] = min(t, best[k].get(name, float("inf")))
+            for name, ts in got.items():
+                times[k].setdefault(name, []).extend(ts)
         print(f"round {r + 1}/{args.rounds} done", file=sys.stderr, flush=True)
-    print(f"best of {args.rounds} rounds x {args.repeat} calls; large = 2^{args.log2n} elements")
-    print(f"{'call':34s} {'before':>11s} {'after':>11s} {'after/before':>13s}")
-    for name, tb in best["before"].items():
-        ta = best["after"].get(name, float("nan"))
-        print(f"{name:34s} {tb * 1e3:9.3f}ms {ta * 1e3:9.3f}ms {ta / tb:13.2f}")
+    n = args.rounds * args.repeat
+    print(f"{n} calls each ({args.rounds} interleaved rounds); large = 2^{args.log2n} elements; ms")
+    print(f"{'call':30s} {'best before':>11s} {'after':>9s} {'ratio':>6s}"
+          f" {'median before':>13s} {'after':>9s} {'ratio':>6s}")  # fmt: skip
+    for name, tb in times["before"].items():
+        ta = times["after"][name]
+        b0, a0 = min(tb), min(ta)
+        b1, a1 = statistics.median(tb), statistics.median(ta)
+        print(f"{name:30s} {b0 * 1e3:11.3f} {a0 * 1e3:9.3f} {a0 / b0:6.2f}"
+              f" {b1 * 1e3:13.3f} {a1 * 1e3:9.3f} {a1 / b1:6.2f}")  # fmt: skip
 
 
 if __name__ == "__main__":
