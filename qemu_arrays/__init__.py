@@ -19,6 +19,7 @@ from qemu_arrays.formats.spec import FloatFormat, IntFormat
 from qemu_arrays.kernels.runtime import get_num_threads, set_compile_notice, set_num_threads
 from qemu_arrays.packing import pack, unpack
 from qemu_arrays.qarray import QArray, asarray, load
+from qemu_arrays.quantspec import QuantSpec
 from qemu_arrays.scales import compute_scale
 
 __version__ = "0.1.0"
@@ -30,6 +31,7 @@ __all__ = [
     "IntFormat",
     "Overflow",
     "QArray",
+    "QuantSpec",
     "Rounding",
     "Route",
     "ScaleRule",
