@@ -46,6 +46,7 @@ ops = {
     "quantize scaled groups": lambda: qa.quantize(x, "int4", scale="absmax", block_size=16),
     "encode/decode scaled": lambda: qa.decode(qa.encode(x, "int8", scale="absmax", axis=1), "int8"),
     "compute_scale": lambda: qa.compute_scale(x, "int8", axis=0),
+    "quantize scaled float": lambda: qa.quantize(x, "float4_e2m1fn", scale="absmax", axis=0),
     "quantize block mx": lambda: qa.quantize(x, "mxfp8_e4m3"),
     "quantize block nvfp4": lambda: qa.quantize(x, "nvfp4"),
     "encode/decode block": lambda: qa.decode(qa.encode(x, "mxfp4_e2m1"), "mxfp4_e2m1"),
