@@ -2,7 +2,7 @@
 
 Each subcommand is a function ``cmd_NAME(args) -> int`` registered in :func:`build_parser`;
 heavy imports happen inside the subcommand. Subcommands: ``demo``, ``formats``, ``info``,
-``compare``, ``check-format``, ``reproduce``, ``bench`` (see ``docs/cli.md``). Every name
+``compare``, ``check-format``, ``reproduce``, ``bench``, ``warmup`` (see ``docs/cli.md``). Every name
 argument (formats, data sets, rounding modes, scripts, subcommands) is checked before any output,
 and a bad one exits with status 2 and a one-line message on stderr with the closest names;
 ``check-format`` exits 1 when a property fails. ``demo``, ``formats``, ``info``, ``compare`` and
@@ -990,6 +990,28 @@ def cmd_qat(args) -> int:
 
         plot_qat(records, plot)
         print(f"wrote {plot}", file=sys.stderr)
+
+
+def cmd_warmup(args) -> int:
+    import time
+
+    from qemu_arrays import cli_warmup
+
+    names = [n.strip() for n in args.formats.split(",") if n.strip()]
+    dtypes = [d.strip() for d in args.dtypes.split(",") if d.strip()]
+    if not names or not dtypes:
+        msg = "--formats and --dtypes each need at least one name; hint: --formats nvfp4"
+        raise CliError(msg)
+    fmts = [_get_format(n) for n in names]
+    for d in dtypes:
+        if d not in cli_warmup.DTYPES:
+            raise unknown(
+                d, cli_warmup.DTYPES, "dtype", f"(allowed: {', '.join(cli_warmup.DTYPES)})"
+            )
+    print(f"compiling the CPU kernels of {', '.join(names)} for {', '.join(dtypes)} input")
+    start = time.perf_counter()
+    cli_warmup.warmup(fmts, dtypes, report=lambda line: print(line, flush=True))
+    print(f"done in {time.perf_counter() - start:.1f} s; cached in {cli_warmup.cache_dir()}")
     return 0
 
 
@@ -1153,6 +1175,24 @@ def _add_qat(sub) -> None:
     q.set_defaults(func=cmd_qat)
 
 
+def _add_warmup(sub) -> None:
+    from qemu_arrays.cli_warmup import COMMON_FORMATS
+
+    w = sub.add_parser(
+        "warmup",
+        help="compile and cache the CPU kernels that formats need",
+        description="Compile, and cache on disk, the numba CPU kernels that the named formats "
+        "use (every operation and rounding mode, small and large arrays), so that later runs "
+        "start without compiling. Kernels are shared: one format warms every format of its "
+        "kind.",
+    )
+    w.add_argument("--formats", default=",".join(COMMON_FORMATS),
+                   help=f"comma-separated names (default: {','.join(COMMON_FORMATS)})")  # fmt: skip
+    w.add_argument("--dtypes", default="float32,float64",
+                   help="input dtypes: float16, float32, float64 (default: float32,float64)")  # fmt: skip
+    w.set_defaults(func=cmd_warmup)
+
+
 def build_parser() -> argparse.ArgumentParser:
     from qemu_arrays import __version__
 
@@ -1172,6 +1212,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_reproduce(sub)
     _add_qat(sub)
     _add_bench(sub)
+    _add_warmup(sub)
     return p
 
 
