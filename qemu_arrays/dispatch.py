@@ -31,7 +31,16 @@ from qemu_arrays.formats.block_spec import BlockFormat
 from qemu_arrays.request import Request
 from qemu_arrays.validation import check_format
 
-__all__ = ["CAPABILITIES", "Capability", "Route", "explain_route", "route", "run"]
+__all__ = [
+    "CAPABILITIES",
+    "Capability",
+    "Route",
+    "explain_route",
+    "matmul_route",
+    "route",
+    "run",
+    "run_matmul",
+]
 
 
 class Route(enum.Enum):
@@ -59,21 +68,30 @@ class Capability:
     """``out=`` (writing into a caller's array)."""
     traceable: bool
     """Runs under ``jax.jit``/``jax.grad`` (JAX tracers)."""
+    matmul: bool = False
+    """``matmul``/``dot`` (docs/matmul.md). JAX and array-API arrays take the HOST route for
+    them (a copy to NumPy and back: not traceable); Dask arrays have no matmul route."""
 
 
 CAPABILITIES: dict[Route, Capability] = {
-    Route.NUMPY: Capability(element=True, block=True, granularity=True, out=True, traceable=False),
-    Route.TORCH_CPU: Capability(
-        element=True, block=True, granularity=True, out=True, traceable=False
+    Route.NUMPY: Capability(
+        element=True, block=True, granularity=True, out=True, traceable=False, matmul=True
     ),
-    Route.CUDA: Capability(element=True, block=True, granularity=False, out=True, traceable=False),
+    Route.TORCH_CPU: Capability(
+        element=True, block=True, granularity=True, out=True, traceable=False, matmul=True
+    ),
+    Route.CUDA: Capability(
+        element=True, block=True, granularity=False, out=True, traceable=False, matmul=True
+    ),
     Route.DASK: Capability(
         element=True, block=False, granularity=False, out=False, traceable=False
     ),
     Route.GENERIC: Capability(
         element=True, block=False, granularity=False, out=True, traceable=True
     ),
-    Route.HOST: Capability(element=False, block=True, granularity=True, out=False, traceable=False),
+    Route.HOST: Capability(
+        element=False, block=True, granularity=True, out=False, traceable=False, matmul=True
+    ),
 }
 
 # the per-type rung of the ladder, cached per array type (= per namespace)
@@ -225,3 +243,66 @@ def run(x, req: Request):
     from qemu_arrays.routes import generic
 
     return generic.run(x, req)
+
+
+# ---- matmul / dot (docs/matmul.md) -------------------------------------------------------------
+
+
+def _is_qarray(x) -> bool:
+    """A QArray (or any object with the operand protocol): codes and scales on the host."""
+    return hasattr(type(x), "__qemu_arrays_operand__")
+
+
+def _matmul_route_of(x, name: str) -> Route:
+    if _is_qarray(x):
+        return Route.NUMPY
+    if isinstance(x, (numbers.Number, list, tuple)):
+        msg = (
+            f"{name} must be an array (NumPy, PyTorch, CUDA, JAX or array-API) or a QArray, got "
+            f"{type(x).__name__}; hint: numpy.asarray({name}, dtype=numpy.float32)"
+        )
+        raise TypeError(msg)
+    r = route(x)
+    return Route.HOST if r is Route.GENERIC else r
+
+
+def matmul_route(a, b) -> Route:
+    """The route ``matmul(a, b)`` takes: both operands' route, a QArray joining the NumPy or
+    PyTorch CPU route of the other operand."""
+    ra, rb = _matmul_route_of(a, "a"), _matmul_route_of(b, "b")
+    if _is_qarray(a) and rb is Route.TORCH_CPU:
+        ra = rb
+    if _is_qarray(b) and ra is Route.TORCH_CPU:
+        rb = ra
+    if ra is not rb:
+        msg = (
+            f"a and b take different routes ({ra.name} and {rb.name}); both must be arrays of "
+            "one library on one device (QArrays combine with NumPy arrays and PyTorch CPU "
+            "tensors); hint: convert one operand, e.g. numpy.asarray(b)"
+        )
+        raise TypeError(msg)
+    if not CAPABILITIES[ra].matmul:
+        able = ", ".join(r.name for r, c in CAPABILITIES.items() if c.matmul)
+        msg = (
+            f"matmul is not supported on the {ra.name} route ({ra.value}); routes with matmul: "
+            f"{able}; hint: x.compute() first for Dask arrays"
+        )
+        raise NotImplementedError(msg)
+    return ra
+
+
+def run_matmul(a, b, req):
+    """The result of the matmul request ``req`` (a
+    :class:`~qemu_arrays.matmul_request.MatmulRequest`) on ``a`` and ``b``."""
+    r = matmul_route(a, b)
+    if r in (Route.NUMPY, Route.TORCH_CPU):
+        from qemu_arrays.routes import matmul_cpu
+
+        return matmul_cpu.run(a, b, req)
+    if r is Route.CUDA:
+        from qemu_arrays.routes import matmul_cuda
+
+        return matmul_cuda.run(a, b, req)
+    from qemu_arrays.routes import matmul_host
+
+    return matmul_host.run(a, b, req)
