@@ -36,11 +36,12 @@ from qemu_arrays.formats.accumulate import (
     round_value,
     split64,
 )
-from qemu_arrays.formats.bits import bits_f64, f64_bits
+from qemu_arrays.formats.bits import bits_f32, bits_f64, f32_bits, f64_bits, fma
 from qemu_arrays.formats.cores import NAN_ERROR, RDN, RNE, RTZ, SR, random_u, round_bits_fast
 from qemu_arrays.formats.jit_cache import purge_stale_cache
+from qemu_arrays.formats.rne32 import rne32
 
-purge_stale_cache(__file__)
+purge_stale_cache(__file__)  # formats/ changes: accumulate, cores, bits, rne32 are inlined
 
 _PAR = {"parallel": True, "cache": True, "nogil": True}
 _JIT = {"cache": True, "nogil": True}
@@ -54,48 +55,56 @@ ROWS = 4  # rows of the output per task: each B[k, :] load serves four rows
 
 
 @njit(**_INL)
-def _add_span(acc, xs, xscale, slow, ebase, t, p, rnd, ovf, k0, k1, k2, r, need_ts, ro_ok):
-    """``acc[j] <- R(acc[j] + xscale * xs[j])`` for every ``j`` (``xscale * xs[j]`` exact);
-    returns the count of NaN errors. ``ebase + j`` is the output element of lane ``j``."""
+def _lane(a0, x, m, emin, emax, sigmax, sg, rnd, u, r, need_ts, ro_ok):
+    """The fast path of ``R(a0 + x)``: ``(ok, value)``; ``ok`` False leaves the lane to the
+    general core. With ``need_ts`` the float64 sum is corrected to the exact sum rounded to
+    odd (TwoSum), which rounds like the exact sum when ``ro_ok``."""
+    s = a0 + x
+    b = f64_bits(s)
+    good = True
+    if need_ts:
+        bb = s - a0
+        e = (a0 - (s - bb)) + (x - bb)
+        nz = e != 0.0
+        step = np.int64(1) if (e > 0.0) == (s > 0.0) else np.int64(-1)
+        b = b + step * np.int64(nz and (b & 1) == 0)
+        good = ro_ok or not nz
+    ok, mag = round_bits_fast(b, 11, 52, m, emin, emax, sigmax, sg, rnd, u, r)
+    return ok and good, bits_f64((b & SIGN) | mag)
+
+
+@njit(**_INL)
+def _add_span(src, dst, xs, xscale, ebase, t, p, rnd, ovf, k0, k1, k2, r, need_ts, ro_ok):
+    """``dst[j] = R(src[j] + xscale * xs[j])`` (``xscale * xs[j]`` exact; ``dst`` is not
+    ``src``); returns the count of NaN errors. Lane ``j`` is output element ``ebase + j``."""
     m, emin, emax, sigmax, sub, hz, sg, sp, eb, bias = p
-    n = acc.size
+    n = src.size
     nslow = 0
     for j in range(n):
-        a0 = acc[j]
-        x = xscale * xs[j]
+        a0 = src[j]
         u = random_u(k0, k1, k2, ((ebase + j) << 32) | t, r) if rnd == SR else 0
-        s = a0 + x
-        b = f64_bits(s)
-        good = True
-        if need_ts:
-            bb = s - a0
-            e = (a0 - (s - bb)) + (x - bb)
-            nz = e != 0.0
-            step = np.int64(1) if (e > 0.0) == (s > 0.0) else np.int64(-1)
-            b = b + step * np.int64(nz and (b & 1) == 0)  # round to odd at 53 bits
-            good = ro_ok or not nz
-        ok, mag = round_bits_fast(b, 11, 52, m, emin, emax, sigmax, sg, rnd, u, r)
-        ok = ok and good
-        acc[j] = bits_f64((b & SIGN) | mag) if ok else a0
-        slow[j] = not ok
+        ok, v = _lane(a0, xscale * xs[j], m, emin, emax, sigmax, sg, rnd, u, r, need_ts, ro_ok)
+        dst[j] = v if ok else a0
         nslow += not ok
     err = 0
     if nslow:
         for j in range(n):
-            if slow[j]:
-                x = xscale * xs[j]
-                u = random_u(k0, k1, k2, ((ebase + j) << 32) | t, r) if rnd == SR else 0
+            a0 = src[j]
+            x = xscale * xs[j]
+            u = random_u(k0, k1, k2, ((ebase + j) << 32) | t, r) if rnd == SR else 0
+            ok, v = _lane(a0, x, m, emin, emax, sigmax, sg, rnd, u, r, need_ts, ro_ok)
+            if not ok:
                 st, s_, kept, q = add_round(
-                    acc[j], x, m, emin, emax, sigmax, sub, hz, sg, sp, rnd, ovf, u, r
+                    a0, x, m, emin, emax, sigmax, sub, hz, sg, sp, rnd, ovf, u, r
                 )
                 err += st == NAN_ERROR
-                acc[j] = as_float64(st, s_, kept, q)
+                dst[j] = as_float64(st, s_, kept, q)
     return err
 
 
 @njit(**_INL)
-def _round_span(dst, xs, xscale, slow, ebase, t, p, rnd, ovf, k0, k1, k2, r):
-    """``dst[j] <- R(xscale * xs[j])`` (one rounding of an exact value); NaN-error count."""
+def _round_span(dst, xs, xscale, ebase, t, p, rnd, ovf, k0, k1, k2, r):
+    """``dst[j] = R(xscale * xs[j])`` (one rounding of an exact value); NaN-error count."""
     m, emin, emax, sigmax, sub, hz, sg, sp, eb, bias = p
     n = dst.size
     nslow = 0
@@ -105,15 +114,16 @@ def _round_span(dst, xs, xscale, slow, ebase, t, p, rnd, ovf, k0, k1, k2, r):
         b = f64_bits(x)
         ok, mag = round_bits_fast(b, 11, 52, m, emin, emax, sigmax, sg, rnd, u, r)
         dst[j] = bits_f64((b & SIGN) | mag) if ok else x
-        slow[j] = not ok
         nslow += not ok
     err = 0
     if nslow:
         for j in range(n):
-            if slow[j]:
-                u = random_u(k0, k1, k2, ((ebase + j) << 32) | t, r) if rnd == SR else 0
+            x = xscale * xs[j]
+            u = random_u(k0, k1, k2, ((ebase + j) << 32) | t, r) if rnd == SR else 0
+            ok, mag = round_bits_fast(f64_bits(x), 11, 52, m, emin, emax, sigmax, sg, rnd, u, r)
+            if not ok:
                 st, s_, kept, q = round_value(
-                    dst[j], m, emin, emax, sigmax, sub, hz, sg, sp, rnd, ovf, u, r
+                    x, m, emin, emax, sigmax, sub, hz, sg, sp, rnd, ovf, u, r
                 )
                 err += st == NAN_ERROR
                 dst[j] = as_float64(st, s_, kept, q)
@@ -121,48 +131,64 @@ def _round_span(dst, xs, xscale, slow, ebase, t, p, rnd, ovf, k0, k1, k2, r):
 
 
 @njit(**_JIT)
-def _add(acc, xs, xscale, slow, ebase, t, p, rnd, ovf, k0, k1, k2, r, need_ts, ro_ok):
+def _add(src, dst, xs, xscale, ebase, t, p, rnd, ovf, k0, k1, k2, r, need_ts, ro_ok):
     """:func:`_add_span` with the common modes as literals, so that their branches fold (one
-    compiled function; the kernels call it once per row and k)."""
+    compiled function; the kernels call it once per row, k and column chunk)."""
     if rnd == RNE:
         if need_ts:
-            return _add_span(acc, xs, xscale, slow, ebase, t, p, RNE, ovf, k0, k1, k2, r,
+            return _add_span(src, dst, xs, xscale, ebase, t, p, RNE, ovf, k0, k1, k2, r,
                              True, ro_ok)  # fmt: skip
-        return _add_span(acc, xs, xscale, slow, ebase, t, p, RNE, ovf, k0, k1, k2, r,
+        return _add_span(src, dst, xs, xscale, ebase, t, p, RNE, ovf, k0, k1, k2, r,
                          False, ro_ok)  # fmt: skip
     if rnd == SR:
-        return _add_span(acc, xs, xscale, slow, ebase, t, p, SR, ovf, k0, k1, k2, r, True, ro_ok)
-    return _add_span(acc, xs, xscale, slow, ebase, t, p, rnd, ovf, k0, k1, k2, r, True, ro_ok)
+        return _add_span(src, dst, xs, xscale, ebase, t, p, SR, ovf, k0, k1, k2, r, True,
+                         ro_ok)  # fmt: skip
+    return _add_span(src, dst, xs, xscale, ebase, t, p, rnd, ovf, k0, k1, k2, r, True, ro_ok)
 
 
 @njit(**_JIT)
-def _round(dst, xs, xscale, slow, ebase, t, p, rnd, ovf, k0, k1, k2, r):
+def _round(dst, xs, xscale, ebase, t, p, rnd, ovf, k0, k1, k2, r):
     """:func:`_round_span` with the common modes as literals."""
     if rnd == RNE:
-        return _round_span(dst, xs, xscale, slow, ebase, t, p, RNE, ovf, k0, k1, k2, r)
+        return _round_span(dst, xs, xscale, ebase, t, p, RNE, ovf, k0, k1, k2, r)
     if rnd == SR:
-        return _round_span(dst, xs, xscale, slow, ebase, t, p, SR, ovf, k0, k1, k2, r)
-    return _round_span(dst, xs, xscale, slow, ebase, t, p, rnd, ovf, k0, k1, k2, r)
+        return _round_span(dst, xs, xscale, ebase, t, p, SR, ovf, k0, k1, k2, r)
+    return _round_span(dst, xs, xscale, ebase, t, p, rnd, ovf, k0, k1, k2, r)
 
 
 # ---- sequential and blocked (rounded partial sums) ---------------------------------------------
 
+JC = 512  # columns per chunk: ROWS rows of two buffers of JC float64 stay in the L1 cache
+
 
 @njit(**_JIT)
-def _chain(acc, prow, slow, A, B, i, k_lo, k_hi, ebase, p, rnd, ovf, fma, k0, k1, k2, r,
-           need_ts, ro_ok):  # fmt: skip
-    """``acc <- R(acc + A[i, k] * B[k, :])`` for ``k_lo <= k < k_hi`` (events ``k``, or ``2k``
-    and ``2k + 1`` when the product is rounded first)."""
+def _chain(buf, cur, prow, A, B, i0, nr, j0, j1, k_lo, k_hi, N, eoff, p, rnd, ovf, fma, k0, k1,
+           k2, r, need_ts, ro_ok):  # fmt: skip
+    """For rows ``i0 .. i0 + nr`` and columns ``j0 .. j1``: ``acc <- R(acc + A[i, k] B[k, j])``
+    for ``k_lo <= k < k_hi`` (events ``k``, or ``2k`` and ``2k + 1`` when the product is
+    rounded first). ``buf[cur]`` holds the running values (rows of width ``j1 - j0``), the
+    other buffer receives the next ones. Returns ``(NaN errors, buffer holding the result)``."""
+    w = j1 - j0
     err = 0
     for k in range(k_lo, k_hi):
-        aik = A[i, k]
-        if fma:
-            err += _add(acc, B[k], aik, slow, ebase, k, p, rnd, ovf, k0, k1, k2, r, need_ts, ro_ok)
-        else:
-            err += _round(prow, B[k], aik, slow, ebase, 2 * k, p, rnd, ovf, k0, k1, k2, r)
-            err += _add(acc, prow, 1.0, slow, ebase, 2 * k + 1, p, rnd, ovf, k0, k1, k2, r,
-                        need_ts, ro_ok)  # fmt: skip
-    return err
+        bk = B[k, j0:j1]
+        nxt = 1 - cur
+        for rr in range(nr):
+            i = i0 + rr
+            aik = A[i, k]
+            ebase = eoff + i * N + j0
+            src = buf[cur, rr, :w]
+            dst = buf[nxt, rr, :w]
+            if fma:
+                err += _add(src, dst, bk, aik, ebase, k, p, rnd, ovf, k0, k1, k2, r, need_ts,
+                            ro_ok)  # fmt: skip
+            else:
+                pr = prow[:w]
+                err += _round(pr, bk, aik, ebase, 2 * k, p, rnd, ovf, k0, k1, k2, r)
+                err += _add(src, dst, pr, 1.0, ebase, 2 * k + 1, p, rnd, ovf, k0, k1, k2, r,
+                            need_ts, ro_ok)  # fmt: skip
+        cur = nxt
+    return err, cur
 
 
 @njit(**_PAR)
@@ -170,14 +196,23 @@ def sequential(A, B, out, p, rnd, ovf, fma, k0, k1, k2, r, eoff, need_ts, ro_ok)
     """``out[i, j] = R(...R(R(0 + A[i,0] B[0,j]) + A[i,1] B[1,j])...)``; NaN-error count."""
     M, K = A.shape
     N = B.shape[1]
+    ng = (M + ROWS - 1) // ROWS
     err = 0
-    for i in prange(M):
-        acc = np.zeros(N)
-        prow = np.empty(N)
-        slow = np.empty(N, np.bool_)
-        err += _chain(acc, prow, slow, A, B, i, 0, K, eoff + i * N, p, rnd, ovf, fma, k0, k1,
-                      k2, r, need_ts, ro_ok)  # fmt: skip
-        out[i, :] = acc
+    for g in prange(ng):
+        i0 = g * ROWS
+        nr = min(ROWS, M - i0)
+        buf = np.empty((2, ROWS, JC))
+        prow = np.empty(JC)
+        e_g = 0
+        for j0 in range(0, N, JC):
+            j1 = min(N, j0 + JC)
+            w = j1 - j0
+            buf[0] = 0.0
+            e, cur = _chain(buf, 0, prow, A, B, i0, nr, j0, j1, 0, K, N, eoff, p, rnd, ovf, fma,
+                            k0, k1, k2, r, need_ts, ro_ok)  # fmt: skip
+            e_g += e
+            out[i0 : i0 + nr, j0:j1] = buf[cur, :nr, :w]
+        err += e_g
     return err
 
 
@@ -190,27 +225,38 @@ def blocked(A, B, SA, SB, out, bk, p, pp, rnd, ovf, povf, fma, k0, k1, k2, r, eo
     M, K = A.shape
     N = B.shape[1]
     nb = (K + bk - 1) // bk
+    ng = (M + ROWS - 1) // ROWS
     err = 0
-    for i in prange(M):
-        part = np.empty(N)
-        total = np.zeros(N)
-        prow = np.empty(N)
-        slow = np.empty(N, np.bool_)
-        xs = np.empty(N)
-        ebase = eoff + i * N
-        e_row = 0
-        for t in range(nb):
-            part[:] = 0.0
-            e_row += _chain(part, prow, slow, A, B, i, t * bk, min(K, (t + 1) * bk), ebase, p,
-                          rnd, ovf, fma, k0, k1, k2, r, need_ts, ro_ok)  # fmt: skip
-            sa = SA[i, t]
-            sbt = SB[t]
-            for j in range(N):
-                xs[j] = part[j] * sbt[j]
-            e_row += _add(total, xs, sa, slow, ebase, n_add + t, pp, rnd, povf, k0, k1, k2, r,
-                          p_need_ts, p_ro_ok)  # fmt: skip
-        out[i, :] = total
-        err += e_row
+    for g in prange(ng):
+        i0 = g * ROWS
+        nr = min(ROWS, M - i0)
+        buf = np.empty((2, ROWS, JC))
+        tot = np.empty((2, ROWS, JC))
+        prow = np.empty(JC)
+        xs = np.empty(JC)
+        e_g = 0
+        for j0 in range(0, N, JC):
+            j1 = min(N, j0 + JC)
+            w = j1 - j0
+            tot[0] = 0.0
+            tc = 0
+            for t in range(nb):
+                buf[0] = 0.0
+                e, cur = _chain(buf, 0, prow, A, B, i0, nr, j0, j1, t * bk, min(K, (t + 1) * bk),
+                                N, eoff, p, rnd, ovf, fma, k0, k1, k2, r, need_ts, ro_ok)  # fmt: skip
+                e_g += e
+                for rr in range(nr):
+                    i = i0 + rr
+                    part = buf[cur, rr]
+                    sbt = SB[t, j0:j1]
+                    for j in range(w):
+                        xs[j] = part[j] * sbt[j]
+                    e_g += _add(tot[tc, rr, :w], tot[1 - tc, rr, :w], xs[:w], SA[i, t],
+                                eoff + i * N + j0, n_add + t, pp, rnd, povf, k0, k1, k2, r,
+                                p_need_ts, p_ro_ok)  # fmt: skip
+                tc = 1 - tc
+            out[i0 : i0 + nr, j0:j1] = tot[tc, :nr, :w]
+        err += e_g
     return err
 
 
@@ -221,9 +267,10 @@ def promote(parts, SA, SB, out, pp, rnd, povf, k0, k1, k2, r, eoff, t0, p_need_t
     nb, M, N = parts.shape
     err = 0
     for i in prange(M):
-        slow = np.empty(N, np.bool_)
         xs = np.empty(N)
-        total = out[i]
+        tot = np.empty((2, N))
+        tot[0] = out[i]
+        tc = 0
         e_row = 0
         for t in range(nb):
             sa = SA[i, t0 + t]
@@ -231,10 +278,172 @@ def promote(parts, SA, SB, out, pp, rnd, povf, k0, k1, k2, r, eoff, t0, p_need_t
             pt = parts[t, i]
             for j in range(N):
                 xs[j] = pt[j] * sbt[j] + 0.0  # an exact zero partial is +0
-            e_row += _add(total, xs, sa, slow, eoff + i * N, t0 + t, pp, rnd, povf, k0, k1, k2,
-                          r, p_need_ts, p_ro_ok)  # fmt: skip
+            e_row += _add(tot[tc], tot[1 - tc], xs, sa, eoff + i * N, t0 + t, pp, rnd, povf,
+                          k0, k1, k2, r, p_need_ts, p_ro_ok)  # fmt: skip
+            tc = 1 - tc
+        out[i] = tot[tc]
         err += e_row
     return err
+
+
+@njit(**_PAR)
+def promote_native32(parts, SA, SB, out):
+    """``promote`` into float32 under nearest-even: the exact sum ``total + part`` rounded to
+    odd at 53 bits (TwoSum; it then rounds like the exact sum) and converted to float32 by the
+    CPU (IEEE nearest-even, subnormals, overflow to inf). ``out`` (float32) holds the totals."""
+    nb, M, N = parts.shape
+    for i in prange(M):
+        row = out[i]
+        for t in range(nb):
+            sa = SA[i, t]
+            sbt = SB[t]
+            pt = parts[t, i]
+            for j in range(N):
+                tot = np.float64(row[j])
+                x = pt[j] * (sa * sbt[j]) + 0.0  # an exact zero partial is +0
+                s_ = tot + x
+                bb = s_ - tot
+                e = (tot - (s_ - bb)) + (x - bb)
+                b = f64_bits(s_)
+                step = np.int64(1) - np.int64(2) * np.int64((e > 0.0) != (s_ > 0.0))
+                fix = np.int64(e != 0.0) & ~b & np.int64(s_ - s_ == 0.0)  # bit 0: round to odd
+                row[j] = np.float32(bits_f64(b + step * (fix & 1)))
+
+
+# ---- the CPU's own IEEE arithmetic: float32/float64 accumulators, nearest-even -------------------
+
+
+@njit(**_PAR)
+def sequential_native(A, B, out, fma_):
+    """``sequential`` for an accumulator that is the arrays' own IEEE format (float32 arrays:
+    binary32, float64 arrays: binary64) under nearest-even: IEEE 754 defines the CPU's fused
+    multiply-add (``fma_``) or its multiply-then-add as exactly ``R(acc + a b)`` or
+    ``R(acc + R(a b))``. NaN results are made canonical by the caller."""
+    M, K = A.shape
+    N = B.shape[1]
+    ng = (M + ROWS - 1) // ROWS
+    for g in prange(ng):
+        i0 = g * ROWS
+        nr = min(ROWS, M - i0)
+        acc = np.zeros((ROWS, N), dtype=out.dtype)
+        for k in range(K):
+            bk = B[k]
+            for rr in range(nr):
+                a = A[i0 + rr, k]
+                row = acc[rr]
+                if fma_:
+                    for j in range(N):
+                        row[j] = fma(a, bk[j], row[j])
+                else:
+                    for j in range(N):
+                        row[j] = row[j] + a * bk[j]
+        out[i0 : i0 + nr] = acc[:nr]
+
+
+@njit(**_PAR)
+def blocked_native(A, B, out, bk, fma_):
+    """``blocked`` with the accumulator and the promotion format both the arrays' own IEEE
+    format, nearest-even, no block scales: the CPU's own arithmetic (see
+    :func:`sequential_native`)."""
+    M, K = A.shape
+    N = B.shape[1]
+    nb = (K + bk - 1) // bk
+    ng = (M + ROWS - 1) // ROWS
+    for g in prange(ng):
+        i0 = g * ROWS
+        nr = min(ROWS, M - i0)
+        part = np.empty((ROWS, N), dtype=out.dtype)
+        tot = np.zeros((ROWS, N), dtype=out.dtype)
+        for t in range(nb):
+            part[:] = 0.0
+            for k in range(t * bk, min(K, (t + 1) * bk)):
+                bkr = B[k]
+                for rr in range(nr):
+                    a = A[i0 + rr, k]
+                    row = part[rr]
+                    if fma_:
+                        for j in range(N):
+                            row[j] = fma(a, bkr[j], row[j])
+                    else:
+                        for j in range(N):
+                            row[j] = row[j] + a * bkr[j]
+            for rr in range(nr):
+                tr = tot[rr]
+                pr = part[rr]
+                for j in range(N):
+                    tr[j] = tr[j] + pr[j]
+        out[i0 : i0 + nr] = tot[:nr]
+
+
+@njit(**_PAR)
+def sequential_rne32(A, B, out, plan, fma_, bk, promote):
+    """``sequential`` (or, with ``promote``, ``blocked`` with ``bk`` products per block and
+    float32 nearest-even promotions) into a narrow accumulator under nearest-even, on float32
+    words: ``R(acc + a b) = rne32(fl32(acc + a b))`` where the caller has checked that every
+    product is exact in float32 and that the float32 sum is exact or rounds innocuously
+    (``2p + 1 <= 24`` with addends of at most ``p`` bits, docs/matmul.md). ``rne32`` is the
+    select-only nearest-even core of the element kernels."""
+    M, K = A.shape
+    N = B.shape[1]
+    ng = (M + ROWS - 1) // ROWS
+    step = bk if promote else max(K, 1)
+    nb = (K + step - 1) // step
+    for g in prange(ng):
+        i0 = g * ROWS
+        nr = min(ROWS, M - i0)
+        acc = np.empty((ROWS, N), dtype=np.float32)
+        tot = np.zeros((ROWS, N), dtype=np.float32)
+        for t in range(nb):
+            acc[:] = 0.0
+            for k in range(t * step, min(K, (t + 1) * step)):
+                bkr = B[k]
+                for rr in range(nr):
+                    a = A[i0 + rr, k]
+                    row = acc[rr]
+                    if fma_:
+                        for j in range(N):
+                            row[j] = bits_f32(rne32(f32_bits(row[j] + a * bkr[j]), plan))
+                    else:
+                        for j in range(N):
+                            x = bits_f32(rne32(f32_bits(a * bkr[j]), plan))
+                            row[j] = bits_f32(rne32(f32_bits(row[j] + x), plan))
+            if promote:
+                for rr in range(nr):
+                    tr = tot[rr]
+                    pr = acc[rr]
+                    for j in range(N):
+                        tr[j] = tr[j] + pr[j]
+        out[i0 : i0 + nr] = tot[:nr] if promote else acc[:nr]
+
+
+# ---- data statistics ----------------------------------------------------------------------------
+
+
+@njit(**_JIT)
+def value_stats(v):
+    """``(emax, lsb, bits, finite)`` of a flat float32/float64 array: the largest exponent and
+    the smallest set-bit exponent of its non-zero finite values, their most significant bits,
+    and whether every value is finite (``emax = -10**6``, ``lsb = 10**6`` without non-zero
+    finite values)."""
+    emx = -(10**6)
+    lsb = 10**6
+    nbits = 0
+    finite = True
+    for i in range(v.size):
+        x = np.float64(v[i])
+        if x - x != 0.0:
+            finite = False
+            continue
+        if x == 0.0:
+            continue
+        s_, M_, E_ = split64(x)
+        # bit length and trailing zeros from the exponents of exact float64 conversions
+        bl = ((f64_bits(np.float64(M_)) >> 52) & 0x7FF) - 1022
+        tz = ((f64_bits(np.float64(M_ & -M_)) >> 52) & 0x7FF) - 1023
+        emx = max(emx, E_ + bl - 1)
+        lsb = min(lsb, E_ + tz)
+        nbits = max(nbits, bl - tz)
+    return emx, lsb, nbits, finite
 
 
 # ---- pairwise -----------------------------------------------------------------------------------
@@ -245,8 +454,7 @@ def pairwise_program(K: int) -> np.ndarray:
     ``k >= 0`` pushes product ``k`` (a leaf), ``-1`` pops two and pushes their rounded sum.
     The position of an entry is its event number."""
     ops: list[int] = []
-    stack = [(0, K, False)]
-    # iterative post-order: (lo, hi, expanded)
+    stack = [(0, K, False)] if K > 0 else []
     while stack:
         lo, hi, done = stack.pop()
         if hi - lo == 1:
@@ -269,7 +477,7 @@ def pairwise(A, B, out, prog, depth, p, rnd, ovf, fma, k0, k1, k2, r, eoff, need
     err = 0
     for i in prange(M):
         stack = np.empty((depth, N))
-        slow = np.empty(N, np.bool_)
+        tmp = np.empty(N)
         ebase = eoff + i * N
         sp = 0
         e_row = 0
@@ -283,12 +491,13 @@ def pairwise(A, B, out, prog, depth, p, rnd, ovf, fma, k0, k1, k2, r, eoff, need
                     for j in range(N):
                         dst[j] = aik * bk[j]
                 else:
-                    e_row += _round(stack[sp], B[op], A[i, op], slow, ebase, t, p, rnd, ovf,
-                                    k0, k1, k2, r)  # fmt: skip
+                    e_row += _round(stack[sp], B[op], A[i, op], ebase, t, p, rnd, ovf, k0, k1,
+                                    k2, r)  # fmt: skip
                 sp += 1
             else:
-                e_row += _add(stack[sp - 2], stack[sp - 1], 1.0, slow, ebase, t, p, rnd, ovf,
+                e_row += _add(stack[sp - 2], tmp, stack[sp - 1], 1.0, ebase, t, p, rnd, ovf,
                               k0, k1, k2, r, need_ts, ro_ok)  # fmt: skip
+                stack[sp - 2, :] = tmp
                 sp -= 1
         if sp == 1:
             out[i, :] = stack[0]
@@ -307,10 +516,9 @@ def round_exact(X, out, p, rnd, ovf, k0, k1, k2, r, eoff, t):
     M, N = X.shape
     err = 0
     for i in prange(M):
-        slow = np.empty(N, np.bool_)
         row = out[i]
         xs = X[i] + 0.0  # an exact zero sum is +0
-        err += _round(row, xs, 1.0, slow, eoff + i * N, t, p, rnd, ovf, k0, k1, k2, r)
+        err += _round(row, xs, 1.0, eoff + i * N, t, p, rnd, ovf, k0, k1, k2, r)
     return err
 
 

@@ -272,20 +272,11 @@ class Stats:
 
 
 def stats(v: np.ndarray) -> Stats:
-    """The :class:`Stats` of a float64 array (read from the bits)."""
-    flat = np.ascontiguousarray(v).reshape(-1)
-    finite = bool(np.isfinite(flat).all())
-    x = flat[np.isfinite(flat) & (flat != 0)]
-    if x.size == 0:
-        return Stats(-(10**6), 10**6, 0, finite)
-    b = x.view(np.int64)
-    ef = (b >> 52) & 0x7FF
-    mf = b & ((1 << 52) - 1)
-    M = np.where(ef == 0, mf, mf | (1 << 52))
-    E = np.where(ef == 0, -1074, ef - 1075)
-    blen = np.frexp(M.astype(np.float64))[1].astype(np.int64)  # exact: M < 2**53
-    tz = np.frexp((M & -M).astype(np.float64))[1].astype(np.int64) - 1
-    return Stats(int((E + blen - 1).max()), int((E + tz).min()), int((blen - tz).max()), finite)
+    """The :class:`Stats` of a float32/float64 NumPy array (read from the bits)."""
+    from qemu_arrays.kernels.matmul import value_stats
+
+    emax, lsb, bits, finite = value_stats(np.ascontiguousarray(v).reshape(-1))
+    return Stats(int(emax), int(lsb), int(bits), bool(finite))
 
 
 def sum_span(sa: Stats, sb: Stats, n: int, scale_lo: int = 0, scale_hi: int = 0) -> int:

@@ -19,13 +19,16 @@ import math
 import numpy as np
 
 from qemu_arrays.formats.block_spec import BlockFormat
-from qemu_arrays.formats.enums import Rounding
+from qemu_arrays.formats.enums import Overflow, Rounding
 from qemu_arrays.formats.spec import FloatFormat
 from qemu_arrays.matmul_request import MatmulRequest
 from qemu_arrays.request import Op, Request
 from qemu_arrays.routes import cpu
 from qemu_arrays.routes.common import random_keys
+from qemu_arrays.routes.cpu_elements import rne_plan
 from qemu_arrays.routes.matmul_common import (
+    FLOAT32,
+    FLOAT64,
     Operand,
     Plan,
     Stats,
@@ -38,8 +41,6 @@ from qemu_arrays.routes.matmul_common import (
 from qemu_arrays.validation import as_float_array
 
 __all__ = ["operand", "run"]
-
-PANEL_BYTES = 16 << 20  # partial sums of one panel of rows kept below this (cache, memory)
 
 
 def _is_tensor(x) -> bool:
@@ -66,7 +67,8 @@ def _check_float32_values(v: np.ndarray, name: str) -> None:
 
 
 def operand(x, name: str) -> Operand:
-    """A NumPy array, PyTorch CPU tensor or QArray as an :class:`Operand` (float64 values)."""
+    """A NumPy array, PyTorch CPU tensor or QArray as an :class:`Operand` (float32 or float64
+    values: 16-bit arrays widen to float32)."""
     proto = getattr(type(x), "__qemu_arrays_operand__", None)
     if proto is not None:
         fmt, enc = proto(x)
@@ -99,10 +101,10 @@ def operand(x, name: str) -> Operand:
         raise TypeError(msg)
     fmt = element_format(x.dtype, name)
     arr = as_float_array(x, name)
-    v = arr.astype(np.float64)
     if arr.dtype == np.float64:
-        _check_float32_values(v, name)
-    return Operand(v, fmt, arr.dtype == np.float64)
+        _check_float32_values(arr, name)
+        return Operand(arr, fmt, True)
+    return Operand(arr.astype(np.float32, copy=False), fmt, False)
 
 
 # ---- the 2-D cases ------------------------------------------------------------------------------
@@ -141,27 +143,82 @@ def _scale_exps(s: np.ndarray | None) -> tuple[int, int]:
     return int(e.min()), int(e.max())
 
 
-def _blas_parts(A, B, bk, use32):
-    """The exact partial sums of every block: (nb, M, N) float64."""
-    M, K = A.shape
-    N = B.shape[1]
-    nb = -(-K // bk)
-    pad = nb * bk - K
-    if pad:
-        A = np.concatenate([A, np.zeros((M, pad))], axis=1)
-        B = np.concatenate([B, np.zeros((pad, N))], axis=0)
-    A3 = A.reshape(M, nb, bk).transpose(1, 0, 2)
-    B3 = B.reshape(nb, bk, N)
-    if use32:
-        return np.matmul(A3.astype(np.float32), B3.astype(np.float32)).astype(np.float64)
-    return np.matmul(A3, B3)
+def _native_dtype(fmt: FloatFormat):
+    """float32/float64 when ``fmt`` is IEEE binary32/binary64 itself (the CPU's arithmetic)."""
+    for dt, ref in ((np.float32, FLOAT32), (np.float64, FLOAT64)):
+        if fmt == ref:
+            return np.dtype(dt)
+    return None
 
 
-def _matmul2d(A, B, SA, SB, pl: Plan, req, sa: Stats, sb: Stats, eoff: int) -> tuple:
+def _native(A, B, pl: Plan, req, dtype) -> np.ndarray:
+    """The CPU's own IEEE arithmetic (accumulator binary32/binary64, nearest-even)."""
+    from qemu_arrays.kernels import matmul as km
+    from qemu_arrays.kernels.elements import threads_for
+
+    An = np.ascontiguousarray(A, dtype=dtype)
+    Bn = np.ascontiguousarray(B, dtype=dtype)
+    o = np.empty((A.shape[0], B.shape[1]), dtype=dtype)
+    with threads_for(o.size * max(A.shape[1], 1)):
+        if pl.order == "blocked":
+            km.blocked_native(An, Bn, o, pl.block_k, req.fma)
+        else:
+            km.sequential_native(An, Bn, o, req.fma)
+    o[np.isnan(o)] = np.nan  # the canonical NaN
+    return o
+
+
+def _rne32(A, B, SA, SB, pl: Plan, req, sa: Stats, sb: Stats):
+    """Nearest-even into a narrow accumulator on float32 words (``rne32``), when it is exact:
+    products exact in float32, float32 sums exact or rounding innocuously (docs/matmul.md);
+    promotions (if any) native float32. ``(out, errors)`` or None when it does not apply."""
+    from qemu_arrays.kernels import matmul as km
+    from qemu_arrays.kernels.elements import threads_for
+
+    acc = pl.acc
+    plan = rne_plan(acc, Overflow.OWN)
+    if plan is None:
+        return None
+    blocks = pl.order == "blocked"
+    if blocks and (pl.promote != FLOAT32 or SA is not None or SB is not None):
+        return None
+    if (
+        sa.bits
+        and sb.bits
+        and (sa.bits + sb.bits > 24 or sa.lsb + sb.lsb < -149 or sa.emax + sb.emax + 2 > 127)
+    ):
+        return None
+    p = acc.precision
+    bottom, top = acc.emin - acc.mantissa_bits, acc.emax + 2
+    if req.fma and sa.bits and sb.bits:
+        bottom, top = min(bottom, sa.lsb + sb.lsb), max(top, sa.emax + sb.emax + 3)
+    addend = (sa.bits + sb.bits) if req.fma else p
+    if not (top - bottom <= 24 or (addend <= p and 2 * p + 1 <= 24)):
+        return None
+    M, N = A.shape[0], B.shape[1]
+    o = np.empty((M, N), dtype=np.float32)
+    with threads_for(M * N * max(A.shape[1], 1)):
+        km.sequential_rne32(A.astype(np.float32), B.astype(np.float32), o, plan, req.fma,
+                            pl.block_k, blocks)  # fmt: skip
+    nan = np.isnan(o)
+    err = int(nan.any()) if not acc.has_nan else 0
+    return o.astype(np.float64), err
+
+
+def _matmul2d(A, B, SA, SB, pl: Plan, req, get_stats, eoff: int) -> tuple:
     """One 2-D product: (out float64 M x N, NaN-error count)."""
     from qemu_arrays.kernels import matmul as km
     from qemu_arrays.kernels.elements import threads_for
 
+    native = _native_dtype(pl.acc) if req.rounding is Rounding.NEAREST_EVEN else None
+    if native is not None and (
+        pl.order == "sequential"
+        or (pl.order == "blocked" and pl.promote == pl.acc and SA is None and SB is None)
+    ):
+        return _native(A, B, pl, req, native), 0
+    A = np.ascontiguousarray(A, dtype=np.float64)
+    B = np.ascontiguousarray(B, dtype=np.float64)
+    sa, sb = get_stats()
     M, K = A.shape
     N = B.shape[1]
     out = np.zeros((M, N))
@@ -190,18 +247,30 @@ def _matmul2d(A, B, SA, SB, pl: Plan, req, sa: Stats, sb: Stats, eoff: int) -> t
                 with threads_for(work):
                     err = km.round_exact(X, out, fmt.params(), int(rnd), 0, k0, k1, k2, r, eoff, 0)
                 return out, err
-            ones_a = np.ones((M, -(-K // pl.block_k))) if SA is None else SA
-            ones_b = np.ones((-(-K // pl.block_k), N)) if SB is None else SB
-            nb = ones_a.shape[1]
-            rows = max(1, min(M, PANEL_BYTES // max(1, nb * N * 8)))
-            err = 0
+            nb = -(-K // pl.block_k)
+            SA_ = np.ones((M, nb)) if SA is None else SA
+            SB_ = np.ones((nb, N)) if SB is None else SB
+            native32 = fmt == FLOAT32 and rnd is Rounding.NEAREST_EVEN
+            tot32 = np.zeros((M, N), np.float32) if native32 else None
             p_ts, p_ro = _fast_flags(fmt, rnd, r, False, 53)
-            for r0 in range(0, M, rows):
-                r1 = min(M, r0 + rows)
-                parts = _blas_parts(A[r0:r1], B, pl.block_k, use32)
-                with threads_for(work):
-                    err += km.promote(parts, ones_a[r0:r1], ones_b, out[r0:r1], fmt.params(),
-                                      int(rnd), 0, k0, k1, k2, r, eoff + r0 * N, 0, p_ts, p_ro)  # fmt: skip
+            dt = np.float32 if use32 else np.float64
+            An, Bn = A.astype(dt, copy=False), B.astype(dt, copy=False)
+            P = np.empty((1, M, N), dtype=dt)
+            err = 0
+            bk = pl.block_k
+            # one block at a time: its exact partial sums (M x N) stay in the cache while
+            # they are promoted
+            for t in range(nb):
+                np.matmul(An[:, t * bk : (t + 1) * bk], Bn[t * bk : (t + 1) * bk], out=P[0])
+                with threads_for(M * N):
+                    if native32:
+                        km.promote_native32(P, SA_[:, t : t + 1].copy(), SB_[t : t + 1], tot32)
+                    else:
+                        err += km.promote(P, SA_, SB_, out, fmt.params(), int(rnd), 0, k0, k1,
+                                          k2, r, eoff, t, p_ts, p_ro)  # fmt: skip
+            if native32:
+                tot32[np.isnan(tot32)] = np.nan  # the canonical NaN
+                return tot32, 0
             return out, err
         # the wide integer accumulator
         base = (sa.lsb + sb.lsb + lo) if sa.bits and sb.bits else 0
@@ -219,6 +288,10 @@ def _matmul2d(A, B, SA, SB, pl: Plan, req, sa: Stats, sb: Stats, eoff: int) -> t
                                nlimbs, fmt.params(), int(rnd), 0, k0, k1, k2, r, eoff, blocks)  # fmt: skip
         return out, err
     # rounded additions
+    if rnd is Rounding.NEAREST_EVEN and pl.order in ("sequential", "blocked"):
+        o = _rne32(A, B, SA, SB, pl, req, sa, sb)
+        if o is not None:
+            return o
     exact = _acc_span(acc, sa, sb, req.fma)
     addend_bits = (sa.bits + sb.bits) if req.fma else acc.precision
     need_ts, ro_ok = _fast_flags(acc, rnd, r, exact, addend_bits)
@@ -255,7 +328,8 @@ def _as_2d(o: Operand, is_a: bool):
 
 
 def compute(a: Operand, b: Operand, req: MatmulRequest) -> tuple[np.ndarray, Plan]:
-    """The float64 result (``plan.out_shape``) of two NumPy operands, and the plan."""
+    """The result (``plan.out_shape``, ``plan.out_dtype``: every value of the result format is
+    exact in it) of two NumPy operands, and the plan."""
     pl = plan(req, a, b, a.values.shape, b.values.shape)
     if req.model is not None:
         from qemu_arrays.routes import matmul_mma
@@ -263,10 +337,16 @@ def compute(a: Operand, b: Operand, req: MatmulRequest) -> tuple[np.ndarray, Pla
         return matmul_mma.compute(a, b, req, pl), pl
     va, sa_ = _as_2d(a, True)
     vb, sb_ = _as_2d(b, False)
-    sa, sb = stats(va), stats(vb)
+    cache: list = []
+
+    def get_stats():
+        if not cache:
+            cache.append((stats(va), stats(vb)))
+        return cache[0]
+
     M, N = pl.M, pl.N
     batch = pl.batch
-    res = np.empty((*batch, M, N))
+    res = np.empty((*batch, M, N), dtype=pl.out_dtype)
     err = 0
     for idx in np.ndindex(*batch) if batch else [()]:
         ia = tuple(
@@ -275,12 +355,12 @@ def compute(a: Operand, b: Operand, req: MatmulRequest) -> tuple[np.ndarray, Pla
         ib = tuple(
             i if d > 1 else 0 for i, d in zip(idx[len(idx) - (vb.ndim - 2) :], vb.shape[:-2])
         )
-        A = np.ascontiguousarray(va[ia])
-        B = np.ascontiguousarray(vb[ib])
+        A = va[ia]
+        B = vb[ib]
         SA = None if sa_ is None else np.ascontiguousarray(sa_[ia])
         SB = None if sb_ is None else np.ascontiguousarray(sb_[ib])
         flat = int(np.ravel_multi_index(idx, batch)) if batch else 0
-        out, e = _matmul2d(A, B, SA, SB, pl, req, sa, sb, flat * M * N)
+        out, e = _matmul2d(A, B, SA, SB, pl, req, get_stats, flat * M * N)
         res[idx] = out
         err += e
     if err:
@@ -288,17 +368,10 @@ def compute(a: Operand, b: Operand, req: MatmulRequest) -> tuple[np.ndarray, Pla
     return res.reshape(pl.out_shape), pl
 
 
-def _finish(res: np.ndarray, pl: Plan) -> np.ndarray:
-    with np.errstate(over="ignore"):
-        out = res.astype(pl.out_dtype)
-    return out
-
-
 def run(a, b, req: MatmulRequest):
     """``matmul``/``dot`` of NumPy arrays, PyTorch CPU tensors or QArrays."""
     oa, ob = operand(a, "a"), operand(b, "b")
-    res, pl = compute(oa, ob, req)
-    out = _finish(res, pl)
+    out, _ = compute(oa, ob, req)
     if _is_tensor(a) or _is_tensor(b):
         from qemu_arrays.routes.torch_cpu import to_torch
 
