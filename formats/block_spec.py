@@ -16,14 +16,14 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from qemu_arrays.formats.enums import ScaleRule
-from qemu_arrays.formats.spec import FloatFormat, IntFormat
+from qemu_arrays.formats.spec import FloatFormat, IntFormat, check_name
 
 __all__ = ["BlockFormat", "ScaleRule"]
 
 
 def _check_bool(name, value):
     if not isinstance(value, bool):
-        msg = f"{name} must be a bool, got {value!r} ({type(value).__name__})"
+        msg = f"{name} must be a bool, got {value!r} ({type(value).__name__}); hint: True or False"
         raise TypeError(msg)
 
 
@@ -70,7 +70,10 @@ class BlockFormat:
             )
             raise TypeError(msg)
         if not isinstance(self.scale, FloatFormat):
-            msg = f"scale must be a FloatFormat (E8M0, E4M3, ...), got {self.scale!r}"
+            msg = (
+                f"scale must be a FloatFormat (E8M0, E4M3, ...), got {self.scale!r}; hint: "
+                "qemu_arrays.get_format('float8_e8m0fnu')"
+            )
             raise TypeError(msg)
         bs = self.block_size
         if isinstance(bs, bool) or not isinstance(bs, int) or not 1 <= bs <= 1 << 20:
@@ -80,26 +83,68 @@ class BlockFormat:
             rule = ScaleRule(self.scale_rule)
         except ValueError:
             allowed = ", ".join(f"ScaleRule.{r.name}" for r in ScaleRule)
-            msg = f"scale_rule must be one of {allowed}, got {self.scale_rule!r}"
+            msg = (
+                f"scale_rule must be one of {allowed}, got {self.scale_rule!r}; hint: "
+                "scale_rule=qemu_arrays.ScaleRule.FLOOR (OCP MX)"
+            )
             raise ValueError(msg) from None
         object.__setattr__(self, "scale_rule", rule)
         _check_bool("tensor_scale", self.tensor_scale)
+        check_name(self.name)
         fb = self.element_fraction_bits
         if isinstance(fb, bool) or not isinstance(fb, int) or not 0 <= fb <= 31:
-            msg = f"element_fraction_bits must be an int in [0, 31], got {fb!r}"
+            msg = (
+                f"element_fraction_bits must be an int in [0, 31], got {fb!r}; hint: 6 for "
+                "MXINT8's 1.6 fixed point"
+            )
             raise ValueError(msg)
         if fb and not isinstance(self.element, IntFormat):
-            msg = "element_fraction_bits applies to integer elements only; hint: leave it 0"
+            msg = (
+                f"element_fraction_bits={fb} applies to integer elements only, not "
+                f"{self.element.name}; hint: leave it 0"
+            )
+            raise ValueError(msg)
+        if self.element.bits > 16:
+            msg = (
+                f"element must have at most 16 bits (block element codes are stored as "
+                f"uint8/uint16), got {self.element.name} with {self.element.bits}; hint: an FP8, "
+                "FP6, FP4 or int8 element"
+            )
+            raise ValueError(msg)
+        if self.scale.bits > 8:
+            msg = (
+                f"scale must have at most 8 bits (block scale codes are stored as uint8), got "
+                f"{self.scale.name} with {self.scale.bits}; hint: float8_e8m0fnu (MX) or "
+                "float8_e4m3fn with tensor_scale=True (NVFP4)"
+            )
             raise ValueError(msg)
         if self.power_of_two_scale:
             if self.tensor_scale:
-                msg = "tensor_scale=True needs a non-power-of-two scale format (e.g. E4M3)"
+                msg = (
+                    f"tensor_scale=True needs a scale format with mantissa bits (e.g. E4M3), "
+                    f"not {self.scale.name}; hint: tensor_scale=False for the MX rule"
+                )
                 raise ValueError(msg)
         elif not isinstance(self.element, FloatFormat):
-            msg = "a float (non-E8M0) scale format needs a float element format"
+            msg = (
+                f"a scale format with mantissa bits ({self.scale.name}) needs a float element "
+                f"format, got element {self.element.name}; hint: scale=float8_e8m0fnu for "
+                "integer elements"
+            )
+            raise ValueError(msg)
+        elif not self.tensor_scale:
+            msg = (
+                f"scale {self.scale.name} has mantissa bits, which only the two-level rule of "
+                "NVFP4 computes (block scale = scale format(amax / (element max * tensor "
+                "scale))): pass tensor_scale=True; a power-of-two scale format (mantissa_bits=0, "
+                "e.g. float8_e8m0fnu) takes the MX rule; hint: tensor_scale=True"
+            )
             raise ValueError(msg)
         if not self.element.signed:
-            msg = f"block formats need a signed element format, got {self.element.name}"
+            msg = (
+                f"block formats need a signed element format, got element {self.element.name}; "
+                "hint: a signed FP or int element"
+            )
             raise ValueError(msg)
         if not self.name:
             object.__setattr__(

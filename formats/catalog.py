@@ -59,16 +59,29 @@ def p3109(k: int, p: int, *, extended: bool = True) -> FloatFormat:
 
     Bias ``2**(k - p - 1)``, one NaN on the negative-zero code, no -0, subnormals; the
     *extended* domain has ±inf on the all-ones magnitude codes, the *finite* one has none.
+    ``k`` is in [3, 16] and ``p`` in [max(1, k - 11), k - 1]: the ``k - p`` exponent bits are at
+    most 11 (float64's), and ``binary2p1`` has no finite non-zero value.
     """
-    for pname, val in (("k", k), ("p", p)):
-        if isinstance(val, bool) or not isinstance(val, int):
-            msg = f"{pname} must be an int, got {val!r}"
+    for pname, val in (("k", k), ("p", p), ("extended", extended)):
+        want = bool if pname == "extended" else int
+        if (want is int and isinstance(val, bool)) or not isinstance(val, want):
+            msg = (
+                f"{pname} must be {'a bool' if want is bool else 'an int'}, got {val!r}; hint: "
+                "p3109(8, 3) is binary8p3"
+            )
             raise TypeError(msg)
-    if not 2 <= k <= 16:
-        msg = f"k (total bits) must be in [2, 16], got {k}"
+    if not 3 <= k <= 16:
+        msg = (
+            f"k (total bits) must be in [3, 16], got {k}; hint: binary8p3 is p3109(8, 3) "
+            "(binary2p1 has no finite non-zero value)"
+        )
         raise ValueError(msg)
-    if not 1 <= p <= k - 1:
-        msg = f"p (precision) must be in [1, k - 1] = [1, {k - 1}], got {p}; hint: p counts the implicit bit"
+    lo = max(1, k - 11)
+    if not lo <= p <= k - 1:
+        msg = (
+            f"p (precision) must be in [{lo}, {k - 1}] for k={k}, got {p}; hint: p counts the "
+            f"implicit bit, and the k - p exponent bits are at most 11 (float64's range)"
+        )
         raise ValueError(msg)
     ebits = k - p
     suffix = "" if extended else "f"
@@ -88,12 +101,82 @@ def _f(name, e, m, bias=None, specials=Specials.IEEE, **kw):
 
 
 _CATALOG: dict[str, object] = {}
+_BUILTIN: frozenset[str] = frozenset()  # the names registered at import, set below
 
 
-def register(fmt, *aliases: str) -> None:
-    """Add a format to the catalogue under its name (and aliases)."""
-    for key in (fmt.name, *aliases):
-        _CATALOG[key] = fmt
+def _key(name: str) -> str:
+    """The one normal form of a name, for lookup, registration and suggestions."""
+    return name.strip().lower()
+
+
+def _p3109_name(key: str):
+    """``(k, p, extended)`` when ``key`` names a P3109 format (``binary8p3``, ``binary8p3f``)."""
+    if key.startswith("binary") and "p" in key[6:]:
+        k, _, p = key[6:].rstrip("f").partition("p")
+        if k.isdigit() and p.isdigit():
+            return int(k), int(p), not key.endswith("f")
+    return None
+
+
+def register(fmt, *aliases: str, replace: bool = False) -> None:
+    """Add a format to the catalogue under its name (and aliases).
+
+    Names are compared case-insensitively, without surrounding blanks (``"MyFmt"`` is found as
+    ``"myfmt"`` too). A name already in the catalogue for another format, built-in names above
+    all (``"float32"``, ``"nvfp4"``, ...), is refused unless ``replace=True``: replacing a
+    built-in changes every format and result that uses it. Registering the same format again
+    under its own names is allowed.
+    """
+    if not isinstance(fmt, (FloatFormat, IntFormat, BlockFormat)):
+        msg = (
+            f"fmt must be a FloatFormat, IntFormat or BlockFormat, got {fmt!r} "
+            f"({type(fmt).__name__}); hint: qemu_arrays.minifloat(4, 3, name='e4m3')"
+        )
+        raise TypeError(msg)
+    if not isinstance(replace, bool):
+        msg = f"replace must be a bool, got {replace!r} ({type(replace).__name__}); hint: True"
+        raise TypeError(msg)
+    names = (fmt.name, *aliases)
+    for name in names:
+        if not isinstance(name, str):
+            msg = (
+                f"a format name or alias must be a str, got {name!r} ({type(name).__name__}); "
+                "hint: register(fmt, 'alias')"
+            )
+            raise TypeError(msg)
+        key = _key(name)
+        if not key:
+            msg = (
+                f"a format name or alias must not be empty or blank, got {name!r}; hint: "
+                "register(fmt, 'my-alias')"
+            )
+            raise ValueError(msg)
+        if replace:
+            continue
+        family = _p3109_name(key)
+        if family is not None:
+            try:
+                same = p3109(family[0], family[1], extended=family[2]) == fmt
+            except ValueError:
+                same = False
+            if same:
+                continue
+            msg = (
+                f"format name {name!r} is a built-in name (the P3109 family binary<k>p<p>), which "
+                "must name that format; hint: choose another name"
+            )
+            raise ValueError(msg)
+        old = _CATALOG.get(key)
+        if old is not None and (old != fmt or old.name != fmt.name):
+            what = "a built-in name" if key in _BUILTIN else "already registered"
+            msg = (
+                f"format name {name!r} is {what} (for {old!r}); a name must not be in use for "
+                f"another format, registering {fmt.name!r} under it would change every use of "
+                "that name; hint: choose another name, or pass replace=True"
+            )
+            raise ValueError(msg)
+    for name in names:
+        _CATALOG[_key(name)] = fmt
 
 
 for _fmt in (
@@ -156,16 +239,19 @@ def get_format(name):
             f"({type(name).__name__}); hint: qemu_arrays.list_formats() lists the names"
         )
         raise TypeError(msg)
-    key = name.strip().lower()
-    if key.startswith("binary") and "p" in key[6:]:
-        k, _, p = key[6:].rstrip("f").partition("p")
-        if k.isdigit() and p.isdigit():
-            return p3109(int(k), int(p), extended=not key.endswith("f"))
+    key = _key(name)
+    family = _p3109_name(key)
+    if family is not None:
+        k, p, extended = family
+        return p3109(k, p, extended=extended)
     if key in _CATALOG:
         return _CATALOG[key]
     close = difflib.get_close_matches(key, list(_CATALOG), n=5, cutoff=0.5)
     hint = f"did you mean {', '.join(map(repr, close))}?" if close else "see list_formats()"
-    msg = f"unknown format name {name!r}; {hint}"
+    msg = (
+        f"unknown format name {name!r}: format must be a name of list_formats(), "
+        f"binary<k>p<p> or a format descriptor; hint: {hint}"
+    )
     raise ValueError(msg)
 
 
@@ -204,3 +290,4 @@ def _register_block_formats():
 
 
 _register_block_formats()
+_BUILTIN = frozenset(_CATALOG)

@@ -339,8 +339,9 @@ def round_ieee_bits(
 def ieee_bits(status, sign, kept, q, out_e, out_m):
     """Bit pattern of ``(status, sign, kept, q)`` in the IEEE format (out_e, out_m).
 
-    Values beyond the output's range become inf; values finer than its subnormals round to
-    nearest even (this only happens for formats whose range exceeds the output dtype's).
+    Values beyond the output's range become inf; values finer than the output's grid (formats
+    with more mantissa bits than the output, or whose range reaches below its subnormals) round
+    to nearest even, once.
     """
     sbit = sign << (out_e + out_m)
     all_ones = (1 << out_e) - 1
@@ -358,8 +359,18 @@ def ieee_bits(status, sign, kept, q, out_e, out_m):
     if e_r >= 1 - out_bias:
         if bl <= out_m + 1:
             mant = kept << (out_m + 1 - bl)
-        else:
-            mant = kept >> (bl - out_m - 1)  # exact: see docstring of quantize
+        else:  # a format with more mantissa bits than the output: nearest even
+            sh = bl - out_m - 1
+            mant = kept >> sh
+            rem = kept & ((1 << sh) - 1)
+            half = 1 << (sh - 1)
+            if rem > half or (rem == half and (mant & 1) == 1):
+                mant += 1
+                if mant == (1 << (out_m + 1)):  # carried into the next binade
+                    mant >>= 1
+                    e_r += 1
+                    if e_r > all_ones - 1 - out_bias:
+                        return sbit | (all_ones << out_m)
         return sbit | ((e_r + out_bias) << out_m) | (mant - (1 << out_m))
     sh = q - (1 - out_bias - out_m)
     if sh >= 0:

@@ -32,6 +32,9 @@ __all__ = [
 
 
 _INT_LIMIT = 64
+#: the largest |bias|: exponents stay small integers (the kernels' int64 arithmetic, the exact
+#: Fractions of max_exact), and float64 (2^-1074 ... 2^1024) lies well inside
+_BIAS_LIMIT = 1 << 14
 
 
 class FormatParams(NamedTuple):
@@ -55,9 +58,24 @@ class FormatParams(NamedTuple):
     bias: int
 
 
+def _pow2_float(k: int) -> float:
+    """``2.0 ** k`` as a float64: 0 below its range, ``inf`` above it."""
+    return math.ldexp(1.0, k) if k < 1024 else math.inf
+
+
+def check_name(name) -> None:
+    """A format's display name must be a str."""
+    if not isinstance(name, str):
+        msg = f"name must be a str, got {name!r} ({type(name).__name__}); hint: name='e4m3'"
+        raise TypeError(msg)
+
+
 def _positive_int(name: str, value, lo: int, hi: int) -> int:
     if isinstance(value, bool) or not isinstance(value, int):
-        msg = f"{name} must be an int in [{lo}, {hi}], got {value!r} ({type(value).__name__})"
+        msg = (
+            f"{name} must be an int in [{lo}, {hi}], got {value!r} ({type(value).__name__}); "
+            "hint: check the format's bit layout"
+        )
         raise TypeError(msg)
     if not lo <= value <= hi:
         msg = f"{name} must be in [{lo}, {hi}], got {value}; hint: check the format's bit layout"
@@ -103,22 +121,39 @@ class FloatFormat:
         if self.bias is None:
             object.__setattr__(self, "bias", (1 << (e - 1)) - 1)
         elif isinstance(self.bias, bool) or not isinstance(self.bias, int):
-            msg = f"bias must be an int or None, got {self.bias!r}"
+            msg = (
+                f"bias must be an int or None, got {self.bias!r} ({type(self.bias).__name__}); "
+                "hint: None gives the IEEE bias 2**(exponent_bits - 1) - 1"
+            )
             raise TypeError(msg)
+        elif not -_BIAS_LIMIT <= self.bias <= _BIAS_LIMIT:
+            msg = (
+                f"bias must be in [{-_BIAS_LIMIT}, {_BIAS_LIMIT}], got {self.bias}; formats "
+                "beyond that range hold no float64 value but 0 or inf; hint: None gives the "
+                f"IEEE bias {(1 << (e - 1)) - 1}"
+            )
+            raise ValueError(msg)
         try:
             specials = Specials(self.specials)
         except ValueError:
             allowed = ", ".join(s.name for s in Specials)
-            msg = f"specials must be one of {allowed}, got {self.specials!r}"
+            msg = (
+                f"specials must be one of {allowed}, got {self.specials!r}; hint: "
+                "specials=qemu_arrays.Specials.FN"
+            )
             raise ValueError(msg) from None
         object.__setattr__(self, "specials", specials)
         for flag in ("signed", "subnormals", "has_zero"):
             if not isinstance(getattr(self, flag), bool):
-                msg = f"{flag} must be a bool, got {getattr(self, flag)!r}"
+                msg = f"{flag} must be a bool, got {getattr(self, flag)!r}; hint: True or False"
                 raise TypeError(msg)
+        check_name(self.name)
         bits = self.bits
         if bits > 64:
-            msg = f"the format has {bits} bits, at most 64 are supported"
+            msg = (
+                f"the format has {bits} bits, at most 64 are supported; hint: fewer "
+                "exponent_bits or mantissa_bits"
+            )
             raise ValueError(msg)
         if not self.has_zero and self.subnormals:
             msg = (
@@ -127,7 +162,10 @@ class FloatFormat:
             )
             raise ValueError(msg)
         if not self.has_zero and self.specials in (Specials.FNUZ, Specials.P3109):
-            msg = f"specials={specials.name} puts NaN on the zero code, which needs has_zero=True"
+            msg = (
+                f"specials={specials.name} puts NaN on the zero code, which needs has_zero=True; "
+                "hint: Specials.FN"
+            )
             raise ValueError(msg)
         if not self.signed and self.specials in (Specials.FNUZ, Specials.P3109):
             msg = (
@@ -136,10 +174,17 @@ class FloatFormat:
             )
             raise ValueError(msg)
         if self.specials is Specials.IEEE and e < 2:
-            msg = "Specials.IEEE reserves a whole exponent field for inf/NaN: needs exponent_bits >= 2"
+            msg = (
+                "specials=Specials.IEEE reserves a whole exponent field for inf/NaN: needs "
+                f"exponent_bits >= 2, got {e}; hint: Specials.FN or FINITE"
+            )
             raise ValueError(msg)
-        if self.specials is Specials.FN and e == 1 and m == 0:
-            msg = "Specials.FN with 1 exponent bit and no mantissa leaves no finite value"
+        if self.specials in (Specials.FN, Specials.P3109) and e == 1 and m == 0:
+            msg = (
+                f"specials=Specials.{specials.name} needs exponent_bits + mantissa_bits >= 2: with "
+                "1 exponent bit and no mantissa it leaves no finite non-zero value; hint: "
+                "exponent_bits=2"
+            )
             raise ValueError(msg)
         if not self.name:
             object.__setattr__(self, "name", self._default_name())
@@ -224,7 +269,11 @@ class FloatFormat:
 
     @property
     def max(self) -> float:
-        return float(self.max_exact)
+        """The largest finite value as a float64 (``inf`` when it exceeds float64's range)."""
+        try:
+            return float(self.max_exact)
+        except OverflowError:
+            return math.inf
 
     @property
     def min(self) -> float:
@@ -235,13 +284,13 @@ class FloatFormat:
 
     @property
     def smallest_normal(self) -> float:
-        return math.ldexp(1.0, self.emin)
+        return _pow2_float(self.emin)
 
     @property
     def smallest_subnormal(self) -> float:
         if not self.subnormals or self.mantissa_bits == 0:
             return self.smallest_normal
-        return math.ldexp(1.0, self.emin - self.mantissa_bits)
+        return _pow2_float(self.emin - self.mantissa_bits)
 
     @property
     def eps(self) -> float:
@@ -312,13 +361,17 @@ class IntFormat:
         _positive_int("bits", self.bits, 1, 32)
         for flag in ("signed", "narrow_range"):
             if not isinstance(getattr(self, flag), bool):
-                msg = f"{flag} must be a bool, got {getattr(self, flag)!r}"
+                msg = f"{flag} must be a bool, got {getattr(self, flag)!r}; hint: True or False"
                 raise TypeError(msg)
+        check_name(self.name)
         if self.narrow_range and not self.signed:
             msg = "narrow_range=True only applies to signed formats; hint: drop narrow_range"
             raise ValueError(msg)
         if self.signed and self.bits < 2 and self.narrow_range:
-            msg = "a narrow-range signed format needs at least 2 bits"
+            msg = (
+                f"narrow_range=True needs at least 2 bits, got bits={self.bits}; hint: drop "
+                "narrow_range"
+            )
             raise ValueError(msg)
         if not self.name:
             pre = "int" if self.signed else "uint"

@@ -21,7 +21,8 @@ __all__ = ["decode", "encode", "quantize"]
 
 def _qarray_op(x, op: Op, format, kwargs: dict):
     """A QArray (or any object with the ``__qemu_arrays_apply__`` protocol) handles the call
-    itself: ``quantize`` re-quantizes it into a QArray, ``encode`` re-encodes its values."""
+    itself: ``quantize`` re-quantizes it into a QArray, ``encode`` gives its codes and scales,
+    ``decode`` its values."""
     apply = getattr(type(x), "__qemu_arrays_apply__", None)
     if apply is None:
         return None
@@ -142,6 +143,13 @@ def decode(
     for scaled and block formats; otherwise ``scale``/``zero_point`` (per ``axis``/``block_size``
     group) give the integer scales, or the block scale codes of a block format.
     """
+    done = _qarray_op(
+        codes, Op.DECODE, format,
+        {"dtype": dtype, "scale": scale, "zero_point": zero_point, "axis": axis,
+         "block_size": block_size, "tensor_scale": tensor_scale},
+    )  # fmt: skip
+    if done is not None:
+        return done
     encoded = codes if isinstance(codes, Encoded) else None
     req = decode_request(
         format, dtype=dtype, scale=scale, zero_point=zero_point, axis=axis,

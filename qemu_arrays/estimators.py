@@ -718,9 +718,16 @@ def alpha(estimator, format=None, *, scale=None, method: str = "auto") -> float:
     (adaptive Gauss–Legendre over every in-range cell, any estimator; raises ValueError where the
     per-cell values disagree, i.e. where no single α exists) or ``"auto"`` (closed if available).
     Only the in-range part of Q̂' enters (paper 001 App. G for PWL-like estimators).
+
+    For a *binary* grid (two levels, one threshold) paper 001 defines α := 1, and so does this
+    function: there is no pair of adjacent boundary points to integrate between, and the cell
+    integral (0.009 for HTGE with t = 10 on {-1, 1}) would rescale the learning rate absurdly.
+    :func:`cell_alphas` still gives that integral.
     """
     est, grid = _bound(estimator, format, scale)
     method = _check_method(method, est)
+    if grid.levels.size == 2:
+        return 1.0  # paper 001, after Eq. 4: "for a binary Q, α := 1"
     if method == "closed":
         return 1.0 / est._unit_integral()
     cells, bins = cell_alphas(est)

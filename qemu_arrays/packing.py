@@ -21,7 +21,11 @@ import numbers
 
 import numpy as np
 
+from qemu_arrays.validation import check_codes
+
 __all__ = ["pack", "packed_nbytes", "unpack"]
+
+_UNPACK_CHUNK = 1 << 14  # codes per step of unpack (a multiple of 8: chunks start on a byte)
 
 
 def _check_bits(bits):
@@ -42,14 +46,7 @@ def pack(codes, bits):
     Raises ``ValueError`` when a code does not fit in ``bits`` bits.
     """
     bits = _check_bits(bits)
-    c = np.asarray(codes)
-    if c.dtype.kind not in "iu":
-        msg = f"codes must be an integer array, got dtype {c.dtype}; hint: codes come from encode"
-        raise TypeError(msg)
-    c = c.reshape(-1)
-    if c.size and (c.min() < 0 or int(c.max()) >> bits):
-        msg = f"codes must lie in [0, 2**{bits}) to pack into {bits} bits, got values outside"
-        raise ValueError(msg)
+    c = check_codes(codes, bits, f"a {bits}-bit packing").reshape(-1)
     c = c.astype(np.uint8)
     if bits == 8:
         return c.copy()
@@ -66,15 +63,18 @@ def unpack(packed, bits, count):
     bits = _check_bits(bits)
     p = np.asarray(packed)
     if p.dtype != np.uint8:
-        msg = f"packed must be a uint8 array, got dtype {p.dtype}"
+        msg = f"packed must be a uint8 array, got dtype {p.dtype}; hint: the bytes pack() returned"
         raise TypeError(msg)
     p = p.reshape(-1)
     if isinstance(count, bool) or not isinstance(count, numbers.Integral) or count < 0:
-        msg = f"count must be a non-negative int, got {count!r}"
+        msg = f"count must be a non-negative int, got {count!r}; hint: the number of codes packed"
         raise ValueError(msg)
     need = packed_nbytes(count, bits)
     if p.size < need:
-        msg = f"packed holds {p.size} bytes, {count} codes of {bits} bits need {need}"
+        msg = (
+            f"count={count} codes of {bits} bits need {need} bytes, packed holds {p.size}: count "
+            "must fit the packed bytes; hint: the count pack() was given"
+        )
         raise ValueError(msg)
     if bits == 8:
         return p[:count].copy()
@@ -83,5 +83,10 @@ def unpack(packed, bits, count):
         out[0::2] = p[:need] & 0xF
         out[1::2] = p[:need] >> 4
         return out[:count]
-    stream = np.unpackbits(p[:need], bitorder="little")[: count * bits].reshape(count, bits)
-    return np.packbits(stream, axis=1, bitorder="little").reshape(-1)
+    out = np.empty(count, dtype=np.uint8)
+    for lo in range(0, count, _UNPACK_CHUNK):  # chunk-sized temporaries (8 bytes per code)
+        hi = min(count, lo + _UNPACK_CHUNK)
+        b0, b1 = lo * bits // 8, -(-hi * bits // 8)  # lo is a multiple of 8: whole bytes
+        stream = np.unpackbits(p[b0:b1], bitorder="little")[: (hi - lo) * bits]
+        out[lo:hi] = np.packbits(stream.reshape(hi - lo, bits), axis=1, bitorder="little")[:, 0]
+    return out

@@ -24,6 +24,8 @@ from qemu_arrays.validation import (
     check_nonnegative_int,
     check_random_bits,
     check_seed,
+    check_tensor_scale,
+    check_zero_point,
 )
 
 __all__ = ["SCALE_RULES", "Op", "Request", "decode_request", "round_request"]
@@ -103,23 +105,26 @@ class Request:
 
     def with_offset(self, offset: int) -> Request:
         """The same request for a chunk whose first element is element ``offset`` of the whole."""
-        return replace(self, offset=offset)
+        return replace(self, offset=offset % (1 << 64))
 
 
 def _not_for(fmt, given: dict, why: str):
     names = ", ".join(f"{k}={v!r}" for k, v in given.items())
     msg = f"{names} does not apply to {fmt.name!r}: {why}"
+    if "hint:" not in why:
+        msg += f"; hint: leave {', '.join(given)} out"
     raise ValueError(msg)
 
 
 def _check_scale_format(scale_format):
     if scale_format is None:
         return None
-    fmt = check_format(scale_format)
+    fmt = check_format(scale_format, "scale_format")
     if not isinstance(fmt, FloatFormat):
         msg = (
             f"scale_format must be a float format (float32, float16, bfloat16, "
-            f"float8_e8m0fnu, float8_e4m3fn, ...), got {fmt.name!r}"
+            f"float8_e8m0fnu, float8_e4m3fn, ...), got {fmt.name!r}; hint: "
+            "scale_format='float16'"
         )
         raise ValueError(msg)
     return fmt
@@ -129,32 +134,44 @@ def _check_rule_options(scale, symmetric, percentile):
     """(symmetric, percentile) with defaults; they apply only to a scale rule."""
     rule = scale if isinstance(scale, str) else None
     if rule is not None and rule not in SCALE_RULES:
-        msg = f"scale rule must be one of {SCALE_RULES} (or a number/array), got {scale!r}"
+        msg = (
+            f"scale rule must be one of {SCALE_RULES} (or a number/array), got {scale!r}; "
+            "hint: scale='absmax'"
+        )
         raise ValueError(msg)
     if symmetric is not None:
         symmetric = check_bool("symmetric", symmetric)
         if rule is None:
             msg = (
-                f"symmetric={symmetric!r} applies to a scale rule (scale='absmax', ...); with a "
-                "given scale pass zero_point= instead"
+                f"symmetric={symmetric!r} applies to a scale rule (scale='absmax', ...) only; "
+                "hint: with a given scale pass zero_point= instead"
             )
             raise ValueError(msg)
     if percentile is not None:
         if isinstance(percentile, bool) or not isinstance(percentile, numbers.Real):
-            msg = f"percentile must be a number in (0, 100], got {percentile!r}"
+            msg = f"percentile must be a number in (0, 100], got {percentile!r}; hint: 99.9"
             raise TypeError(msg)
-        if not 0 < float(percentile) <= 100:
+        if not 0 < float(percentile) <= 100:  # (NaN fails too)
             msg = f"percentile must be in (0, 100], got {percentile}; hint: 99.9"
             raise ValueError(msg)
         if rule != "percentile":
             msg = (
-                f"percentile={percentile!r} applies to scale='percentile' only, got scale={scale!r}"
+                f"percentile={percentile!r} applies to scale='percentile' only, got "
+                f"scale={scale!r}; hint: scale='percentile'"
             )
             raise ValueError(msg)
     return (
         DEFAULT_SYMMETRIC if symmetric is None else symmetric,
         DEFAULT_PERCENTILE if percentile is None else float(percentile),
     )
+
+
+def _scalar_zero_point(zero_point, fmt):
+    """A zero point given as one number, checked against the format's codes (an int); arrays
+    are the route's to check (they may live in any library)."""
+    if zero_point is None or hasattr(zero_point, "shape") or isinstance(zero_point, (list, tuple)):
+        return zero_point
+    return int(check_zero_point(zero_point, fmt))
 
 
 def _given(**kw):
@@ -170,7 +187,7 @@ def round_request(
     rounding = check_enum("rounding", rounding, Rounding)
     overflow = check_enum("overflow", overflow, Overflow)
     stream = check_nonnegative_int("stream", stream)
-    offset = check_nonnegative_int("offset", offset)
+    offset = check_nonnegative_int("offset", offset) % (1 << 64)  # as the seed: modulo 2**64
     seed = check_seed(seed, needed=rounding is Rounding.STOCHASTIC)
     random_bits = check_random_bits(random_bits)
     via_float32 = check_bool("via_float32", via_float32)
@@ -197,15 +214,18 @@ def round_request(
             msg = (
                 f"overflow={overflow!r} does not apply to the block format {fmt.name!r}: "
                 "elements always saturate (the MX rule); allowed: Overflow.OWN, "
-                "Overflow.SATURATE"
+                "Overflow.SATURATE; hint: leave overflow out"
             )
             raise ValueError(msg)
         if scale is not None and not fmt.tensor_scale:
             msg = (
-                f"scale= (a per-tensor scale) applies to two-level formats such as nvfp4, not "
-                f"{fmt.name!r}"
+                f"scale={scale!r} (a per-tensor scale) applies to two-level formats such as "
+                f"nvfp4 only, not {fmt.name!r}; hint: leave scale out (the block scales come "
+                "from the data)"
             )
             raise ValueError(msg)
+        if scale is not None:
+            scale = check_tensor_scale(scale)
         return Request(**common, scale=scale, axis=axis, block_size=fmt.block_size)
     if isinstance(fmt, FloatFormat):
         extra = _given(
@@ -227,9 +247,13 @@ def round_request(
         )
         raise ValueError(msg)
     if isinstance(scale, str) and zero_point is not None:
-        msg = "zero_point is computed by the scale rule; pass symmetric=False instead"
+        msg = (
+            f"zero_point={zero_point!r} does not apply with a scale rule (scale={scale!r}), "
+            "which computes the zero point; hint: pass symmetric=False instead"
+        )
         raise ValueError(msg)
     sym, pct = _check_rule_options(scale, symmetric, percentile)
+    zero_point = _scalar_zero_point(zero_point, fmt)
     return Request(
         **common, scale=scale, zero_point=zero_point, axis=axis,
         block_size=check_block_size(block_size), scale_format=_check_scale_format(scale_format),
@@ -261,14 +285,19 @@ def decode_request(
         if extra:
             _not_for(fmt, extra, "block formats have no zero point")
         if block_size is not None and block_size != fmt.block_size:
-            msg = f"block_size={block_size!r} does not match {fmt.name!r} ({fmt.block_size})"
+            msg = (
+                f"block_size={block_size!r} does not match {fmt.name!r} ({fmt.block_size}); "
+                "hint: leave block_size out"
+            )
             raise ValueError(msg)
         if tensor_scale is not None and not fmt.tensor_scale:
             _not_for(fmt, {"tensor_scale": tensor_scale}, "it has no per-tensor scale")
+        if tensor_scale is not None:
+            tensor_scale = check_tensor_scale(tensor_scale, "tensor_scale")
         if scale is None:
             msg = (
-                f"decoding the block format {fmt.name!r} needs the scale codes: pass the Encoded "
-                "tuple from encode, or scale=<scale codes>"
+                f"decoding the block format {fmt.name!r} needs the scale codes (scale=None was "
+                "given); hint: pass the Encoded tuple from encode, or scale=<scale codes>"
             )
             raise ValueError(msg)
         return Request(
@@ -289,9 +318,12 @@ def decode_request(
         )
         raise ValueError(msg)
     if isinstance(scale, str):
-        msg = f"scale={scale!r} is a rule, which needs data; decode needs the scale values"
+        msg = (
+            f"scale={scale!r} is a rule, which needs data; decode needs the scale values; "
+            "hint: pass the Encoded tuple from encode"
+        )
         raise ValueError(msg)
     return Request(
-        Op.DECODE, fmt, scale=scale, zero_point=zero_point, axis=axis,
+        Op.DECODE, fmt, scale=scale, zero_point=_scalar_zero_point(zero_point, fmt), axis=axis,
         block_size=check_block_size(block_size), dtype=dtype,
     )  # fmt: skip

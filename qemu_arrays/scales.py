@@ -27,7 +27,7 @@ from qemu_arrays.formats.catalog import get_format
 from qemu_arrays.formats.spec import FloatFormat, IntFormat, Overflow, Rounding
 from qemu_arrays.request import SCALE_RULES
 from qemu_arrays.routes.cpu_elements import round_array
-from qemu_arrays.validation import check_granularity
+from qemu_arrays.validation import BF16, check_format, check_granularity, check_zero_point
 
 __all__ = [
     "SCALE_RULES",
@@ -99,11 +99,12 @@ def expand_groups(a, shape, axis, block_size):
 def _check_scale_format(scale_format):
     if scale_format is None:
         return None
-    fmt = get_format(scale_format)
+    fmt = check_format(scale_format, "scale_format")
     if not isinstance(fmt, FloatFormat):
         msg = (
             f"scale_format must be a float format (float32, float16, bfloat16, "
-            f"float8_e8m0fnu, float8_e4m3fn, ...), got {fmt.name!r}"
+            f"float8_e8m0fnu, float8_e4m3fn, ...), got {fmt.name!r}; hint: "
+            "scale_format='float16'"
         )
         raise ValueError(msg)
     return fmt
@@ -216,23 +217,31 @@ def compute_scale(
     """
     fmt = get_format(format)
     if not isinstance(fmt, IntFormat):
-        msg = f"format must be an integer format for scale rules, got {getattr(fmt, 'name', fmt)!r}"
+        msg = (
+            f"format must be an integer format for scale rules, got {getattr(fmt, 'name', fmt)!r}"
+            "; hint: 'int8' or 'int4' (float formats need no scale)"
+        )
         raise TypeError(msg)
-    if rule not in SCALE_RULES:
-        msg = f"scale rule must be one of {SCALE_RULES} (or a number/array), got {rule!r}"
+    if not isinstance(rule, str) or rule not in SCALE_RULES:
+        msg = f"rule must be one of {SCALE_RULES}, got {rule!r}; hint: rule='absmax'"
         raise ValueError(msg)
     if not isinstance(symmetric, bool):
-        msg = f"symmetric must be a bool, got {symmetric!r}"
+        msg = f"symmetric must be a bool, got {symmetric!r}; hint: True or False"
         raise TypeError(msg)
     if isinstance(percentile, bool) or not isinstance(percentile, numbers.Real):
-        msg = f"percentile must be a number in (0, 100], got {percentile!r}"
+        msg = f"percentile must be a number in (0, 100], got {percentile!r}; hint: 99.9"
         raise TypeError(msg)
     if not 0 < percentile <= 100:
         msg = f"percentile must be in (0, 100], got {percentile}; hint: 99.9"
         raise ValueError(msg)
     sfmt = _check_scale_format(scale_format)
-    x = np.asarray(x)
+    x = _rule_data(x)
     axis, block_size = check_granularity(x.shape, axis, block_size)
+    if x.size == 0:  # no data: every group is as one holding no finite value (scale 1)
+        gshape = group_shape(x.shape, axis, block_size)
+        none = np.zeros(int(np.prod(gshape, dtype=np.int64)), dtype=np.float64)
+        s, z = _scale_from_range(none, none, fmt, symmetric, sfmt)
+        return s.reshape(gshape), z.reshape(gshape)
     if rule == "absmax" and x.size and x.dtype.kind == "f":
         lo, hi, gshape = _absmax_range(x, axis, block_size, symmetric)
         s, z = _scale_from_range(lo, hi, fmt, symmetric, sfmt)
@@ -255,17 +264,55 @@ def compute_scale(
     return _ungroup(s, gshape, axis, block_size), _ungroup(z, gshape, axis, block_size)
 
 
+def _rule_data(x):
+    """The data of a scale rule as a NumPy array of real numbers (float or integer); the masked
+    elements of a masked array become NaN, which every rule ignores."""
+    if isinstance(x, np.ma.MaskedArray):
+        x = np.ma.filled(x.astype(np.float64), np.nan)
+    if (
+        isinstance(x, (str, bytes))
+        or not isinstance(x, (np.ndarray, np.generic, numbers.Real, list, tuple))
+        or isinstance(x, (bool, np.bool_))
+    ):
+        msg = (
+            f"x must be an array of real numbers (float or integer), got {type(x).__name__}; "
+            "hint: np.asarray(x, dtype=np.float32)"
+        )
+        raise TypeError(msg)
+    arr = np.asarray(x)
+    if arr.dtype.kind not in "fiu" and arr.dtype != BF16:
+        msg = f"x must hold real numbers (float or integer), got dtype {arr.dtype}; hint: " + (
+            "np.real(x) or np.abs(x) for complex data"
+            if arr.dtype.kind == "c"
+            else "np.asarray(x, dtype=np.float32)"
+        )
+        raise TypeError(msg)
+    return arr
+
+
 def check_given_scale(scale, name="scale"):
     """A user-given scale (number or array) as a float64 array, checked finite and > 0."""
     if isinstance(scale, bool) or not isinstance(scale, (numbers.Real, np.ndarray, list, tuple)):
         msg = (
             f"{name} must be a positive number, an array of them, or one of {SCALE_RULES}, got "
-            f"{scale!r} ({type(scale).__name__})"
+            f"{scale!r} ({type(scale).__name__}); hint: {name}=0.05 or {name}='absmax'"
         )
         raise TypeError(msg)
-    s = np.asarray(scale, dtype=np.float64)
-    if not np.all(np.isfinite(s)) or np.any(s <= 0):
-        msg = f"{name} must be finite and > 0, got {scale!r}"
+    raw = np.asarray(scale)
+    if raw.dtype.kind not in "fiu":
+        msg = (
+            f"{name} must be a positive number or an array of them, got an array of dtype "
+            f"{raw.dtype}; hint: np.asarray({name}, dtype=np.float64)"
+        )
+        raise TypeError(msg)
+    s = raw.astype(np.float64)
+    bad = ~(np.isfinite(s) & (s > 0))
+    if bad.any():
+        where = "" if s.ndim == 0 else f" (in an array of shape {s.shape})"
+        msg = (
+            f"{name} must be finite and > 0, got {s[bad].flat[0]!r}{where}; hint: {name}=0.05, "
+            "or a rule such as 'absmax'"
+        )
         raise ValueError(msg)
     return s
 
@@ -283,7 +330,8 @@ def given_to_groups(a, shape, axis, block_size, name):
     except ValueError:
         msg = (
             f"{name} of shape {a.shape} does not fit the groups of shape {gshape} "
-            f"(axis={axis}, block_size={block_size}); hint: one value per channel or per group"
+            f"(axis={axis}, block_size={block_size}): it must broadcast to them; hint: one value "
+            "per channel or per group"
         )
         raise ValueError(msg) from None
 
@@ -297,7 +345,10 @@ def group_scales(x, fmt, scale, zero_point, shape, *, axis=None, block_size=None
     sfmt = _check_scale_format(scale_format)
     if isinstance(scale, str):
         if x is None:
-            msg = f"scale={scale!r} is a rule, which needs data; decode needs the scale values"
+            msg = (
+                f"scale={scale!r} is a rule, which needs data; decode needs the scale values; "
+                "hint: pass the Encoded tuple from encode"
+            )
             raise ValueError(msg)
         sg, zg = compute_scale(
             x, fmt, rule=scale, axis=axis, block_size=block_size, symmetric=symmetric,
@@ -306,11 +357,9 @@ def group_scales(x, fmt, scale, zero_point, shape, *, axis=None, block_size=None
     else:
         sg = round_scale(check_given_scale(scale), sfmt)
         sg = given_to_groups(sg, shape, axis, block_size, "scale")
-        z = np.asarray(0 if zero_point is None else zero_point)
-        if z.dtype.kind not in "iu" and not np.all(z == np.round(z)):
-            msg = f"zero_point must hold integers, got {zero_point!r}"
-            raise ValueError(msg)
-        zg = given_to_groups(z.astype(np.int64), shape, axis, block_size, "zero_point")
+        zg = given_to_groups(
+            check_zero_point(zero_point, fmt), shape, axis, block_size, "zero_point"
+        )
     return np.asarray(sg), np.asarray(zg), axis, block_size
 
 

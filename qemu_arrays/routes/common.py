@@ -1,18 +1,30 @@
-"""What several routes share: the random-generator arguments of a request, the code tables."""
+"""What several routes share: the random-generator arguments of a request, the element offset
+the kernels take, and the chunks of the decodes (whose temporaries stay chunk-sized)."""
 
 from __future__ import annotations
 
 from functools import lru_cache
+
+import numpy as np
 
 from qemu_arrays.formats.reference import key
 from qemu_arrays.formats.spec import Rounding
 from qemu_arrays.request import Request
 from qemu_arrays.validation import DEFAULT_RANDOM_BITS
 
-__all__ = ["random_args", "random_keys"]
+__all__ = ["DECODE_CHUNK", "chunks", "group_values", "kernel_offset", "random_args", "random_keys"]
 
 random_keys = lru_cache(maxsize=64)(key)
 """The key words ``(k0, k1, k2)`` of ``(seed, stream)`` (docs/formats.md), cached."""
+
+
+def kernel_offset(offset: int) -> int:
+    """The element offset (an int in ``[0, 2**64)``, reduced so by the request) as the int64 the
+    kernels add element indices to: the same 64 bits in two's complement, so that their low and
+    high 32-bit words, which key the random bits, are those of ``offset`` (numba types a Python
+    int of 2**63 or more as uint64, and would then refuse small offsets)."""
+    offset %= 1 << 64
+    return offset - (1 << 64) if offset >= 1 << 63 else offset
 
 
 def random_args(req: Request, itemsize: int) -> tuple[int, int, int, int]:
@@ -22,3 +34,30 @@ def random_args(req: Request, itemsize: int) -> tuple[int, int, int, int]:
     seed = req.seed if req.rounding is Rounding.STOCHASTIC else 0
     k0, k1, k2 = random_keys(seed or 0, req.stream)
     return r, k0, k1, k2
+
+
+#: elements per step of the chunked decode: its temporaries stay this size, not the array's
+DECODE_CHUNK = 1 << 14
+
+
+def chunks(n: int):
+    """``(lo, hi)`` bounds of the consecutive chunks of ``n`` elements."""
+    for lo in range(0, n, DECODE_CHUNK):
+        yield lo, min(n, lo + DECODE_CHUNK)
+
+
+def group_values(a, shape, axis, block_size, lo, hi):
+    """Elements ``lo:hi`` (C order over ``shape``) of the group-shaped array ``a`` (0-d, or the
+    group shape with dimensions of 1 broadcast) expanded to one value per element, computed
+    for that range only: the whole expansion is never formed."""
+    a = np.asarray(a)
+    if a.size == 1:
+        return a.reshape(1)
+    idx = np.unravel_index(np.arange(lo, hi, dtype=np.intp), shape)
+    flat = np.zeros(hi - lo, dtype=np.intp)
+    for d, (i, g) in enumerate(zip(idx, a.shape, strict=True)):
+        if g == 1:
+            continue
+        flat *= g
+        flat += i // block_size if (d == axis and block_size is not None) else i
+    return a.reshape(-1)[flat]

@@ -6,6 +6,8 @@ Block formats go to :mod:`qemu_arrays.routes.cpu_blocks`. The semantics are thos
 
 from __future__ import annotations
 
+from functools import lru_cache
+
 import numpy as np
 
 from qemu_arrays import scales
@@ -14,11 +16,12 @@ from qemu_arrays.float_casts import cast_float
 from qemu_arrays.formats.codes import overflow_code
 from qemu_arrays.formats.spec import IntFormat, Rounding
 from qemu_arrays.request import Op, Request
-from qemu_arrays.routes.common import random_args
+from qemu_arrays.routes.common import DECODE_CHUNK, chunks, group_values, kernel_offset, random_args
 from qemu_arrays.routes.cpu_elements import bits_view, decode_table, quantize_float, widen
 from qemu_arrays.validation import (
-    FLOAT_DTYPES,
     as_float_array,
+    check_codes,
+    check_float_dtype,
     check_out,
     code_dtype,
     nan_error,
@@ -30,6 +33,12 @@ __all__ = ["run"]
 def run(x, req: Request):
     """``quantize``/``encode``/``decode`` of a NumPy array (or a Python/NumPy scalar, list or
     tuple: read as a NumPy array)."""
+    if isinstance(x, np.ndarray) and type(x) is not np.ndarray:
+        return _subclass(x, req)
+    return _run(x, req)
+
+
+def _run(x, req: Request, rule_x=None):
     if req.is_block:
         from qemu_arrays.routes import cpu_blocks
 
@@ -38,16 +47,52 @@ def run(x, req: Request):
         return _decode(x, req)
     arr = as_float_array(x)
     if req.op is Op.QUANTIZE:
-        res = _quantize(arr, req)
+        res = _quantize(arr, req, rule_x)
         return res if isinstance(x, np.ndarray) or req.out is not None else res[()]
-    return _encode(arr, req)
+    return _encode(arr, req, rule_x)
+
+
+def _subclass(x, req: Request):
+    """ndarray subclasses compute on a plain view of their data: the same bits as a plain copy.
+
+    A masked array's masked elements are computed as 0 (for block formats: as padding, which
+    changes no block scale) and a scale rule ignores them; the result is masked where ``x`` is,
+    and the data under the mask is never read (a masked NaN does not raise). ``np.matrix`` input
+    gives ``np.matrix`` results; other subclasses (``np.memmap``, ...) give plain arrays.
+    """
+    mask = None
+    rule_x = None
+    if isinstance(x, np.ma.MaskedArray):
+        mask = np.ma.getmaskarray(x).copy()
+        if req.scale_rule is not None and not req.is_block:
+            rule_x = np.ma.filled(x.astype(np.float64), np.nan)
+        data = np.ma.filled(x, 0)
+    else:
+        data = np.asarray(x)
+    res = _run(data, req, rule_x)
+
+    def wrap(a):
+        if not isinstance(a, np.ndarray) or a is req.out:
+            return a
+        if mask is not None:
+            return np.ma.masked_array(a, mask=mask)
+        if isinstance(x, np.matrix) and a.ndim == 2:
+            return a.view(np.matrix)
+        return a
+
+    if isinstance(res, Encoded):
+        return res._replace(codes=wrap(res.codes))
+    if res is req.out and mask is not None and isinstance(res, np.ma.MaskedArray):
+        res.mask = mask
+    return wrap(res)
 
 
 # ---- integer scales -----------------------------------------------------------------------------
 
 
 def _int_scales(req: Request, shape, work):
-    """``(scales, zero points, axis, block_size)`` in the group shape for ``work``."""
+    """``(scales, zero points, axis, block_size)`` in the group shape for ``work`` (the data
+    of a scale rule)."""
     return scales.group_scales(
         work, req.fmt, req.scale, req.zero_point, shape, axis=req.axis,
         block_size=req.block_size, symmetric=req.symmetric, percentile=req.percentile,
@@ -55,11 +100,11 @@ def _int_scales(req: Request, shape, work):
     )  # fmt: skip
 
 
-def _quantize_int(work, res, req: Request, r, keys):
+def _quantize_int(work, res, req: Request, r, keys, rule_x=None):
     from qemu_arrays.kernels import elements
 
     fmt = req.fmt
-    sg, zg, g_axis, g_bs = _int_scales(req, work.shape, work)
+    sg, zg, g_axis, g_bs = _int_scales(req, work.shape, work if rule_x is None else rule_x)
     geo = None
     if req.rounding is Rounding.NEAREST_EVEN and g_axis is not None:
         geo = scales.group_geometry(work.shape, sg, zg, g_axis, g_bs)
@@ -78,17 +123,20 @@ def _quantize_int(work, res, req: Request, r, keys):
     with elements.threads_for(work.size):
         return elements.quantize_int(
             work.reshape(-1), res.reshape(-1), np.empty(1, np.int64), s, z, fmt.min, fmt.max,
-            int(req.rounding), *keys, int(req.offset), r, 1,
+            int(req.rounding), *keys, kernel_offset(req.offset), r, 1,
         )  # fmt: skip
 
 
-def _quantize(arr, req: Request):
+def _quantize(arr, req: Request, rule_x=None):
     work, out_dtype = widen(arr, req)
     r, *keys = random_args(req, work.dtype.itemsize)
     out = check_out(req.out, arr.shape, arr.dtype)
     res = np.empty(work.shape, dtype=work.dtype)
-    quantize = _quantize_int if isinstance(req.fmt, IntFormat) else quantize_float
-    if quantize(work, res, req, r, keys):
+    if isinstance(req.fmt, IntFormat):
+        err = _quantize_int(work, res, req, r, keys, rule_x)
+    else:
+        err = quantize_float(work, res, req, r, keys)
+    if err:
         raise nan_error(req.fmt, req.overflow)
     if res.dtype != out_dtype:  # one rounding of our own; beyond the dtype's range: inf (docs)
         res = cast_float(res, out_dtype)
@@ -98,7 +146,7 @@ def _quantize(arr, req: Request):
     return res
 
 
-def _encode(arr, req: Request):
+def _encode(arr, req: Request, rule_x=None):
     from qemu_arrays.kernels import elements
 
     fmt = req.fmt
@@ -106,13 +154,13 @@ def _encode(arr, req: Request):
     r, *keys = random_args(req, work.dtype.itemsize)
     cdt = code_dtype(fmt.bits)
     if isinstance(fmt, IntFormat):
-        sg, zg, g_axis, g_bs = _int_scales(req, arr.shape, work)
+        sg, zg, g_axis, g_bs = _int_scales(req, arr.shape, work if rule_x is None else rule_x)
         s, z = scales.flatten_groups(sg, zg, arr.shape, g_axis, g_bs)
         k = np.empty(arr.size, dtype=np.int64)
         with elements.threads_for(work.size):
             err = elements.quantize_int(
                 work.reshape(-1), np.empty(1, np.float64), k, s, z, fmt.min, fmt.max,
-                int(req.rounding), *keys, int(req.offset), r, 2,
+                int(req.rounding), *keys, kernel_offset(req.offset), r, 2,
             )  # fmt: skip
         if err:
             raise nan_error(fmt, req.overflow)
@@ -125,48 +173,63 @@ def _encode(arr, req: Request):
     with elements.threads_for(work.size):
         err = elements.encode_float_bits(
             xb, codes, in_e, in_m, fmt.params(), int(req.rounding), overflow_code(req.overflow),
-            *keys, int(req.offset), r,
+            *keys, kernel_offset(req.offset), r,
         )  # fmt: skip
     if err:
         raise nan_error(fmt, req.overflow)
     return codes.reshape(arr.shape)
 
 
+@lru_cache(maxsize=256)
+def _value_table(fmt, dtype):
+    """Every code's value already rounded to the output dtype (read-only): decoding is then
+    one gather, with no float64 temporary per code."""
+    t = np.array(cast_float(decode_table(fmt), dtype))
+    t.flags.writeable = False
+    return t
+
+
 def _decode(codes, req: Request):
     fmt = req.fmt
-    codes = np.asarray(codes)
-    if codes.dtype.kind not in "iu":
-        msg = (
-            f"codes must be an integer array, got dtype {codes.dtype}; hint: codes come from "
-            "qemu_arrays.encode"
-        )
-        raise TypeError(msg)
-    dtype = np.dtype(np.float32 if req.dtype is None else req.dtype)
-    if dtype not in FLOAT_DTYPES:
-        msg = f"dtype must be float16, bfloat16, float32 or float64, got {dtype}"
-        raise TypeError(msg)
-    if codes.size and (codes.min() < 0 or int(codes.max()) >> fmt.bits):
-        msg = f"codes must lie in [0, 2**{fmt.bits}) for {fmt.name!r}, got values outside"
-        raise ValueError(msg)
+    codes = check_codes(codes, fmt.bits, repr(fmt.name))
+    dtype = check_float_dtype(req.dtype)
+    out = np.empty(codes.shape, dtype=dtype)
+    flat_out = out.reshape(-1)
+    flat = codes.reshape(-1)  # a view when contiguous
+    n = flat.size
     if isinstance(fmt, IntFormat):
         sg, zg, g_axis, g_bs = scales.group_scales(
             None, fmt, req.scale, req.zero_point, codes.shape, axis=req.axis,
             block_size=req.block_size,
         )  # fmt: skip
-        s, z = scales.flatten_groups(sg, zg, codes.shape, g_axis, g_bs)
-        k = codes.astype(np.int64)
-        if fmt.signed:
-            k = np.where(k >> (fmt.bits - 1), k - (1 << fmt.bits), k)
-        if (k < fmt.min).any():
-            msg = f"code {1 << (fmt.bits - 1)} is not used by the narrow-range {fmt.name!r}"
-            raise ValueError(msg)
-        vals = (k.reshape(-1) - z) * s
-        return cast_float(vals.reshape(codes.shape), dtype)
+        for name, a in (("scale", sg), ("zero_point", zg)):
+            if a.size != 1 and a.ndim != codes.ndim:
+                msg = f"{name} of shape {a.shape} does not broadcast to codes' shape {codes.shape}"
+                raise ValueError(msg)
+        for lo, hi in chunks(n):
+            k = flat[lo:hi].astype(np.int64)
+            if fmt.signed:
+                k = np.where(k >> (fmt.bits - 1), k - (1 << fmt.bits), k)
+            if fmt.narrow_range and (k < fmt.min).any():
+                msg = (
+                    f"codes hold {1 << (fmt.bits - 1)}, which the narrow-range {fmt.name!r} does "
+                    f"not use: they must be {fmt.min} ... {fmt.max}; hint: codes come from "
+                    "qemu_arrays.encode of the same format"
+                )
+                raise ValueError(msg)
+            s = group_values(sg, codes.shape, g_axis, g_bs, lo, hi)
+            z = group_values(zg, codes.shape, g_axis, g_bs, lo, hi)
+            flat_out[lo:hi] = cast_float((k - z) * s, dtype)
+        return out
     if fmt.bits <= 16:
-        return cast_float(decode_table(fmt)[codes.astype(np.intp)], dtype)
+        table = _value_table(fmt, dtype)
+        for lo, hi in chunks(n):
+            np.take(table, flat[lo:hi].astype(np.intp), out=flat_out[lo:hi], mode="clip")
+        return out
     from qemu_arrays.kernels import elements
 
-    out = np.empty(codes.size, dtype=np.float64)
-    flat = np.ascontiguousarray(codes).reshape(-1).astype(np.int64)
-    elements.decode_codes(flat, out, fmt.params())
-    return cast_float(out.reshape(codes.shape), dtype)
+    tmp = np.empty(min(n, DECODE_CHUNK), dtype=np.float64)
+    for lo, hi in chunks(n):
+        elements.decode_codes(flat[lo:hi].astype(np.int64), tmp[: hi - lo], fmt.params())
+        flat_out[lo:hi] = cast_float(tmp[: hi - lo], dtype)
+    return out

@@ -20,10 +20,16 @@ from qemu_arrays.float_casts import cast_float
 from qemu_arrays.formats.codes import NAN
 from qemu_arrays.formats.spec import FloatFormat, Rounding
 from qemu_arrays.request import Op, Request
-from qemu_arrays.routes.common import random_args
+from qemu_arrays.routes.common import chunks, group_values, kernel_offset, random_args
 from qemu_arrays.routes.cpu_elements import decode_table
-from qemu_arrays.scales import expand_groups
-from qemu_arrays.validation import FLOAT_DTYPES, as_float_array, check_axis, check_out
+from qemu_arrays.validation import (
+    as_float_array,
+    check_axis,
+    check_codes,
+    check_float_dtype,
+    check_out,
+    check_tensor_scale,
+)
 
 __all__ = ["block_values", "decode_block", "run", "tensor_scale_of"]
 
@@ -68,18 +74,7 @@ def tensor_scale_of(x, fmt) -> np.float32:
 
 
 def _check_tensor_scale(ts):
-    try:
-        v = np.float32(ts)
-    except (TypeError, ValueError):
-        msg = f"scale (the per-tensor float32 scale) must be a positive number, got {ts!r}"
-        raise TypeError(msg) from None
-    if not (np.isfinite(v) and v > 0) or float(v) != float(ts):
-        msg = (
-            f"scale (the per-tensor scale) must be a positive finite float32 value, got {ts!r}; "
-            "hint: np.float32(value)"
-        )
-        raise ValueError(msg)
-    return v
+    return check_tensor_scale(ts)
 
 
 def _short_last_blocks(work, out, scodes, R, n, nb, bs, general):
@@ -237,7 +232,7 @@ def run(x, req: Request):
         arr = arr.astype(np.float32)
     itemsize = 4 if (arr.dtype.itemsize <= 4 or fmt.tensor_scale) else 8
     r, *keys = random_args(req, itemsize)
-    rnd, off = req.rounding, req.offset
+    rnd, off = req.rounding, kernel_offset(req.offset)
     if req.op is Op.ENCODE:
         _, codes, scales, ts = _run(arr, fmt, axis, rnd, keys, off, r, 2, req.scale, arr.dtype)
         return Encoded(
@@ -280,30 +275,28 @@ def decode_block(codes, req: Request):
     ``req.scale`` holds the scale codes (and ``req.axis``, ``req.tensor_scale`` as needed).
     The product is formed exactly and rounded once to the dtype. A NaN block scale gives NaN for
     the whole block; NVFP4's element times the float32 ``d = float32(s_b * tensor_scale)``.
+    Computed chunk by chunk: the temporaries stay chunk-sized whatever the array's size.
     """
     fmt, scale, tensor_scale = req.fmt, req.scale, req.tensor_scale
-    codes = np.asarray(codes)
-    if codes.dtype.kind not in "iu":
-        msg = f"codes must be an integer array, got dtype {codes.dtype}"
-        raise TypeError(msg)
-    dtype = np.dtype(np.float32 if req.dtype is None else req.dtype)
-    if dtype not in FLOAT_DTYPES:
-        msg = f"dtype must be float16, bfloat16, float32 or float64, got {dtype}"
-        raise TypeError(msg)
+    codes = check_codes(codes, fmt.bits, repr(fmt.name))
+    dtype = check_float_dtype(req.dtype)
     axis = _check_block_axis(codes, req.axis)
-    scale = np.asarray(scale)
+    scale = check_codes(scale, fmt.scale.bits, f"the scale format {fmt.scale.name}", "scale")
     n = codes.shape[axis]
     nb = -(-n // fmt.block_size)
     want_shape = tuple(nb if d == axis else s for d, s in enumerate(codes.shape))
     if scale.shape != want_shape:
         msg = (
             f"scale codes have shape {scale.shape}, expected {want_shape} for codes of shape "
-            f"{codes.shape} with blocks of {fmt.block_size} along axis {axis}"
+            f"{codes.shape} with blocks of {fmt.block_size} along axis {axis}; hint: pass the "
+            "Encoded tuple from encode"
         )
         raise ValueError(msg)
-    if codes.size and (codes.min() < 0 or int(codes.max()) >> fmt.bits):
-        msg = f"codes must lie in [0, 2**{fmt.bits}) for {fmt.name!r}, got values outside"
-        raise ValueError(msg)
-    sc = expand_groups(scale, codes.shape, axis, fmt.block_size)
-    vals = block_values(codes, sc, fmt, tensor_scale)
-    return cast_float(vals, dtype)
+    if fmt.tensor_scale:
+        tensor_scale = _check_tensor_scale(1.0 if tensor_scale is None else tensor_scale)
+    out = np.empty(codes.shape, dtype=dtype)
+    flat, flat_out = codes.reshape(-1), out.reshape(-1)
+    for lo, hi in chunks(flat.size):
+        sc = group_values(scale, codes.shape, axis, fmt.block_size, lo, hi)
+        flat_out[lo:hi] = cast_float(block_values(flat[lo:hi], sc, fmt, tensor_scale), dtype)
+    return out

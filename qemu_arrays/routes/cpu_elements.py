@@ -15,7 +15,7 @@ from qemu_arrays.formats.codes import overflow_code
 from qemu_arrays.formats.ml_dtypes_rules import rounds_float64_via_float32
 from qemu_arrays.formats.spec import Overflow, Rounding
 from qemu_arrays.request import Op, Request
-from qemu_arrays.routes.common import random_args
+from qemu_arrays.routes.common import kernel_offset, random_args
 from qemu_arrays.validation import as_float_array, nan_error
 
 __all__ = ["bits_view", "decode_table", "quantize_float", "rne_plan", "round_array", "widen"]
@@ -79,7 +79,7 @@ def quantize_float(work, res, req: Request, r, keys):
             return elements.quantize_f32_rne(xb, rb, plan, fmt.params(), ovf)
         return elements.quantize_float_bits(
             xb, rb, res.reshape(-1), in_e, in_m, fmt.params(), int(req.rounding), ovf, *keys,
-            int(req.offset), r,
+            kernel_offset(req.offset), r,
         )  # fmt: skip
 
 

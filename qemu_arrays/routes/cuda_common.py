@@ -11,7 +11,7 @@ import numpy as np
 
 from qemu_arrays.cuda_kernels import simulated
 from qemu_arrays.request import Request
-from qemu_arrays.routes.common import random_args
+from qemu_arrays.routes.common import kernel_offset, random_args
 
 _THREADS = 256
 _SMS: dict = {}
@@ -214,7 +214,7 @@ def _keywords(req: Request) -> dict:
     """The request as the keyword view the launch code reads."""
     return {
         "request": req, "rounding": req.rounding, "overflow": req.overflow,
-        "via_float32": req.via_float32, "offset": req.offset, "scale": req.scale,
+        "via_float32": req.via_float32, "offset": kernel_offset(req.offset), "scale": req.scale,
         "zero_point": req.zero_point, "axis": req.axis, "tensor_scale": req.tensor_scale,
     }  # fmt: skip
 

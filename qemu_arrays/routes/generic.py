@@ -20,6 +20,7 @@ width, and a way to know whether a JAX process has 64-bit types enabled: :func:`
 
 from __future__ import annotations
 
+import math
 import numbers
 from dataclasses import replace
 from typing import Any, NamedTuple
@@ -34,7 +35,7 @@ from qemu_arrays.formats.ml_dtypes_rules import rounds_float64_via_float32
 from qemu_arrays.formats.spec import FloatFormat, IntFormat, Overflow, Rounding, Specials
 from qemu_arrays.request import Op, Request, decode_request, round_request
 from qemu_arrays.routes.cpu_elements import decode_table
-from qemu_arrays.validation import code_dtype, nan_error
+from qemu_arrays.validation import check_zero_point, code_dtype, nan_error
 
 __all__ = ["bitcast", "decode", "encode", "has_int64", "quantize"]
 
@@ -389,6 +390,15 @@ def _ieee_bits(o: _Ops, status, sign, kept, q, out_e, out_m):
     bl = o.bit_length(kept)
     e_r = q + bl - 1
     mant = xp.where(bl <= out_m + 1, o.shl(kept, out_m + 1 - bl), o.shr(kept, bl - out_m - 1))
+    # more mantissa bits than the output: nearest even (a carry moves to the next binade)
+    sh_n = bl - out_m - 1
+    rem_n = kept & (o.shl(o.u(1), sh_n) - o.u(1))
+    half_n = o.shl(o.u(1), sh_n - 1)
+    up_n = (sh_n > 0) & ((rem_n > half_n) | ((rem_n == half_n) & ((mant & o.u(1)) == o.u(1))))
+    mant = mant + xp.astype(up_n, o.U)
+    carry = (mant == o.u(1 << (out_m + 1))) & (e_r >= 1 - out_bias)
+    mant = xp.where(carry, mant >> 1, mant)
+    e_r = xp.where(carry, e_r + 1, e_r)
     field = xp.astype(xp.clip(e_r + out_bias, 0, all_ones), o.U)
     normal = sbit | (field << out_m) | (mant - o.u(1 << out_m))
     sh = q - (1 - out_bias - out_m)
@@ -462,6 +472,115 @@ def _round_int(xp, v, qlo, qhi, rnd, u, r, F, K_dt, lim):
     return err, k
 
 
+def _pow2(xp, n, fdt):
+    """``2.0 ** n`` for an int32 array ``n`` inside ``fdt``'s normal range, built on the exponent
+    bits (no arithmetic that a flush-to-zero mode could change)."""
+    if fdt == xp.float32:
+        return bitcast(xp.astype(n + 127, xp.uint32) << 23, fdt, xp)
+    return bitcast(xp.astype(n + 1023, xp.uint64) << 52, fdt, xp)
+
+
+def _exponent(xp, v, fdt):
+    """The exponent ``floor(log2 v)`` of positive normal ``v``, as int32, from its bits."""
+    if fdt == xp.float32:
+        return xp.astype((bitcast(v, xp.uint32, xp) >> 23) & 0xFF, xp.int32) - 127
+    return xp.astype((bitcast(v, xp.uint64, xp) >> 52) & 0x7FF, xp.int32) - 1023
+
+
+def _split_scale(scale):
+    """``(s_m, s_e)`` with ``scale = s_m * 2**s_e`` and ``1 <= s_m < 2`` (host, exact)."""
+    m, e = math.frexp(float(scale))
+    return 2.0 * m, e - 1
+
+
+#: beyond these exponents of ``x / scale`` the quotient is replaced by a stand-in (see _quotient)
+_Q_LO, _Q_HI = -118, 64
+
+
+def _quotient(xp, work, scale, fdt):
+    """``work / scale`` as the NumPy route's kernels compute it (the quotient in ``fdt``), from the
+    bits of ``work``: XLA on CPU flushes subnormal operands and results to zero, so neither a
+    division of a subnormal ``x`` nor one by a subnormal ``scale`` can be left to it.
+
+    ``x = ±sig 2^E`` exactly and ``scale = s_m 2^s_e`` (``1 <= s_m < 2``), so ``x / scale =
+    ±(sig / s_m) 2^(E - s_e)``: ``sig / s_m`` is a division of normal numbers, correctly rounded as
+    the whole quotient is, and the power of two is applied on the exponent. Where that exponent
+    is below ``_Q_LO`` (``|x / scale| < 2^-65``) only the sign and whether the float64 quotient
+    is zero decide the integer (under every rounding mode, ``random_bits <= 62``), so a stand-in
+    ``±2^-100`` (or ±0 where NumPy's quotient underflows to zero) takes its place; above
+    ``_Q_HI`` every grid clamps."""
+    if work.dtype == xp.float32:
+        udt, in_e, in_m = xp.uint32, 8, 23
+    else:
+        udt, in_e, in_m = xp.uint64, 11, 52
+    in_bias = (1 << (in_e - 1)) - 1
+    b = bitcast(xp.reshape(work, (-1,)), udt, xp)
+    neg = (b >> (in_e + in_m)) == xp.asarray(1, dtype=udt)
+    ef = xp.astype((b >> in_m) & ((1 << in_e) - 1), xp.int32)
+    mf = b & xp.asarray((1 << in_m) - 1, dtype=udt)
+    sig = xp.where(ef == 0, mf, mf | xp.asarray(1 << in_m, dtype=udt))
+    E = xp.where(ef == 0, 1 - in_bias - in_m, ef - in_bias - in_m)
+    s_m, s_e = _split_scale(scale)
+    sig_f = xp.astype(sig, fdt)  # exact: sig has at most 24 (float32) or 53 bits
+    w = sig_f / xp.asarray(s_m, dtype=fdt)
+    n = E - s_e
+    v = w * _pow2(xp, xp.clip(n, _Q_LO, _Q_HI), fdt)
+    # the tiny quotients: NumPy's float64 quotient is zero iff |x / scale| <= 2^-1075
+    ew = _exponent(
+        xp, xp.where(sig == xp.asarray(0, dtype=udt), xp.asarray(1.0, dtype=fdt), w), fdt
+    )
+    t = ew + n
+    edge = sig_f <= xp.asarray(s_m, dtype=fdt) * _pow2(xp, xp.clip(ew, -60, 60), fdt)
+    zero = (sig == xp.asarray(0, dtype=udt)) | (t < -1075) | ((t == -1075) & edge)
+    tiny = xp.where(zero, xp.asarray(0.0, dtype=fdt), xp.asarray(2.0**-100, dtype=fdt))
+    v = xp.where(n < _Q_LO, tiny, v)
+    v = xp.where(neg, -v, v)
+    special = ef == (1 << in_e) - 1
+    inf = xp.where(neg, xp.asarray(-math.inf, dtype=fdt), xp.asarray(math.inf, dtype=fdt))
+    nan = xp.asarray(math.nan, dtype=fdt)
+    return xp.where(special, xp.where(mf == xp.asarray(0, dtype=udt), inf, nan), v)
+
+
+def _int_values(xp, k, scale, dtype):
+    """The values ``k * scale`` (``k`` an integer array) in float ``dtype``: the float64 product
+    (exact when ``scale`` is a power of two) rounded once to ``dtype`` on the bits, so that no
+    flush-to-zero mode changes a subnormal result."""
+    wide = has_int64(xp)
+    fdt = xp.float64 if wide else xp.float32
+    s_m, s_e = _split_scale(scale)
+    neg = k < 0
+    a = xp.where(neg, -k, k)
+    if s_m == 1.0:  # a power of two: k * 2^s_e exactly
+        udt = xp.uint64 if wide else xp.uint32
+        kept = xp.astype(a, udt)
+        q = xp.zeros_like(a, dtype=xp.int32) + s_e
+    else:  # the float64 product's significand (a normal number: |k| >= 1, 1 < s_m < 2)
+        udt = xp.uint64
+        p = xp.astype(a, fdt) * xp.asarray(s_m, dtype=fdt)
+        pb = bitcast(p, udt, xp)
+        ep = xp.astype((pb >> 52) & 0x7FF, xp.int32)
+        kept = (pb & xp.asarray((1 << 52) - 1, dtype=udt)) | xp.asarray(1 << 52, dtype=udt)
+        kept = xp.where(a == 0, xp.asarray(0, dtype=udt), kept)
+        q = ep - 1075 + s_e
+    W = 64 if udt == xp.uint64 else 32
+    o = _Ops(xp, W)
+    out_e, out_m = {2: (5, 10), 4: (8, 23), 8: (11, 52)}[_itemsize(xp, dtype)]
+    if _itemsize(xp, dtype) == 2 and "bfloat16" in str(dtype):
+        out_e, out_m = 8, 7
+    status = xp.zeros_like(a, dtype=xp.int32) + _FINITE
+    bits = _ieee_bits(o, status, xp.astype(neg, udt), kept, q, out_e, out_m)
+    word = {2: xp.uint16, 4: xp.uint32, 8: xp.uint64}[_itemsize(xp, dtype)]
+    return bitcast(xp.astype(bits, word), dtype, xp)
+
+
+def _itemsize(xp, dtype) -> int:
+    if dtype == xp.float32:
+        return 4
+    if dtype == getattr(xp, "float64", None):
+        return 8
+    return 2
+
+
 def _int_path(xp, x, fmt, rnd, seed, stream, offset, r, scale, zero_point, want, W):
     wide = has_int64(xp)
     F = xp.float64 if wide else xp.float32
@@ -472,12 +591,11 @@ def _int_path(xp, x, fmt, rnd, seed, stream, offset, r, scale, zero_point, want,
             "jax.config.update('jax_enable_x64', True)"
         )
         raise ValueError(msg)
-    s, z = _int_scale_args(xp, fmt, scale, zero_point, x, F, K_dt)
+    scale, z = _int_scale_args(xp, fmt, scale, zero_point, x, F, K_dt)
     if not wide:
         _check_pow2_scale(scale)
     dev = getattr(x, "device", None)
     n = _size(x)
-    flat = xp.reshape(xp.astype(x, F), (-1,))
     u = (
         random_u(xp, n, seed, stream, offset, r, 64 if wide else 32, dev)
         if rnd == Rounding.STOCHASTIC
@@ -486,9 +604,9 @@ def _int_path(xp, x, fmt, rnd, seed, stream, offset, r, scale, zero_point, want,
     qlo = fmt.min - z
     qhi = fmt.max - z
     lim = 1 << 62 if wide else 1 << 30
-    err, k = _round_int(xp, flat / s, qlo, qhi, rnd, u, r, F, K_dt, lim)
+    err, k = _round_int(xp, _quotient(xp, x, scale, F), qlo, qhi, rnd, u, r, F, K_dt, lim)
     if want == "value":
-        return err, xp.astype(k, F) * s
+        return err, _int_values(xp, k, scale, x.dtype)
     code = k + z
     code = code & ((1 << fmt.bits) - 1)
     return err, code
@@ -518,7 +636,7 @@ def _int_scale_args(xp, fmt, scale, zero_point, x, F, K_dt):
         if not (np.isfinite(scale) and scale > 0):
             msg = f"scale must be finite and > 0, got {scale!r}"
             raise ValueError(msg)
-        s = xp.asarray(float(scale), dtype=F)
+        s = float(scale)  # applied on the bits (_quotient, _int_values): no subnormal flush
     else:
         msg = (
             f"scale must be a positive number on the generic route, got {type(scale).__name__}; "
@@ -528,7 +646,7 @@ def _int_scale_args(xp, fmt, scale, zero_point, x, F, K_dt):
     if zero_point is None:
         z = 0
     elif isinstance(zero_point, numbers.Integral) and not isinstance(zero_point, bool):
-        z = int(zero_point)
+        z = int(check_zero_point(zero_point, fmt))
     else:
         msg = f"zero_point must be an int on the generic route, got {zero_point!r}"
         raise TypeError(msg)
@@ -796,10 +914,12 @@ def _decode(xp, codes, req: Request):
         F = xp.float64 if wide else xp.float32
         K_dt = xp.int64 if wide else xp.int32
         s, z = _int_scale_args(xp, fmt, scale, zero_point, codes, F, K_dt)
+        if not wide:
+            _check_pow2_scale(s)
         k = xp.astype(codes, K_dt) & ((1 << fmt.bits) - 1)
         if fmt.signed:
             k = xp.where(k >= (1 << (fmt.bits - 1)), k - (1 << fmt.bits), k)
-        return xp.astype(xp.astype(k - z, F) * s, dtype)
+        return xp.reshape(_int_values(xp, xp.reshape(k - z, (-1,)), s, dtype), codes.shape)
     if fmt.bits <= 16:
         tdt = xp.float64 if wide else xp.float32
         table = xp.asarray(decode_table(fmt).astype(np.float64 if wide else np.float32), dtype=tdt)

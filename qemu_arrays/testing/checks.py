@@ -257,35 +257,47 @@ def _model(fmt, x, rounding, overflow, scale, away=None) -> _Model:
     """Expected results of ``quantize(x, fmt, rounding, overflow)``; ``away`` (bool array)
     replaces the stochastic decision."""
     x = np.asarray(x, dtype=np.float64)
+    if isinstance(fmt, IntFormat):
+        return _int_model(fmt, x, rounding, scale, away)
+    cat = np.full(x.shape, "", dtype=object)
+    res, tie = _float_model_finite(fmt, x, rounding, overflow, away, cat)
+    res, err = _float_model_specials(fmt, x, overflow, res, cat)
+    return _Model(res, err, cat, tie)
+
+
+def _int_model(fmt, x, rounding, scale, away) -> _Model:
+    """Integer formats: ``clamp(round(x / scale)) * scale``."""
     neg = np.signbit(x)
     nan = np.isnan(x)
+    cat = np.full(x.shape, "", dtype=object)
+    err = nan.copy()
+    s = float(scale)
+    with np.errstate(over="ignore", invalid="ignore"):
+        t = np.abs(x / s)
+    finite = np.isfinite(t)
+    ts = np.where(finite, t, 0.0)
+    k = np.floor(ts)
+    f = ts - k
+    kk = _round_k(k, f, neg, rounding, away)
+    signed_k = np.where(neg, -kk, kk)
+    signed_k = np.where(finite, signed_k, np.where(neg, -np.inf, np.inf))
+    clamped = np.clip(signed_k, fmt.min, fmt.max)
+    expected = clamped * s + 0.0
+    over = (signed_k != clamped) & ~nan
+    tie = finite & (f == 0.5)
+    expected = np.where(nan, np.nan, expected)
+    cat[:] = _mode_category(rounding)
+    cat[tie & (cat == "nearest_neighbour")] = "tie_rule"
+    cat[over] = "overflow_policy"
+    cat[nan] = "nan_policy"
+    return _Model(expected, err, cat, tie)
+
+
+def _float_model_finite(fmt, x, rounding, overflow, away, cat):
+    """Float formats, finite and infinite inputs: ``(values, ties)``; fills ``cat``."""
+    neg = np.signbit(x)
     inf = np.isinf(x)
     a = np.abs(x)
-    cat = np.full(x.shape, "", dtype=object)
-    err = np.zeros(x.shape, dtype=bool)
-    if isinstance(fmt, IntFormat):
-        s = float(scale)
-        with np.errstate(over="ignore", invalid="ignore"):
-            t = np.abs(x / s)
-        finite = np.isfinite(t)
-        ts = np.where(finite, t, 0.0)
-        k = np.floor(ts)
-        f = ts - k
-        kk = _round_k(k, f, neg, rounding, away)
-        signed_k = np.where(neg, -kk, kk)
-        signed_k = np.where(finite, signed_k, np.where(neg, -np.inf, np.inf))
-        clamped = np.clip(signed_k, fmt.min, fmt.max)
-        expected = clamped * s + 0.0
-        over = (signed_k != clamped) & ~nan
-        tie = finite & (f == 0.5)
-        expected = np.where(nan, np.nan, expected)
-        err |= nan
-        cat[:] = _mode_category(rounding)
-        cat[tie & (cat == "nearest_neighbour")] = "tie_rule"
-        cat[over] = "overflow_policy"
-        cat[nan] = "nan_policy"
-        return _Model(expected, err, cat, tie)
-
     m, emin, fmax = fmt.mantissa_bits, fmt.emin, fmt.max
     smallest = fmt.smallest_subnormal if fmt.has_zero else fmt.smallest_normal
     finite_nz = np.isfinite(x) & (a != 0)
@@ -331,6 +343,19 @@ def _model(fmt, x, rounding, overflow, scale, away=None) -> _Model:
         over_val = sat
     res = np.where(over, over_val, res)
     cat[over] = "overflow_policy"
+    return res, tie
+
+
+def _float_model_specials(fmt, x, overflow, res, cat):
+    """Float formats: exact zeros, negative input to unsigned formats and NaN over ``res``:
+    ``(values, error flags)``; fills ``cat``."""
+    neg = np.signbit(x)
+    nan = np.isnan(x)
+    a = np.abs(x)
+    err = np.zeros(x.shape, dtype=bool)
+    smallest = fmt.smallest_subnormal if fmt.has_zero else fmt.smallest_normal
+    zero = np.where(neg & fmt.has_negative_zero, -0.0, 0.0)
+    small = np.where(neg & fmt.signed, -smallest, smallest)
     # exact zeros
     zin = ~nan & (a == 0)
     if fmt.has_zero:
@@ -361,7 +386,7 @@ def _model(fmt, x, rounding, overflow, scale, away=None) -> _Model:
         res = np.where(nan, np.nan, res)
         err |= nan
     cat[nan] = "nan_policy"
-    return _Model(res, err, cat, tie)
+    return res, err
 
 
 def _mode_category(rounding):
@@ -1018,14 +1043,27 @@ def check_estimator(estimator, format=None, *, scale=None, n_points: int = 257, 
         col.finish()
         return report
 
-    # α: one value for all cells; closed form = numeric
+    a_num = _check_alpha(col, est, name)
+    if a_num is None:
+        col.finish()
+        return report
+    report.alpha = a_num
+    _check_remap(col, est, name, w, a_num, rng)
+    col.finish()
+    return report
+
+
+def _check_alpha(col, est, name):
+    """α exists (one value for every cell), is positive, and its closed form agrees with the
+    numerical integral; returns α, or None when it does not exist."""
+    from qemu_arrays import estimators as E
+
     try:
         cells, bins = E.cell_alphas(est)
         a_num = E.alpha(est, method="numeric")
     except ValueError as exc:
         col.fail("alpha_exists", name, float("nan"), "one α for every cell", str(exc)[:160])
-        col.finish()
-        return report
+        return None
     col.ran.add("alpha_exists")
     spread = np.concatenate([cells, bins])
     col.check(
@@ -1039,7 +1077,6 @@ def check_estimator(estimator, format=None, *, scale=None, n_points: int = 257, 
     col.check(
         "alpha_positive", name, np.array([not a_num > 0]), np.array([0.0]), "> 0", np.array([a_num])
     )
-    report.alpha = a_num
     if est.has_closed_form:
         a_closed = E.alpha(est, method="closed")
         col.check(
@@ -1050,7 +1087,16 @@ def check_estimator(estimator, format=None, *, scale=None, n_points: int = 257, 
             np.array([a_num]),
             np.array([a_closed]),
         )
-    # M
+    return a_num
+
+
+def _check_remap(col, est, name, w, a_num, rng):
+    """The remap M: fixes the thresholds, keeps every bin, increases, is the identity outside
+    the range, has derivative α / Q̂', and aligns one gradient step with the STE's."""
+    from qemu_arrays import estimators as E
+
+    grid = est.grid
+    lo, hi = grid.lower, grid.upper
     m = E.remap(est)
     tau = grid.thresholds
     mt = np.asarray(m(tau), dtype=np.float64)
@@ -1104,5 +1150,3 @@ def check_estimator(estimator, format=None, *, scale=None, n_points: int = 257, 
         rhs,
         lhs,
     )
-    col.finish()
-    return report

@@ -38,7 +38,9 @@ __all__ = [
     "eps_fp",
     "eps_int",
     "fp_beats_int",
+    "fp_beats_int_exact",
     "fp_mantissa_threshold",
+    "int_fp_data_risks",
     "optimal_quantized_weights",
     "quantized_spectrum",
     "risk_recursion",
@@ -153,18 +155,82 @@ def eps_fp(mantissa_bits: int) -> float:
     return 2.0 ** (-2 * mantissa_bits)
 
 
-def fp_mantissa_threshold(int_bits: float, a: float, d: int) -> float:
-    """Corollary 4.3: FP with ``m`` mantissa bits beats INT with ``b`` bits in dimension ``d``
-    under ``λ_i ≍ i^(−a)`` when ``m ≥ b − (a/2)·log₂ d``; returns the right-hand side."""
+_COR43_WARNING = (
+    "{name} is deprecated: it is one reading of paper 002's Corollary 4.3, which compares two "
+    "upper bounds with unknown constants, and it contradicts the exact risk recursion for most "
+    "(b, m) pairs (docs/reproductions.md); use int_fp_data_risks / fp_beats_int_exact, which "
+    "decide by the exact recursion"
+)
+
+
+def _cor43_threshold(int_bits: float, a: float, d: int) -> float:
     if d < 1 or a <= 0:
-        msg = f"d must be >= 1 and a > 0, got d={d}, a={a}"
+        msg = f"d must be >= 1 and a > 0, got d={d}, a={a}; hint: a = 2 for λ_i = i^(−2)"
         raise ValueError(msg)
     return float(int_bits) - 0.5 * float(a) * math.log2(d)
 
 
+def fp_mantissa_threshold(int_bits: float, a: float, d: int) -> float:
+    """Deprecated. Corollary 4.3 as read: FP with ``m`` mantissa bits beats INT with ``b`` bits
+    in dimension ``d`` under ``λ_i ≍ i^(−a)`` when ``m ≥ b − (a/2)·log₂ d``; returns the
+    right-hand side. A comparison of upper bounds, not of risks: see :func:`fp_beats_int_exact`.
+    """
+    import warnings
+
+    warnings.warn(
+        _COR43_WARNING.format(name="fp_mantissa_threshold"), DeprecationWarning, stacklevel=2
+    )
+    return _cor43_threshold(int_bits, a, d)
+
+
 def fp_beats_int(mantissa_bits: float, int_bits: float, a: float, d: int) -> bool:
-    """Whether Corollary 4.3's condition ``m ≥ b − (a/2)·log₂ d`` holds."""
-    return float(mantissa_bits) >= fp_mantissa_threshold(int_bits, a, d)
+    """Deprecated: whether Corollary 4.3's condition ``m ≥ b − (a/2)·log₂ d`` holds (see
+    :func:`fp_mantissa_threshold`); :func:`fp_beats_int_exact` decides by the exact risks."""
+    import warnings
+
+    warnings.warn(_COR43_WARNING.format(name="fp_beats_int"), DeprecationWarning, stacklevel=2)
+    return float(mantissa_bits) >= _cor43_threshold(int_bits, a, d)
+
+
+def int_fp_data_risks(
+    int_bits: int,
+    mantissa_bits: int,
+    eigenvalues,
+    w_star,
+    noise: float,
+    lr: float,
+    steps: int,
+    *,
+    batch: int = 1,
+    elementwise: bool = False,
+) -> tuple[float, float]:
+    """Exact final risks ``(INT, FP)`` of the averaged iterate with the *data* quantized.
+
+    INT with ``b`` bits: additive noise ``ε = 2^(−2b)``; FP with ``m`` mantissa bits:
+    multiplicative noise ``ε = 2^(−2m)`` (shared, the paper's model; ``elementwise=True`` for
+    the per-element FP-like one). These are the paper's rough ε maps (:func:`eps_int`,
+    :func:`eps_fp`); the risks come from :func:`risk_recursion` (no bound, no constant).
+    """
+    for pname, val in (("int_bits", int_bits), ("mantissa_bits", mantissa_bits)):
+        if isinstance(val, bool) or not isinstance(val, int) or val < 0:
+            msg = f"{pname} must be an int >= 0, got {val!r}; hint: int_bits=8, mantissa_bits=3"
+            raise ValueError(msg)
+    e_add, e_mul = eps_int(int_bits), eps_fp(mantissa_bits)
+    mul = SiteNoise(elementwise=e_mul) if elementwise else SiteNoise(shared=e_mul)
+    kw = {"batch": batch, "record_steps": [steps]}
+    r_int = risk_recursion(eigenvalues, w_star, noise, lr, steps, data=SiteNoise(additive=e_add),
+                           **kw)["risk_avg"][-1]  # fmt: skip
+    r_fp = risk_recursion(eigenvalues, w_star, noise, lr, steps, data=mul, **kw)["risk_avg"][-1]
+    return float(r_int), float(r_fp)
+
+
+def fp_beats_int_exact(mantissa_bits: int, int_bits: int, eigenvalues, w_star, noise: float,
+                       lr: float, steps: int, **kw) -> bool:  # fmt: skip
+    """Whether FP-``m`` data quantization has a risk no larger than INT-``b`` by the exact
+    recursion (:func:`int_fp_data_risks`; keywords ``batch``, ``elementwise``)."""
+    r_int, r_fp = int_fp_data_risks(int_bits, mantissa_bits, eigenvalues, w_star, noise, lr,
+                                    steps, **kw)  # fmt: skip
+    return r_fp <= r_int
 
 
 def _moments_step(lam, ws, sig2, mu, S, B, nz):

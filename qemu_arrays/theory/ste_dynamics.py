@@ -30,7 +30,19 @@ from dataclasses import dataclass, field, fields
 
 import numpy as np
 
+from qemu_arrays.theory.kinds import (
+    ErrorConvention,
+    GridKind,
+    LrConvention,
+    SteVariant,
+    coerce_kind,
+)
+
 __all__ = [
+    "ErrorConvention",
+    "GridKind",
+    "LrConvention",
+    "SteVariant",
     "FokkerPlanckResult",
     "GibbsResult",
     "OdeResult",
@@ -53,10 +65,10 @@ __all__ = [
     "uniform_quantizer",
 ]
 
-GRIDS = ("A", "M", "D", "C")
-STE_VARIANTS = ("identity", "clipped")
-ERROR_CONVENTIONS = ("half", "full", "test_mse")
-LR_CONVENTIONS = ("sgd", "half")
+GRIDS = tuple(g.value for g in GridKind)
+STE_VARIANTS = tuple(v.value for v in SteVariant)
+ERROR_CONVENTIONS = tuple(c.value for c in ErrorConvention)
+LR_CONVENTIONS = tuple(c.value for c in LrConvention)
 
 
 def _phi(z):
@@ -119,12 +131,12 @@ class StepQuantizer:
         return self.level_array[self.bin_index(np.asarray(x, dtype=np.float64))]
 
 
-def uniform_quantizer(bits: int, omega: float, grid: str = "A") -> StepQuantizer:
+def uniform_quantizer(bits: int, omega: float, grid: GridKind = GridKind.A) -> StepQuantizer:
     """The uniform quantizer ``Q_{b, omega}`` on one of the notes' grids (section 2.3).
 
-    ``"A"`` (default, the most literal): 2^b levels ``-omega + k Delta``, endpoints included;
-    ``"M"``: 2^b cell centres; ``"D"``: 2^b + 1 mid-tread levels incl. 0; ``"C"``: 2^b - 1
-    mid-tread levels incl. 0.
+    ``GridKind.A`` (default, the most literal): 2^b levels ``-omega + k Delta``, endpoints
+    included; ``M``: 2^b cell centres; ``D``: 2^b + 1 mid-tread levels incl. 0; ``C``: 2^b - 1
+    mid-tread levels incl. 0. (The strings ``"A"`` ... still work, with a DeprecationWarning.)
     """
     if isinstance(bits, bool) or not isinstance(bits, (int, np.integer)) or bits < 1:
         msg = f"bits must be an int >= 1, got {bits!r}"
@@ -132,28 +144,28 @@ def uniform_quantizer(bits: int, omega: float, grid: str = "A") -> StepQuantizer
     if not (isinstance(omega, (int, float, np.floating)) and math.isfinite(omega) and omega > 0):
         msg = f"omega must be a positive finite number, got {omega!r}"
         raise ValueError(msg)
-    if grid not in GRIDS:
-        msg = f"grid must be one of {GRIDS}, got {grid!r}; hint: 'A' is the literal 2^b-level grid"
-        raise ValueError(msg)
+    grid = coerce_kind(GridKind, grid, "grid", hint="GridKind.A is the literal 2^b-level grid")
     n = 2**bits
     omega = float(omega)
-    if grid == "A":
+    if grid is GridKind.A:
         step = 2 * omega / (n - 1)
         lv = -omega + step * np.arange(n)
-    elif grid == "M":
+    elif grid is GridKind.M:
         step = 2 * omega / n
         lv = -omega + step * (np.arange(n) + 0.5)
-    elif grid == "D":
+    elif grid is GridKind.D:
         step = omega / (n // 2)
         lv = step * np.arange(-(n // 2), n // 2 + 1)
     else:
         if bits < 2:
-            msg = f"grid 'C' needs bits >= 2, got {bits}; hint: use grid 'D' for ternary at b=1"
+            msg = f"grid C needs bits >= 2, got {bits}; hint: use GridKind.D for ternary at b=1"
             raise ValueError(msg)
         k = n // 2 - 1
         step = omega / k
         lv = step * np.arange(-k, k + 1)
-    return StepQuantizer(levels=tuple(lv), omega=omega, name=f"Q_{{{bits},{omega:g}}}[{grid}]")
+    return StepQuantizer(
+        levels=tuple(lv), omega=omega, name=f"Q_{{{bits},{omega:g}}}[{grid.value}]"
+    )
 
 
 def as_step_quantizer(q, name: str = "quantizer") -> StepQuantizer | None:
@@ -193,18 +205,16 @@ def eps_g_from_order_parameters(rho, m_q, q_q, kappa1=1.0, kappa2=1.0):
     return 0.5 * (np.asarray(rho) - 2 * kappa1 * np.asarray(m_q) + kappa2 * np.asarray(q_q))
 
 
-def report_error(eps_g, sigma: float = 0.0, convention: str = "half"):
+def report_error(eps_g, sigma: float = 0.0, convention: ErrorConvention = ErrorConvention.HALF):
     """Convert ``eps_g`` (the notes' normalisation) to another convention (notes 12.4).
 
-    ``"half"``: ``eps_g`` itself; ``"full"``: ``2 eps_g``; ``"test_mse"``: ``2 eps_g + sigma^2``.
+    ``HALF``: ``eps_g`` itself; ``FULL``: ``2 eps_g``; ``TEST_MSE``: ``2 eps_g + sigma^2``.
     """
-    if convention not in ERROR_CONVENTIONS:
-        msg = f"convention must be one of {ERROR_CONVENTIONS}, got {convention!r}"
-        raise ValueError(msg)
+    convention = coerce_kind(ErrorConvention, convention, "convention")
     e = np.asarray(eps_g, dtype=np.float64)
-    if convention == "half":
+    if convention is ErrorConvention.HALF:
         return e
-    if convention == "full":
+    if convention is ErrorConvention.FULL:
         return 2 * e
     return 2 * e + sigma**2
 
@@ -247,12 +257,16 @@ class STESetting:
     init_mean, init_std:
         the initial law ``mu_0 = N(init_mean, init_std^2)`` of the latent weights.
     ste:
-        ``"identity"`` (default, ``g = 1``) or ``"clipped"`` (``g = 1{|w| <= omega}``).
+        ``SteVariant.IDENTITY`` (default, ``g = 1``) or ``SteVariant.CLIPPED``
+        (``g = 1{|w| <= omega}``).
     error_convention:
-        how results report the error: ``"half"`` (default, ``eps_g``), ``"full"`` or
-        ``"test_mse"`` (see :func:`report_error`). Internally everything uses ``eps_g``.
+        how results report the error: ``ErrorConvention.HALF`` (default, ``eps_g``), ``FULL`` or
+        ``TEST_MSE`` (see :func:`report_error`). Internally everything uses ``eps_g``.
     lr_convention:
-        ``"sgd"`` (default, ``w <- w - eta grad``) or ``"half"`` (the paper's eta is twice ours).
+        ``LrConvention.SGD`` (default, ``w <- w - eta grad``) or ``HALF`` (the paper's eta is
+        twice ours).
+
+    The three enum fields also accept their old string values, with a DeprecationWarning.
     """
 
     eta: float
@@ -263,9 +277,9 @@ class STESetting:
     teacher: object = 1.0
     init_mean: float = 0.0
     init_std: float = 1.0
-    ste: str = "identity"
-    error_convention: str = "half"
-    lr_convention: str = "sgd"
+    ste: SteVariant = SteVariant.IDENTITY
+    error_convention: ErrorConvention = ErrorConvention.HALF
+    lr_convention: LrConvention = LrConvention.SGD
     _derived: dict = field(default_factory=dict, init=False, repr=False, compare=False)
 
     def __post_init__(self):
@@ -280,21 +294,20 @@ class STESetting:
         if self.eta <= 0:
             msg = f"eta must be > 0, got {self.eta!r}"
             raise ValueError(msg)
-        if self.ste not in STE_VARIANTS:
-            msg = f"ste must be one of {STE_VARIANTS}, got {self.ste!r}"
-            raise ValueError(msg)
-        if self.error_convention not in ERROR_CONVENTIONS:
-            msg = f"error_convention must be one of {ERROR_CONVENTIONS}, got {self.error_convention!r}"
-            raise ValueError(msg)
-        if self.lr_convention not in LR_CONVENTIONS:
-            msg = f"lr_convention must be one of {LR_CONVENTIONS}, got {self.lr_convention!r}"
-            raise ValueError(msg)
+        for pname, kind in (
+            ("ste", SteVariant),
+            ("error_convention", ErrorConvention),
+            ("lr_convention", LrConvention),
+        ):
+            object.__setattr__(
+                self, pname, coerce_kind(kind, getattr(self, pname), pname, stacklevel=5)
+            )
         wq = as_step_quantizer(self.weight_quantizer, "weight_quantizer")
         xq = as_step_quantizer(self.input_quantizer, "input_quantizer")
         object.__setattr__(self, "weight_quantizer", wq)
         object.__setattr__(self, "input_quantizer", xq)
-        if self.ste == "clipped" and wq is None:
-            msg = "ste='clipped' needs a weight_quantizer (its omega is the clip range)"
+        if self.ste is SteVariant.CLIPPED and wq is None:
+            msg = "ste=SteVariant.CLIPPED needs a weight_quantizer (its omega is the clip range)"
             raise ValueError(msg)
         v, p = _teacher_arrays(self.teacher)
         k1, k2 = input_constants(xq)
@@ -304,7 +317,7 @@ class STESetting:
     @property
     def eta_eff(self) -> float:
         """The learning rate of the notes' update rule (``eta`` or ``eta / 2``)."""
-        return self.eta if self.lr_convention == "sgd" else 0.5 * self.eta
+        return self.eta if self.lr_convention is LrConvention.SGD else 0.5 * self.eta
 
     @property
     def kappa1(self) -> float:
@@ -338,7 +351,7 @@ class STESetting:
     def ste_factor(self, w) -> np.ndarray:
         """``g(w)``: 1 for the identity STE, ``1{|w| <= omega}`` for the clipped one."""
         w = np.asarray(w, dtype=np.float64)
-        if self.ste == "identity":
+        if self.ste is SteVariant.IDENTITY:
             return np.ones_like(w)
         return (np.abs(w) <= self.weight_quantizer.omega).astype(np.float64)
 
@@ -441,7 +454,7 @@ def isotropic_closure_ode(setting: STESetting, taus, delta2: float | None = None
         delta2 = 0.0 if wq is None else float(np.mean(wq.jumps) ** 2 / 12)
     k2 = setting.kappa2
     res = _moment_solution(
-        STESetting(**{**_fields(setting), "weight_quantizer": None, "ste": "identity"}),
+        STESetting(**{**_fields(setting), "weight_quantizer": None, "ste": SteVariant.IDENTITY}),
         taus,
         extra_noise=k2 * delta2,
     )
@@ -461,7 +474,7 @@ def stability_boundary(setting: STESetting) -> float:
     """
     k2 = setting.kappa2
     b = 2 * (k2 + setting.lam) / k2**2
-    return b if setting.lr_convention == "sgd" else 2 * b
+    return b if setting.lr_convention is LrConvention.SGD else 2 * b
 
 
 def fixed_point(setting: STESetting) -> tuple[float, float, float]:
@@ -578,9 +591,9 @@ def solve_fokker_planck(
     ``[0, tau_max]`` and the densities at ``density_taus``. The cell width is ``spacing / n`` with
     ``n = max(cells_per_bin, ceil(spacing / max_dx))`` cells between adjacent thresholds.
     """
-    if setting.ste != "identity":
+    if setting.ste is not SteVariant.IDENTITY:
         msg = (
-            f"solve_fokker_planck supports ste='identity' only, got {setting.ste!r}; hint: the "
+            f"solve_fokker_planck supports SteVariant.IDENTITY only, got {setting.ste}; hint: the "
             "clipped STE has absorbing walls at +-omega, use particle_method(setting, ...)"
         )
         raise ValueError(msg)
@@ -611,6 +624,24 @@ def solve_fokker_planck(
         return FokkerPlanckResult(**{**fine.__dict__, "eps_g": eps})
     faces, dx = _pde_grid(setting, cells_per_bin, half_width, max_dx)
     x = 0.5 * (faces[1:] + faces[:-1])
+    mu = _initial_density(setting, faces, dx)
+    return _march(setting, faces, dx, x, mu, tau_max, n_out, dens_taus, cfl)
+
+
+def _initial_density(setting: STESetting, faces, dx) -> np.ndarray:
+    """Exact Gaussian cell averages of ``mu_0``, normalised, one row per teacher value."""
+    x = 0.5 * (faces[1:] + faces[:-1])
+    if setting.init_std > 0:
+        cdf = _cdf((faces - setting.init_mean) / setting.init_std)
+        mu0 = np.diff(cdf) / dx
+    else:
+        mu0 = np.zeros_like(x)
+        mu0[np.searchsorted(faces, setting.init_mean) - 1] = 1.0 / dx
+    return np.repeat((mu0 / (mu0.sum() * dx))[None, :], setting.teacher_values.size, axis=0)
+
+
+def _march(setting, faces, dx, x, mu, tau_max, n_out, dens_taus, cfl) -> FokkerPlanckResult:
+    """Explicit Scharfetter-Gummel steps from ``mu`` to ``tau_max``, recording on the way."""
     xf = faces[1:-1]  # interior faces
     eta, lam, k1, k2 = setting.eta_eff, setting.lam, setting.kappa1, setting.kappa2
     v = setting.teacher_values[:, None]
@@ -619,14 +650,6 @@ def solve_fokker_planck(
     q_face = 0.5 * (qc[1:] + qc[:-1])  # mean of Q over the two half cells beside the face
     a = eta * (k1 * v - k2 * q_face[None, :] - lam * xf[None, :])  # (J, n-1)
     amax = float(np.max(np.abs(a))) if a.size else 0.0
-    # initial density: exact Gaussian cell averages, normalised
-    if setting.init_std > 0:
-        cdf = _cdf((faces - setting.init_mean) / setting.init_std)
-        mu0 = np.diff(cdf) / dx
-    else:
-        mu0 = np.zeros_like(x)
-        mu0[np.searchsorted(faces, setting.init_mean) - 1] = 1.0 / dx
-    mu = np.repeat((mu0 / (mu0.sum() * dx))[None, :], v.shape[0], axis=0)
     rho, s2 = setting.rho, setting.sigma**2
 
     def eps_of(mu):
@@ -843,8 +866,8 @@ def gibbs_steady_state(
     (notes 7.4); ``"cold"`` the smallest. If ``s -> 0`` solves it (a representable target with
     ``sigma = 0``) the root ``0`` is included.
     """
-    if setting.ste != "identity":
-        msg = f"gibbs_steady_state needs ste='identity', got {setting.ste!r}"
+    if setting.ste is not SteVariant.IDENTITY:
+        msg = f"gibbs_steady_state needs SteVariant.IDENTITY, got {setting.ste}"
         raise ValueError(msg)
     if root not in ("hot", "cold"):
         msg = f"root must be 'hot' or 'cold', got {root!r}"
@@ -893,8 +916,8 @@ def small_eta_steady_state(setting: STESetting) -> float:
     unquantized case this does not vanish with eta.
     """
     wq = setting.weight_quantizer
-    if wq is None or setting.lam != 0 or setting.ste != "identity":
-        msg = "small_eta_steady_state needs quantized weights, lam=0 and ste='identity'"
+    if wq is None or setting.lam != 0 or setting.ste is not SteVariant.IDENTITY:
+        msg = "small_eta_steady_state needs quantized weights, lam=0 and SteVariant.IDENTITY"
         raise ValueError(msg)
     k1, k2 = setting.kappa1, setting.kappa2
     lv = wq.level_array

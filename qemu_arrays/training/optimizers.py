@@ -10,7 +10,18 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 
-__all__ = ["SGD", "Adam", "constant", "cosine", "inverse_time", "make_optimizer", "step_decay"]
+from qemu_arrays.theory.kinds import OptimizerKind, coerce_kind
+
+__all__ = [
+    "SGD",
+    "Adam",
+    "OptimizerKind",
+    "constant",
+    "cosine",
+    "inverse_time",
+    "make_optimizer",
+    "step_decay",
+]
 
 
 class SGD:
@@ -63,16 +74,20 @@ class Adam:
 
 
 def make_optimizer(optimizer):
-    """None/'sgd' -> SGD(); 'momentum' -> SGD(0.9); 'adam' -> Adam(); objects as is."""
-    if optimizer is None or optimizer == "sgd":
+    """None/``OptimizerKind.SGD`` -> SGD(); ``MOMENTUM`` -> SGD(0.9); ``ADAM`` -> Adam();
+    optimizer objects as is. The strings 'sgd', 'momentum', 'adam' work with a
+    DeprecationWarning."""
+    if optimizer is None:
         return SGD()
-    if optimizer == "momentum":
-        return SGD(0.9)
-    if optimizer == "adam":
-        return Adam()
-    if isinstance(optimizer, str):
-        msg = f"optimizer must be 'sgd', 'momentum', 'adam' or an object, got {optimizer!r}"
-        raise ValueError(msg)
+    if isinstance(optimizer, (str, OptimizerKind)):
+        kind = coerce_kind(
+            OptimizerKind,
+            optimizer,
+            "optimizer",
+            hint="or pass an optimizer object such as SGD(0.9) or Adam()",
+        )
+        return {OptimizerKind.SGD: SGD, OptimizerKind.MOMENTUM: lambda: SGD(0.9),
+                OptimizerKind.ADAM: Adam}[kind]()  # fmt: skip
     if not (hasattr(optimizer, "init") and hasattr(optimizer, "step")):
         msg = f"optimizer {optimizer!r} needs init(w) and step(w, grad, lr, t, state) methods"
         raise TypeError(msg)

@@ -23,10 +23,13 @@ of activations or residuals of one replica).
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Callable
 from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
+
+from qemu_arrays.theory.kinds import GridKind, SteVariant, coerce_kind
 
 __all__ = [
     "GRIDS",
@@ -212,22 +215,32 @@ GRIDS = {
     "C": "mid-tread, 2^b - 1 levels including 0: kΔ, |k| <= 2^(b-1) - 1, Δ = ω/(2^(b-1) - 1)",
 }
 
-_ESTIMATORS = ("ste", "clipped")
 
-
-def _estimator(estimator) -> str | Callable:
+def _estimator(estimator) -> SteVariant | Callable:
+    """``SteVariant.IDENTITY`` (the STE), ``SteVariant.CLIPPED``, an Estimator's derivative or a
+    callable. The strings 'ste' and 'clipped' work with a DeprecationWarning."""
+    if isinstance(estimator, SteVariant):
+        return estimator
     if hasattr(estimator, "derivative") and not isinstance(estimator, str):
         return estimator.derivative  # a qemu_arrays.estimators.Estimator (DSQ, MAD, ...)
     if callable(estimator) and not isinstance(estimator, str):
         return estimator
-    if estimator not in _ESTIMATORS:
-        msg = (
-            f"estimator must be one of {_ESTIMATORS}, a qemu_arrays.estimators.Estimator or a "
-            f"callable x -> Q̂'(x), got "
-            f"{estimator!r}; hint: 'ste' is the identity straight-through estimator"
+    if estimator == "ste":
+        warnings.warn(
+            "estimator='ste' as a string is deprecated; pass SteVariant.IDENTITY (from "
+            "qemu_arrays.theory.kinds import SteVariant)",
+            DeprecationWarning,
+            stacklevel=3,
         )
-        raise ValueError(msg)
-    return estimator
+        return SteVariant.IDENTITY
+    return coerce_kind(
+        SteVariant,
+        estimator,
+        "estimator",
+        hint="SteVariant.IDENTITY is the straight-through estimator; an Estimator or a callable "
+        "x -> Q̂'(x) also works",
+        stacklevel=4,
+    )
 
 
 class UniformQuantizer(Quantizer):
@@ -240,10 +253,12 @@ class UniformQuantizer(Quantizer):
     omega
         Range ``ω > 0``.
     grid
-        One of :data:`GRIDS`; ``"A"`` (2^b levels with ±ω included) is the most literal reading
-        of "b bits, range ω" and the default.
+        A :class:`~qemu_arrays.theory.kinds.GridKind` (described in :data:`GRIDS`);
+        ``GridKind.A`` (2^b levels with ±ω included) is the most literal reading of "b bits,
+        range ω" and the default. The strings ``"A"`` ... work with a DeprecationWarning.
     estimator
-        ``"ste"`` (``Q̂' = 1``), ``"clipped"`` (``Q̂' = 1{|x| <= ω}``) or a callable returning
+        ``SteVariant.IDENTITY`` (``Q̂' = 1``), ``SteVariant.CLIPPED`` (``Q̂' = 1{|x| <= ω}``),
+        an :class:`~qemu_arrays.estimators.Estimator` or a callable returning
         ``Q̂'(x)``.
     stochastic
         Round to one of the two neighbouring levels with probability proportional to proximity
@@ -255,17 +270,15 @@ class UniformQuantizer(Quantizer):
         bits: int,
         omega: float,
         *,
-        grid: str = "A",
-        estimator: str | Callable = "ste",
+        grid: GridKind = GridKind.A,
+        estimator: SteVariant | Callable = SteVariant.IDENTITY,
         stochastic: bool = False,
     ):
         if isinstance(bits, bool) or not isinstance(bits, int | np.integer):
             msg = f"bits must be an int >= 1, got {bits!r}"
             raise TypeError(msg)
-        if grid not in GRIDS:
-            msg = f"grid must be one of {sorted(GRIDS)}, got {grid!r}; hint: 'A' is the default"
-            raise ValueError(msg)
-        if bits < 1 or (grid == "C" and bits < 2) or bits > 24:
+        grid = coerce_kind(GridKind, grid, "grid", hint="GridKind.A is the default")
+        if bits < 1 or (grid is GridKind.C and bits < 2) or bits > 24:
             msg = f"bits must be in [1, 24] ([2, 24] for grid 'C'), got {bits}"
             raise ValueError(msg)
         omega = float(omega)
@@ -277,21 +290,21 @@ class UniformQuantizer(Quantizer):
         self.stochastic = bool(stochastic)
         n = 1 << self.bits
         half = 1 << (self.bits - 1)
-        if grid == "A":
+        if grid is GridKind.A:
             self.step = 2 * omega / (n - 1)
             self._offset, self._kmin, self._kmax = -omega, 0, n - 1
-        elif grid == "M":
+        elif grid is GridKind.M:
             self.step = 2 * omega / n
             self._offset, self._kmin, self._kmax = -omega + self.step / 2, 0, n - 1
-        elif grid == "D":
+        elif grid is GridKind.D:
             self.step = omega / half
             self._offset, self._kmin, self._kmax = 0.0, -half, half
         else:
             self.step = omega / (half - 1)
             self._offset, self._kmin, self._kmax = 0.0, -(half - 1), half - 1
-        est = self.estimator if isinstance(self.estimator, str) else "custom"
+        est = self.estimator.value if isinstance(self.estimator, SteVariant) else "custom"
         sr = ", stochastic" if self.stochastic else ""
-        self.name = f"Q(b={self.bits}, ω={omega:g}, grid={grid}, {est}{sr})"
+        self.name = f"Q(b={self.bits}, ω={omega:g}, grid={grid.value}, {est}{sr})"
 
     @property
     def levels(self) -> np.ndarray:
@@ -352,9 +365,9 @@ class UniformQuantizer(Quantizer):
         return v.astype(x.dtype, copy=False)
 
     def derivative(self, x):
-        if self.estimator == "ste":
+        if self.estimator is SteVariant.IDENTITY:
             return 1.0
-        if self.estimator == "clipped":
+        if self.estimator is SteVariant.CLIPPED:
             xp = np if _is_numpy(x) else _xp(x)
             return xp.astype(xp.abs(x) <= self.omega, x.dtype)
         return self.estimator(x)
@@ -433,7 +446,8 @@ class FormatQuantizer(Quantizer):
         take ``None`` (no scaling), a number (quantize ``x/scale`` then multiply back), or
         ``"absmax"`` (per vector, scale so that ``max|x|`` maps to the format's max).
     estimator
-        ``"ste"`` or ``"clipped"`` (``Q̂' = 1`` inside the representable range) or a callable.
+        ``SteVariant.IDENTITY`` or ``SteVariant.CLIPPED`` (``Q̂' = 1`` inside the representable
+        range), an Estimator or a callable (the strings 'ste'/'clipped' warn).
     """
 
     def __init__(
@@ -443,7 +457,7 @@ class FormatQuantizer(Quantizer):
         rounding=None,
         overflow=None,
         scale: float | str | None = None,
-        estimator: str | Callable = "ste",
+        estimator: SteVariant | Callable = SteVariant.IDENTITY,
     ):
         from qemu_arrays.formats.catalog import get_format
         from qemu_arrays.formats.spec import FloatFormat, IntFormat, Overflow, Rounding
@@ -512,9 +526,9 @@ class FormatQuantizer(Quantizer):
         return qemu_arrays.quantize(x / s, self.format, **kw) * s
 
     def derivative(self, x):
-        if self.estimator == "ste":
+        if self.estimator is SteVariant.IDENTITY:
             return 1.0
-        if self.estimator == "clipped":
+        if self.estimator is SteVariant.CLIPPED:
             xp = np if _is_numpy(x) else _xp(x)
             r = self._range(x)
             if r is None:

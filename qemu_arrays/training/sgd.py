@@ -169,7 +169,8 @@ def run_sgd(
         :class:`Sites`, a dict ``{site: quantizer}``, or None for ``model.default_sites()``.
         A dict is applied on top of the model's defaults.
     optimizer
-        ``"sgd"`` (default), ``"momentum"``, ``"adam"`` or an optimizer object.
+        ``OptimizerKind.SGD`` (default), ``MOMENTUM``, ``ADAM`` or an optimizer object (the
+        strings ``"sgd"`` ... work with a DeprecationWarning).
     average
         Also record the risk of the iterate average ``w̄_N = (1/(N−s)) Σ_{t=s}^{N−1} w_t``
         (``s = average_start``; Zou et al.'s convention, ``w_0`` included when ``s = 0``).
@@ -194,49 +195,88 @@ def run_sgd(
         Same distribution, fewer calls (useful when a quantizer has a per-call overhead); the
         random streams differ from ``prefetch=1``, so keep it fixed when comparing runs.
     """
-    for name, v, lo in (
-        ("steps", steps, 0),
-        ("batch", batch, 1),
-        ("replicas", replicas, 1),
-        ("prefetch", prefetch, 1),
-    ):
-        if isinstance(v, bool) or not isinstance(v, int | np.integer) or v < lo:
-            msg = f"{name} must be an int >= {lo}, got {v!r}"
-            raise ValueError(msg)
+    _check_counts(steps=steps, batch=batch, replicas=replicas, prefetch=prefetch)
     if dtype not in ("float64", "float32"):
-        msg = f"dtype must be 'float64' or 'float32', got {dtype!r}"
+        msg = f"dtype must be 'float64' or 'float32', got {dtype!r}; hint: dtype='float64'"
         raise ValueError(msg)
-    if callable(lr):
-        schedule = lr
-    else:
-        lr_c = float(lr)
-        if not lr_c >= 0:
-            msg = f"lr must be >= 0 or a schedule t -> lr_t, got {lr!r}"
-            raise ValueError(msg)
-
-        def schedule(t, _v=lr_c):
-            return _v
-
-    if isinstance(sites, dict):
-        sites = model.default_sites().replace(**sites)
-    elif sites is None:
-        sites = model.default_sites()
-    else:
-        sites = Sites.coerce(sites)
+    schedule = _schedule(lr)
+    sites = _resolve_sites(model, sites)
     opt = make_optimizer(optimizer)
     xp = _namespace(backend)
     npdt = np.dtype(dtype)
     R, B, steps = int(replicas), int(batch), int(steps)
-
-    ss = np.random.SeedSequence(int(seed))
-    rng_init, rng_data, *site_rngs = (np.random.default_rng(s) for s in ss.spawn(8))
-    rng_sites = dict(zip(SITE_NAMES, site_rngs))
-    rng_metric = np.random.default_rng(ss.spawn(1)[0])
+    rngs = _Streams(seed)
 
     def conv(a):
         a = np.asarray(a, dtype=npdt)
         return a if xp is np else xp.asarray(a)
 
+    w = _initial_weights(model, w0, R, rngs.init, conv, dtype, xp)
+    state = opt.init(w)
+    rec = _record_grid(steps, n_records, record_steps)
+    recorder = _Recorder(model, sites, rngs.metric, dict(metrics or {}), average, w)
+    batches = _Batches(model, R, B, steps, prefetch, conv, sites.data, rngs)
+    bar = _progress(steps, progress)
+    ri = 0
+    chunk = max(1, steps // 100)
+    for t in range(steps + 1):
+        while ri < len(rec) and rec[ri] == t:
+            recorder.record(w)
+            ri += 1
+        if t == steps:
+            break
+        if average and t >= average_start:
+            recorder.accumulate(w)
+        X, Xq, y = batches.get(t)
+        g = _gradient(model, sites, rngs, w, Xq, y)
+        w, state = opt.step(w, g, schedule(t), t, state)
+        if bar is not None and (t + 1) % chunk == 0:
+            bar.update(chunk)
+    if bar is not None:
+        bar.close()
+    return recorder.result(rec, model, w, sites, seed,
+                           {"steps": steps, "batch": B, "replicas": R, "optimizer": repr(opt)})  # fmt: skip
+
+
+def _check_counts(**counts):
+    lows = {"steps": 0, "batch": 1, "replicas": 1, "prefetch": 1}
+    for name, v in counts.items():
+        lo = lows[name]
+        if isinstance(v, bool) or not isinstance(v, int | np.integer) or v < lo:
+            msg = f"{name} must be an int >= {lo}, got {v!r}; hint: {name}={max(lo, 1)}"
+            raise ValueError(msg)
+
+
+def _schedule(lr) -> Callable[[int], float]:
+    if callable(lr):
+        return lr
+    lr_c = float(lr)
+    if not lr_c >= 0:
+        msg = f"lr must be >= 0 or a schedule t -> lr_t, got {lr!r}; hint: lr=0.1"
+        raise ValueError(msg)
+    return lambda t, _v=lr_c: _v
+
+
+def _resolve_sites(model, sites) -> Sites:
+    """A dict is applied on top of the model's defaults; None means the defaults."""
+    if isinstance(sites, dict):
+        return model.default_sites().replace(**sites)
+    if sites is None:
+        return model.default_sites()
+    return Sites.coerce(sites)
+
+
+class _Streams:
+    """The eight independent random streams of a run (see the module docstring)."""
+
+    def __init__(self, seed):
+        ss = np.random.SeedSequence(int(seed))
+        self.init, self.data, *site_rngs = (np.random.default_rng(s) for s in ss.spawn(8))
+        self.sites = dict(zip(SITE_NAMES, site_rngs))
+        self.metric = np.random.default_rng(ss.spawn(1)[0])
+
+
+def _initial_weights(model, w0, R, rng_init, conv, dtype, xp):
     if w0 is None:
         w = conv(model.init_weights(R, rng_init))
     else:
@@ -251,89 +291,97 @@ def run_sgd(
     if tuple(w.shape) != (R, model.dim):
         msg = f"initial weights must have shape {(R, model.dim)}, got {tuple(w.shape)}"
         raise ValueError(msg)
-    state = opt.init(w)
+    return w
 
+
+def _record_grid(steps, n_records, record_steps) -> np.ndarray:
     if record_steps is None:
-        rec = log_grid(steps, n_records)
-    else:
-        rec = np.unique(np.asarray(record_steps, dtype=np.int64))
-        if rec.size and (rec[0] < 0 or rec[-1] > steps):
-            msg = f"record_steps must lie in [0, steps={steps}], got {rec[0]}..{rec[-1]}"
-            raise ValueError(msg)
-    metrics = dict(metrics or {})
-    out_risk, out_avg = [], []
-    out_metrics = {k: [] for k in metrics}
-    has_risk = model.risk(w, sites, rng_metric) is not None
+        return log_grid(steps, n_records)
+    rec = np.unique(np.asarray(record_steps, dtype=np.int64))
+    if rec.size and (rec[0] < 0 or rec[-1] > steps):
+        msg = f"record_steps must lie in [0, steps={steps}], got {rec[0]}..{rec[-1]}"
+        raise ValueError(msg)
+    return rec
 
-    qd, ql, qp = sites.data, sites.labels, sites.weights
-    qa, qo, qg = sites.activations, sites.output_grad, sites.param_grad
-    rd, rl, rp = rng_sites["data"], rng_sites["labels"], rng_sites["weights"]
-    ra, ro, rg = rng_sites["activations"], rng_sites["output_grad"], rng_sites["param_grad"]
-    w_sum = None
-    n_avg = 0
 
-    def record(w):
-        if has_risk:
-            out_risk.append(_to_numpy(model.risk(w, sites, rng_metric)))
-        if average:
-            wa = w if n_avg == 0 else w_sum / n_avg
-            out_avg.append(_to_numpy(model.risk(wa, sites, rng_metric)) if has_risk else None)
-        for k, f in metrics.items():
-            out_metrics[k].append(_to_numpy(f(w, model)))
+class _Recorder:
+    """Risk, averaged-iterate risk and metrics at the record times; the running iterate sum."""
 
-    bar = _progress(steps, progress)
-    ri = 0
-    chunk = max(1, steps // 100)
-    for t in range(steps + 1):
-        while ri < len(rec) and rec[ri] == t:
-            record(w)
-            ri += 1
-        if t == steps:
-            break
-        if average and t >= average_start:
-            w_sum = w if w_sum is None else w_sum + w
-            n_avg += 1
-        if prefetch == 1:
-            X, y = model.sample(R, B, rng_data)
-            X, y = conv(X), conv(y)
-            Xq = qd(X, rd)
-        else:
-            j = t % prefetch
-            if j == 0:
-                nb = min(prefetch, steps - t)
-                Xb, yb = model.sample(R, B * nb, rng_data)
-                Xb, yb = conv(Xb), conv(yb)
-                Xqb = qd(Xb, rd)
-            X, y = Xb[:, j * B : (j + 1) * B], yb[:, j * B : (j + 1) * B]
-            Xq = Xqb[:, j * B : (j + 1) * B]
-        yq = ql(y, rl)
-        wq = qp(w, rp)
-        a = qa(model.forward(wq, Xq), ra)
-        o = qo(model.loss_grad(a, yq), ro)
-        g = model.backward(wq, Xq, o)
-        dq = qp.derivative(w)
-        if not (isinstance(dq, float) and dq == 1.0):
-            g = g * dq
-        g = qg(g, rg)
-        reg = model.regularizer_grad(w)
-        if reg is not None:
-            g = g + reg
-        w, state = opt.step(w, g, schedule(t), t, state)
-        if bar is not None and (t + 1) % chunk == 0:
-            bar.update(chunk)
-    if bar is not None:
-        bar.close()
+    def __init__(self, model, sites, rng_metric, metrics, average, w):
+        self.model, self.sites, self.rng, self.metrics = model, sites, rng_metric, metrics
+        self.average = average
+        self.has_risk = model.risk(w, sites, rng_metric) is not None
+        self.risk, self.avg = [], []
+        self.out_metrics = {k: [] for k in metrics}
+        self.w_sum, self.n_avg = None, 0
 
-    stack = (lambda lst: np.stack(lst)) if has_risk else (lambda lst: None)
-    return TrainResult(
-        steps=rec,
-        time=rec / float(getattr(model, "time_unit", 1.0)),
-        risk=stack(out_risk),
-        risk_avg=stack(out_avg) if average else None,
-        metrics={k: np.stack(v) for k, v in out_metrics.items()},
-        w=w,
-        w_avg=(w_sum / n_avg) if (average and n_avg) else None,
-        sites=sites.describe(),
-        seed=int(seed),
-        config={"steps": steps, "batch": B, "replicas": R, "optimizer": repr(opt)},
-    )
+    def accumulate(self, w):
+        self.w_sum = w if self.w_sum is None else self.w_sum + w
+        self.n_avg += 1
+
+    def record(self, w):
+        if self.has_risk:
+            self.risk.append(_to_numpy(self.model.risk(w, self.sites, self.rng)))
+        if self.average:
+            wa = w if self.n_avg == 0 else self.w_sum / self.n_avg
+            risk = self.model.risk(wa, self.sites, self.rng) if self.has_risk else None
+            self.avg.append(_to_numpy(risk))
+        for k, f in self.metrics.items():
+            self.out_metrics[k].append(_to_numpy(f(w, self.model)))
+
+    def result(self, rec, model, w, sites, seed, config) -> TrainResult:
+        stack = (lambda lst: np.stack(lst)) if self.has_risk else (lambda lst: None)
+        return TrainResult(
+            steps=rec,
+            time=rec / float(getattr(model, "time_unit", 1.0)),
+            risk=stack(self.risk),
+            risk_avg=stack(self.avg) if self.average else None,
+            metrics={k: np.stack(v) for k, v in self.out_metrics.items()},
+            w=w,
+            w_avg=(self.w_sum / self.n_avg) if (self.average and self.n_avg) else None,
+            sites=sites.describe(),
+            seed=int(seed),
+            config=config,
+        )
+
+
+class _Batches:
+    """Fresh minibatches and their quantized features, drawn one step or ``prefetch`` steps at
+    a time (the data quantizer does not depend on ``w``, so a block is quantized at once)."""
+
+    def __init__(self, model, R, B, steps, prefetch, conv, qd, rngs):
+        self.model, self.R, self.B, self.steps, self.prefetch = model, R, B, steps, prefetch
+        self.conv, self.qd, self.rng, self.rd = conv, qd, rngs.data, rngs.sites["data"]
+        self.block = None
+
+    def get(self, t):
+        B = self.B
+        if self.prefetch == 1:
+            X, y = self.model.sample(self.R, B, self.rng)
+            X, y = self.conv(X), self.conv(y)
+            return X, self.qd(X, self.rd), y
+        j = t % self.prefetch
+        if j == 0:
+            nb = min(self.prefetch, self.steps - t)
+            Xb, yb = self.model.sample(self.R, B * nb, self.rng)
+            Xb, yb = self.conv(Xb), self.conv(yb)
+            self.block = (Xb, self.qd(Xb, self.rd), yb)
+        Xb, Xqb, yb = self.block
+        sl = slice(j * B, (j + 1) * B)
+        return Xb[:, sl], Xqb[:, sl], yb[:, sl]
+
+
+def _gradient(model, sites, rngs, w, Xq, y):
+    """The quantized gradient of one step (module docstring), regulariser included."""
+    r = rngs.sites
+    yq = sites.labels(y, r["labels"])
+    wq = sites.weights(w, r["weights"])
+    a = sites.activations(model.forward(wq, Xq), r["activations"])
+    o = sites.output_grad(model.loss_grad(a, yq), r["output_grad"])
+    g = model.backward(wq, Xq, o)
+    dq = sites.weights.derivative(w)
+    if not (isinstance(dq, float) and dq == 1.0):
+        g = g * dq
+    g = sites.param_grad(g, r["param_grad"])
+    reg = model.regularizer_grad(w)
+    return g if reg is None else g + reg

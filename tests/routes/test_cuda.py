@@ -126,6 +126,22 @@ def test_int8_with_scale():
 
 
 @inner
+def test_wide_formats_and_big_offsets():
+    """Issue 19 on the device: results wider than float32 round once, nearest-even (the cores'
+    ieee_bits), and offsets in [2**63, 2**64) reach the kernels as the same 64 bits."""
+    fmt = qa.FloatFormat(exponent_bits=5, mantissa_bits=40, specials=qa.Specials.FNUZ)
+    x = np.array([np.inf, -np.inf, 3e5, 1.5, -2.75e4], np.float32)
+    for ovf in (qa.Overflow.SATURATE, qa.Overflow.OWN):
+        got = _host(qa.quantize(_dev(x), fmt, overflow=ovf))
+        assert_same_floats(got, qa.quantize(x, fmt, overflow=ovf), f"e5m40 {ovf.name}")
+    y = _sample("float8_e4m3fn")
+    for offset in (5, 2**63 + 5, 2**64 + 5):
+        kw = {"rounding": R.STOCHASTIC, "seed": 8, "offset": offset}
+        got = _host(qa.quantize(_dev(y), "float8_e4m3fn", **kw))
+        assert_same_floats(got, qa.quantize(y, "float8_e4m3fn", **kw), f"offset {offset}")
+
+
+@inner
 def test_decode_and_errors():
     codes = np.arange(256, dtype=np.uint8)
     got = _host(qa.decode(_dev(codes), "float8_e4m3fn"))

@@ -194,3 +194,64 @@ def test_jax_int_without_x64_needs_power_of_two_scale(rng):
     assert_same_floats(np.asarray(got), want)
     with pytest.raises(ValueError, match="power-of-two"):
         qa.quantize(jax.numpy.asarray(x), "int8", scale=0.3)
+
+
+# ---- issue 19: subnormals under XLA's flush-to-zero, results wider than the input -------------
+
+_SUBNORMAL_CHECK = """
+import numpy as np, jax
+{x64}
+import qemu_arrays as qa
+R = qa.Rounding
+bad = []
+x = np.array([1e-40, -1e-40, 3e-42, -7e-45, 0.0, -0.0, 1.0, -2.5, 1e-38], np.float32)
+if jax.config.read("jax_enable_x64"):
+    x = np.concatenate([x.astype(np.float64), [1e-310, -4e-320, 5e-324, 2.0**-1022]])
+xs = [x] + ([x.astype(np.float32)] if x.dtype == np.float64 else [])
+for v in xs:
+    for scale in (1.0, 2.0**-140, 2.0**-149, 2.0**-126, 0.25, 2.0**90):
+        for zp in (None, 2):
+            for rnd in R:
+                kw = dict(scale=scale, zero_point=zp, rounding=rnd, seed=3)
+                with np.errstate(all="ignore"):
+                    want = qa.quantize(v, "int8", **kw)
+                    got = np.asarray(qa.quantize(jax.numpy.asarray(v), "int8", **kw))
+                    codes = np.asarray(jax.jit(lambda a: qa.encode(a, "int8", **kw))(jax.numpy.asarray(v)))
+                    dec = np.asarray(qa.decode(jax.numpy.asarray(codes), "int8", scale=scale, zero_point=zp))
+                    want_dec = qa.decode(codes, "int8", scale=scale, zero_point=zp)
+                if not (np.array_equal(got.view(np.uint8), want.view(np.uint8))
+                        and np.array_equal(codes, qa.encode(v, "int8", **kw))
+                        and np.array_equal(dec.view(np.uint8), want_dec.view(np.uint8))):
+                    bad.append((v.dtype.name, scale, zp, rnd.name, got.tolist(), want.tolist()))
+print("BAD", bad[:4])
+assert not bad, len(bad)
+"""
+
+
+@pytest.mark.parametrize("x64", [False, True], ids=["32-bit", "x64"])
+def test_jax_integer_formats_keep_subnormals(x64):
+    """XLA flushes subnormal operands: ``[1e-40, -1e-40]`` under UP used to give [0, 0] (NumPy:
+    [1, 0]), a subnormal power-of-two scale a false "x contains NaN", subnormal results zeros.
+    The quotient and the values are now formed on the bits. A subprocess: x64 is global."""
+    pytest.importorskip("jax", reason="JAX is not installed")
+    import subprocess
+    import sys
+
+    line = 'jax.config.update("jax_enable_x64", True)' if x64 else ""
+    res = subprocess.run(
+        [sys.executable, "-c", _SUBNORMAL_CHECK.format(x64=line)],
+        capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert res.returncode == 0, res.stdout[-2000:] + res.stderr[-2000:]
+
+
+def test_generic_wide_formats_round_once(rng):
+    """More mantissa bits than the float32 input: the generic route rounds the clamped maximum
+    to float32 once, nearest-even, as the kernels and the reference do (issue 19)."""
+    fmt = qa.FloatFormat(exponent_bits=5, mantissa_bits=40, specials=qa.Specials.FNUZ)
+    x = np.concatenate([[np.inf, -np.inf, 2e5, -3e5], rng.standard_normal(200) * 1e4])
+    x = x.astype(np.float32)
+    for ovf in (O.SATURATE, O.OWN):
+        a, b = _both("quantize", x, fmt, overflow=ovf)
+        assert_same_floats(b, a, f"e5m40 {ovf.name}")
+    assert qa.quantize(np.float32(np.inf), fmt, overflow=O.SATURATE) == 131072.0

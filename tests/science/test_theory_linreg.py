@@ -13,7 +13,9 @@ from qemu_arrays.theory import (
     eps_fp,
     eps_int,
     fp_beats_int,
+    fp_beats_int_exact,
     fp_mantissa_threshold,
+    int_fp_data_risks,
     optimal_quantized_weights,
     quantized_spectrum,
     risk_recursion,
@@ -184,12 +186,33 @@ def test_effective_dimension_and_int_vs_fp():
     assert effective_dimension(quantized_spectrum(lam, AdditiveNoise(0.01)), 1000, 0.1) == 200
     assert eps_int(8) == 2.0**-16
     assert eps_fp(3) == 2.0**-6
-    thr = fp_mantissa_threshold(8, 2.0, 256)
+    # Corollary 4.3 as read: deprecated (a comparison of upper bounds), still working
+    with pytest.warns(DeprecationWarning, match="exact risk recursion"):
+        thr = fp_mantissa_threshold(8, 2.0, 256)
     assert thr == pytest.approx(0.0)
-    assert fp_beats_int(0, 8, 2.0, 256)
-    assert not fp_beats_int(2, 8, 2.0, 4)  # 8 − log2(4) = 6 > 2
-    with pytest.raises(ValueError, match="d must be"):
+    with pytest.warns(DeprecationWarning, match="fp_beats_int_exact"):
+        assert fp_beats_int(0, 8, 2.0, 256)
+    with (
+        pytest.warns(DeprecationWarning, match="deprecated"),
+        pytest.raises(ValueError, match="d must be"),
+    ):
         fp_mantissa_threshold(8, 2.0, 0)
+
+
+def test_fp_vs_int_by_the_exact_recursion_contradicts_the_corollary_reading():
+    """The example docs/training.md used to give (m=3 vs INT8 at d=200) loses by the recursion:
+    INT8's additive 2^-16 costs almost nothing, FP's 2^-6 relative noise costs more."""
+    lam = 1.0 / np.arange(1, 201) ** 2
+    r_int, r_fp = int_fp_data_risks(8, 3, lam, 1.0, 1.0, 0.05, 2000)
+    fp_only = risk_recursion(lam, 1.0, 1.0, 0.05, 2000, record_steps=[2000])["risk_avg"][-1]
+    assert fp_only < r_int < r_fp  # both cost risk; INT8 costs less
+    assert not fp_beats_int_exact(3, 8, lam, 1.0, 1.0, 0.05, 2000)
+    with pytest.warns(DeprecationWarning, match="deprecated"):
+        assert fp_beats_int(3, 8, 2.0, 200)  # the reading says FP wins: it disagrees
+    # with a coarse INT (2 bits, eps = 1/16) FP-3 wins, as the recursion says
+    assert fp_beats_int_exact(3, 2, lam, 1.0, 1.0, 0.05, 2000)
+    with pytest.raises(ValueError, match="int_bits"):
+        int_fp_data_risks(-1, 3, lam, 1.0, 1.0, 0.05, 10)
 
 
 def test_additive_vs_multiplicative_paper_claims():

@@ -39,5 +39,11 @@ def test_linreg_int_vs_fp_tiny(tmp_path):
     byscheme = {(s["part"], s["scheme"]): s["final_theory"] for s in summ}
     assert byscheme[("eps", "add")] > byscheme[("eps", "mul")] > byscheme[("eps", "fp")]
     assert np.isfinite([s["final_sim"] for s in summ]).all()
+    # the claim lines: the reading of Corollary 4.3 names the wrong winner (a comparison of
+    # upper bounds); the simulation agrees with the recursion at this size too
+    lines = {c["source"]: c for c in out["claims"]}
+    assert not lines["002 Cor. 4.3 (as read)"]["holds"]
+    assert "in 3 of 9 (b, m) pairs" in lines["002 Cor. 4.3 (as read)"]["measured"]
+    assert lines["002 Thm. 4.1 setting"]["holds"]
     with pytest.raises(ValueError, match="overrides"):
         run(out_dir=tmp_path, progress=False, overrides={"bogus": 1})

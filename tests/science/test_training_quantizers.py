@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 import qemu_arrays as qa
+from qemu_arrays.theory.kinds import GridKind, SteVariant
 from qemu_arrays.training import (
     AdditiveNoise,
     FormatQuantizer,
@@ -74,10 +75,10 @@ def test_moments_declared():
 @pytest.mark.parametrize(
     ("grid", "levels"),
     [
-        ("A", [-2, -2 / 3, 2 / 3, 2]),
-        ("M", [-1.5, -0.5, 0.5, 1.5]),
-        ("D", [-2, -1, 0, 1, 2]),
-        ("C", [-2, 0, 2]),
+        (GridKind.A, [-2, -2 / 3, 2 / 3, 2]),
+        (GridKind.M, [-1.5, -0.5, 0.5, 1.5]),
+        (GridKind.D, [-2, -1, 0, 1, 2]),
+        (GridKind.C, [-2, 0, 2]),
     ],
 )
 def test_uniform_grids_b2_omega2(grid, levels):
@@ -100,7 +101,7 @@ def test_uniform_estimators():
     x = np.array([-3.0, -1.0, 0.5, 2.0, 2.5])
     assert UniformQuantizer(2, 2.0).derivative(x) == 1.0
     np.testing.assert_array_equal(
-        UniformQuantizer(2, 2.0, estimator="clipped").derivative(x), [0, 1, 1, 1, 0]
+        UniformQuantizer(2, 2.0, estimator=SteVariant.CLIPPED).derivative(x), [0, 1, 1, 1, 0]
     )
     q = UniformQuantizer(2, 2.0, estimator=lambda v: 2 * np.ones_like(v))
     np.testing.assert_array_equal(q.derivative(x), 2 * np.ones(5))
@@ -118,11 +119,11 @@ def test_uniform_stochastic_unbiased_inside_range():
 @pytest.mark.parametrize(
     ("grid", "b", "omega", "k1", "k2"),
     [
-        ("A", 2, 2.0, 0.9693, 1.0931),
-        ("M", 2, 2.0, 0.8829, 0.8846),
-        ("D", 2, 2.0, 0.9632, 1.0179),
-        ("A", 3, 1.0, 0.6843, 0.5240),
-        ("M", 5, 1.0, 0.6674, 0.4964),
+        (GridKind.A, 2, 2.0, 0.9693, 1.0931),
+        (GridKind.M, 2, 2.0, 0.8829, 0.8846),
+        (GridKind.D, 2, 2.0, 0.9632, 1.0179),
+        (GridKind.A, 3, 1.0, 0.6843, 0.5240),
+        (GridKind.M, 5, 1.0, 0.6674, 0.4964),
     ],
 )
 def test_kappa_matches_notes_table(grid, b, omega, k1, k2):
@@ -153,7 +154,7 @@ def test_format_quantizer_matches_quantize():
     s = np.abs(x).max(axis=-1, keepdims=True) / 127
     np.testing.assert_allclose(y, np.round(x / s) * s, rtol=0, atol=1e-12)
     assert q.derivative(x) == 1.0
-    clipped = FormatQuantizer("int4", scale=0.5, estimator="clipped")
+    clipped = FormatQuantizer("int4", scale=0.5, estimator=SteVariant.CLIPPED)
     np.testing.assert_array_equal(clipped.derivative(np.array([-4.0, 3.4, 3.6])), [0.0, 1.0, 0.0])
 
 

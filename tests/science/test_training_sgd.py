@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from qemu_arrays.theory.kinds import GridKind, SteVariant
 from qemu_arrays.training import (
     SGD,
     SITE_NAMES,
@@ -25,7 +26,7 @@ KW = {"steps": 60, "lr": 0.2, "batch": 2, "replicas": 8, "seed": 5, "average": T
 
 SITE_QUANTIZERS = {
     "data": AdditiveNoise(0.1),
-    "labels": UniformQuantizer(4, 4.0, grid="D"),
+    "labels": UniformQuantizer(4, 4.0, grid=GridKind.D),
     "weights": UniformQuantizer(3, 2.0),
     "activations": FormatQuantizer("float4_e2m1fn"),
     "output_grad": AdditiveNoise(0.1, dither=True),
@@ -86,7 +87,7 @@ def test_replicas_are_independent():
 def test_weight_master_copy_and_estimator():
     # Q_p at the weights with a clipped estimator: weights outside the range get no gradient
     model = LinearRegression(4, 0.0, 3.0, 0.0, w0=np.array([5.0, 0.0, 0.0, 0.0]))
-    q = UniformQuantizer(4, 1.0, estimator="clipped")
+    q = UniformQuantizer(4, 1.0, estimator=SteVariant.CLIPPED)
     res = run_sgd(model, steps=20, lr=0.1, replicas=2, seed=0, sites={"weights": q})
     np.testing.assert_array_equal(res.w[:, 0], 5.0)  # frozen: derivative is zero there
     assert np.all(res.w[:, 1:] != 0.0)  # the master copy moves by sub-step amounts
@@ -213,7 +214,7 @@ def test_prefetch_same_distribution_and_reproducible():
 
 def test_jax_backend_float32_matches_numpy():
     pytest.importorskip("jax")
-    sites = {"data": UniformQuantizer(3, 1.0, grid="M"), "weights": UniformQuantizer(4, 2.0)}
+    sites = {"data": UniformQuantizer(3, 1.0, grid=GridKind.M), "weights": UniformQuantizer(4, 2.0)}
     kw = {**KW, "dtype": "float32"}
     a = run_sgd(MODEL, sites=sites, **kw)
     b = run_sgd(MODEL, sites=sites, backend="jax", **kw)
