@@ -70,7 +70,8 @@ class Capability:
     """Runs under ``jax.jit``/``jax.grad`` (JAX tracers)."""
     matmul: bool = False
     """``matmul``/``dot`` (docs/matmul.md). JAX and array-API arrays take the HOST route for
-    them (a copy to NumPy and back: not traceable); Dask arrays have no matmul route."""
+    them, and CUDA device arrays are copied to the host as well (no CUDA matmul kernel yet):
+    not traceable; Dask arrays have no matmul route."""
 
 
 CAPABILITIES: dict[Route, Capability] = {
@@ -299,10 +300,7 @@ def run_matmul(a, b, req):
         from qemu_arrays.routes import matmul_cpu
 
         return matmul_cpu.run(a, b, req)
-    if r is Route.CUDA:
-        from qemu_arrays.routes import matmul_cuda
-
-        return matmul_cuda.run(a, b, req)
+    # JAX, array-API and (for now) CUDA device arrays: a copy to the host and back
     from qemu_arrays.routes import matmul_host
 
     return matmul_host.run(a, b, req)

@@ -101,11 +101,28 @@ def dot(
     return dispatch.run_matmul(a, b, req)
 
 
-def mma_matmul(a: Any, b: Any, model: MmaModel, c: Any = None) -> Any:
+def mma_matmul(
+    a: Any,
+    b: Any,
+    model: MmaModel,
+    c: Any = None,
+    *,
+    a_format: str | None = None,
+    b_format: str | None = None,
+) -> Any:
     """``a @ b (+ c)`` through a tensor-core model (``qemu_arrays.hardware.mma`` profiles call
-    this; use ``qemu_arrays.hardware.profile(name).matmul(a, b)``)."""
+    this; use ``qemu_arrays.hardware.profile(name).matmul(a, b)``). Plain arrays must hold
+    values of ``a_format``/``b_format`` (default: the model's first input format)."""
     if not isinstance(model, MmaModel):
         msg = f"model must be a qemu_arrays.matmul_request.MmaModel, got {type(model).__name__}"
         raise TypeError(msg)
-    req = MatmulRequest(op="matmul", accumulator=None, model=model, c=c)
+    for name, f in (("a_format", a_format), ("b_format", b_format)):
+        if f is not None and f not in model.input_formats:
+            msg = (
+                f"{name}={f!r} is not an input format of this model; allowed: "
+                f"{', '.join(model.input_formats)}"
+            )
+            raise ValueError(msg)
+    req = MatmulRequest(op="matmul", accumulator=None, model=model, c=c,
+                        formats=(a_format, b_format))  # fmt: skip
     return dispatch.run_matmul(a, b, req)

@@ -76,6 +76,9 @@ class MatmulRequest:
     model: MmaModel | None = None
     c: Any = field(default=None, compare=False)
     """A hardware model's initial accumulator (``D = A B + C``), any array or None."""
+    formats: tuple[str | None, str | None] = (None, None)
+    """A hardware model's input formats of plain-array operands ``a``, ``b`` (None: the
+    model's first input format)."""
 
 
 def _is_int(v) -> bool:
