@@ -143,6 +143,9 @@ def _add(src, dst, xs, xscale, ebase, t, p, rnd, ovf, k0, k1, k2, r, need_ts, ro
     if rnd == SR:
         return _add_span(src, dst, xs, xscale, ebase, t, p, SR, ovf, k0, k1, k2, r, True,
                          ro_ok)  # fmt: skip
+    if rnd == RTZ:  # the tensor cores' mode
+        return _add_span(src, dst, xs, xscale, ebase, t, p, RTZ, ovf, k0, k1, k2, r, True,
+                         ro_ok)  # fmt: skip
     return _add_span(src, dst, xs, xscale, ebase, t, p, rnd, ovf, k0, k1, k2, r, True, ro_ok)
 
 

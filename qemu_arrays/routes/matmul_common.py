@@ -59,6 +59,9 @@ class Operand:
     """Block formats: the block scale values (float64, NaN for a NaN scale), the block axis
     holding one entry per block."""
     axis: int | None = None
+    scale: Any = None
+    """Scaled integer formats: the per-tensor (0-d) or per-row of ``a`` / per-column of ``b``
+    scale (float64, the reduction axis removed), applied in the epilogue."""
 
 
 def _width(fmt) -> tuple[int, int]:

@@ -20,7 +20,7 @@ import numpy as np
 
 from qemu_arrays.formats.block_spec import BlockFormat
 from qemu_arrays.formats.enums import Overflow, Rounding
-from qemu_arrays.formats.spec import FloatFormat
+from qemu_arrays.formats.spec import FloatFormat, IntFormat
 from qemu_arrays.matmul_request import MatmulRequest
 from qemu_arrays.request import Op, Request
 from qemu_arrays.routes import cpu
@@ -66,6 +66,52 @@ def _check_float32_values(v: np.ndarray, name: str) -> None:
         raise ValueError(msg)
 
 
+def _scaled_int(fmt: IntFormat, enc, name: str) -> Operand:
+    """A QArray of a scaled integer format: the integers ``k - zero_point`` as values, the
+    scale (per tensor, per row of ``a`` or per column of ``b``) for the epilogue."""
+    codes = np.asarray(enc.codes)
+    nd = codes.ndim
+    red = nd - 1 if name == "a" or nd == 1 else nd - 2
+    scales = np.asarray(enc.scales, dtype=np.float64)
+    along_k = scales.ndim > 0 and scales.shape[red - nd + scales.ndim] > 1
+    if enc.block_size is not None or along_k:
+        msg = (
+            f"{name} is a QArray of {fmt.name!r} with scales along the reduction axis "
+            f"(axis={enc.axis}, block_size={enc.block_size}); matmul applies integer scales "
+            f"per tensor, per row of a or per column of b (axis={-2 if name == 'a' else -1}), "
+            f"in the epilogue; hint: matmul({name}.dequantize(), ...)"
+        )
+        raise NotImplementedError(msg)
+    ones = np.ones_like(scales)
+    req = Request(Op.DECODE, fmt, scale=ones, zero_point=enc.zero_points, axis=enc.axis,
+                  dtype=np.float64)  # fmt: skip
+    vals = np.asarray(cpu.run(codes, req), dtype=np.float64)
+    if scales.ndim == 0 or scales.size == 1:
+        sc = np.asarray(scales.reshape(()))
+    else:
+        full = np.broadcast_to(scales, (1,) * (nd - scales.ndim) + scales.shape)
+        sc = np.take(full, 0, axis=red)
+        sc = sc[..., :, None] if name == "a" else sc[..., None, :]
+    return Operand(vals, fmt, False, scale=sc)
+
+
+def _epilogue(out: np.ndarray, a: Operand, b: Operand) -> np.ndarray:
+    """``out * s`` with ``s = s_a * s_b`` (in float64) rounded to the output's dtype, one IEEE
+    multiplication in that dtype (docs/matmul.md, "Scaled integer inputs")."""
+    if a.scale is None and b.scale is None:
+        return out
+    one = np.float64(1.0)
+    sa = one if a.scale is None else a.scale
+    sb = one if b.scale is None else b.scale
+    s = (np.asarray(sa) * np.asarray(sb)).astype(out.dtype)
+    if out.ndim < s.ndim:  # 1-D operands: their scales are per tensor (0-d)
+        s = s.reshape(())
+    with np.errstate(all="ignore"):
+        res = np.asarray(out * s, dtype=out.dtype)
+    res[np.isnan(res)] = np.nan
+    return res
+
+
 def operand(x, name: str) -> Operand:
     """A NumPy array, PyTorch CPU tensor or QArray as an :class:`Operand` (float32 or float64
     values: 16-bit arrays widen to float32)."""
@@ -86,10 +132,12 @@ def operand(x, name: str) -> Operand:
             scales = _decode(enc.scales, fmt.scale)
             axis = enc.axis if enc.axis is not None else vals.ndim - 1
             return Operand(vals, el, wide, block=fmt, scales=scales, axis=axis % vals.ndim)
+        if isinstance(fmt, IntFormat):
+            return _scaled_int(fmt, enc, name)
         msg = (
-            f"{name} is a QArray of {fmt.name!r}: matmul takes QArrays of float element formats "
-            "and of MX block formats (power-of-two scales); scaled integer and two-level (NVFP4) "
-            f"formats are not modelled yet; hint: matmul({name}.dequantize(), ...)"
+            f"{name} is a QArray of {fmt.name!r}: matmul takes QArrays of float element formats, "
+            "scaled integer formats and MX block formats; two-level (NVFP4) formats are not "
+            f"modelled yet; hint: matmul({name}.dequantize(), ...)"
         )
         raise NotImplementedError(msg)
     if _is_tensor(x):
@@ -365,7 +413,7 @@ def compute(a: Operand, b: Operand, req: MatmulRequest) -> tuple[np.ndarray, Pla
         err += e
     if err:
         raise nan_in_accumulator(pl.result if pl.acc is None else pl.acc)
-    return res.reshape(pl.out_shape), pl
+    return _epilogue(res, a, b).reshape(pl.out_shape), pl
 
 
 def run(a, b, req: MatmulRequest):
