@@ -413,3 +413,31 @@ def test_threads_do_not_change_results():
     finally:
         numba.set_num_threads(prev)
     np.testing.assert_array_equal(one, qa.matmul(A, B, **kw))
+
+
+# ---- scaled integer formats: raw integers summed, the scales in the epilogue -------------------
+
+
+def test_scaled_int_operands_apply_their_scales_in_the_epilogue():
+    """int8 per-row (asymmetric: zero points) times int8 per-column: the integers ``k - zp``
+    are summed in the accumulator, then ``out = fl32(acc * fl32(s_a[i] * s_b[j]))``."""
+    rng = np.random.default_rng(13)
+    x = (rng.standard_normal((3, 37)) * 3).astype(np.float32)
+    y = rng.standard_normal((37, 2)).astype(np.float32)
+    qx = qa.asarray(x, "int8", axis=0, symmetric=False)
+    qy = qa.asarray(y, "int8", axis=1)
+    ints = []
+    for q in (qx, qy):
+        fmt, enc = q.__qemu_arrays_operand__()
+        ints.append(np.asarray(qa.decode(enc.codes, fmt, scale=np.ones_like(enc.scales),
+                                         zero_point=enc.zero_points, axis=enc.axis,
+                                         dtype=np.float64)))  # fmt: skip
+    sx = qx.__qemu_arrays_operand__()[1].scales
+    sy = qy.__qemu_arrays_operand__()[1].scales
+    s = (np.asarray(sx, np.float64) * np.asarray(sy, np.float64)).astype(np.float32)
+    for acc in ("bfloat16", None):
+        got = qa.matmul(qx, qy, accumulator=acc, allow_narrow=True)
+        want = reference(ints[0], ints[1], accumulator=acc)
+        np.testing.assert_array_equal(got, want.astype(np.float32) * s)
+    with pytest.raises(NotImplementedError, match="scales along the reduction axis"):
+        qa.matmul(qa.asarray(x, "int8", axis=1), y)
