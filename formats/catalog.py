@@ -9,6 +9,7 @@ Names follow ml_dtypes' grammar (``float8_e4m3fn``: 8 bits, 4 exponent bits, 3 m
 from __future__ import annotations
 
 import difflib
+import re
 
 from qemu_arrays.formats.block_spec import BlockFormat
 from qemu_arrays.formats.spec import FloatFormat, IntFormat, Specials
@@ -226,6 +227,22 @@ def list_formats() -> list[str]:
     return sorted(_CATALOG)
 
 
+def _shorthand_matches(key: str) -> list[str]:
+    """Catalogue names for the shorthands other libraries and papers use: ``fp8`` / ``float8``
+    (every 8-bit float, then the MX formats of that element width), ``fp4`` (and NVFP4),
+    ``e4m3``, ``fp16``, ``bf16``, ``fp32``."""
+    names = sorted(_CATALOG)
+    m = re.fullmatch(r"(?:fp|float|f)(\d+)", key)
+    if m:
+        n = m.group(1)
+        exact = [f for f in (f"float{n}",) if f in _CATALOG]
+        return exact + [f for f in names if f.startswith((f"float{n}_", f"mxfp{n}_", f"nvfp{n}"))]
+    m = re.fullmatch(r"(?:mx|nv)?(?:fp\d+_?)?(e\dm\d)\w*", key)
+    if m:
+        return [f for f in names if m.group(1) in f]
+    return {"bf16": ["bfloat16"], "fp16": ["float16"], "half": ["float16"]}.get(key, [])
+
+
 def get_format(name):
     """Look up a format by name; descriptors pass through unchanged.
 
@@ -246,8 +263,11 @@ def get_format(name):
         return p3109(k, p, extended=extended)
     if key in _CATALOG:
         return _CATALOG[key]
-    close = difflib.get_close_matches(key, list(_CATALOG), n=5, cutoff=0.5)
-    hint = f"did you mean {', '.join(map(repr, close))}?" if close else "see list_formats()"
+    close = _shorthand_matches(key)
+    close += [
+        c for c in difflib.get_close_matches(key, list(_CATALOG), n=5, cutoff=0.5) if c not in close
+    ]
+    hint = f"did you mean {', '.join(map(repr, close[:10]))}?" if close else "see list_formats()"
     msg = (
         f"unknown format name {name!r}: format must be a name of list_formats(), "
         f"binary<k>p<p> or a format descriptor; hint: {hint}"
