@@ -71,7 +71,7 @@ def two_sum(a, b):
 @_HOT
 def split64(x):
     """``(sign, M, E)`` of a finite float64: ``|x| = M * 2**E``, ``M < 2**53``."""
-    b = f64_bits(x)
+    b: int = f64_bits(x)  # type: ignore[call-arg]  # an @intrinsic
     sign = (b >> 63) & 1
     ef = (b >> 52) & 0x7FF
     mf = b & MASK52
@@ -83,7 +83,7 @@ def split64(x):
 @_HOT
 def nominal_exponent(x, emin):
     """``max(floor(log2 |x|), emin)`` of a finite non-zero float64 (read from its bits)."""
-    b = f64_bits(x)
+    b: int = f64_bits(x)  # type: ignore[call-arg]  # an @intrinsic
     ef = (b >> 52) & 0x7FF
     if ef == 0:
         mf = b & MASK52
@@ -100,7 +100,7 @@ def nominal_exponent(x, emin):
 def round_value(x, m, emin, emax, sigmax, sub, hz, sg, sp, rnd, ovf, u, r):
     """Round the float64 value ``x`` (exact) into the format: ``(status, sign, kept, q)``.
     NaN is the canonical positive NaN."""
-    b = f64_bits(x)
+    b: int = f64_bits(x)  # type: ignore[call-arg]  # an @intrinsic
     if x != x:
         b = QNAN64
     return round_ieee_bits(b, 11, 52, m, emin, emax, sigmax, sub, hz, sg, sp, rnd, ovf, u, r)
@@ -163,7 +163,7 @@ def add_round(a, x, m, emin, emax, sigmax, sub, hz, sg, sp, rnd, ovf, u, r):
     if s == 0.0:
         # exact zero: float64's sign is IEEE's under nearest-even; DOWN gives -0 unless both
         # operands are +0
-        neg = f64_bits(s) < 0
+        neg = f64_bits(s) < 0  # type: ignore[call-arg]  # an @intrinsic
         if rnd == RDN:
             neg = not (a == 0.0 and x == 0.0 and f64_bits(a) >= 0 and f64_bits(x) >= 0)
         z = -0.0 if neg else 0.0
@@ -319,4 +319,4 @@ def fused_round(S, grid_exp, p_out, emin_out, emax_out, rnd):
 @_HOT
 def as_float64(st, sign, kept, q):
     """The float64 value of a rounded result (a format whose values float64 holds)."""
-    return bits_f64(ieee_bits(st, sign, kept, q, 11, 52))
+    return bits_f64(ieee_bits(st, sign, kept, q, 11, 52))  # type: ignore[call-arg]
