@@ -40,6 +40,7 @@ FIGURES = {
     "grid-float8_e4m3fn": "info float8_e4m3fn --plot {out}",
     "grid-mxfp4_e2m1": "info mxfp4_e2m1 --plot {out}",
     "grid-nvfp4": "info nvfp4 --plot {out}",
+    "gemm-error": "gemm-error --k 32,128,512,2048 --plot {out}",
 }
 
 
