@@ -197,6 +197,8 @@ for _fmt in (
         subnormals=False,
         has_zero=False,
     ),
+    # UE5M3 (ml_dtypes 0.7, AMD Quark fp8_e5m3): unsigned, bias 15, 0xFF the only NaN, max 114688
+    _f("float8_e5m3fnu", 5, 3, specials=Specials.FN, signed=False),
     _f("float6_e2m3fn", 2, 3, specials=Specials.FINITE),
     _f("float6_e3m2fn", 3, 2, specials=Specials.FINITE),
     _f("float4_e2m1fn", 2, 1, specials=Specials.FINITE),
@@ -205,12 +207,14 @@ for _fmt in (
     _f("float32", 8, 23),
     _f("float64", 11, 52),
     _f("tf32", 8, 10),
+    IntFormat(bits=1),
     IntFormat(bits=2),
     IntFormat(bits=4),
     IntFormat(bits=8),
     IntFormat(bits=16),
     IntFormat(bits=8, narrow_range=True),
     IntFormat(bits=4, narrow_range=True),
+    IntFormat(bits=1, signed=False),
     IntFormat(bits=2, signed=False),
     IntFormat(bits=4, signed=False),
     IntFormat(bits=8, signed=False),
@@ -296,6 +300,17 @@ def _register_block_formats():
             block_size=32,
             element_fraction_bits=6,
             name="mxint8",
+        )
+    )
+    # the full-range option: OCP MX v1.0 defines the element as two's complement with an
+    # implicit 2^-6, so 0x80 is -2.0 (gfloat, TOSA); round-to-nearest may produce it here
+    register(
+        BlockFormat(
+            element=IntFormat(bits=8),
+            scale=e8m0,
+            block_size=32,
+            element_fraction_bits=6,
+            name="mxint8_full",
         )
     )
     register(
