@@ -32,6 +32,10 @@ from qemu_arrays.formats.cores import (
     round_ieee_bits,
     round_magnitude,
 )
+from qemu_arrays.formats.jit_cache import purge_stale_cache
+
+# its cached functions inline the cores: drop them when a numba source of formats/ changes
+purge_stale_cache(__file__)
 
 __all__ = [
     "MASK52",

@@ -159,6 +159,12 @@ def matmul_request(
     """The :class:`MatmulRequest` of ``matmul`` (``op`` "matmul") or ``dot``."""
     acc = check_accumulator("accumulator", accumulator, allow_none=True)
     rounding = check_enum("rounding", rounding, Rounding)
+    if rounding is Rounding.STOCHASTIC_EQUAL:
+        msg = (
+            "rounding=Rounding.STOCHASTIC_EQUAL is not modelled for matmul (its additions draw "
+            "no random integers); hint: Rounding.STOCHASTIC, or quantize the result"
+        )
+        raise ValueError(msg)
     order = _check_order(order)
     block_k = _check_block_k(block_k)
     fma = check_bool("fma", fma)

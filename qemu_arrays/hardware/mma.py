@@ -66,7 +66,7 @@ class ExactBlockDotProfile(Profile):
 
 register_profile(
     MmaProfile(
-        name="nvidia_h100_fp8_fast_accum",
+        name="nvidia-h100-fp8-fast-accum",
         emulates="NVIDIA Hopper (H100/H200) wgmma with FP8 e4m3/e5m2 inputs and the whole K loop in "
         "the tensor-core accumulator (cuBLASLt CUBLASLT_MATMUL_DESC_FAST_ACCUM, "
         "torch._scaled_mm(use_fast_accum=True))",
@@ -90,7 +90,7 @@ register_profile(
 
 register_profile(
     MmaProfile(
-        name="nvidia_h100_fp8_promote128",
+        name="nvidia-h100-fp8-promote128",
         emulates="Hopper FP8 wgmma chains of 128 products (4 instructions) from zero, each partial "
         "sum added into a float32 total on the CUDA cores with round-to-nearest-even "
         "(DeepSeek-V3's promotion; CUTLASS '2xAcc' with mma_promotion_interval=4)",
@@ -99,7 +99,7 @@ register_profile(
             "to FP32 registers on CUDA cores",
             "CUTLASS include/cutlass/gemm/collective/fp8_accumulation.hpp (GmmaFP8Accumulation: "
             "accum += accum_temp every mma_promotion_interval MMAs)",
-            f"the fused step as nvidia_h100_fp8_fast_accum ({MMA_SIM}; {KHATTAK})",
+            f"the fused step as nvidia-h100-fp8-fast-accum ({MMA_SIM}; {KHATTAK})",
         ),
         uncertain=COMMON_UNCERTAIN
         + (
@@ -115,7 +115,7 @@ register_profile(
 
 register_profile(
     MmaProfile(
-        name="nvidia_a100_fp16",
+        name="nvidia-a100-fp16",
         emulates="NVIDIA Ampere (A100) mma with float16/bfloat16 inputs and float32 accumulation: "
         "fused steps of 8 products, 24 fraction bits kept, float32 output rounded toward "
         "zero",
@@ -134,7 +134,7 @@ register_profile(
 
 register_profile(
     MmaProfile(
-        name="nvidia_v100_fp16",
+        name="nvidia-v100-fp16",
         emulates="NVIDIA Volta (V100) mma/wmma with float16 inputs and float32 accumulation: fused "
         "steps of 4 products, 23 fraction bits kept, float32 output rounded toward zero",
         sources=(
@@ -150,7 +150,7 @@ register_profile(
 
 register_profile(
     MmaProfile(
-        name="nvidia_b200_mxf8f6f4",
+        name="nvidia-b200-mxf8f6f4",
         emulates="NVIDIA Blackwell (B200) tcgen05.mma kind::mxf8f6f4.block_scale: one MX block of 32 "
         "products per fused step, the E8M0 scales shifting the products' exponents, 25 "
         "fraction bits kept, float32 output rounded toward zero",
@@ -169,7 +169,7 @@ register_profile(
 
 register_profile(
     ExactBlockDotProfile(
-        name="ocp_mx_exact_fp32",
+        name="ocp-mx-exact-fp32",
         emulates="the OCP MX v1.0 general dot product with exact block dot products: each block's "
         "X_A X_B sum P_A P_B exact, the blocks added into float32 in k order with "
         "round-to-nearest-even (a software reference, not a chip)",
@@ -178,7 +178,7 @@ register_profile(
             "implementation-defined; this profile fixes exact blocks, sequential float32 "
             "promotion)",
         ),
-        uncertain=("hardware may truncate inside a block (see nvidia_b200_mxf8f6f4)",),
+        uncertain=("hardware may truncate inside a block (see nvidia-b200-mxf8f6f4)",),
         confidence="documented",
     )
 )

@@ -237,6 +237,15 @@ def plan(req: MatmulRequest, a: Operand, b: Operand, shape_a, shape_b) -> Plan:
         result = FLOAT64 if wide else FLOAT32
     else:
         result = promote if order == "blocked" else acc
+    if req.rounding is Rounding.JAM:
+        for f in (acc, promote if order == "blocked" else None, result):
+            if f is not None and f.mantissa_bits >= 52:
+                msg = (
+                    f"rounding=Rounding.JAM into {f.name!r} (52 mantissa bits) is not modelled: "
+                    "the kernels' float64 fast path and the reference disagree on values that "
+                    "need no rounding; hint: an accumulator of at most 51 mantissa bits"
+                )
+                raise ValueError(msg)
     out_dtype = np.dtype(np.float64 if wide or not _fits_float32(result) else np.float32)
     r = req.random_bits
     if req.rounding is Rounding.STOCHASTIC:

@@ -81,7 +81,7 @@ def compute(a: Operand, b: Operand, req: MatmulRequest, pl: Plan) -> np.ndarray:
     if (a.block is not None or b.block is not None) and not model.block_scaled:
         msg = (
             "this model has no block scales; hint: a block-scaled profile (e.g. "
-            "'nvidia_b200_mxf8f6f4'), or dequantize the operands"
+            "'nvidia-b200-mxf8f6f4'), or dequantize the operands"
         )
         raise ValueError(msg)
     va, vb = (np.asarray(o.values, dtype=np.float64) for o in (a, b))

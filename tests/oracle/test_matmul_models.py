@@ -60,14 +60,14 @@ def _one(p, a, b, c, n, fmt=None):
 @pytest.mark.parametrize("case", FASI, ids=lambda c: c[0])
 def test_fasi_vectors(case):
     _, a, b, c, v100, a100 = case
-    assert _one(profile("nvidia_v100_fp16"), a, b, c, 4) == float.fromhex(v100)
-    assert _one(profile("nvidia_a100_fp16"), a, b, c, 8) == float.fromhex(a100)
+    assert _one(profile("nvidia-v100-fp16"), a, b, c, 4) == float.fromhex(v100)
+    assert _one(profile("nvidia-a100-fp16"), a, b, c, 8) == float.fromhex(a100)
 
 
 @pytest.mark.parametrize("case", H100, ids=lambda c: c[0])
 def test_hopper_fp8_vectors(case):
     _, a, b, c, want = case
-    assert _one(profile("nvidia_h100_fp8_fast_accum"), a, b, c, 32) == float.fromhex(want)
+    assert _one(profile("nvidia-h100-fp8-fast-accum"), a, b, c, 32) == float.fromhex(want)
 
 
 def test_hopper_chain_loses_a_small_c_and_promotion_keeps_it():
@@ -75,14 +75,14 @@ def test_hopper_chain_loses_a_small_c_and_promotion_keeps_it():
     128 products into float32 (DeepSeek-V3) keeps the product sum exact."""
     A = np.ones((1, 64), np.float32)
     B = np.ones((64, 1), np.float32)
-    fast = profile("nvidia_h100_fp8_fast_accum").matmul(A, B, np.float32(2**-11))
+    fast = profile("nvidia-h100-fp8-fast-accum").matmul(A, B, np.float32(2**-11))
     assert float(fast[0, 0]) == 64.0
     A = np.full((1, 4096), 1.0, np.float32)
     A[0, 1::2] = 2.0**-7  # tiny products dropped once the sum is large
     B = np.ones((4096, 1), np.float32)
     exact = 2048 + 2048 * 2.0**-7
-    fast = float(profile("nvidia_h100_fp8_fast_accum").matmul(A, B)[0, 0])
-    promoted = float(profile("nvidia_h100_fp8_promote128").matmul(A, B)[0, 0])
+    fast = float(profile("nvidia-h100-fp8-fast-accum").matmul(A, B)[0, 0])
+    promoted = float(profile("nvidia-h100-fp8-promote128").matmul(A, B)[0, 0])
     assert fast < exact
     assert promoted == exact
 
@@ -104,12 +104,12 @@ def _promoted_reference(a, b, interval, **kw):
 @pytest.mark.parametrize(
     ("name", "fmt", "K"),
     [
-        ("nvidia_h100_fp8_fast_accum", "float8_e4m3fn", 70),
-        ("nvidia_h100_fp8_fast_accum", "float8_e5m2", 64),
-        ("nvidia_h100_fp8_promote128", "float8_e4m3fn", 200),
-        ("nvidia_a100_fp16", "float16", 37),
-        ("nvidia_a100_fp16", "bfloat16", 24),
-        ("nvidia_v100_fp16", "float16", 13),
+        ("nvidia-h100-fp8-fast-accum", "float8_e4m3fn", 70),
+        ("nvidia-h100-fp8-fast-accum", "float8_e5m2", 64),
+        ("nvidia-h100-fp8-promote128", "float8_e4m3fn", 200),
+        ("nvidia-a100-fp16", "float16", 37),
+        ("nvidia-a100-fp16", "bfloat16", 24),
+        ("nvidia-v100-fp16", "float16", 13),
     ],
 )
 def test_models_match_the_reference(name, fmt, K):
@@ -133,7 +133,7 @@ def test_models_match_the_reference(name, fmt, K):
 
 
 def test_specials_give_nan_or_the_infinity():
-    p = profile("nvidia_a100_fp16")
+    p = profile("nvidia-a100-fp16")
     A = np.array([[np.inf, 1.0], [np.inf, 0.0], [np.nan, 1.0]], np.float32)
     B = np.array([[1.0, 0.0], [1.0, 1.0]], np.float32)
     got = np.asarray(p.matmul(A, B))
@@ -151,13 +151,13 @@ def test_b200_mx_block_dot():
     b[:3, 0] = [32, -32, 2**-8]
     qa_, qb = qa.asarray(a, "mxfp8_e4m3", axis=-1), qa.asarray(b, "mxfp8_e4m3", axis=0)
     assert np.array_equal(qa_.dequantize(), a)
-    assert float(profile("nvidia_b200_mxf8f6f4").matmul(qa_, qb)[0, 0]) == 0.0
-    assert float(profile("ocp_mx_exact_fp32").matmul(qa_, qb)[0, 0]) == 2.0**-16
+    assert float(profile("nvidia-b200-mxf8f6f4").matmul(qa_, qb)[0, 0]) == 0.0
+    assert float(profile("ocp-mx-exact-fp32").matmul(qa_, qb)[0, 0]) == 2.0**-16
     rng = np.random.default_rng(3)
     x = (rng.standard_normal((2, 96)) * np.exp2(rng.integers(-8, 8, (2, 96)))).astype(np.float32)
     y = (rng.standard_normal((96, 2)) * 8).astype(np.float32)
     qx, qy = qa.asarray(x, "mxfp8_e4m3", axis=-1), qa.asarray(y, "mxfp6_e3m2", axis=0)
-    got = np.asarray(profile("nvidia_b200_mxf8f6f4").matmul(qx, qy), np.float64)
+    got = np.asarray(profile("nvidia-b200-mxf8f6f4").matmul(qx, qy), np.float64)
     fx, ex = qx.__qemu_arrays_operand__()
     fy, ey = qy.__qemu_arrays_operand__()
     sx = np.log2(np.asarray(qa.decode(ex.scales, fx.scale, dtype=np.float64)))
@@ -175,7 +175,7 @@ def test_b200_mx_block_dot():
 
 def test_profiles_are_listed_with_sources():
     names = list_profiles()
-    for n in ("nvidia_h100_fp8_fast_accum", "nvidia_b200_mxf8f6f4", "ocp_mx_exact_fp32"):
+    for n in ("nvidia-h100-fp8-fast-accum", "nvidia-b200-mxf8f6f4", "ocp-mx-exact-fp32"):
         assert n in names
         p = profile(n)
         assert p.sources
@@ -183,7 +183,7 @@ def test_profiles_are_listed_with_sources():
 
 
 def test_model_input_errors():
-    p = profile("nvidia_h100_fp8_fast_accum")
+    p = profile("nvidia-h100-fp8-fast-accum")
     A = np.full((1, 4), 1.1, np.float32)  # not an e4m3 value
     with pytest.raises(ValueError, match="not float8_e4m3fn values"):
         p.matmul(A, np.ones((4, 1), np.float32))

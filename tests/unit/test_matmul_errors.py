@@ -27,6 +27,16 @@ B = np.ones((3, 4), np.float32)
         (lambda: qa.matmul(A.astype(np.float64) / 3, B), ValueError, "not float32 values"),
         (lambda: qa.matmul(A, 2.0), TypeError, "b must be an array"),
         (lambda: qa.dot(np.ones((2, 2, 3), np.float32), B), ValueError, "dot takes vectors"),
+        (
+            lambda: qa.matmul(A, B, accumulator="float64", rounding=qa.Rounding.JAM),
+            ValueError,
+            "JAM into 'float64'",
+        ),
+        (
+            lambda: qa.matmul(A, B, rounding=qa.Rounding.STOCHASTIC_EQUAL, seed=1),
+            ValueError,
+            "STOCHASTIC_EQUAL is not modelled",
+        ),
     ],
 )
 def test_bad_calls(call, exc, needle):
