@@ -1,8 +1,10 @@
 """numba CPU kernels for block formats (MX, NVFP4): one fused pass per block.
 
-Each ``prange`` iteration handles one block: it finds the block's largest magnitude from the
-input's bits (exact integer arithmetic), derives the block scale, then rounds every element with
-the scalar cores of :mod:`qemu_arrays.formats.cores`. The semantics are those of ``docs/blocks.md``.
+Each block is handled in one pass: its largest magnitude from the input's bits (exact integer
+arithmetic), the block scale, then every element rounded with the scalar cores of
+:mod:`qemu_arrays.formats.cores`. The semantics are those of ``docs/blocks.md``. Every kernel is a serial
+span over a range of blocks (or of tasks of ``_CH`` blocks), run on the calling thread for small
+arrays and in chunks on numba's thread pool for large ones (:func:`qemu_arrays.kernels.runtime.run`).
 The input array holds IEEE bit patterns (float32 as uint32, float64 as int64) laid out as rows of
 ``n`` values, blocks running along each row.
 """
@@ -42,6 +44,7 @@ from qemu_arrays.formats.jit_cache import purge_stale_cache
 from qemu_arrays.formats.rne32 import rne32
 from qemu_arrays.kernels import elements as _cpu
 from qemu_arrays.kernels import simd as cpu_simd
+from qemu_arrays.kernels.runtime import run
 from qemu_arrays.kernels.simd import amax_bits16, amax_bits32, nv_scale32, prefetch
 
 # the kernels call cpu.py njit functions and the cpu_simd intrinsics
@@ -49,8 +52,9 @@ purge_stale_cache(__file__, _cpu.__file__, cpu_simd.__file__)
 
 _PAR = {"parallel": True, "cache": True, "nogil": True}
 _JIT = {"cache": True, "nogil": True}
+_GCH = 64  # blocks per parallel task of the general kernels
 # no ZeroDivisionError check on float division (it stops the loop from vectorizing)
-_PAR_NP = {**_PAR, "error_model": "numpy"}
+_JIT_NP = {**_JIT, "error_model": "numpy"}
 
 
 @njit(cache=True, nogil=True, inline="always")
@@ -59,30 +63,13 @@ def _pow2_bits(k):
     return ((k + 127) << 23) if k >= -126 else (1 << (k + 149))
 
 
-@njit(**_PAR)
-def mx_kernel(
-    xb, in_e, in_m, R, n, bs, ep, is_int, fb, qmin, qmax, mprec, emax_elem, maxsig,
+@njit(**_JIT)
+def _mx_span(
+    t0, t1, xb, in_e, in_m, R, n, bs, ep, is_int, fb, qmin, qmax, mprec, emax_elem, maxsig,
     s_emin, s_emax, s_bias, s_nan, rule, rnd, k0, k1, k2, offset, r, idxmap, want, fast,
     out, outb, codes, scodes, vec, plan,
 ):  # fmt: skip
-    """MX quantization with a power-of-two (E8M0-style) scale.
-
-    ``vec == 1`` (float32 input and output, float elements, nearest-even, values only): each
-    block's elements take the select-only loop of :func:`qemu_arrays.cpu.quantize_f32_rne`
-    (``plan`` from ``rne_f32_plan`` under saturation) on ``x * 2**-e``, and the result is
-    multiplied back by ``2**e``; both products are exact where the result is non-zero.
-
-    ``want`` bit 1: write values to ``out`` (``outb`` is the same buffer viewed as IEEE bits);
-    bit 2: write element codes to ``codes``; scale codes always go to ``scodes`` (one per
-    block, row-major over (row, block)). ``fast == 0`` turns the fast path off (tests compare).
-
-    Fast path (float elements): dividing by the scale ``2^e`` is subtracting ``e`` from the
-    exponent field, so an element whose shifted bits are still a normal IEEE value is rounded by
-    :func:`~qemu_arrays.formats.cores.round_bits_fast` on those bits, and the result is scaled back by adding
-    ``e`` to the exponent field when that stays normal. Everything else (zeros, subnormals,
-    overflow, results outside the normal range) takes the general path, which gives the same
-    bits by the contract of ``round_bits_fast``.
-    """
+    """Blocks ``t0:t1`` (row-major over (row, block)) of :func:`mx_kernel`."""
     m, emin, emax, sigmax, sub, hz, sg, sp, eb, bias = ep
     nb = (n + bs - 1) // bs
     cmask = (1 << (eb + m + 1)) - 1 if is_int == 0 else (1 << (bit_length(qmax) + 1)) - 1
@@ -94,7 +81,8 @@ def mx_kernel(
     in_bias = (np.int64(1) << (in_e - 1)) - 1
     in_mmask = (np.int64(1) << in_m) - 1
     fast_ok = fast == 1 and is_int == 0 and m <= in_m
-    for t in prange(R * nb):
+    fin = np.int64(FINITE)  # typed, not literal: one compile of format_code for every kernel
+    for t in range(t0, t1):
         row = t // nb
         blk = t - row * nb
         start = row * n + blk * bs
@@ -164,7 +152,7 @@ def mx_kernel(
                         if ok:  # an element subnormal: kept * 2^(emin - m), times 2^e
                             if want & 2:
                                 codes[i] = format_code(
-                                    FINITE, s, kept, emin - m, m, emin, eb, bias, sg, sp
+                                    fin, s, kept, emin - m, m, emin, eb, bias, sg, sp
                                 )
                             if want & 1:
                                 v = np.float64(kept) * sub_scale
@@ -190,33 +178,57 @@ def mx_kernel(
             if want & 2:
                 codes[i] = c
 
+    return 0
 
-@njit(**_PAR)
-def nv_kernel(
-    x, xb, R, n, bs, ep, sp_, tscale, rnd, k0, k1, k2, offset, r, idxmap, want, fast,
+
+def mx_kernel(
+    xb, in_e, in_m, R, n, bs, ep, is_int, fb, qmin, qmax, mprec, emax_elem, maxsig,
+    s_emin, s_emax, s_bias, s_nan, rule, rnd, k0, k1, k2, offset, r, idxmap, want, fast,
+    out, outb, codes, scodes, vec, plan,
+):  # fmt: skip
+    """MX quantization with a power-of-two (E8M0-style) scale.
+
+    ``vec == 1`` (float32 input and output, float elements, nearest-even, values only): each
+    block's elements take the select-only loop of :func:`qemu_arrays.kernels.elements.quantize_f32_rne`
+    (``plan`` from ``rne_f32_plan`` under saturation) on ``x * 2**-e``, and the result is
+    multiplied back by ``2**e``; both products are exact where the result is non-zero.
+
+    ``want`` bit 1: write values to ``out`` (``outb`` is the same buffer viewed as IEEE bits);
+    bit 2: write element codes to ``codes``; scale codes always go to ``scodes`` (one per
+    block, row-major over (row, block)). ``fast == 0`` turns the fast path off (tests compare).
+
+    Fast path (float elements): dividing by the scale ``2^e`` is subtracting ``e`` from the
+    exponent field, so an element whose shifted bits are still a normal IEEE value is rounded by
+    :func:`~qemu_arrays.formats.cores.round_bits_fast` on those bits, and the result is scaled back by adding
+    ``e`` to the exponent field when that stays normal. Everything else (zeros, subnormals,
+    overflow, results outside the normal range) takes the general path, which gives the same
+    bits by the contract of ``round_bits_fast``.
+    """
+    args = (
+        xb, in_e, in_m, R, n, bs, ep, is_int, fb, qmin, qmax, mprec, emax_elem, maxsig,
+        s_emin, s_emax, s_bias, s_nan, rule, rnd, k0, k1, k2, offset, r, idxmap, want, fast,
+        out, outb, codes, scodes, vec, plan,
+    )  # fmt: skip
+    nblk = R * -(-n // bs)
+    run(xb.size, "block", _mx_span, nblk, _GCH, *args)
+
+
+@njit(**_JIT)
+def _nv_span(
+    t0, t1, x, xb, R, n, bs, ep, sp_, tscale, rnd, k0, k1, k2, offset, r, idxmap, want, fast,
     out, codes, scodes, vec, plan,
 ):  # fmt: skip
-    """Two-level (NVFP4-style) quantization of float32 input ``x`` (``xb`` its uint32 bits).
-
-    Per block: ``s_b = round_scale(amax_b / (6 * tscale))`` computed in float64 (exact single
-    rounding, see docs/blocks.md), ``d = float32(s_b * tscale)``, element
-    ``round_elem(float32(x / d))`` with the float32 quotient correctly rounded.
-
-    ``vec == 1`` (float32 output, nearest-even, values only): the quotient's bits are rounded by
-    :func:`qemu_arrays.cpu.rne_f32_bits` (``plan`` under saturation), selects only.
-
-    Fast path (``fast == 1``): a quotient that is a normal float32 is rounded on its own bits by
-    :func:`~qemu_arrays.formats.cores.round_bits_fast`, and the value ``p * d`` is one float32 product
-    (the exact product rounded once, as the general path's float64 product stored to float32).
-    """
+    """Blocks ``t0:t1`` (row-major over (row, block)) of :func:`nv_kernel`."""
     m, emin, emax, sigmax, sub, hz, sg, sp, eb, bias = ep
     sm, semin, semax, ssigmax, ssub, shz, ssg, ssp, seb, sbias = sp_
     nb = (n + bs - 1) // bs
     emaxv = math.ldexp(float(sigmax), emax - m)  # element max
-    snan = format_code(NAN, 0, 0, 0, sm, semin, seb, sbias, ssg, ssp)
+    # typed, not literal, arguments: one compile of each core for every kernel
+    zero, sat = np.int64(0), np.int64(SATURATE)
+    snan = format_code(np.int64(NAN), zero, zero, zero, sm, semin, seb, sbias, ssg, ssp)
     t64 = np.float64(tscale)
     fast_ok = fast == 1 and m <= 23
-    for t in prange(R * nb):
+    for t in range(t0, t1):
         row = t // nb
         blk = t - row * nb
         start = row * n + blk * bs
@@ -239,8 +251,8 @@ def nv_kernel(
         else:
             fr, ex = math.frexp(v)
             sst, ss, skept, sq = round_magnitude(
-                0, np.int64(math.ldexp(fr, 53)), ex - 53,
-                sm, semin, semax, ssigmax, ssub, shz, ssg, ssp, 0, SATURATE, 0, 0,
+                zero, np.int64(math.ldexp(fr, 53)), ex - 53,
+                sm, semin, semax, ssigmax, ssub, shz, ssg, ssp, zero, sat, zero, zero,
             )  # fmt: skip
         scodes[t] = format_code(sst, ss, skept, sq, sm, semin, seb, sbias, ssg, ssp)
         d = np.float32(math.ldexp(float(skept), sq) * t64)
@@ -255,6 +267,32 @@ def nv_kernel(
             x, xb, start, stop, d, ep, rnd, k0, k1, k2, offset, r, idxmap, want, fast_ok,
             out, codes,
         )  # fmt: skip
+
+    return 0
+
+
+def nv_kernel(
+    x, xb, R, n, bs, ep, sp_, tscale, rnd, k0, k1, k2, offset, r, idxmap, want, fast,
+    out, codes, scodes, vec, plan,
+):  # fmt: skip
+    """Two-level (NVFP4-style) quantization of float32 input ``x`` (``xb`` its uint32 bits).
+
+    Per block: ``s_b = round_scale(amax_b / (6 * tscale))`` computed in float64 (exact single
+    rounding, see docs/blocks.md), ``d = float32(s_b * tscale)``, element
+    ``round_elem(float32(x / d))`` with the float32 quotient correctly rounded.
+
+    ``vec == 1`` (float32 output, nearest-even, values only): the quotient's bits are rounded by
+    :func:`qemu_arrays.kernels.elements.rne_f32_bits` (``plan`` under saturation), selects only.
+
+    Fast path (``fast == 1``): a quotient that is a normal float32 is rounded on its own bits by
+    :func:`~qemu_arrays.formats.cores.round_bits_fast`, and the value ``p * d`` is one float32 product
+    (the exact product rounded once, as the general path's float64 product stored to float32).
+    """
+    args = (
+        x, xb, R, n, bs, ep, sp_, tscale, rnd, k0, k1, k2, offset, r, idxmap, want, fast,
+        out, codes, scodes, vec, plan,
+    )  # fmt: skip
+    run(x.size, "block", _nv_span, R * -(-n // bs), _GCH, *args)
 
 
 @njit(**_JIT)
@@ -465,34 +503,28 @@ def _store_scales(scodes, sc_loc, sidx, t0, nt, whole):
             scodes[sidx[k]] = sc_loc[k]
 
 
-@njit(**_PAR)
-def mx_f32_rne(
-    xb, out, nblk, n, nb, bs, rule, sh, mref, mprec, emax_elem, maxsig, s_emin, s_emax, s_bias,
-    s_nan, plan, scodes,
+@njit(**_JIT)
+def _mx_f32_span(
+    c0, c1, xb, out, nblk, n, nb, bs, rule, sh, mref, emax_elem, s_emin, s_emax, s_bias, s_nan,
+    plan, scodes,
 ):  # fmt: skip
-    """MX values of float32 input, nearest-even: the ``nblk`` whole blocks of rows of ``n``
-    elements (``n // bs`` of them per row; a short last block of each row is left to the
-    caller), scale codes into rows of ``nb`` scales.
-
-    Same results as :func:`mx_kernel` with ``vec == 1`` (tested): the block maximum is a vector
-    reduction (:func:`qemu_arrays.cpu_simd.amax_bits32`), the scale exponent comes from its
-    bits (:func:`block_exponent_f32`), and the elements take the select-only loop of
-    :func:`qemu_arrays.cpu.rne_f32_bits` on ``x * 2**-e`` times ``2**e``.
-    """
+    """Tasks ``c0:c1`` (of ``_CH`` blocks each) of :func:`mx_f32_rne`; returns the number of
+    blocks left to the general kernel."""
     nbf = n // bs
     whole = nbf == nb
-    for c in prange((nblk + _CH - 1) // _CH):
+    todo = 0
+    bases = np.empty(_CH, dtype=np.uint64)
+    sidx = np.empty(_CH, dtype=np.int64)
+    am = np.empty(_CH, dtype=np.int64)
+    invs = np.empty(_CH, dtype=np.float32)
+    muls = np.empty(_CH, dtype=np.float32)
+    sc_loc = np.empty(_CH, dtype=np.uint8)
+    for c in range(c0, c1):
         t0 = c * _CH
         nt = min(nblk, t0 + _CH) - t0
-        bases = np.empty(_CH, dtype=np.uint64)
-        sidx = np.empty(_CH, dtype=np.int64)
         _task_blocks(bases, sidx, t0, nt, nbf, n, nb, bs)
         # first the block maxima, then the scales in a select-only loop across blocks (it
-        # vectorizes); blocks with a subnormal maximum are fixed up by the general rule ...
-        am = np.empty(_CH, dtype=np.int64)
-        invs = np.empty(_CH, dtype=np.float32)
-        muls = np.empty(_CH, dtype=np.float32)
-        sc_loc = np.empty(_CH, dtype=np.uint8)
+        # vectorizes; a subnormal maximum is left to the general kernel) ...
         for k in range(nt):
             am[k] = _amax_bits(xb, _block_base(bases, t0, k, bs, whole), bs)
         nnan = 0
@@ -508,14 +540,7 @@ def mx_f32_rne(
             sc_loc[k] = s_nan if nan_block else e + s_bias
             invs[k] = bits_f32(_pow2_bits_sel(-e))
             muls[k] = bits_f32(_pow2_bits_sel(e))
-        if nsub:
-            for k in range(nt):
-                a = am[k]
-                if a < 0x00800000 and a != 0:
-                    e = max(block_exponent_f32(a, rule, sh, mref, mprec, emax_elem, maxsig), s_emin)
-                    sc_loc[k] = e + s_bias
-                    invs[k] = bits_f32(_pow2_bits(-e))
-                    muls[k] = bits_f32(_pow2_bits(e))
+        todo += nsub
         _store_scales(scodes, sc_loc, sidx, t0, nt, whole)
         # ... then the elements (asking for the next task's blocks meanwhile), and last the
         # blocks with NaN or inf
@@ -532,13 +557,37 @@ def mx_f32_rne(
                     base = _block_base(bases, t0, k, bs, whole)
                     for j in range(bs):
                         out[base + np.uint64(j)] = np.float32(math.nan)
+    return todo
+
+
+def mx_f32_rne(
+    xb, out, nblk, n, nb, bs, rule, sh, mref, emax_elem, s_emin, s_emax, s_bias, s_nan, plan,
+    scodes,
+):  # fmt: skip
+    """MX values of float32 input, nearest-even: the ``nblk`` whole blocks of rows of ``n``
+    elements (``n // bs`` of them per row; a short last block of each row is left to the
+    caller), scale codes into rows of ``nb`` scales.
+
+    Same results as :func:`mx_kernel` with ``vec == 1`` (tested): the block maximum is a vector
+    reduction (:func:`qemu_arrays.kernels.simd.amax_bits32`), the scale exponent comes from its
+    bits (:func:`block_exponent_f32` for a normal maximum, in selects), and the elements take
+    the select-only loop of :func:`qemu_arrays.kernels.elements.rne_f32_bits` on ``x * 2**-e`` times
+    ``2**e``. Returns the number of blocks whose maximum is subnormal: when not 0, the caller
+    runs the general kernel :func:`mx_kernel` instead (this kernel then needs no general core,
+    and compiles in a fraction of the time).
+    """
+    args = (
+        xb, out, nblk, n, nb, bs, rule, sh, mref, emax_elem, s_emin, s_emax, s_bias, s_nan, plan,
+        scodes,
+    )  # fmt: skip
+    return run(nblk * bs, "block", _mx_f32_span, -(-nblk // _CH), 1, *args)
 
 
 @njit(cache=True, nogil=True, inline="always")
 def rne_scale_f64(v, sp):
     """``(value, code)`` of the finite ``v >= 0`` rounded to nearest-even into a signed format
     with subnormals, saturating (the NVFP4 block scale), on the float64 bits of ``v``; the same
-    select-only scheme as :func:`qemu_arrays.cpu.rne_f32_bits` (``sp`` from
+    select-only scheme as :func:`qemu_arrays.kernels.elements.rne_f32_bits` (``sp`` from
     :func:`rne_scale_plan`)."""
     sh, half_m1, low, m0, lo_field, max_mag, c, sm, bias = sp
     mag = _f64_bits(v)
@@ -587,44 +636,30 @@ def rne_scale_plan32(sp):
 _NEAR = 8  # float32 ulps around a scale-format midpoint where the float32 quotient is not trusted
 
 
-@njit(**_PAR_NP)
-def nv_f32_rne(
-    x, xb, out, nblk, n, nb, bs, emaxv, tscale, splan, splan32, snan, plan, ep, fast_ok, scodes,
+@njit(**_JIT_NP)
+def _nv_f32_span(
+    c0, c1, x, xb, out, nblk, n, nb, bs, emaxv, tscale, splan, splan32, snan, plan, scodes,
 ):  # fmt: skip
-    """NVFP4 values of float32 input, nearest-even, float32 output: the ``nblk`` whole blocks
-    of rows of ``n`` elements, scale codes into rows of ``nb`` scales (as :func:`mx_f32_rne`).
-
-    Same results as :func:`nv_kernel` with ``vec == 1`` (tested). The block scale is
-    ``rne(amax / (emax * tscale))`` into the scale format, rounded from the float32 quotient
-    ``q = amax * float32(1 / (emax * tscale))`` on its bits, eight lanes at a time: ``q`` is
-    within 3 float32 ulps of the exact quotient, and a quotient that is not exactly a midpoint
-    of the scale format lies much farther from one (``amax`` has 24 significant bits, the
-    divisor 27, a midpoint ``sm + 2``: a non-zero difference is at least ``2**-32`` relative),
-    so ``q`` rounds as the exact quotient does unless it lies within ``_NEAR`` ulps of a
-    midpoint or below the smallest normal scale; those blocks (and zero blocks) take the exact
-    float64 step :func:`rne_scale_f64`. The elements take the select-only loop on
-    ``float32(x / d)``; blocks whose ``d`` is subnormal or whose quotients could overflow
-    float32 take the general loop.
-    """
+    """Tasks ``c0:c1`` (of ``_CH`` blocks each) of :func:`nv_f32_rne`; returns the number of
+    blocks left to the general kernel."""
     t64 = np.float64(tscale)
     div = emaxv * t64
     rdiv = np.float32(1.0 / div)
-    dummy = np.zeros(1, dtype=np.int64)
-    codes = np.zeros(1, dtype=np.uint8)
     nbf = n // bs
     whole = nbf == nb
-    for c in prange((nblk + _CH - 1) // _CH):
+    todo = 0
+    bases = np.empty(_CH, dtype=np.uint64)
+    sidx = np.empty(_CH, dtype=np.int64)
+    sc_loc = np.empty(_CH, dtype=np.uint8)
+    am = np.empty(_CH, dtype=np.uint32)
+    ds = np.empty(_CH, dtype=np.float32)
+    for c in range(c0, c1):
         t0 = c * _CH
         t1 = min(nblk, t0 + _CH)
         nt = t1 - t0
-        bases = np.empty(_CH, dtype=np.uint64)
-        sidx = np.empty(_CH, dtype=np.int64)
         _task_blocks(bases, sidx, t0, nt, nbf, n, nb, bs)
-        sc_loc = np.empty(_CH, dtype=np.uint8)
         # first the block maxima, then the scales of the task's blocks (a select-only loop
         # across blocks on float32 bits, which vectorizes eight lanes wide) ...
-        am = np.empty(_CH, dtype=np.uint32)
-        ds = np.empty(_CH, dtype=np.float32)
         for k in range(nt):
             am[k] = _amax_bits(xb, _block_base(bases, t0, k, bs, whole), bs)
         nslow = 0
@@ -676,10 +711,30 @@ def nv_f32_rne(
                 for j in range(bs):
                     out[base + np.uint64(j)] = np.float32(0.0)
                 continue
-            start = np.int64(base)
-            _nv_block(
-                x, xb, start, start + bs, d, ep, 0, 0, 0, 0, 0, 32, dummy, 1, fast_ok, out, codes
-            )
+            todo += 1  # d subnormal, or quotients that could overflow float32
+    return todo
+
+
+def nv_f32_rne(x, xb, out, nblk, n, nb, bs, emaxv, tscale, splan, splan32, snan, plan, scodes):
+    """NVFP4 values of float32 input, nearest-even, float32 output: the ``nblk`` whole blocks
+    of rows of ``n`` elements, scale codes into rows of ``nb`` scales (as :func:`mx_f32_rne`).
+
+    Same results as :func:`nv_kernel` with ``vec == 1`` (tested). The block scale is
+    ``rne(amax / (emax * tscale))`` into the scale format, rounded from the float32 quotient
+    ``q = amax * float32(1 / (emax * tscale))`` on its bits, eight lanes at a time: ``q`` is
+    within 3 float32 ulps of the exact quotient, and a quotient that is not exactly a midpoint
+    of the scale format lies much farther from one (``amax`` has 24 significant bits, the
+    divisor 27, a midpoint ``sm + 2``: a non-zero difference is at least ``2**-32`` relative),
+    so ``q`` rounds as the exact quotient does unless it lies within ``_NEAR`` ulps of a
+    midpoint or below the smallest normal scale; those blocks (and zero blocks) take the exact
+    float64 step :func:`rne_scale_f64`. The elements take the select-only loop on
+    ``float32(x / d)``. Returns the number of blocks whose ``d`` is subnormal or whose
+    quotients could overflow float32 (extreme tensor scales): when not 0, the caller runs the
+    general kernel :func:`nv_kernel` instead (this kernel then needs no general core, and
+    compiles in a fraction of the time).
+    """
+    args = (x, xb, out, nblk, n, nb, bs, emaxv, tscale, splan, splan32, snan, plan, scodes)
+    return run(nblk * bs, "block", _nv_f32_span, -(-nblk // _CH), 1, *args)
 
 
 @njit(**_PAR)
@@ -701,16 +756,11 @@ def block_amax(x, R, n, bs, out):
         out[t] = a
 
 
-@njit(**_PAR)
-def max_finite_f32(xb, chunk):
-    """Largest finite magnitude of float32 bits ``xb`` (uint32), as float64; 0.0 when none.
-
-    Magnitude bit patterns are ordered as the magnitudes are, so this is an integer max: a
-    plain (vectorized) max per chunk, redone with inf and NaN left out where the chunk has any.
-    """
-    nc = (xb.size + chunk - 1) // chunk
-    part = np.zeros(max(nc, 1), dtype=np.int64)
-    for c in prange(nc):
+@njit(**_JIT)
+def _max_finite_span(c0, c1, xb, chunk, part):
+    """Chunks ``c0:c1`` of :func:`max_finite_f32`: ``part[c]`` the largest finite magnitude
+    bits of chunk ``c``."""
+    for c in range(c0, c1):
         lo = c * chunk
         hi = min(lo + chunk, xb.size)
         a = np.uint32(0)
@@ -723,4 +773,15 @@ def max_finite_f32(xb, chunk):
                 if v < 0x7F800000 and v > a:
                     a = v
         part[c] = a
-    return np.float64(bits_f32(part.max()))
+    return 0
+
+
+def max_finite_f32(xb, chunk):
+    """Largest finite magnitude of float32 bits ``xb`` (uint32), as float64; 0.0 when none.
+
+    Magnitude bit patterns are ordered as the magnitudes are, so this is an integer max: a
+    plain (vectorized) max per chunk, redone with inf and NaN left out where the chunk has any.
+    """
+    part = np.zeros(max(-(-xb.size // chunk), 1), dtype=np.int64)
+    run(xb.size, "block", _max_finite_span, -(-xb.size // chunk), 1, xb, chunk, part)
+    return float(np.uint32(part.max()).view(np.float32))

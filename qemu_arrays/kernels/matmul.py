@@ -21,6 +21,8 @@ depend on the thread count.
 
 from __future__ import annotations
 
+from contextlib import contextmanager
+
 import numpy as np
 from numba import njit, prange
 
@@ -40,8 +42,42 @@ from qemu_arrays.formats.bits import bits_f32, bits_f64, f32_bits, f64_bits, fma
 from qemu_arrays.formats.cores import NAN_ERROR, RDN, RNE, RTZ, SR, random_u, round_bits_fast
 from qemu_arrays.formats.jit_cache import purge_stale_cache
 from qemu_arrays.formats.rne32 import rne32
+from qemu_arrays.kernels.runtime import get_num_threads, init_threading
 
 purge_stale_cache(__file__)  # formats/ changes: accumulate, cores, bits, rne32 are inlined
+init_threading()  # a fork-safe layer before any parallel kernel runs (kernels/runtime.py)
+
+#: below this many multiply-adds a product runs on one thread
+SERIAL_BELOW = 1 << 16
+
+
+@contextmanager
+def threads_for(work: int):
+    """Run the ``parallel=True`` kernels inside on the thread count of
+    :func:`qemu_arrays.kernels.runtime.get_num_threads` (one thread below
+    :data:`SERIAL_BELOW`); numba's count is restored after, and under the ``workqueue`` layer
+    the process-wide launch lock is held (``workqueue`` is not thread-safe)."""
+    import numba
+
+    from qemu_arrays.kernels import runtime
+
+    prev = numba.get_num_threads()
+    n = 1 if work < SERIAL_BELOW else max(1, min(get_num_threads(), numba.config.NUMBA_NUM_THREADS))
+    lock = runtime._lock if runtime._layer == "workqueue" else None
+    if lock is not None:
+        lock.acquire()
+    try:
+        if n != prev:
+            numba.set_num_threads(n)
+        try:
+            yield
+        finally:
+            if n != prev:
+                numba.set_num_threads(prev)
+    finally:
+        if lock is not None:
+            lock.release()
+
 
 _PAR = {"parallel": True, "cache": True, "nogil": True}
 _JIT = {"cache": True, "nogil": True}

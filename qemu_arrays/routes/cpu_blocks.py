@@ -143,21 +143,22 @@ def _run(arr, fmt, axis, rounding, keys, offset, r, want, tensor_scale, out_dtyp
                 int(_FAST_PATH), o, codes, sc, vec, plan,
             )  # fmt: skip
 
+        todo = 1  # blocks left to the general kernel (all, without the fast one)
         if splan is not None and splan32 is not None and n >= bs:
-            ep = fmt.element.params()
             sp_ = fmt.scale.params()
             emaxv = float(fmt.element.max)
             snan = cpu.format_code(
                 NAN, 0, 0, 0, sp_.mantissa_bits, sp_.emin, sp_.exponent_bits, sp_.bias,
                 sp_.signed, sp_.specials,
             )  # fmt: skip
-            cpu_blocks.nv_f32_rne(
+            todo = cpu_blocks.nv_f32_rne(
                 flat, flat.view(np.uint32), out, R * (n // bs), n, nb, bs, emaxv, np.float32(ts),
-                splan, splan32, snan, plan, ep, int(_FAST_PATH), scodes,
+                splan, splan32, snan, plan, scodes,
             )  # fmt: skip
-            _short_last_blocks(work, out, scodes, R, n, nb, bs, general)
-        else:
+        if todo:  # blocks the fast kernel leaves to the general one: the whole array there
             general(flat, out, R, n, scodes)
+        else:
+            _short_last_blocks(work, out, scodes, R, n, nb, bs, general)
     else:
         if moved.dtype == np.float64:
             work = np.ascontiguousarray(moved)
@@ -200,14 +201,16 @@ def _run(arr, fmt, axis, rounding, keys, offset, r, want, tensor_scale, out_dtyp
                 int(_FAST_PATH), o, o.view(b.dtype), codes, scs, vec, plan,
             )  # fmt: skip
 
+        todo = 1  # blocks left to the general kernel (all, without the fast one)
         if consts is not None and n >= bs:
-            cpu_blocks.mx_f32_rne(
+            todo = cpu_blocks.mx_f32_rne(
                 xb, out, R * (n // bs), n, nb, bs, int(fmt.scale_rule), consts[0], consts[1],
-                mprec, fmt.element_emax, maxsig, sc.emin, sc.emax, sc.bias, s_nan, plan, scodes,
+                fmt.element_emax, sc.emin, sc.emax, sc.bias, s_nan, plan, scodes,
             )  # fmt: skip
-            _short_last_blocks(work, out, scodes, R, n, nb, bs, general)
-        else:
+        if todo:  # the whole array through the general kernel
             general(work.reshape(-1), out, R, n, scodes)
+        else:
+            _short_last_blocks(work, out, scodes, R, n, nb, bs, general)
     vals = None
     if want & 1:
         vals = np.moveaxis(out.reshape(shape_m), -1, axis)

@@ -202,7 +202,7 @@ def _native_dtype(fmt: FloatFormat):
 def _native(A, B, pl: Plan, req, dtype) -> np.ndarray:
     """The CPU's own IEEE arithmetic (accumulator binary32/binary64, nearest-even)."""
     from qemu_arrays.kernels import matmul as km
-    from qemu_arrays.kernels.elements import threads_for
+    from qemu_arrays.kernels.matmul import threads_for
 
     An = np.ascontiguousarray(A, dtype=dtype)
     Bn = np.ascontiguousarray(B, dtype=dtype)
@@ -221,7 +221,7 @@ def _rne32(A, B, SA, SB, pl: Plan, req, sa: Stats, sb: Stats):
     products exact in float32, float32 sums exact or rounding innocuously (docs/matmul.md);
     promotions (if any) native float32. ``(out, errors)`` or None when it does not apply."""
     from qemu_arrays.kernels import matmul as km
-    from qemu_arrays.kernels.elements import threads_for
+    from qemu_arrays.kernels.matmul import threads_for
 
     acc = pl.acc
     plan = rne_plan(acc, Overflow.OWN)
@@ -256,7 +256,7 @@ def _rne32(A, B, SA, SB, pl: Plan, req, sa: Stats, sb: Stats):
 def _matmul2d(A, B, SA, SB, pl: Plan, req, get_stats, eoff: int) -> tuple:
     """One 2-D product: (out float64 M x N, NaN-error count)."""
     from qemu_arrays.kernels import matmul as km
-    from qemu_arrays.kernels.elements import threads_for
+    from qemu_arrays.kernels.matmul import threads_for
 
     native = _native_dtype(pl.acc) if req.rounding is Rounding.NEAREST_EVEN else None
     if native is not None and (

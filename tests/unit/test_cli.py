@@ -31,7 +31,18 @@ def assert_clean_error(code, err, *needles):
 
 @pytest.mark.parametrize(
     "sub",
-    ["demo", "formats", "info", "compare", "check-format", "reproduce", "bench", "gemm-error"],
+    [
+        "demo",
+        "formats",
+        "info",
+        "compare",
+        "check-format",
+        "reproduce",
+        "qat",
+        "bench",
+        "warmup",
+        "gemm-error",
+    ],
 )
 def test_every_subcommand_has_help(capsys, sub):
     code, out, _ = run(capsys, sub, "--help")
@@ -480,3 +491,40 @@ def test_gemm_error_json_plot_and_errors(capsys, tmp_path):
     assert_clean_error(code, err, "--orders", "blockedN")
     code, _, err = run(capsys, "gemm-error", "--input", "int8")
     assert_clean_error(code, err, "--input")
+
+
+def test_warmup_bad_input(capsys):
+    for argv, needles in (
+        (["--formats", "float8_e4m3fn,nosuch"], ("nosuch",)),
+        (["--formats", "int8", "--dtypes", "int8"], ("dtype", "float32", "allowed")),
+        (["--formats", ","], ("--formats",)),
+    ):
+        code, _, err = run(capsys, "warmup", *argv)
+        assert_clean_error(code, err, *needles)
+
+
+def test_warmup_reports_each_format_and_the_cache(capsys):
+    """One line per format and dtype with what it compiled; a counter that counts only
+    qemu_arrays' compiles (the real kernels compile, or load from the disk cache, here; the
+    notice test checks that a second process loads a real kernel from the cache)."""
+    from qemu_arrays import cli_warmup
+
+    code, out, err = run(capsys, "warmup", "--formats", "float8_e4m3fn", "--dtypes", "float32")
+    assert code == 0, err
+    assert "qemu_arrays: compiling" not in err  # warmup reports its own progress
+    line = [ln for ln in out.splitlines() if ln.startswith("float8_e4m3fn")]
+    assert len(line) == 1
+    assert "float32" in line[0]
+    assert "kernels compiled" in line[0] or "all cached already" in line[0]
+    assert "cached in" in out
+
+    from numba import njit
+
+    def ours(v):
+        return v * 2
+
+    ours.__module__ = "qemu_arrays.fake"  # counted: one of qemu_arrays' functions
+    with cli_warmup._CompileCounter() as counter:
+        njit(lambda v: v + 1)(1)  # this test module's: not counted
+        njit(ours)(1)
+    assert counter.count == 1
