@@ -26,7 +26,7 @@ import math
 import numpy as np
 from numba import njit
 
-from qemu_arrays.formats.bits import bits_f32, f32_bits, f64_bits
+from qemu_arrays.formats.bits import bits_f32, bits_f64, f32_bits, f64_bits
 from qemu_arrays.formats.block_plans import IntElement, MxScalePlan
 from qemu_arrays.formats.codes import CEIL, EVEN, FLOOR, RCEIL  # ScaleRule codes
 from qemu_arrays.formats.cores import (
@@ -67,6 +67,7 @@ __all__ = [
     "nv_scale_nan",
     "nv_vec_ok",
     "pow2_f32",
+    "pow2_f64",
     "shared_exponent",
     "split_bits",
     "value_bits",
@@ -155,6 +156,14 @@ def pow2_f32(k):
 
 
 @_HOT
+def pow2_f64(k):
+    """float64 ``2**k`` (``math.ldexp(1.0, k)``, on the bits where ``2**k`` is normal)."""
+    if -1022 <= k <= 1023:
+        return bits_f64(np.int64(k + 1023) << 52)
+    return math.ldexp(1.0, k)
+
+
+@_HOT
 def value_bits(v, f64):
     """Bits of the float64 value ``v`` stored into float32 (``f64 == 0``, one rounding) or
     float64 (``f64 == 1``)."""
@@ -236,15 +245,15 @@ def _mx_fast(b, e, in_e, in_m, ep, rnd, u, r, want):
     # an element subnormal: kept * 2^(emin - m), times 2^e
     if want & 2:
         code = format_code(FINITE, s, kept, emin - m, m, emin, eb, bias, sg, sp)
-    v = np.float64(kept) * math.ldexp(1.0, emin - m + e)
+    v = np.float64(kept) * pow2_f64(emin - m + e)
     return 1, value_bits(-v if s == 1 else v, 1 if in_m == 52 else 0), code
 
 
-@_JIT
-def mx_int_element(sign, M, E, e, ie, rnd, u, r):
+@_HOT
+def mx_int_element(sign, M, E, e, ie, rnd, u, r, want):
     """``(value as float64, code)`` of the integer element ``(-1)^sign M 2^E`` under the scale
     ``2**e`` (``ie`` an :class:`IntElement`): ``k = round(x / 2**e * 2**fb)`` into
-    ``[qmin, qmax]``, the value ``k * 2**(e - fb)``."""
+    ``[qmin, qmax]``, the value ``k * 2**(e - fb)`` (0.0 unless ``want & 1``)."""
     _is_int, fb, qmin, qmax, cmask = ie
     if M == 0:
         k = 0
@@ -253,31 +262,32 @@ def mx_int_element(sign, M, E, e, ie, rnd, u, r):
         if a == 0.0:
             a = 5e-324  # keeps "non-zero and tiny": every mode rounds it right
         _st, k = round_int_value(-a if sign == 1 else a, qmin, qmax, rnd, u, r)
-    return math.ldexp(float(k), e - fb), k & cmask
+    v = math.ldexp(float(k), e - fb) if want & 1 else 0.0
+    return v, k & cmask
 
 
-@_JIT
+@_HOT
 def mx_element(b, e, sp, ep, ie, rnd, u, r, fast, want):
     """``(value bits, element code)`` of one MX element with bits ``b`` (layout ``sp.in_e``,
     ``sp.in_m``; value bits in that layout) under the block scale ``2**e``: the element step of
     every MX kernel, CPU and CUDA. ``ep`` the element's ``FormatParams`` (float elements),
     ``ie`` an :class:`IntElement`; ``fast == 1`` (float elements of at most the input's
-    precision) tries :func:`_mx_fast` first.
+    precision) tries the fast path on the bits :func:`_mx_fast` first; inlined into the
+    caller's loop, with the general path of float elements (:func:`mx_float_general`) out of
+    line.
 
     ``want`` bit 1: the value is needed, bit 2: the code (0 is returned for what is not, on the
     fast path)."""
-    in_e = sp[0]
-    in_m = sp[1]
     if fast == 1:
-        done, vb, code = _mx_fast(b, e, in_e, in_m, ep, rnd, u, r, want)
+        done, vb, code = _mx_fast(b, e, sp[0], sp[1], ep, rnd, u, r, want)
         if done == 1:
             return vb, code
-    sign, M, E, _spc = split_bits(b, in_e, in_m)
+    sign, M, E, _spc = split_bits(b, sp[0], sp[1])
     if ie[0] == 1:
-        v, c = mx_int_element(sign, M, E, e, ie, rnd, u, r)
+        v, c = mx_int_element(sign, M, E, e, ie, rnd, u, r, want)
     else:
         v, c = mx_float_general(sign, M, E, e, ep, rnd, u, r)
-    return value_bits(v, 1 if in_m == 52 else 0), c
+    return value_bits(v, 1 if sp[1] == 52 else 0), c
 
 
 # ---- NVFP4: float block scale times a float32 tensor scale -------------------------------------
@@ -361,7 +371,7 @@ def _nv_fast(qb, sign, d, ep, rnd, u, r, want, f64):
     # an element subnormal: kept * 2^(emin - m)
     if want & 2:
         code = format_code(FINITE, s, kept, emin - m, m, emin, eb, bias, sg, sp)
-    pv = np.float32(np.float64(kept) * math.ldexp(1.0, emin - m))  # exact
+    pv = np.float32(np.float64(kept) * pow2_f64(emin - m))  # exact
     if f64 == 1:
         val = np.float64(pv) * np.float64(d)
         return 1, f64_bits(-val if s == 1 else val), code
@@ -370,25 +380,16 @@ def _nv_fast(qb, sign, d, ep, rnd, u, r, want, f64):
 
 
 @_JIT
-def nv_element(b, d, ep, rnd, u, r, fast, want, f64):
-    """``(value bits, element code)`` of one NVFP4 element with float32 bits ``b`` and the
-    block's float32 ``d``: the element step of every NVFP4 kernel, CPU and CUDA. The element is
-    ``round(float32(x / d))`` (the float32 quotient correctly rounded, then rounded into the
-    element format, saturating), its value that times ``d`` rounded once. ``f64 == 1``: the
-    value is computed and returned as float64 bits, else as float32 bits. ``fast == 1`` (an
-    element format of at most 23 fraction bits) tries :func:`_nv_fast` first."""
+def nv_element_general(b, d, ep, rnd, u, r, want, f64):
+    """The general path of :func:`nv_element`: ``(value bits, code)``. Kept out of line, so
+    that the loops inlining :func:`nv_element` stay small."""
     m, emin, emax, sigmax, sub, hz, sg, sp, eb, bias = ep
     d = np.float32(d)
     sign = (b >> 31) & 1
     if d == 0.0:
         st, s, kept, q = FINITE, 0, 0, 0
     else:
-        qf = bits_f32(b) / d
-        if fast == 1:
-            done, vb, code = _nv_fast(np.int64(f32_bits(qf)), sign, d, ep, rnd, u, r, want, f64)
-            if done == 1:
-                return vb, code
-        qv = np.float64(qf)
+        qv = np.float64(bits_f32(b) / d)
         if qv == 0.0:
             st = FINITE
             s = sign if has_negative_zero(sg, hz, sp) else 0
@@ -406,6 +407,24 @@ def nv_element(b, d, ep, rnd, u, r, fast, want, f64):
     val = math.ldexp(float(kept), q) * np.float64(d)
     code = format_code(st, s, kept, q, m, emin, eb, bias, sg, sp) if want & 2 else 0
     return value_bits(-val if s == 1 else val, f64), code
+
+
+@_HOT
+def nv_element(b, d, ep, rnd, u, r, fast, want, f64):
+    """``(value bits, element code)`` of one NVFP4 element with float32 bits ``b`` and the
+    block's float32 ``d``: the element step of every NVFP4 kernel, CPU and CUDA. The element is
+    ``round(float32(x / d))`` (the float32 quotient correctly rounded, then rounded into the
+    element format, saturating), its value that times ``d`` rounded once. ``f64 == 1``: the
+    value is computed and returned as float64 bits, else as float32 bits. ``fast == 1`` (an
+    element format of at most 23 fraction bits) tries the fast path on the quotient's bits
+    :func:`_nv_fast` first, inlined into the caller's loop, then :func:`nv_element_general`."""
+    d = np.float32(d)
+    if fast == 1 and d != 0.0:
+        qb = np.int64(f32_bits(bits_f32(b) / d))
+        done, vb, code = _nv_fast(qb, (b >> 31) & 1, d, ep, rnd, u, r, want, f64)
+        if done == 1:
+            return vb, code
+    return nv_element_general(b, d, ep, rnd, u, r, want, f64)
 
 
 # ---- decode ------------------------------------------------------------------------------------

@@ -210,21 +210,13 @@ def _exp_subnormal_amax(a, rule, mprec, emax_elem, maxsig):
 
 @njit(cache=True, nogil=True, inline="always")
 def block_exponent_f32(a, rule, sh, mref, mprec, emax_elem, maxsig):
-    """:func:`shared_exponent` of a block whose largest magnitude has the float32 bits ``a``
-    (finite, non-zero), on the bits: rounding the significand to ``mprec`` fraction bits (``sh =
-    23 - mprec`` bits dropped) carries into the exponent field exactly when the rounded value
-    reaches the next binade; RCEIL compares the fraction field with ``mref``, the fraction of
-    the element maximum's significand."""
-    ef = a >> 23
-    if ef == 0:
+    """:func:`~qemu_arrays.formats.block_cores.shared_exponent` of a block whose largest
+    magnitude has the float32 bits ``a`` (finite, non-zero): the select-only form
+    :func:`_block_exponent_select` that :func:`mx_f32_rne` runs for a normal maximum (tested
+    equal to the shared rule), the shared rule itself for a subnormal one."""
+    if a >> 23 == 0:
         return _exp_subnormal_amax(a, rule, mprec, emax_elem, maxsig)
-    if rule == CEIL:
-        ef = (a + ((1 << sh) - 1)) >> 23
-    elif rule == EVEN:
-        ef = (a + ((1 << (sh - 1)) - 1) + ((a >> sh) & 1)) >> 23
-    elif rule == RCEIL:
-        ef += (a & 0x7FFFFF) > mref
-    return ef - 127 - emax_elem
+    return _block_exponent_select(a, rule, sh, mref, emax_elem)
 
 
 def block_exponent_consts(mprec, maxsig):
@@ -266,8 +258,12 @@ def _nv_elems(xb, out, base, nj, d, plan):
 
 @njit(cache=True, nogil=True, inline="always")
 def _block_exponent_select(a, rule, sh, mref, emax_elem):
-    """:func:`block_exponent_f32` for a normal maximum ``a``, in selects only (no call, no
-    branch): a wrong value for a subnormal maximum, which the caller fixes up."""
+    """The scale exponent of a block whose largest magnitude has the normal float32 bits ``a``,
+    in selects only (no call, no branch): rounding the significand to ``mprec`` fraction bits
+    (``sh = 23 - mprec`` bits dropped) carries into the exponent field exactly when the rounded
+    value reaches the next binade; RCEIL compares the fraction field with ``mref``, the fraction
+    of the element maximum's significand. A wrong value for a subnormal maximum, which the
+    caller fixes up."""
     ef = a >> 23
     ceil = (a + ((1 << sh) - 1)) >> 23
     even = (a + ((1 << (sh - 1)) - 1) + ((a >> sh) & 1)) >> 23
