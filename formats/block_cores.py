@@ -22,11 +22,13 @@ them from a ``BlockFormat`` for the CPU and the CUDA routes alike.
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import numpy as np
 from numba import njit
 
-from qemu_arrays.formats.bits import bits_f32, bits_f64, f32_bits, f64_bits
+from qemu_arrays.formats import bits as _bits
+from qemu_arrays.formats import rne32 as _rne32
 from qemu_arrays.formats.block_plans import IntElement, MxScalePlan
 from qemu_arrays.formats.codes import CEIL, EVEN, FLOOR, RCEIL  # ScaleRule codes
 from qemu_arrays.formats.cores import (
@@ -43,9 +45,15 @@ from qemu_arrays.formats.cores import (
     round_subnormal_fast,
 )
 from qemu_arrays.formats.jit_cache import purge_stale_cache
-from qemu_arrays.formats.rne32 import rne32
 
 purge_stale_cache(__file__)
+
+# the @intrinsic bit casts and rne32 (numba supplies their typing context: typed Any for mypy)
+bits_f32: Any = _bits.bits_f32
+bits_f64: Any = _bits.bits_f64
+f32_bits: Any = _bits.f32_bits
+f64_bits: Any = _bits.f64_bits
+rne32: Any = _rne32.rne32
 
 __all__ = [
     "CEIL",
