@@ -9,6 +9,7 @@ Names follow ml_dtypes' grammar (``float8_e4m3fn``: 8 bits, 4 exponent bits, 3 m
 from __future__ import annotations
 
 import difflib
+import re
 
 from qemu_arrays.formats.block_spec import BlockFormat
 from qemu_arrays.formats.spec import FloatFormat, IntFormat, Specials
@@ -196,6 +197,8 @@ for _fmt in (
         subnormals=False,
         has_zero=False,
     ),
+    # UE5M3 (ml_dtypes 0.7, AMD Quark fp8_e5m3): unsigned, bias 15, 0xFF the only NaN, max 114688
+    _f("float8_e5m3fnu", 5, 3, specials=Specials.FN, signed=False),
     _f("float6_e2m3fn", 2, 3, specials=Specials.FINITE),
     _f("float6_e3m2fn", 3, 2, specials=Specials.FINITE),
     _f("float4_e2m1fn", 2, 1, specials=Specials.FINITE),
@@ -204,12 +207,14 @@ for _fmt in (
     _f("float32", 8, 23),
     _f("float64", 11, 52),
     _f("tf32", 8, 10),
+    IntFormat(bits=1),
     IntFormat(bits=2),
     IntFormat(bits=4),
     IntFormat(bits=8),
     IntFormat(bits=16),
     IntFormat(bits=8, narrow_range=True),
     IntFormat(bits=4, narrow_range=True),
+    IntFormat(bits=1, signed=False),
     IntFormat(bits=2, signed=False),
     IntFormat(bits=4, signed=False),
     IntFormat(bits=8, signed=False),
@@ -224,6 +229,22 @@ register(_CATALOG["float8_e8m0fnu"], "e8m0")
 def list_formats() -> list[str]:
     """All catalogue names, sorted (element and block formats)."""
     return sorted(_CATALOG)
+
+
+def _shorthand_matches(key: str) -> list[str]:
+    """Catalogue names for the shorthands other libraries and papers use: ``fp8`` / ``float8``
+    (every 8-bit float, then the MX formats of that element width), ``fp4`` (and NVFP4),
+    ``e4m3``, ``fp16``, ``bf16``, ``fp32``."""
+    names = sorted(_CATALOG)
+    m = re.fullmatch(r"(?:fp|float|f)(\d+)", key)
+    if m:
+        n = m.group(1)
+        exact = [f for f in (f"float{n}",) if f in _CATALOG]
+        return exact + [f for f in names if f.startswith((f"float{n}_", f"mxfp{n}_", f"nvfp{n}"))]
+    m = re.fullmatch(r"(?:mx|nv)?(?:fp\d+_?)?(e\dm\d)\w*", key)
+    if m:
+        return [f for f in names if m.group(1) in f]
+    return {"bf16": ["bfloat16"], "fp16": ["float16"], "half": ["float16"]}.get(key, [])
 
 
 def get_format(name):
@@ -246,8 +267,11 @@ def get_format(name):
         return p3109(k, p, extended=extended)
     if key in _CATALOG:
         return _CATALOG[key]
-    close = difflib.get_close_matches(key, list(_CATALOG), n=5, cutoff=0.5)
-    hint = f"did you mean {', '.join(map(repr, close))}?" if close else "see list_formats()"
+    close = _shorthand_matches(key)
+    close += [
+        c for c in difflib.get_close_matches(key, list(_CATALOG), n=5, cutoff=0.5) if c not in close
+    ]
+    hint = f"did you mean {', '.join(map(repr, close[:10]))}?" if close else "see list_formats()"
     msg = (
         f"unknown format name {name!r}: format must be a name of list_formats(), "
         f"binary<k>p<p> or a format descriptor; hint: {hint}"
@@ -276,6 +300,17 @@ def _register_block_formats():
             block_size=32,
             element_fraction_bits=6,
             name="mxint8",
+        )
+    )
+    # the full-range option: OCP MX v1.0 defines the element as two's complement with an
+    # implicit 2^-6, so 0x80 is -2.0 (gfloat, TOSA); round-to-nearest may produce it here
+    register(
+        BlockFormat(
+            element=IntFormat(bits=8),
+            scale=e8m0,
+            block_size=32,
+            element_fraction_bits=6,
+            name="mxint8_full",
         )
     )
     register(

@@ -21,6 +21,7 @@ __all__ = [
     "FNUZ",
     "IEEE",
     "INF",
+    "JAM",
     "ML_DTYPES",
     "ML_DTYPES_SUBNORMAL_UP",
     "NAN",
@@ -29,13 +30,19 @@ __all__ = [
     "OWN",
     "P3109",
     "RCEIL",
+    "RAZ",
     "RDN",
     "RNA",
+    "RND",
     "RNE",
+    "RNO",
+    "RNU",
+    "RNZ",
     "RTZ",
     "RUP",
     "SATURATE",
     "SR",
+    "SRE",
     "overflow_code",
 ]
 
@@ -53,6 +60,13 @@ RUP = int(Rounding.UP)
 RDN = int(Rounding.DOWN)
 ODD = int(Rounding.TO_ODD)
 SR = int(Rounding.STOCHASTIC)
+RNZ = int(Rounding.NEAREST_ZERO)
+RNO = int(Rounding.NEAREST_ODD)
+RNU = int(Rounding.NEAREST_UP)
+RND = int(Rounding.NEAREST_DOWN)
+RAZ = int(Rounding.AWAY_FROM_ZERO)
+JAM = int(Rounding.JAM)
+SRE = int(Rounding.STOCHASTIC_EQUAL)
 
 # ---- Overflow ---------------------------------------------------------------------------------
 OWN = int(Overflow.OWN)

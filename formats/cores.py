@@ -24,6 +24,7 @@ from qemu_arrays.formats.codes import (  # noqa: F401  (the kernels import them 
     FNUZ,
     IEEE,
     INF,
+    JAM,
     ML_DTYPES,
     ML_DTYPES_SUBNORMAL_UP,
     NAN,
@@ -31,13 +32,19 @@ from qemu_arrays.formats.codes import (  # noqa: F401  (the kernels import them 
     ODD,
     OWN,
     P3109,
+    RAZ,
     RDN,
     RNA,
+    RND,
     RNE,
+    RNO,
+    RNU,
+    RNZ,
     RTZ,
     RUP,
     SATURATE,
     SR,
+    SRE,
 )
 
 M32 = 0xFFFFFFFF
@@ -169,6 +176,38 @@ def _negative_unsigned(m, emin, subnormals, has_zero, specials, ovf):
     return FINITE, 0, kept, q
 
 
+@_HOT
+def _round_up_more(rnd, kept, above, tie, nonzero, sign, u, r):
+    """Whether the modes added after the first seven round the magnitude up (JAM never does;
+    its last bit is set by the caller): the table of docs/formats.md."""
+    if rnd == RNZ:
+        return above
+    if rnd == RNO:
+        return above or (tie and (kept & 1) == 0)
+    if rnd == RNU:
+        return above or (tie and sign == 0)
+    if rnd == RND:
+        return above or (tie and sign == 1)
+    if rnd == RAZ:
+        return nonzero
+    if rnd == SRE:
+        return nonzero and u < (1 << (r - 1))
+    return False
+
+
+@_HOT
+def rounds_away_at_max(rnd, sign):
+    """Whether the mode rounds away from zero at the overflow threshold (docs/formats.md):
+    the nearest and stochastic modes, away-from-zero, and the directed modes on their side."""
+    if rnd == RTZ or rnd == ODD or rnd == JAM:
+        return False
+    if rnd == RUP:
+        return sign == 0
+    if rnd == RDN:
+        return sign == 1
+    return True
+
+
 @_JIT
 def round_magnitude(
     sign,
@@ -230,6 +269,10 @@ def round_magnitude(
                 kept |= 1
         elif rnd == SR:
             up = u < t
+        else:
+            up = _round_up_more(rnd, kept, above, tie, nonzero, sign, u, r)
+            if rnd == JAM:
+                kept |= 1
     if up:
         kept += 1
     if kept == 0:
@@ -247,13 +290,7 @@ def round_magnitude(
         kept = 1 << m
         q = emin - m
     if q + m > emax or (q + m == emax and kept > sigmax):
-        away = (
-            rnd == RNE
-            or rnd == RNA
-            or rnd == SR
-            or (rnd == RUP and sign == 0)
-            or (rnd == RDN and sign == 1)
-        )
+        away = rounds_away_at_max(rnd, sign)
         if away:
             return _special_result(
                 0, sign, m, emin, emax, sigmax, subnormals, has_zero, signed, specials, ovf
@@ -470,6 +507,10 @@ def round_int_value(x, qmin, qmax, rnd, u, r):
         elif rnd == SR:
             t = int(math.floor(math.ldexp(f, r)))
             up = u < t
+        else:
+            up = _round_up_more(rnd, k, f > 0.5, f == 0.5, True, 1 if neg else 0, u, r)
+    if rnd == JAM and 0.0 < a < 4503599627370496.0:  # the float64 grid is finer than 1 below 2**52
+        k |= 1
     if up:
         k += 1
     if neg:
@@ -522,9 +563,25 @@ def round_bits_fast(b, in_e, in_m, m, emin, emax, sigmax, signed, rnd, u, r):
             mag = trunc + ((rem != 0) & (sign == 1)) * (low + 1)
         elif rnd == ODD:
             mag = trunc if m == 0 else trunc | ((rem != 0) * (low + 1))
-        else:  # SR
+        elif rnd == SR:
             t = rem << (r - sh) if r >= sh else rem >> (sh - r)
             mag = trunc + (u < t) * (low + 1)
+        elif rnd == RNZ:
+            mag = (mag + (half - 1)) & ~low
+        elif rnd == RNO:
+            mag = (mag + (half - 1) + (1 - odd)) & ~low
+        elif rnd == RNU:
+            mag = (mag + (half - 1) + (sign == 0)) & ~low
+        elif rnd == RND:
+            mag = (mag + (half - 1) + (sign == 1)) & ~low
+        elif rnd == RAZ:
+            mag = trunc + (rem != 0) * (low + 1)
+        elif rnd == JAM:
+            mag = trunc if m == 0 else trunc | (low + 1)
+        elif rnd == SRE:
+            mag = trunc + ((rem != 0) & (u < (1 << (r - 1)))) * (low + 1)
+        else:
+            return False, 0
     max_mag = ((emax + in_bias) << in_m) | ((sigmax - (1 << m)) << sh)
     if mag > max_mag:
         return False, 0
@@ -564,6 +621,10 @@ def round_subnormal_fast(b, in_e, in_m, m, emin, subnormals, has_zero, signed, s
     elif rnd == SR:
         t = rem >> (s - r) if s >= r else rem << (r - s)
         kept += u < t
+    elif rnd == JAM:
+        kept |= 1
+    elif rnd != RTZ:
+        kept += _round_up_more(rnd, kept, rem > half, rem == half, rem != 0, sign, u, r)
     # branch-free: a zero result keeps its sign only where the format has -0
     sign = sign & ((kept != 0) | has_negative_zero(signed, has_zero, specials))
     return True, sign, kept

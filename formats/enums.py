@@ -29,7 +29,31 @@ class Rounding(enum.IntEnum):
     """Truncate, then set the last digit if anything was discarded (von Neumann rounding)."""
     STOCHASTIC = 6
     """Round away from zero with probability equal to the discarded fraction of the gap
-    (truncated to ``random_bits`` bits), using the counter-based generator of ``docs/``."""
+    (truncated to ``random_bits`` bits): with ``rbits=`` the caller's bits and the carry rule
+    ``F + u >= 2^r`` (PTX ``cvt.rs``, gfloat ``StochasticFastest``), else the counter-based
+    generator of ``docs/formats.md``."""
+    NEAREST_ZERO = 7
+    """Round to nearest, ties toward zero (APyTypes ``TIES_ZERO``)."""
+    NEAREST_ODD = 8
+    """Round to nearest, ties to the value with an odd last digit (APyTypes ``TIES_ODD``)."""
+    NEAREST_UP = 9
+    """Round to nearest, ties toward +infinity (APyTypes ``TIES_POS``)."""
+    NEAREST_DOWN = 10
+    """Round to nearest, ties toward -infinity (APyTypes ``TIES_NEG``)."""
+    AWAY_FROM_ZERO = 11
+    """Round the magnitude up whenever anything is discarded (APyTypes ``TO_AWAY``)."""
+    JAM = 12
+    """Jamming: truncate and always set the last digit when the destination grid is coarser
+    than the input's, even for exact values (APyTypes ``JAM``); overflow gives ±max."""
+    STOCHASTIC_EQUAL = 13
+    """Equal-probability stochastic rounding: an inexact value rounds away from zero with
+    probability 1/2, whatever its fraction (APyTypes ``STOCH_EQUAL``); the deciding bit is the
+    top one of the element's ``random_bits``-bit random integer."""
+
+    @property
+    def stochastic(self) -> bool:
+        """Whether the mode draws random bits (``seed``/``rbits`` apply)."""
+        return self in (Rounding.STOCHASTIC, Rounding.STOCHASTIC_EQUAL)
 
 
 class Overflow(enum.IntEnum):

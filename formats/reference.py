@@ -111,6 +111,31 @@ def _check_random(u, r):
     return u, r
 
 
+@dataclass(frozen=True)
+class _Carry:
+    """Caller-supplied random bits (``rbits``), already reduced to their low ``r`` bits."""
+
+    bits: int
+
+
+def _check_rbits(rbits, u, r):
+    if u is not None:
+        msg = f"pass either u (the generator's integer) or rbits, not both (u={u!r})"
+        raise ValueError(msg)
+    if r is None:
+        msg = "rbits needs r, the number of random bits the rule uses; hint: r=16"
+        raise ValueError(msg)
+    r = _as_int("r", r)
+    rbits = _as_int("rbits", rbits)
+    if rbits < 0:
+        msg = f"rbits must be a non-negative integer (its low r bits are used), got {rbits}"
+        raise ValueError(msg)
+    if not 1 <= r <= 64:
+        msg = f"r (random bits) must be in [1, 64], got {r}"
+        raise ValueError(msg)
+    return _Carry(rbits & ((1 << r) - 1)), r
+
+
 # ---- exact values ------------------------------------------------------------------------------
 
 
@@ -173,8 +198,28 @@ def _to_float(negative: bool, v: Fraction) -> float:
     return -out if negative else out
 
 
-def _round_significand(K: int, f: Fraction, rounding: Rounding, negative: bool, u, r) -> int:
-    """Choose K' for |x| = (K + f) * 2^q, 0 <= f < 1: the table of docs/formats.md."""
+def _round_significand(
+    K: int, f: Fraction, rounding: Rounding, negative: bool, u, r, dropped: bool = True
+) -> int:
+    """Choose K' for |x| = (K + f) * 2^q, 0 <= f < 1: the table of docs/formats.md.
+
+    ``dropped``: whether the destination grid is coarser than the input's at ``|x|`` (JAM sets
+    the last bit exactly then)."""
+    if rounding in _NEAREST_TIES:
+        if f != _HALF:
+            return K + 1 if f > _HALF else K
+        return K + 1 if _NEAREST_TIES[rounding](K, negative) else K
+    if rounding is Rounding.AWAY_FROM_ZERO:
+        return K + 1 if f > 0 else K
+    if rounding is Rounding.JAM:
+        return K | 1 if dropped else K
+    if isinstance(u, _Carry):  # caller-supplied bits: the carry rule
+        if rounding is Rounding.STOCHASTIC_EQUAL:
+            return K + 1 if f > 0 and u.bits >= (1 << (r - 1)) else K
+        return K + 1 if math.floor(f * (1 << r)) + u.bits >= (1 << r) else K
+    if rounding is Rounding.STOCHASTIC_EQUAL:
+        # one fair bit: the top bit of the r-bit integer is 0
+        return K + 1 if f > 0 and u < (1 << (r - 1)) else K
     if rounding is Rounding.NEAREST_EVEN:
         return K + 1 if f > _HALF or (f == _HALF and K % 2 == 1) else K
     if rounding is Rounding.NEAREST_AWAY:
@@ -192,14 +237,22 @@ def _round_significand(K: int, f: Fraction, rounding: Rounding, negative: bool, 
     return K + 1 if u < threshold else K
 
 
+#: the nearest modes added with issue 16: whether a tie (f = 1/2) goes up, given (K, negative)
+_NEAREST_TIES = {
+    Rounding.NEAREST_ZERO: lambda K, neg: False,
+    Rounding.NEAREST_ODD: lambda K, neg: K % 2 == 0,
+    Rounding.NEAREST_UP: lambda K, neg: not neg,
+    Rounding.NEAREST_DOWN: lambda K, neg: neg,
+}
+
+
 def _rounds_away_at_max(rounding: Rounding, negative: bool) -> bool:
-    if rounding in (Rounding.NEAREST_EVEN, Rounding.NEAREST_AWAY, Rounding.STOCHASTIC):
-        return True
     if rounding is Rounding.UP:
         return not negative
     if rounding is Rounding.DOWN:
         return negative
-    return False  # TOWARD_ZERO, TO_ODD
+    # TOWARD_ZERO, TO_ODD and JAM never move a magnitude up past max; every other mode does
+    return rounding not in (Rounding.TOWARD_ZERO, Rounding.TO_ODD, Rounding.JAM)
 
 
 # ---- float formats -----------------------------------------------------------------------------
@@ -304,7 +357,10 @@ def _quantize_float(
     scaled = mag / _pow2(q)
     K = math.floor(scaled)
     f = scaled - K
-    K_new = _round_significand(K, f, rounding, negative, u, r)
+    # the input's own grid at |x| (float32 or float64): JAM sets the last bit when q is coarser
+    in_m, in_emin = (23, -126) if held_as_float32 else (52, -1022)
+    dropped = q > max(e, in_emin) - in_m
+    K_new = _round_significand(K, f, rounding, negative, u, r, dropped)
     result = K_new * _pow2(q)
 
     if result > _max_exact(fmt):
@@ -428,7 +484,9 @@ def _quantize_int(x, fmt: IntFormat, rounding, u, r, scale) -> int:
         return fmt.min if negative else fmt.max
     qmag = Fraction(abs(quotient))
     K = math.floor(qmag)
-    k_mag = _round_significand(K, qmag - K, rounding, negative, u, r)
+    # JAM: the float64 quotient's grid is finer than the integers for 0 < |quotient| < 2^52
+    dropped = 0 < qmag < (1 << 52)
+    k_mag = _round_significand(K, qmag - K, rounding, negative, u, r, dropped)
     k = -k_mag if negative else k_mag
     return min(max(k, fmt.min), fmt.max)
 
@@ -454,11 +512,19 @@ def _held_as_float32(input_dtype) -> bool:
     return name in _HELD_AS_FLOAT32
 
 
-def _prepare(fmt, rounding, overflow, u, r, scale):
+def _prepare(fmt, rounding, overflow, u, r, scale, rbits=None):
     fmt = _as_format(fmt)
     rounding = _as_enum("rounding", rounding, Rounding)
     overflow = _as_enum("overflow", overflow, Overflow)
-    if rounding is Rounding.STOCHASTIC:
+    if rbits is not None and not rounding.stochastic:
+        msg = (
+            f"rbits applies to the stochastic modes only, got rounding={rounding!r}; hint: "
+            "rounding=Rounding.STOCHASTIC"
+        )
+        raise ValueError(msg)
+    if rbits is not None:
+        u, r = _check_rbits(rbits, u, r)
+    elif rounding.stochastic:
         u, r = _check_random(u, r)
     if isinstance(fmt, FloatFormat) and scale is not None:
         msg = (
@@ -477,6 +543,7 @@ def quantize_value(
     *,
     u=None,
     r=None,
+    rbits=None,
     scale=None,
     input_dtype=None,
     ml_dtypes_rules=None,
@@ -484,14 +551,19 @@ def quantize_value(
     """``x`` rounded to ``fmt`` exactly, returned as a float64 (exact when float64 holds it).
 
     ``x`` is a Python float (or anything ``float()`` converts exactly), an int or a Fraction.
-    ``Rounding.STOCHASTIC`` needs ``u``, an ``r``-bit random integer. Integer formats need
+    ``Rounding.STOCHASTIC`` needs ``u``, an ``r``-bit random integer, rounding away when
+    ``u < floor(f 2^r)`` (the counter-based generator's rule); or ``rbits``, caller-supplied bits
+    of which the low ``r`` are used, rounding away when ``floor(f 2^r) + rbits >= 2^r`` (the
+    carry rule of PTX ``cvt.rs`` and gfloat's ``StochasticFastest``).
+    ``Rounding.STOCHASTIC_EQUAL`` rounds an inexact value away when ``u``'s top bit is 0, or
+    ``rbits``' bit ``r - 1`` is 1. Integer formats need
     ``scale`` and return ``k * scale``. ``input_dtype`` (a name or dtype: "float16", "bfloat16",
     "float32", "float64") says what type held ``x``; only ``Overflow.ML_DTYPES`` uses it, with
     ``ml_dtypes_rules`` (:mod:`qemu_arrays.formats.ml_dtypes_rules`; ``None``: those of the installed
     ml_dtypes): whether float64 input is rounded to float32 first, and whether float32
     subnormals go up into formats without zero. ``None`` means float64.
     """
-    fmt, rounding, overflow, u, r = _prepare(fmt, rounding, overflow, u, r, scale)
+    fmt, rounding, overflow, u, r = _prepare(fmt, rounding, overflow, u, r, scale, rbits)
     if isinstance(fmt, IntFormat):
         k = _quantize_int(x, fmt, rounding, u, r, scale)
         return _to_float(k < 0, abs(k) * _check_scale(scale))
@@ -515,6 +587,7 @@ def encode_value(
     *,
     u=None,
     r=None,
+    rbits=None,
     scale=None,
     input_dtype=None,
     ml_dtypes_rules=None,
@@ -525,7 +598,7 @@ def encode_value(
     ``bits``-bit two's-complement pattern of ``k`` (``k`` itself when unsigned). Arguments as
     :func:`quantize_value`.
     """
-    fmt, rounding, overflow, u, r = _prepare(fmt, rounding, overflow, u, r, scale)
+    fmt, rounding, overflow, u, r = _prepare(fmt, rounding, overflow, u, r, scale, rbits)
     if isinstance(fmt, IntFormat):
         k = _quantize_int(x, fmt, rounding, u, r, scale)
         return k & ((1 << fmt.bits) - 1)
@@ -615,7 +688,7 @@ def shared_exponent(amax, fmt) -> int:
 
 
 def _element_kw(rounding, u, r):
-    return {"u": u, "r": r} if rounding is Rounding.STOCHASTIC else {}
+    return {"u": u, "r": r} if rounding.stochastic else {}
 
 
 def quantize_mx_block(values, fmt, rounding=Rounding.NEAREST_EVEN, us=None, r=None):

@@ -18,6 +18,7 @@ from qemu_arrays.formats.enums import Overflow, Rounding, ScaleRule, Specials
 from qemu_arrays.formats.spec import FloatFormat, IntFormat
 from qemu_arrays.packing import pack, unpack
 from qemu_arrays.qarray import QArray, asarray, load
+from qemu_arrays.quantspec import QuantSpec
 from qemu_arrays.scales import compute_scale
 
 __version__ = "0.1.0"
@@ -29,6 +30,7 @@ __all__ = [
     "IntFormat",
     "Overflow",
     "QArray",
+    "QuantSpec",
     "Rounding",
     "Route",
     "ScaleRule",

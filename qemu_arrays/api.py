@@ -48,6 +48,7 @@ def quantize(
     scale_format=None,
     symmetric=None,
     percentile=None,
+    rbits=None,
 ):
     """Round ``x`` to the nearest values of ``format`` (fake quantization).
 
@@ -64,6 +65,12 @@ def quantize(
     seed, stream, offset, random_bits
         Stochastic rounding: the counter-based random bits of element ``offset + i`` under
         ``(seed, stream)``, truncated to ``random_bits`` bits (default exact for the input).
+    rbits
+        Stochastic rounding with the caller's random bits instead: an unsigned-integer array
+        broadcast to ``x``, of which the low ``random_bits`` bits ``b`` are used (default: the
+        width of its dtype); an element rounds away from zero exactly when ``floor(f 2^r) + b
+        >= 2^r`` (the carry rule of PTX ``cvt.rs``, gfloat's ``StochasticFastest``;
+        docs/formats.md). No ``seed``.
     scale, zero_point
         Integer formats: ``k = clamp(round(x / scale) + zero_point)``, value ``(k - zp) * scale``.
         ``scale`` may also be a rule: ``"absmax"``, ``"percentile"``, ``"mse"`` (docs/scaled.md).
@@ -84,6 +91,7 @@ def quantize(
         "offset": offset, "random_bits": random_bits, "scale": scale, "zero_point": zero_point,
         "via_float32": via_float32, "axis": axis, "block_size": block_size,
         "scale_format": scale_format, "symmetric": symmetric, "percentile": percentile,
+        "rbits": rbits,
     }  # fmt: skip
     done = _qarray_op(x, Op.QUANTIZE, format, {**kwargs, "out": out})
     if done is not None:
@@ -109,6 +117,7 @@ def encode(
     scale_format=None,
     symmetric=None,
     percentile=None,
+    rbits=None,
 ):
     """The format's bit patterns of the rounded ``x``, as unsigned integers.
 
@@ -126,6 +135,7 @@ def encode(
         "offset": offset, "random_bits": random_bits, "scale": scale, "zero_point": zero_point,
         "via_float32": via_float32, "axis": axis, "block_size": block_size,
         "scale_format": scale_format, "symmetric": symmetric, "percentile": percentile,
+        "rbits": rbits,
     }  # fmt: skip
     done = _qarray_op(x, Op.ENCODE, format, kwargs)
     if done is not None:

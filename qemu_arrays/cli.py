@@ -945,34 +945,30 @@ def _add_output(p):
     g.add_argument("--csv", action="store_true", help="print CSV instead of a table")
 
 
-def build_parser() -> argparse.ArgumentParser:
-    from qemu_arrays import __version__
-
-    p = _Parser(
-        prog="qemu-arrays",
-        description="Hardware-faithful quantization emulator. Formats are catalogue names: "
-        "element (float8_e4m3fn, int8, ...) and block (mxfp8_e4m3, nvfp4, ...) formats; "
-        "`qemu-arrays formats` lists them.",
-    )
-    p.add_argument("--version", action="version", version=f"qemu-arrays {__version__}")
-    sub = p.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+def _add_demo(sub) -> None:
     d = sub.add_parser("demo", help="compare formats on built-in data (error and SQNR)")
     d.add_argument("--n", type=int, default=1 << 16, help="samples per distribution")
     d.add_argument("--seed", type=int, default=0)
     _add_output(d)
     d.set_defaults(func=cmd_demo)
 
+
+def _add_formats(sub) -> None:
     f = sub.add_parser("formats", help="the catalogue as a table (bits, max, smallest, eps)")
     f.add_argument("--kind", default="all", help="all (default), float, int or block")
     _add_output(f)
     f.set_defaults(func=cmd_formats)
 
+
+def _add_info(sub) -> None:
     i = sub.add_parser("info", help="everything about one format, with its value grid")
     i.add_argument("name", help="a catalogue name, e.g. float8_e4m3fn, int8, mxfp4_e2m1, nvfp4")
     i.add_argument("--plot", metavar="PATH.png", help="write the value grid as a PNG")
     _add_output(i)
     i.set_defaults(func=cmd_info)
 
+
+def _add_compare(sub) -> None:
     c = sub.add_parser(
         "compare",
         help="INT vs FP vs block formats: MSE, SQNR, max error, clipping per format",
@@ -1007,6 +1003,8 @@ def build_parser() -> argparse.ArgumentParser:
     _add_output(c)
     c.set_defaults(func=cmd_compare)
 
+
+def _add_check_format(sub) -> None:
     k = sub.add_parser(
         "check-format",
         help="run the property battery on a format",
@@ -1031,6 +1029,8 @@ def build_parser() -> argparse.ArgumentParser:
     _add_output(k)
     k.set_defaults(func=cmd_check_format)
 
+
+def _add_reproduce(sub) -> None:
     names = ", ".join(sorted(available_experiments())) or "none installed"
     r = sub.add_parser(
         "reproduce",
@@ -1050,12 +1050,34 @@ def build_parser() -> argparse.ArgumentParser:
     )
     r.set_defaults(func=cmd_reproduce)
 
+
+def _add_bench(sub) -> None:
     b = sub.add_parser("bench", help="run the benchmark scripts in benchmarks/")
     b.add_argument("--quick", action="store_true", help="small sizes")
     b.add_argument("--script", help="comma-separated subset, e.g. cpu,blocks")
     b.add_argument("--dir", help=argparse.SUPPRESS)
     b.add_argument("--timeout", type=float, default=None, help=argparse.SUPPRESS)
     b.set_defaults(func=cmd_bench)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from qemu_arrays import __version__
+
+    p = _Parser(
+        prog="qemu-arrays",
+        description="Hardware-faithful quantization emulator. Formats are catalogue names: "
+        "element (float8_e4m3fn, int8, ...) and block (mxfp8_e4m3, nvfp4, ...) formats; "
+        "`qemu-arrays formats` lists them.",
+    )
+    p.add_argument("--version", action="version", version=f"qemu-arrays {__version__}")
+    sub = p.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    _add_demo(sub)
+    _add_formats(sub)
+    _add_info(sub)
+    _add_compare(sub)
+    _add_check_format(sub)
+    _add_reproduce(sub)
+    _add_bench(sub)
     return p
 
 

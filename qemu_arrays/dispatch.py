@@ -9,9 +9,10 @@ the work runs. The ladder, first match wins:
 3. device memory (``__cuda_array_interface__``: CuPy arrays, PyTorch CUDA tensors, numba device
    arrays): the numba-CUDA kernels of :mod:`qemu_arrays.cuda_kernels`, on the caller's stream;
 4. Dask arrays: lazily, chunk by chunk, each chunk through its own route with its global offset;
-5. JAX arrays (and tracers, so ``jax.jit`` and ``jax.grad`` work), and anything else that speaks
-   the array API: the generic implementation; block formats there take the HOST route (a copy to
-   NumPy and back, not traceable).
+5. JAX arrays (and tracers, so ``jax.jit``, ``jax.grad`` and ``jax.vmap`` work), and anything
+   else that speaks the array API: the generic implementation, element, scaled and block formats
+   (:mod:`qemu_arrays.routes.generic`, ``generic_scaled``, ``generic_blocks``); only ``decode``
+   of block formats takes the HOST route there (a copy to NumPy and back, not traceable).
 
 What each route can do is one table, :data:`CAPABILITIES`: a call asking a route for something
 it cannot do raises ``NotImplementedError`` naming the keyword and the routes that can, and
@@ -28,7 +29,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from qemu_arrays.formats.block_spec import BlockFormat
-from qemu_arrays.request import Request
+from qemu_arrays.formats.enums import Rounding
+from qemu_arrays.request import Op, Request
 from qemu_arrays.validation import check_format
 
 __all__ = ["CAPABILITIES", "Capability", "Route", "explain_route", "route", "run"]
@@ -42,7 +44,7 @@ class Route(enum.Enum):
     CUDA = "numba-CUDA kernels on the caller's current CUDA stream"
     DASK = "lazy Dask map_blocks, each block through its own route with its global offset"
     GENERIC = "generic array-API implementation (jit-traceable)"
-    HOST = "copy to NumPy, numba CPU kernels, copy back (block formats on JAX/array-API arrays)"
+    HOST = "copy to NumPy, numba CPU kernels, copy back (decode of block formats off NumPy)"
 
 
 @dataclass(frozen=True)
@@ -54,27 +56,45 @@ class Capability:
     block: bool
     """Block formats (MX, NVFP4)."""
     granularity: bool
-    """Integer scales per channel/group, arrays of scales, scale rules, ``scale_format``."""
+    """Scales per channel/group, arrays of scales, the "absmax" rule, ``scale_format``."""
     out: bool
     """``out=`` (writing into a caller's array)."""
     traceable: bool
-    """Runs under ``jax.jit``/``jax.grad`` (JAX tracers)."""
+    """Runs under ``jax.jit``/``jax.grad``/``jax.vmap`` (JAX tracers)."""
+    caller_bits: bool = False
+    """Caller-supplied random bits (``rbits=``) and ``Rounding.STOCHASTIC_EQUAL``, which the
+    numba kernels do not take: NumPy and PyTorch CPU run them through the generic route."""
+    scaled_float: bool = False
+    """Float formats with a scale (docs/scaled.md)."""
+    rules: tuple[str, ...] = ()
+    """The scale rules (``scale="absmax"``, ...) it computes."""
+    zero_points: bool = False
+    """Integer zero points (``zero_point=`` arrays, ``symmetric=False``)."""
+    block_decode: bool = True
+    """``decode`` of block formats."""
 
+
+_ALL_RULES = ("absmax", "percentile", "mse")
 
 CAPABILITIES: dict[Route, Capability] = {
-    Route.NUMPY: Capability(element=True, block=True, granularity=True, out=True, traceable=False),
+    Route.NUMPY: Capability(
+        element=True, block=True, granularity=True, out=True, traceable=False, scaled_float=True,
+        rules=_ALL_RULES, zero_points=True, caller_bits=True,
+    ),
     Route.TORCH_CPU: Capability(
-        element=True, block=True, granularity=True, out=True, traceable=False
+        element=True, block=True, granularity=True, out=True, traceable=False, scaled_float=True,
+        rules=_ALL_RULES, zero_points=True, caller_bits=True,
     ),
     Route.CUDA: Capability(element=True, block=True, granularity=False, out=True, traceable=False),
     Route.DASK: Capability(
         element=True, block=False, granularity=False, out=False, traceable=False
     ),
     Route.GENERIC: Capability(
-        element=True, block=False, granularity=False, out=True, traceable=True
+        element=True, block=True, granularity=True, out=True, traceable=True, scaled_float=True,
+        rules=("absmax",), block_decode=False, caller_bits=True,
     ),
     Route.HOST: Capability(element=False, block=True, granularity=True, out=False, traceable=False),
-}
+}  # fmt: skip
 
 # the per-type rung of the ladder, cached per array type (= per namespace)
 _TYPE_CACHE: dict[type, str] = {}
@@ -124,8 +144,7 @@ def route(x, format=None) -> Route:
     if kind == "cuda":
         return Route.CUDA
     if kind in ("jax", "generic"):
-        block = format is not None and isinstance(check_format(format), BlockFormat)
-        return Route.HOST if block else Route.GENERIC
+        return Route.GENERIC
     msg = (
         f"x of type {type(x).__module__}.{type(x).__qualname__} is not an array qemu_arrays can "
         "route: it must be a NumPy array, a PyTorch tensor, a CuPy/numba device array, a JAX or "
@@ -150,8 +169,15 @@ def explain_route(x, format=None) -> str:
         what
         for what, ok in (
             ("per-channel/group scales and scale rules", cap.granularity),
+            ("scaled float formats", cap.scaled_float),
+            ("the percentile and mse rules", "mse" in cap.rules or not cap.granularity),
+            ("zero points", cap.zero_points or not cap.granularity),
             ("out=", cap.out),
             ("block formats", cap.block),
+            (
+                "decode of block formats (it takes the HOST route)",
+                cap.block_decode or not cap.block,
+            ),
         )
         if not ok
     ]
@@ -165,8 +191,21 @@ def _able(feature: str) -> str:
     return ", ".join(names)
 
 
+def _needs_caller_bits(req: Request) -> bool:
+    """Whether the call needs a route with ``caller_bits`` (the kernels draw bits for
+    ``Rounding.STOCHASTIC`` only, and never take the caller's)."""
+    return req.rbits is not None or req.rounding is Rounding.STOCHASTIC_EQUAL
+
+
 def _check_capability(r: Route, req: Request) -> None:
     cap = CAPABILITIES[r]
+    if _needs_caller_bits(req) and not cap.caller_bits:
+        what = "rbits=" if req.rbits is not None else f"rounding={req.rounding!r}"
+        msg = (
+            f"{what} is not supported on the {r.name} route ({r.value}); routes with it: "
+            f"{_able('caller_bits')}; hint: convert x to NumPy (or JAX) first"
+        )
+        raise NotImplementedError(msg)
     if req.is_block and not cap.block:
         msg = (
             f"block format {req.fmt.name!r} is not supported on the {r.name} route ({r.value}); "
@@ -177,7 +216,35 @@ def _check_capability(r: Route, req: Request) -> None:
     if req.out is not None and not cap.out:
         msg = f"out= is not supported on the {r.name} route ({r.value}); hint: use the return value"
         raise NotImplementedError(msg)
-    if req.is_int and not cap.granularity:
+    if req.is_scaled_float and not cap.scaled_float:
+        msg = (
+            f"scale= with the float format {req.fmt.name!r} (a scaled float format) is not "
+            f"supported on the {r.name} route ({r.value}); it works on {_able('scaled_float')}; "
+            "hint: convert x to NumPy first, or, for PyTorch CUDA tensors, "
+            "qemu_arrays.torch.fake_quant (which scales on the device)"
+        )
+        raise NotImplementedError(msg)
+    if req.scale_rule is not None and req.scale_rule not in cap.rules and cap.granularity:
+        able = ", ".join(r_.name for r_, c in CAPABILITIES.items() if req.scale_rule in c.rules)
+        msg = (
+            f"scale={req.scale_rule!r} is not supported on the {r.name} route ({r.value}); it "
+            f"works on {able}; hint: compute the scales on NumPy (qemu_arrays.compute_scale) "
+            "and pass them as scale=, or use scale='absmax'"
+        )
+        raise NotImplementedError(msg)
+    zp_array = not (req.zero_point is None or isinstance(req.zero_point, int))
+    if (
+        req.is_int and cap.granularity and not cap.zero_points and req.op is not Op.DECODE
+        and (not req.symmetric or zp_array)
+    ):  # fmt: skip
+        msg = (
+            f"zero points (symmetric=False, zero_point arrays) are not supported on the "
+            f"{r.name} route ({r.value}); they work on "
+            f"{', '.join(r_.name for r_, c in CAPABILITIES.items() if c.zero_points)}; "
+            "hint: symmetric scales, or convert x to NumPy first"
+        )
+        raise NotImplementedError(msg)
+    if (req.is_int or req.is_scaled_float) and not cap.granularity:
         given = [
             k
             for k, v in (
@@ -198,10 +265,33 @@ def _check_capability(r: Route, req: Request) -> None:
             raise NotImplementedError(msg)
 
 
+def _check_not_in_graph(x) -> None:
+    """A PyTorch tensor that requires grad, with grad enabled: its result would silently leave
+    the autograd graph; refuse, pointing to the differentiable ``fake_quant``."""
+    if not getattr(x, "requires_grad", False):
+        return
+    import torch
+
+    if torch.is_grad_enabled():
+        msg = (
+            "x is a tensor that requires grad: qemu_arrays.quantize returns plain values, which "
+            "would silently detach it from the autograd graph; hint: "
+            "qemu_arrays.torch.fake_quant(x, format, ...) is differentiable (straight-through or "
+            "any estimator), or quantize x.detach() (or under torch.no_grad())"
+        )
+        raise ValueError(msg)
+
+
 def run(x, req: Request):
     """The result of ``req`` on ``x`` through the route ``x`` takes (the façade's one call)."""
     r = route(x, req.fmt)
     _check_capability(r, req)
+    if req.op is Op.QUANTIZE and r in (Route.TORCH_CPU, Route.CUDA):
+        _check_not_in_graph(x)
+    if r in (Route.NUMPY, Route.TORCH_CPU) and _needs_caller_bits(req):
+        from qemu_arrays.routes import generic_host
+
+        return generic_host.run(x, req)
     if r is Route.NUMPY:
         from qemu_arrays.routes import cpu
 
@@ -224,4 +314,19 @@ def run(x, req: Request):
         return host.run(x, req)
     from qemu_arrays.routes import generic
 
+    if req.is_block and req.op is Op.DECODE:
+        from qemu_arrays.routes import host
+
+        return host.run(x, req)
+    if generic.needs_scaled_path(req):
+        import array_api_compat
+
+        xp = array_api_compat.array_namespace(x)
+        if req.is_block:
+            from qemu_arrays.routes import generic_blocks
+
+            return generic_blocks.run(xp, x, req)
+        from qemu_arrays.routes import generic_scaled
+
+        return generic_scaled.run(xp, x, req)
     return generic.run(x, req)

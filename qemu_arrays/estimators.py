@@ -37,6 +37,9 @@ from typing import Any, ClassVar
 
 import numpy as np
 
+from qemu_arrays.grids import Grid
+from qemu_arrays.theory.kinds import OptimizerKind, coerce_kind
+
 __all__ = [
     "DSQ",
     "EDE",
@@ -58,123 +61,6 @@ __all__ = [
     "grid_of",
     "remap",
 ]
-
-
-# ---- grids -----------------------------------------------------------------------------------
-
-
-class Grid:
-    """The sorted levels a quantizer rounds to, with cells between adjacent levels.
-
-    Build one with :func:`grid_of` (from a format and a scale), :meth:`Grid.uniform` (constant
-    step, e.g. the mid-rise grids of paper 001) or ``Grid(levels)`` (any ascending levels).
-    """
-
-    def __init__(self, levels, *, name: str = "grid"):
-        lv = np.asarray(levels, dtype=np.float64)
-        if lv.ndim != 1 or lv.size < 2:
-            msg = f"levels must be a 1-D array of at least 2 values, got shape {lv.shape}"
-            raise ValueError(msg)
-        if not np.all(np.isfinite(lv)) or not np.all(np.diff(lv) > 0):
-            msg = "levels must be finite and strictly increasing; hint: sort and deduplicate them"
-            raise ValueError(msg)
-        self.levels = lv
-        self.name = name
-        self.step: float | None = None  # constant step for uniform grids
-        self.offset = 0.0
-        self.lo_index = 0
-        zero = np.flatnonzero(lv == 0.0)
-        self._zero_index = int(zero[0]) if zero.size else None
-
-    @classmethod
-    def uniform(cls, step: float, lo: int, hi: int, *, offset: float = 0.0, name: str = ""):
-        """Levels ``offset + step * j`` for the integers ``j`` in ``[lo, hi]``."""
-        step = float(step)
-        if not (math.isfinite(step) and step > 0):
-            msg = f"step must be a positive finite number, got {step!r}"
-            raise ValueError(msg)
-        if not (isinstance(lo, int) and isinstance(hi, int) and hi > lo):
-            msg = f"lo and hi must be ints with hi > lo, got lo={lo!r}, hi={hi!r}"
-            raise ValueError(msg)
-        g = cls(offset + step * np.arange(lo, hi + 1, dtype=np.float64), name=name or "uniform")
-        g.step = step
-        g.offset = float(offset)
-        g.lo_index = lo
-        return g
-
-    @property
-    def lower(self) -> float:
-        return float(self.levels[0])
-
-    @property
-    def upper(self) -> float:
-        return float(self.levels[-1])
-
-    @property
-    def widths(self) -> np.ndarray:
-        return np.diff(self.levels)
-
-    @property
-    def thresholds(self) -> np.ndarray:
-        """Midpoints between adjacent levels: where round-to-nearest jumps (the paper's
-        *boundary points*)."""
-        return 0.5 * (self.levels[:-1] + self.levels[1:])
-
-    def __repr__(self):
-        kind = f"step={self.step}" if self.step is not None else "non-uniform"
-        return f"Grid({self.name!r}, {self.levels.size} levels in [{self.lower}, {self.upper}], {kind})"
-
-    # -- array-API helpers (x: a floating array of namespace xp) --
-    def _levels_as(self, x, xp):
-        import array_api_compat
-
-        return xp.asarray(self.levels, dtype=x.dtype, device=array_api_compat.device(x))
-
-    def locate(self, x, xp):
-        """For each x: the (lo, width) of its cell, the edge cell for x outside the range."""
-        if self.step is not None:
-            n_cells = self.levels.size - 1
-            j = xp.floor((x - self.offset) / self.step) - self.lo_index
-            j = xp.clip(j, 0.0, float(n_cells - 1))
-            lo = self.offset + (j + self.lo_index) * self.step
-            return lo, xp.full_like(x, self.step)
-        lv = self._levels_as(x, xp)
-        flat = xp.reshape(x, (-1,))
-        i = xp.searchsorted(lv, flat, side="right") - 1
-        i = xp.clip(i, 0, self.levels.size - 2)
-        lo = xp.reshape(xp.take(lv, i), x.shape)
-        hi = xp.reshape(xp.take(lv, i + 1), x.shape)
-        return lo, hi - lo
-
-    def inside(self, x, xp):
-        return (x >= self.lower) & (x <= self.upper)
-
-    def round(self, x):
-        """Round to the nearest level (ties to the even one), clamping to the range.
-
-        For integer grids this is ``Rounding.NEAREST_EVEN`` with saturation; on float grids ties
-        go to the level with the even significand, as in ``docs/formats.md``.
-        """
-        import array_api_compat
-
-        xp = array_api_compat.array_namespace(x)
-        if self.step is not None:
-            k = xp.round((x - self.offset) / self.step)
-            k = xp.clip(k, float(self.lo_index), float(self.lo_index + self.levels.size - 1))
-            return self.offset + k * self.step
-        xc = xp.reshape(xp.clip(x, self.lower, self.upper), (-1,))
-        lv = self._levels_as(x, xp)
-        i = xp.clip(xp.searchsorted(lv, xc, side="right") - 1, 0, self.levels.size - 2)
-        lo = xp.take(lv, i)
-        hi = xp.take(lv, i + 1)
-        dlo = xc - lo
-        dhi = hi - xc
-        if self._zero_index is None:
-            lo_even = xp.zeros_like(dlo, dtype=xp.bool)  # no zero: odd significands, ties up
-        else:
-            lo_even = ((i - self._zero_index) % 2) == 0
-        take_hi = (dhi < dlo) | ((dhi == dlo) & ~lo_even)
-        return xp.reshape(xp.where(take_hi, hi, lo), x.shape)
 
 
 @functools.lru_cache(maxsize=128)
@@ -823,19 +709,27 @@ class SteEquivalent:
     scope: str
 
 
-def equivalent_ste(estimator, format=None, *, scale=None, optimizer: str = "sgd"):  # noqa: A002
+def equivalent_ste(
+    estimator,
+    format=None,  # noqa: A002
+    *,
+    scale=None,
+    optimizer: OptimizerKind = OptimizerKind.SGD,
+):
     """The STE-net of paper 001 for a Q̂-net (Tables 1-2 and appendix G).
 
-    SGD (with or without momentum, any schedule): the STE (or, for estimators that are zero
-    outside the range, ``PWL_{M(w_min), M(w_max)}``) at learning rate α·η from M(w0). Adam (and
-    other adaptive optimizers): the STE (or ``PWL_{w_min, w_max}``) at η from w0.
+    ``optimizer`` is an :class:`~qemu_arrays.theory.kinds.OptimizerKind` (the strings ``"sgd"``,
+    ``"adam"`` ... still work, with a DeprecationWarning). ``SGD`` or ``MOMENTUM`` (any schedule):
+    the STE (or, for estimators that are zero outside the range, ``PWL_{M(w_min), M(w_max)}``) at
+    learning rate α·η from M(w0). ``ADAM`` (and other adaptive optimizers): the STE (or
+    ``PWL_{w_min, w_max}``) at η from w0.
     """
-    if optimizer not in ("sgd", "adam"):
-        msg = f"optimizer must be 'sgd' or 'adam', got {optimizer!r}"
-        raise ValueError(msg)
+    optimizer = coerce_kind(
+        OptimizerKind, optimizer, "optimizer", hint="OptimizerKind.ADAM for adaptive optimizers"
+    )
     est, grid = _bound(estimator, format, scale)
     scope = "everywhere" if est.positivity is Positivity.EVERYWHERE else "in range"
-    if optimizer == "adam":
+    if optimizer is OptimizerKind.ADAM:
         if est.positivity is Positivity.IN_RANGE:
             return SteEquivalent(PWL(lower=grid.lower, upper=grid.upper), 1.0, None, scope)
         return SteEquivalent(STE(), 1.0, None, scope)

@@ -373,17 +373,26 @@ def _check_parts(codes, fmt, dtype, scales, zero_points, tensor_scale, axis, blo
     offset = _int_arg("block_offset", block_offset, 0)
     given = {"scales": scales, "zero_points": zero_points, "tensor_scale": tensor_scale,
              "axis": axis, "block_size": block_size, "scale_format": scale_format}  # fmt: skip
-    if isinstance(fmt, FloatFormat):
+    if isinstance(fmt, FloatFormat) and scales is None:
         extra = [k for k, v in given.items() if v is not None] + (
             ["block_offset"] if offset else []
         )
         if extra:
             msg = (
-                f"{', '.join(extra)} do not apply to the element format {fmt.name!r}: its codes "
-                "are the values; hint: QArray(codes=..., format=...) or qa.asarray(x, format)"
+                f"{', '.join(extra)} do not apply to the element format {fmt.name!r} without "
+                "scales=: its codes are the values; hint: QArray(codes=..., format=...), "
+                "qa.asarray(x, format), or scales= for a scaled float format"
             )
             raise ValueError(msg)
         return codes, fmt, dtype, None, None, None, None, None, 0, None
+    if isinstance(fmt, FloatFormat):  # a scaled float format: value(c) * s, no zero point
+        extra = [k for k in ("zero_points", "tensor_scale") if given[k] is not None]
+        if extra:
+            msg = (
+                f"{', '.join(extra)} do not apply to the scaled float format {fmt.name!r}: the "
+                "value of code c is value(c) * scale; hint: leave them out"
+            )
+            raise ValueError(msg)
     block = _is_block(fmt)
     if scales is None:
         what = "the block scale codes" if block else "the integer scales"
@@ -674,6 +683,11 @@ class QArray:
                 k = np.where(k >> (fmt.bits - 1), k - (1 << fmt.bits), k)
             z = self._per_element(self._zero_points)
             vals = (k - z) * self._per_element(self._scales)
+        elif self._scales is not None:  # a scaled float format: value(c) * s, as quantize
+            from qemu_arrays.api import decode
+
+            sc = self._per_element(self._scales)
+            return np.asarray(decode(codes, fmt, dtype=dtype, scale=np.ascontiguousarray(sc)))
         else:
             from qemu_arrays.api import decode
 
@@ -1139,7 +1153,7 @@ def _encoded(q):
 
 _QARRAY_KEYS = ("axis", "block_size", "scale", "zero_point", "scale_format", "symmetric",
                 "percentile", "rounding", "seed", "stream", "random_bits")  # fmt: skip
-_DEFAULTS = {"overflow": "OWN", "offset": 0, "via_float32": False, "out": None}
+_DEFAULTS = {"overflow": "OWN", "offset": 0, "via_float32": False, "out": None, "rbits": None}
 
 
 def _check_keywords(op, kw):
@@ -1150,7 +1164,11 @@ def _check_keywords(op, kw):
         check_enum("overflow", kw["overflow"], Overflow)
     odd = [
         k for k, default in _DEFAULTS.items()
-        if k in kw and (kw[k] != default if k != "overflow" else kw[k].name != default)
+        if k in kw
+        and (
+            kw[k] is not None if default is None
+            else (kw[k] != default if k != "overflow" else kw[k].name != default)
+        )
     ]  # fmt: skip
     if odd:
         msg = (
@@ -1248,23 +1266,39 @@ def asarray(
         sfmt = None if scale_format is None else get_format(scale_format)
         return QArray(codes=codes, format=fmt, dtype=arr.dtype, scales=sg, zero_points=zg,
                       axis=g_axis, block_size=g_bs, scale_format=sfmt)  # fmt: skip
-    if any(v is not None for v in (axis, block_size, scale, zero_point, scale_format)):
+    if scale is None:
         given = {
             k: v
             for k, v in (
                 ("axis", axis),
                 ("block_size", block_size),
-                ("scale", scale),
                 ("zero_point", zero_point),
                 ("scale_format", scale_format),
             )
             if v is not None
         }
+        if given:
+            msg = (
+                f"{', '.join(f'{k}={v!r}' for k, v in given.items())} does not apply to "
+                f"{fmt.name!r} without a scale: axis/block_size/scale_format go with scale=; "
+                "hint: scale='absmax' for a scaled float format, or leave them out"
+            )
+            raise ValueError(msg)
+        codes = api.encode(arr, fmt, **kw)
+        return QArray(codes=codes, format=fmt, dtype=arr.dtype)
+    if zero_point is not None or symmetric is not True:
         msg = (
-            f"{', '.join(f'{k}={v!r}' for k, v in given.items())} does not apply to "
-            f"{fmt.name!r}: axis/block_size/scale apply to integer and block formats only; "
-            "hint: leave them out for an element float format"
+            f"zero_point/symmetric=False do not apply to the float format {fmt.name!r}: a scaled "
+            "float format has no zero point; hint: leave zero_point and symmetric out"
         )
         raise ValueError(msg)
-    codes = api.encode(arr, fmt, **kw)
-    return QArray(codes=codes, format=fmt, dtype=arr.dtype)
+    work = arr.astype(np.float32) if arr.dtype.itemsize == 2 else arr
+    sg, _, g_axis, g_bs = scales.group_scales(
+        work, fmt, scale, None, arr.shape, axis=axis, block_size=block_size,
+        scale_format=scale_format, percentile=percentile,
+    )  # fmt: skip
+    enc = api.encode(arr, fmt, scale=sg, axis=g_axis, block_size=g_bs, **kw)
+    codes = enc if isinstance(enc, np.ndarray) else enc.codes
+    sfmt = None if scale_format is None else get_format(scale_format)
+    return QArray(codes=codes, format=fmt, dtype=arr.dtype, scales=sg, axis=g_axis,
+                  block_size=g_bs, scale_format=sfmt)  # fmt: skip

@@ -56,7 +56,9 @@ class Request:
     fmt: FloatFormat | IntFormat | BlockFormat
     rounding: Rounding = Rounding.NEAREST_EVEN
     overflow: Overflow = Overflow.OWN
-    seed: int | None = None
+    seed: Any = None
+    """An int, or an array seed (a JAX key or a uint32 array of the seed's two words, traced
+    under ``jax.jit``): see :func:`qemu_arrays.routes.common.seed_words`."""
     stream: int = 0
     offset: int = 0
     random_bits: int | None = None
@@ -76,6 +78,9 @@ class Request:
     dtype: Any = None
     """decode: the output dtype as the caller named it (None: float32)."""
     out: Any = field(default=None, compare=False)
+    rbits: Any = field(default=None, compare=False)
+    """Stochastic modes: the caller's random bits (an unsigned-integer array broadcast to x);
+    ``random_bits`` is then set (default: the width of rbits' dtype)."""
 
     @property
     def is_block(self) -> bool:
@@ -86,17 +91,24 @@ class Request:
         return isinstance(self.fmt, IntFormat)
 
     @property
+    def is_scaled_float(self) -> bool:
+        """A float format with a scale (docs/scaled.md): ``Q(x / s) * s``, the quotient and
+        the product in float32 (float64 for float64 input), the elements saturating."""
+        return isinstance(self.fmt, FloatFormat) and self.scale is not None
+
+    @property
     def scale_rule(self) -> str | None:
-        """The scale rule's name when ``scale`` is one (integer formats), else None."""
+        """The scale rule's name when ``scale`` is one (integer and float formats), else None."""
         return self.scale if isinstance(self.scale, str) else None
 
     @property
     def scaled(self) -> bool:
         """Whether ``encode`` returns an ``Encoded`` (codes and scales): block formats always,
-        integer formats when the scale is a rule or a granularity or scale format is given."""
+        integer and float formats when the scale is a rule or a granularity or scale format is
+        given."""
         if self.is_block:
             return True
-        return self.is_int and (
+        return (self.is_int or self.is_scaled_float) and (
             self.scale_rule is not None
             or self.axis is not None
             or self.block_size is not None
@@ -166,6 +178,29 @@ def _check_rule_options(scale, symmetric, percentile):
     )
 
 
+def _check_seed(seed, needed: bool):
+    """An int seed (checked), or an array seed kept as given: a JAX PRNG key (its two data
+    words are the seed's high and low 32 bits) or an integer array of shape () or (2,)
+    (docs/formats.md); a traced one works on the generic route (``jax.jit``)."""
+    dt = getattr(seed, "dtype", None)
+    if dt is None or not hasattr(seed, "shape"):
+        return check_seed(seed, needed)
+    name = str(dt)
+    if not (name.startswith("key") or name in ("uint32", "int32", "uint64", "int64")):
+        msg = (
+            f"seed must be an int, a JAX PRNG key or an integer array of shape () or (2,), got "
+            f"an array of dtype {dt}; hint: seed=0 or seed=jax.random.key(0)"
+        )
+        raise TypeError(msg)
+    if not name.startswith("key") and tuple(seed.shape) not in ((), (2,)):
+        msg = (
+            f"seed as an integer array must have shape () or (2,) (the seed's high and low "
+            f"32-bit words), got shape {tuple(seed.shape)}; hint: jax.random.key_data(key)"
+        )
+        raise ValueError(msg)
+    return seed
+
+
 def _scalar_zero_point(zero_point, fmt):
     """A zero point given as one number, checked against the format's codes (an int); arrays
     are the route's to check (they may live in any library)."""
@@ -178,9 +213,58 @@ def _given(**kw):
     return {k: v for k, v in kw.items() if v is not None}
 
 
+_UNSIGNED_BITS = {"uint8": 8, "uint16": 16, "uint32": 32, "uint64": 64}
+
+
+def _check_rbits(rbits, rounding, seed, random_bits, fmt):
+    """``random_bits`` for caller-supplied bits: checks that ``rbits`` applies and its dtype."""
+    if not rounding.stochastic:
+        msg = (
+            f"rbits applies to the stochastic modes only (Rounding.STOCHASTIC, "
+            f"Rounding.STOCHASTIC_EQUAL), got rounding={rounding!r}; hint: "
+            "rounding=Rounding.STOCHASTIC"
+        )
+        raise ValueError(msg)
+    if seed is not None:
+        msg = (
+            f"seed={seed!r} does not apply with rbits=: the random bits are the caller's; "
+            "hint: leave seed out (or leave rbits out to use the counter-based generator)"
+        )
+        raise ValueError(msg)
+    if isinstance(fmt, BlockFormat):
+        msg = (
+            f"rbits= is not available for the block format {fmt.name!r} yet (element formats "
+            "only); hint: leave rbits out and pass seed= for the counter-based bits"
+        )
+        raise NotImplementedError(msg)
+    name = str(getattr(rbits, "dtype", "")).rsplit(".", 1)[-1]
+    width = _UNSIGNED_BITS.get(name)
+    if width is None:
+        msg = (
+            f"rbits must be an array of unsigned integers (uint8, uint16, uint32, uint64), got "
+            f"{type(rbits).__name__} with dtype {name or None!r}; hint: "
+            "numpy.asarray(bits, dtype=numpy.uint32)"
+        )
+        raise TypeError(msg)
+    if random_bits is None and width > 62:
+        msg = (
+            "rbits of dtype uint64 needs random_bits= (at most 62 of its bits are used); "
+            "hint: random_bits=32"
+        )
+        raise ValueError(msg)
+    r = width if random_bits is None else random_bits
+    if r > width:
+        msg = (
+            f"random_bits={r} exceeds the {width} bits of rbits' dtype {name}; allowed: 1.."
+            f"{min(width, 62)}; hint: a wider rbits dtype, or random_bits={width}"
+        )
+        raise ValueError(msg)
+    return r
+
+
 def round_request(
     op, format, *, rounding, overflow, seed, stream, offset, random_bits, scale, zero_point,
-    via_float32, axis, block_size, scale_format, symmetric, percentile, out=None,
+    via_float32, axis, block_size, scale_format, symmetric, percentile, out=None, rbits=None,
 ) -> Request:  # fmt: skip
     """The :class:`Request` of ``quantize`` (``op`` QUANTIZE) or ``encode`` (ENCODE)."""
     fmt = check_format(format)
@@ -188,13 +272,21 @@ def round_request(
     overflow = check_enum("overflow", overflow, Overflow)
     stream = check_nonnegative_int("stream", stream)
     offset = check_nonnegative_int("offset", offset) % (1 << 64)  # as the seed: modulo 2**64
-    seed = check_seed(seed, needed=rounding is Rounding.STOCHASTIC)
     random_bits = check_random_bits(random_bits)
+    if rbits is not None:
+        random_bits = _check_rbits(rbits, rounding, seed, random_bits, fmt)
+    seed = _check_seed(seed, needed=rounding.stochastic and rbits is None)
     via_float32 = check_bool("via_float32", via_float32)
+    if isinstance(fmt, BlockFormat) and rounding is Rounding.STOCHASTIC_EQUAL:
+        msg = (
+            f"rounding={rounding!r} is not available for the block format {fmt.name!r} "
+            "(element formats only); hint: Rounding.STOCHASTIC"
+        )
+        raise NotImplementedError(msg)
     common = {
         "op": op, "fmt": fmt, "rounding": rounding, "overflow": overflow, "seed": seed,
         "stream": stream, "offset": offset, "random_bits": random_bits,
-        "via_float32": via_float32, "out": out,
+        "via_float32": via_float32, "out": out, "rbits": rbits,
     }  # fmt: skip
     if isinstance(fmt, BlockFormat):
         extra = _given(
@@ -228,17 +320,21 @@ def round_request(
             scale = check_tensor_scale(scale)
         return Request(**common, scale=scale, axis=axis, block_size=fmt.block_size)
     if isinstance(fmt, FloatFormat):
-        extra = _given(
-            scale=scale, zero_point=zero_point, axis=axis, block_size=block_size,
-            scale_format=scale_format, symmetric=symmetric, percentile=percentile,
-        )  # fmt: skip
-        if extra:
-            _not_for(
-                fmt, extra, "scale/zero_point apply to integer formats, with their granularity "
-                "(axis, block_size, scale_format, symmetric, percentile); hint: see "
-                "docs/scaled.md",
+        if scale is None:
+            extra = _given(
+                zero_point=zero_point, axis=axis, block_size=block_size,
+                scale_format=scale_format, symmetric=symmetric, percentile=percentile,
             )  # fmt: skip
-        return Request(**common)
+            if extra:
+                _not_for(
+                    fmt, extra, "these keywords go with a scale; hint: scale='absmax' (with "
+                    "axis=/block_size= for one scale per channel/group), see docs/scaled.md",
+                )  # fmt: skip
+            return Request(**common)
+        return _scaled_float_request(
+            common, fmt, scale, zero_point, axis, block_size, scale_format, symmetric,
+            percentile,
+        )  # fmt: skip
     # integer formats
     if scale is None:
         msg = (
@@ -258,6 +354,47 @@ def round_request(
         **common, scale=scale, zero_point=zero_point, axis=axis,
         block_size=check_block_size(block_size), scale_format=_check_scale_format(scale_format),
         symmetric=sym, percentile=pct,
+    )  # fmt: skip
+
+
+#: the overflow policies a scaled float format takes (its elements always saturate)
+SCALED_FLOAT_OVERFLOW = (Overflow.OWN, Overflow.SATURATE)
+
+
+def _scaled_float_request(common, fmt, scale, zero_point, axis, block_size, scale_format,
+                          symmetric, percentile) -> Request:  # fmt: skip
+    """A float format with a scale (docs/scaled.md): the rules and granularity of integer
+    scales, symmetric only (no zero point), the elements saturating."""
+    extra = _given(zero_point=zero_point, symmetric=symmetric)
+    if extra:
+        _not_for(
+            fmt, extra, "a scaled float format is symmetric, with no zero point (the value of "
+            "code c is value(c) * scale); hint: leave zero_point/symmetric out",
+        )  # fmt: skip
+    overflow = common["overflow"]
+    if overflow not in SCALED_FLOAT_OVERFLOW:
+        msg = (
+            f"overflow={overflow!r} does not apply to {fmt.name!r} with a scale: the elements "
+            "of a scaled float format always saturate (as integer codes clamp and MX elements "
+            "saturate); allowed: Overflow.OWN, Overflow.SATURATE; hint: leave overflow out"
+        )
+        raise ValueError(msg)
+    if isinstance(scale, bool) or not (
+        isinstance(scale, (str, numbers.Real)) or hasattr(scale, "shape")
+        or isinstance(scale, (list, tuple))
+    ):  # fmt: skip
+        msg = (
+            f"scale must be a positive number, an array of them, or one of {SCALE_RULES}, got "
+            f"{scale!r} ({type(scale).__name__}); hint: scale='absmax'"
+        )
+        raise TypeError(msg)
+    if isinstance(scale, numbers.Real) and not (0 < float(scale) < float("inf")):
+        msg = f"scale must be finite and > 0, got {scale!r}; hint: scale='absmax'"
+        raise ValueError(msg)
+    _sym, pct = _check_rule_options(scale, None, percentile)
+    return Request(
+        **common, scale=scale, axis=axis, block_size=check_block_size(block_size),
+        scale_format=_check_scale_format(scale_format), symmetric=True, percentile=pct,
     )  # fmt: skip
 
 
@@ -307,10 +444,21 @@ def decode_request(
     if tensor_scale is not None:
         _not_for(fmt, {"tensor_scale": tensor_scale}, "it applies to two-level block formats")
     if isinstance(fmt, FloatFormat):
-        extra = _given(scale=scale, zero_point=zero_point, axis=axis, block_size=block_size)
+        extra = _given(zero_point=zero_point)
+        if scale is None:
+            extra.update(_given(axis=axis, block_size=block_size))
         if extra:
-            _not_for(fmt, extra, "float codes decode without scales")
-        return Request(Op.DECODE, fmt, dtype=dtype)
+            _not_for(fmt, extra, "float codes decode without a zero point, and axis/block_size "
+                     "go with scale= (the scales encode returned)")  # fmt: skip
+        if isinstance(scale, str):
+            msg = f"scale={scale!r} is a rule, which needs data; decode needs the scale values"
+            raise ValueError(msg)
+        if scale is None:
+            return Request(Op.DECODE, fmt, dtype=dtype)
+        return Request(
+            Op.DECODE, fmt, scale=scale, axis=axis, block_size=check_block_size(block_size),
+            dtype=dtype,
+        )  # fmt: skip
     if scale is None:
         msg = (
             f"decoding the integer format {fmt.name!r} needs scale= (the values are k * scale); "

@@ -1,4 +1,4 @@
-"""Scales for integer (additive) quantization: rules, granularity, and the scale's own format.
+"""Scales for integer (additive) and float quantization: rules, granularity, the scale's format.
 
 A *scaled* integer quantization stores codes ``k`` and, per group of elements, a scale ``s`` and
 an integer zero point ``z``: the value of code ``k`` is ``(k - z) * s``. This module computes
@@ -15,6 +15,10 @@ group-shaped kernel of that module does not apply, expands them to one value per
   ``z = min - round(lo / s)`` with ``lo <= 0 <= hi``);
 * the scale stored in a format (``scale_format``: float32, float16, bfloat16, E8M0, E4M3, ...),
   rounded into it (nearest-even, saturating) before the zero point is derived from it.
+
+Float formats take the same rules and granularity, symmetric only: the scale is a float32 number
+``s = float32(amax / max)`` that maps the largest magnitude of each group onto the format's
+largest finite value (docs/scaled.md, "Scaled float formats").
 """
 
 from __future__ import annotations
@@ -32,6 +36,7 @@ from qemu_arrays.validation import BF16, check_format, check_granularity, check_
 __all__ = [
     "SCALE_RULES",
     "compute_scale",
+    "float_scales_from_amax",
     "expand_groups",
     "flatten_groups",
     "group_geometry",
@@ -216,10 +221,11 @@ def compute_scale(
     finite value gets scale 1.
     """
     fmt = get_format(format)
-    if not isinstance(fmt, IntFormat):
+    if not isinstance(fmt, (IntFormat, FloatFormat)):
         msg = (
-            f"format must be an integer format for scale rules, got {getattr(fmt, 'name', fmt)!r}"
-            "; hint: 'int8' or 'int4' (float formats need no scale)"
+            f"format must be an integer or float format for scale rules, got "
+            f"{getattr(fmt, 'name', fmt)!r}; hint: 'int8' or 'float8_e4m3fn' (block formats "
+            "compute their own scales: qemu_arrays.encode(x, fmt).scales)"
         )
         raise TypeError(msg)
     if not isinstance(rule, str) or rule not in SCALE_RULES:
@@ -237,6 +243,14 @@ def compute_scale(
     sfmt = _check_scale_format(scale_format)
     x = _rule_data(x)
     axis, block_size = check_granularity(x.shape, axis, block_size)
+    if isinstance(fmt, FloatFormat):
+        if not symmetric:
+            msg = (
+                f"symmetric=False does not apply to the float format {fmt.name!r}: a scaled "
+                "float format has no zero point; hint: leave symmetric out"
+            )
+            raise ValueError(msg)
+        return _float_scale(x, fmt, rule, axis, block_size, float(percentile), sfmt), None
     if x.size == 0:  # no data: every group is as one holding no finite value (scale 1)
         gshape = group_shape(x.shape, axis, block_size)
         none = np.zeros(int(np.prod(gshape, dtype=np.int64)), dtype=np.float64)
@@ -262,6 +276,71 @@ def compute_scale(
             s = np.where(better, sc, s)
             z = np.where(better, zc, z)
     return _ungroup(s, gshape, axis, block_size), _ungroup(z, gshape, axis, block_size)
+
+
+# ---- float formats ---------------------------------------------------------------------------
+
+_F32_TINY = float(np.finfo(np.float32).smallest_subnormal)
+_F32_MAX = float(np.finfo(np.float32).max)
+
+
+def float_scales_from_amax(amax, fmt, scale_format=None):
+    """float32 scales of a float format from group maxima: ``s = float32(amax / fmt.max)``.
+
+    The division is one float64 division rounded to float32 (for float32 ``amax`` that is the
+    correctly rounded float32 quotient: float64 holds more than twice float32's precision). A
+    group without a finite non-zero value gets 1; a quotient below float32's range the smallest
+    positive float32, above it float32's largest value. ``scale_format`` then rounds the scale
+    into that format (nearest-even, saturating, never zero)."""
+    a = np.asarray(amax, dtype=np.float64)
+    with np.errstate(over="ignore", under="ignore"):
+        s = (a / float(fmt.max)).astype(np.float32)
+    s = np.where((a > 0) & np.isfinite(a), s, np.float32(1.0))
+    s = np.where(s > 0, s, np.float32(_F32_TINY))
+    s = np.where(np.isfinite(s), s, np.float32(_F32_MAX)).astype(np.float32)
+    if scale_format is not None:
+        s = round_scale(s, scale_format).astype(np.float32)
+    return s
+
+
+def _float_sq_error(G, s, fmt):
+    """Squared error per group row of the scaled float quantization (nearest-even)."""
+    from qemu_arrays.formats.spec import Overflow as _Ovf
+
+    sw = s.astype(G.dtype)[:, None]
+    fin = np.isfinite(G)
+    with np.errstate(over="ignore", invalid="ignore"):
+        q = np.where(fin, G, 0) / sw
+    r = round_array(q, fmt, Rounding.NEAREST_EVEN, _Ovf.SATURATE) * sw
+    err = np.where(fin, r.astype(np.float64) - G, 0.0)
+    return np.sum(err * err, axis=1)
+
+
+def _float_scale(x, fmt, rule, axis, block_size, percentile, sfmt):
+    """The float32 scales of float format ``fmt`` in the group shape (symmetric rules)."""
+    if x.size == 0:  # no data: every group is as one holding no finite value (scale 1)
+        return np.ones(group_shape(x.shape, axis, block_size), dtype=np.float32)
+    if rule == "absmax" and x.size and x.dtype.kind == "f":
+        amax = _absmax_range(x, axis, block_size, True)[1]
+        return float_scales_from_amax(amax, fmt, sfmt).reshape(
+            group_shape(x.shape, axis, block_size)
+        )
+    work = np.asarray(x, dtype=np.float64 if x.dtype == np.float64 else np.float32)
+    G, gshape = _groups(work, axis, block_size)
+    G = np.where(np.isfinite(G), G, np.nan)
+    _, hi = _range(G, rule, True, percentile)
+    hi = np.nan_to_num(hi)
+    s = float_scales_from_amax(hi, fmt, sfmt)
+    if rule == "mse":
+        Gw = G.astype(work.dtype)
+        best = _float_sq_error(Gw, s, fmt)
+        for c in _MSE_RATIOS[1:]:
+            sc = float_scales_from_amax(hi * c, fmt, sfmt)
+            err = _float_sq_error(Gw, sc, fmt)
+            better = err < best
+            best = np.where(better, err, best)
+            s = np.where(better, sc, s)
+    return _ungroup(np.asarray(s, dtype=np.float32), gshape, axis, block_size)
 
 
 def _rule_data(x):
@@ -343,6 +422,9 @@ def group_scales(x, fmt, scale, zero_point, shape, *, axis=None, block_size=None
     (computed from ``x``, which only rules need), with the granularity normalised."""
     axis, block_size = check_granularity(shape, axis, block_size)
     sfmt = _check_scale_format(scale_format)
+    if isinstance(fmt, FloatFormat):
+        return (*_float_group_scales(x, fmt, scale, shape, axis, block_size, percentile, sfmt),
+                axis, block_size)  # fmt: skip
     if isinstance(scale, str):
         if x is None:
             msg = (
@@ -361,6 +443,47 @@ def group_scales(x, fmt, scale, zero_point, shape, *, axis=None, block_size=None
             check_zero_point(zero_point, fmt), shape, axis, block_size, "zero_point"
         )
     return np.asarray(sg), np.asarray(zg), axis, block_size
+
+
+def _float_group_scales(x, fmt, scale, shape, axis, block_size, percentile, sfmt):
+    """``(float32 scales in the group shape, None)`` of a scaled float format."""
+    if isinstance(scale, str):
+        if x is None:
+            msg = f"scale={scale!r} is a rule, which needs data; decode needs the scale values"
+            raise ValueError(msg)
+        return _float_scale(x, fmt, scale, axis, block_size, percentile, sfmt), None
+    s = check_given_scale(scale)
+    with np.errstate(over="ignore", under="ignore"):
+        s32 = s.astype(np.float32)
+    if not np.all(np.isfinite(s32)) or np.any(s32 <= 0):
+        msg = (
+            f"scale must be a positive number within float32's range (scaled float formats keep "
+            f"float32 scales), got {scale!r}; hint: a scale in [1.5e-45, 3.4e38]"
+        )
+        raise ValueError(msg)
+    if sfmt is not None:
+        s32 = round_scale(s32, sfmt).astype(np.float32)
+    return np.asarray(given_to_groups(s32, shape, axis, block_size, "scale")), None
+
+
+def per_element(sg, shape, axis, block_size):
+    """Group-shaped scales as an array that broadcasts against ``shape`` (per element only for
+    groups of ``block_size``; per tensor and per channel stay in their broadcasting shape)."""
+    sg = np.asarray(sg)
+    if sg.size == 1:
+        return sg.reshape(())
+    if axis is None:
+        try:
+            return np.broadcast_to(sg, shape)
+        except ValueError:
+            msg = (
+                f"scale of shape {sg.shape} does not broadcast to x's shape {shape}; hint: one "
+                "value per channel with axis=, or per group with block_size="
+            )
+            raise ValueError(msg) from None
+    if block_size is None:
+        return sg if sg.ndim == len(shape) else np.broadcast_to(sg, shape)
+    return np.ascontiguousarray(expand_groups(sg, shape, axis, block_size))
 
 
 def group_geometry(shape, sg, zg, axis, block_size):

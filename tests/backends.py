@@ -44,8 +44,9 @@ ROUTE = {
 
 
 def block_route(b: Backend) -> Route:
-    """The route block formats take on ``b`` (JAX and array-API arrays: through the host)."""
-    return Route.HOST if ROUTE[b] is Route.GENERIC else ROUTE[b]
+    """The route block formats take on ``b`` (the same as element formats: JAX and array-API
+    arrays take the traceable generic route; only their decode goes through the host)."""
+    return ROUTE[b]
 
 
 def capability(b: Backend, block: bool = False):

@@ -12,10 +12,51 @@ from qemu_arrays.formats.spec import Rounding
 from qemu_arrays.request import Request
 from qemu_arrays.validation import DEFAULT_RANDOM_BITS
 
-__all__ = ["DECODE_CHUNK", "chunks", "group_values", "kernel_offset", "random_args", "random_keys"]
+__all__ = [
+    "DECODE_CHUNK",
+    "chunks",
+    "group_values",
+    "kernel_offset",
+    "random_args",
+    "random_keys",
+    "seed_int",
+    "seed_words",
+]
 
 random_keys = lru_cache(maxsize=64)(key)
 """The key words ``(k0, k1, k2)`` of ``(seed, stream)`` (docs/formats.md), cached."""
+
+
+def seed_words(seed):
+    """``(high word, low word)`` of an array seed, as arrays of its own namespace (traceable).
+
+    A JAX PRNG key gives its two uint32 data words (``jax.random.key(s)`` holds ``[0, s]`` for
+    ``s < 2**32``, so it means the seed ``s``); an integer array of shape (2,) holds the two
+    words; one of shape () is the low word (high word 0)."""
+    name = str(seed.dtype)
+    if name.startswith("key"):
+        import jax
+
+        data = jax.random.key_data(seed)
+        if data.shape[-1] != 2:
+            msg = (
+                f"seed: a JAX key of implementation {name} has {data.shape[-1]} data words; the "
+                "seed takes two (threefry2x32, JAX's default); hint: jax.random.key(s) with the "
+                "default implementation, or pass seed=jax.random.bits(key, (2,), 'uint32')"
+            )
+            raise ValueError(msg)
+        return data[..., 0], data[..., 1]
+    if tuple(seed.shape) == (2,):
+        return seed[0], seed[1]
+    return seed * 0, seed
+
+
+def seed_int(seed) -> int:
+    """An int seed, or the int ``high * 2**32 + low`` of a concrete array seed."""
+    if seed is None or isinstance(seed, int):
+        return seed or 0
+    hi, lo = seed_words(seed)
+    return (int(np.asarray(hi)) % (1 << 32)) << 32 | (int(np.asarray(lo)) % (1 << 32))
 
 
 def kernel_offset(offset: int) -> int:
@@ -31,8 +72,8 @@ def random_args(req: Request, itemsize: int) -> tuple[int, int, int, int]:
     """``(r, k0, k1, k2)`` for the kernels: the random bits per element (default exact for the
     item size the kernels read: 32 for 4 bytes, 53 for 8) and the key words."""
     r = DEFAULT_RANDOM_BITS[itemsize] if req.random_bits is None else req.random_bits
-    seed = req.seed if req.rounding is Rounding.STOCHASTIC else 0
-    k0, k1, k2 = random_keys(seed or 0, req.stream)
+    seed = seed_int(req.seed) if req.rounding is Rounding.STOCHASTIC else 0
+    k0, k1, k2 = random_keys(seed, req.stream)
     return r, k0, k1, k2
 
 

@@ -1,4 +1,5 @@
-"""The NumPy route: element and scaled integer formats through the numba CPU kernels.
+"""The NumPy route: element, scaled integer and scaled float formats through the numba CPU
+kernels.
 
 Block formats go to :mod:`qemu_arrays.routes.cpu_blocks`. The semantics are those of
 ``docs/formats.md`` and ``docs/scaled.md``; the arithmetic is in :mod:`qemu_arrays.kernels`.
@@ -6,6 +7,7 @@ Block formats go to :mod:`qemu_arrays.routes.cpu_blocks`. The semantics are thos
 
 from __future__ import annotations
 
+from dataclasses import replace
 from functools import lru_cache
 
 import numpy as np
@@ -14,7 +16,7 @@ from qemu_arrays import scales
 from qemu_arrays.encoded import Encoded
 from qemu_arrays.float_casts import cast_float
 from qemu_arrays.formats.codes import overflow_code
-from qemu_arrays.formats.spec import IntFormat, Rounding
+from qemu_arrays.formats.spec import IntFormat, Overflow, Rounding
 from qemu_arrays.request import Op, Request
 from qemu_arrays.routes.common import DECODE_CHUNK, chunks, group_values, kernel_offset, random_args
 from qemu_arrays.routes.cpu_elements import bits_view, decode_table, quantize_float, widen
@@ -127,12 +129,49 @@ def _quantize_int(work, res, req: Request, r, keys, rule_x=None):
         )  # fmt: skip
 
 
+# ---- scaled float formats ------------------------------------------------------------------------
+
+
+def _float_scales(req: Request, shape, work):
+    """``(float32 scales in the group shape, axis, block_size)`` of a scaled float request."""
+    sg, _, g_axis, g_bs = _int_scales(req, shape, work)
+    return sg, g_axis, g_bs
+
+
+def _scaled_quotient(work, req: Request, rule_x=None):
+    """``(quotient x / s in the work dtype, per-element-broadcastable scales in the work dtype,
+    group scales, axis, block_size)``: one IEEE division in float32 (float64 for float64 work),
+    correctly rounded, subnormals kept (docs/scaled.md)."""
+    sg, g_axis, g_bs = _float_scales(req, work.shape, work if rule_x is None else rule_x)
+    s = scales.per_element(sg, work.shape, g_axis, g_bs).astype(work.dtype)
+    with np.errstate(over="ignore", under="ignore", invalid="ignore", divide="ignore"):
+        q = np.ascontiguousarray(np.divide(work, s, dtype=work.dtype))
+    return q, s, sg, g_axis, g_bs
+
+
+def _element_request(req: Request) -> Request:
+    """The element step of a scaled float request: the quotient rounded, saturating."""
+    return replace(req, scale=None, axis=None, block_size=None, scale_format=None,
+                   overflow=Overflow.SATURATE)  # fmt: skip
+
+
+def _quantize_scaled_float(work, res, req: Request, r, keys, rule_x=None):
+    q, s, *_ = _scaled_quotient(work, req, rule_x)
+    qr = np.empty_like(q)
+    err = quantize_float(q, qr, _element_request(req), r, keys)
+    with np.errstate(over="ignore", under="ignore", invalid="ignore"):
+        np.multiply(qr, s, out=res, dtype=res.dtype)  # one rounding in the work dtype
+    return err
+
+
 def _quantize(arr, req: Request, rule_x=None):
     work, out_dtype = widen(arr, req)
     r, *keys = random_args(req, work.dtype.itemsize)
     out = check_out(req.out, arr.shape, arr.dtype)
     res = np.empty(work.shape, dtype=work.dtype)
-    if isinstance(req.fmt, IntFormat):
+    if req.is_scaled_float:
+        err = _quantize_scaled_float(work, res, req, r, keys, rule_x)
+    elif isinstance(req.fmt, IntFormat):
         err = _quantize_int(work, res, req, r, keys, rule_x)
     else:
         err = quantize_float(work, res, req, r, keys)
@@ -168,16 +207,23 @@ def _encode(arr, req: Request, rule_x=None):
         if req.scaled:
             return Encoded(codes, sg, zg, None, g_axis, g_bs)
         return codes
+    overflow, sg, g_axis, g_bs = req.overflow, None, None, None
+    if req.is_scaled_float:
+        work, _, sg, g_axis, g_bs = _scaled_quotient(work, req, rule_x)
+        overflow = Overflow.SATURATE
     xb, in_e, in_m = bits_view(work)
     codes = np.empty(arr.size, dtype=cdt)
     with elements.threads_for(work.size):
         err = elements.encode_float_bits(
-            xb, codes, in_e, in_m, fmt.params(), int(req.rounding), overflow_code(req.overflow),
+            xb, codes, in_e, in_m, fmt.params(), int(req.rounding), overflow_code(overflow),
             *keys, kernel_offset(req.offset), r,
         )  # fmt: skip
     if err:
-        raise nan_error(fmt, req.overflow)
-    return codes.reshape(arr.shape)
+        raise nan_error(fmt, overflow)
+    codes = codes.reshape(arr.shape)
+    if req.scaled:
+        return Encoded(codes, sg, None, None, g_axis, g_bs)
+    return codes
 
 
 @lru_cache(maxsize=256)
@@ -223,6 +269,10 @@ def _decode(codes, req: Request):
         return out
     if fmt.bits <= 16:
         table = _value_table(fmt, dtype)
+        if req.scale is not None:  # a scaled float format: value(c) * s, rounded once
+            return _scaled_float_values(
+                decode_table(fmt)[codes.astype(np.intp)], req, codes.shape, dtype
+            )
         for lo, hi in chunks(n):
             np.take(table, flat[lo:hi].astype(np.intp), out=flat_out[lo:hi], mode="clip")
         return out
@@ -232,4 +282,18 @@ def _decode(codes, req: Request):
     for lo, hi in chunks(n):
         elements.decode_codes(flat[lo:hi].astype(np.int64), tmp[: hi - lo], fmt.params())
         flat_out[lo:hi] = cast_float(tmp[: hi - lo], dtype)
+    if req.scale is not None:
+        return _scaled_float_values(out.astype(np.float64), req, codes.shape, dtype)
     return out
+
+
+def _scaled_float_values(vals, req: Request, shape, dtype):
+    """``value(c) * s`` as quantize computes it: in float64 for float64 output, else one float32
+    product (then cast to ``dtype``), so that ``decode(encode(x)) == quantize(x)``."""
+    sg, _, g_axis, g_bs = scales.group_scales(
+        None, req.fmt, req.scale, None, shape, axis=req.axis, block_size=req.block_size,
+    )  # fmt: skip
+    wdt = np.float64 if dtype == np.float64 else np.float32
+    s = scales.per_element(sg, shape, g_axis, g_bs).astype(wdt)
+    with np.errstate(over="ignore", under="ignore", invalid="ignore"):
+        return cast_float(np.multiply(vals.astype(wdt), s, dtype=wdt), dtype)

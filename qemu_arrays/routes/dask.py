@@ -11,7 +11,6 @@ from functools import partial
 
 import numpy as np
 
-from qemu_arrays.formats.spec import Rounding
 from qemu_arrays.request import Op, Request
 from qemu_arrays.validation import code_dtype
 
@@ -39,7 +38,7 @@ def _runs(block_shape, starts, global_shape):
 
 
 def _chunk(req: Request, run_chunk, global_shape, block, block_info=None):
-    stochastic = req.rounding is Rounding.STOCHASTIC
+    stochastic = req.rounding.stochastic
     if req.op is Op.DECODE or not stochastic or block.ndim == 0 or block.size == 0:
         return run_chunk(block, req)
     starts = [s for s, _ in block_info[0]["array-location"]]

@@ -34,6 +34,7 @@ from qemu_arrays.formats.ml_dtypes_rules import installed as ml_dtypes_rules
 from qemu_arrays.formats.ml_dtypes_rules import rounds_float64_via_float32
 from qemu_arrays.formats.spec import FloatFormat, IntFormat, Overflow, Rounding, Specials
 from qemu_arrays.request import Op, Request, decode_request, round_request
+from qemu_arrays.routes.common import seed_words
 from qemu_arrays.routes.cpu_elements import decode_table
 from qemu_arrays.validation import check_zero_point, code_dtype, nan_error
 
@@ -81,6 +82,17 @@ def bitcast(x, dtype, xp):
         "hint: convert the array to numpy or JAX first"
     )
     raise TypeError(msg)
+
+
+def exact_div(xp, a, b):
+    """``a / b`` correctly rounded (IEEE). XLA rewrites a division by a broadcast value as a
+    multiplication by its reciprocal (up to one ulp off); an optimization barrier on the
+    broadcast divisor keeps the element-wise division."""
+    if _is_jax(xp) and (len(b.shape) < len(a.shape) or b.shape != a.shape):
+        import jax
+
+        b = jax.lax.optimization_barrier(xp.broadcast_to(b, xp.broadcast_shapes(a.shape, b.shape)))
+    return a / b
 
 
 class _Ops:
@@ -137,15 +149,45 @@ def _mix32(xp, x):
     return x ^ (x >> 16)
 
 
-def random_words(xp, n, seed, stream, offset, device=None):
-    """Words 0 and 1 (uint32) of elements ``offset .. offset + n - 1`` (docs/formats.md)."""
-    if n >= 1 << 32:
-        msg = f"the generic route handles at most 2**32 - 1 elements per call, got {n}"
-        raise ValueError(msg)
-    k0, k1, k2 = random_key(seed, stream)
+def traced_key(xp, seed_hi, seed_lo, stream):
+    """The key words ``(k0, k1, k2)`` of docs/formats.md computed with array operations, so that
+    the seed may be a traced value (``seed_hi``, ``seed_lo``: the seed's high and low 32-bit
+    words as uint32 arrays; ``stream`` an int or a uint32 array)."""
     u32 = xp.uint32
 
     def c(v):
+        return xp.asarray(v, dtype=u32)
+
+    k0 = _mix32(xp, xp.astype(seed_lo, u32) ^ c(0x243F6A88))
+    k1 = _mix32(xp, xp.astype(seed_hi, u32) ^ k0 ^ c(0x85A308D3))
+    st = c(int(stream) & M32) if isinstance(stream, numbers.Integral) else xp.astype(stream, u32)
+    k2 = _mix32(xp, st ^ k1 ^ c(0x13198A2E))
+    return k0, k1, k2
+
+
+def seed_keys(xp, seed, stream):
+    """None for an int seed (the key words are then computed on the host); for an array seed
+    (a JAX key, traced or not, or the seed's words) the key words as uint32 arrays."""
+    if seed is None or isinstance(seed, numbers.Integral):
+        return None
+    hi, lo = seed_words(seed)
+    return traced_key(xp, hi, lo, stream)
+
+
+def random_words(xp, n, seed, stream, offset, device=None, keys=None):
+    """Words 0 and 1 (uint32) of elements ``offset .. offset + n - 1`` (docs/formats.md).
+
+    ``keys``: the key words as arrays (from :func:`traced_key`) in place of ``seed``/``stream``.
+    """
+    if n >= 1 << 32:
+        msg = f"the generic route handles at most 2**32 - 1 elements per call, got {n}"
+        raise ValueError(msg)
+    k0, k1, k2 = random_key(seed, stream) if keys is None else keys
+    u32 = xp.uint32
+
+    def c(v):
+        if not isinstance(v, numbers.Integral):
+            return v  # a traced key word
         return xp.asarray(v, dtype=u32, device=device)
 
     off = int(offset)
@@ -162,9 +204,9 @@ def random_words(xp, n, seed, stream, offset, device=None):
     return word(0), word(1)
 
 
-def random_u(xp, n, seed, stream, offset, r, W, device=None):
+def random_u(xp, n, seed, stream, offset, r, W, device=None, keys=None):
     """The ``r``-bit random integers of ``n`` consecutive elements, as ``W``-bit words."""
-    w0, w1 = random_words(xp, n, seed, stream, offset, device)
+    w0, w1 = random_words(xp, n, seed, stream, offset, device, keys)
     if r <= 32:
         u = w0 >> (32 - r)
         return u if W == 32 else xp.astype(u, xp.uint64)
@@ -229,23 +271,40 @@ def _round_up(o: _Ops, rnd, kept, rem, shift, is_pos, in_m, u, r):
         d = shift - r
         t = xp.where(d >= 0, o.shr(rem, xp.clip(d, 0, in_m + 1)), o.shl(rem, -d))
         up = u < t
+    elif rnd in _TIE_UP:
+        up = above | (tie & _TIE_UP[rnd](odd, is_pos))
+    elif rnd == Rounding.AWAY_FROM_ZERO:
+        up = nonzero
+    elif rnd == Rounding.STOCHASTIC_EQUAL:
+        up = nonzero & (u < o.u(1 << (r - 1)))
     else:
         up = xp.zeros_like(kept, dtype=xp.bool)
     if rnd == Rounding.TO_ODD:
         kept = xp.where((shift > 0) & nonzero, kept | o.u(1), kept)
+    if rnd == Rounding.JAM:
+        kept = xp.where(shift > 0, kept | o.u(1), kept)
     return up, kept
+
+
+#: the nearest modes of issue 16: whether a tie goes up, from (odd, is_pos) boolean arrays
+_TIE_UP = {
+    Rounding.NEAREST_ZERO: lambda odd, pos: odd & ~odd,
+    Rounding.NEAREST_ODD: lambda odd, pos: ~odd,
+    Rounding.NEAREST_UP: lambda odd, pos: pos,
+    Rounding.NEAREST_DOWN: lambda odd, pos: ~pos,
+}
 
 
 def _rounds_away(o: _Ops, rnd, is_pos, like):
     """Whether the mode rounds away from zero at the overflow threshold (docs/formats.md)."""
     xp = o.xp
-    if rnd in (Rounding.NEAREST_EVEN, Rounding.NEAREST_AWAY, Rounding.STOCHASTIC):
-        return xp.ones_like(like, dtype=xp.bool)
     if rnd == Rounding.UP:
         return is_pos
     if rnd == Rounding.DOWN:
         return ~is_pos
-    return xp.zeros_like(is_pos, dtype=xp.bool)
+    if rnd in (Rounding.TOWARD_ZERO, Rounding.TO_ODD, Rounding.JAM):
+        return xp.zeros_like(is_pos, dtype=xp.bool)
+    return xp.ones_like(like, dtype=xp.bool)
 
 
 def _round_finite(o: _Ops, f: _Fields, in_m, p, rnd, u, r):
@@ -278,14 +337,19 @@ def _round_finite(o: _Ops, f: _Fields, in_m, p, rnd, u, r):
     return kept, q, is_z, ov
 
 
-def _round_bits(o: _Ops, b, in_e, in_m, p, rnd, ovf, u, r):
-    """Element-wise ``round_ieee_bits``: returns (status, sign, kept, q) arrays."""
+def _round_bits(o: _Ops, b, in_e, in_m, p, rnd, ovf, u, r, f=None):
+    """Element-wise ``round_ieee_bits``: returns (status, sign, kept, q) arrays.
+
+    ``f``: the input's fields when they are not the IEEE fields of ``b`` (a value ``M * 2^E``
+    built by the scaled and block paths, ``in_m + 1`` at least the bits of ``M``); ``b`` then
+    only gives the shape."""
     xp = o.xp
     m, emin, emax, sigmax, _sub, hz, sg, sp, _eb, _bias = p
     has_nan = (m > 0) if sp == Specials.IEEE else sp != Specials.FINITE
     has_inf = sp in (Specials.IEEE, Specials.P3109)
     neg_zero = sg == 1 and hz == 1 and sp not in (Specials.FNUZ, Specials.P3109)
-    f = _fields(o, b, in_e, in_m)
+    if f is None:
+        f = _fields(o, b, in_e, in_m)
     sign, is_pos = f.sign, f.sign == o.u(0)
     kept, q, is_z, ov = _round_finite(o, f, in_m, p, rnd, u, r)
     away = _rounds_away(o, rnd, is_pos, b)
@@ -462,10 +526,18 @@ def _round_int(xp, v, qlo, qhi, rnd, u, r, F, K_dt, lim):
     elif rnd == Rounding.STOCHASTIC:
         t = xp.astype(xp.floor(f * float(2.0**r)), u.dtype)
         up = u < t
+    elif rnd in _TIE_UP:
+        up = (f > 0.5) | ((f == 0.5) & _TIE_UP[rnd]((k & 1) == 1, ~neg))
+    elif rnd == Rounding.AWAY_FROM_ZERO:
+        up = f > zero
+    elif rnd == Rounding.STOCHASTIC_EQUAL:
+        up = (f > zero) & (u < xp.asarray(1 << (r - 1), dtype=u.dtype))
     else:
         up = xp.zeros_like(v, dtype=xp.bool)
     if rnd == Rounding.TO_ODD:
         k = xp.where(f > zero, k | 1, k)
+    if rnd == Rounding.JAM:  # the float64 quotient's grid is finer than 1 below 2**52
+        k = xp.where((a > zero) & (a < float(2**52)), k | 1, k)
     k = k + xp.astype(up, K_dt)
     k = xp.where(neg, -k, k)
     k = xp.clip(k, qlo, qhi)
@@ -581,7 +653,25 @@ def _itemsize(xp, dtype) -> int:
     return 2
 
 
-def _int_path(xp, x, fmt, rnd, seed, stream, offset, r, scale, zero_point, want, W):
+def _random(xp, n, rnd, seed, stream, offset, r, W, dev, rbits=None, shape=None):
+    """The elements' ``r``-bit integers ``u`` of the rule ``u < floor(f 2^r)``, or None for a
+    deterministic mode: the counter-based bits, or the caller's ``rbits`` turned into that rule
+    (``F + b >= 2^r`` is ``2^r - 1 - b < F``: the carry rule of PTX ``cvt.rs``)."""
+    if not rnd.stochastic:
+        return None
+    if rbits is None:  # a traced seed (JAX key) gives its key words as arrays
+        keys = seed_keys(xp, seed, stream)
+        return random_u(xp, n, seed if keys is None else 0, stream, offset, r, W, dev, keys)
+    U = xp.uint32 if W == 32 else xp.uint64
+    rb = rbits if hasattr(rbits, "__array_namespace__") else xp.asarray(rbits)
+    rb = xp.asarray(rb, device=dev) if dev is not None and not _is_jax(xp) else xp.asarray(rb)
+    rb = xp.reshape(xp.broadcast_to(rb, tuple(shape)), (-1,))
+    mask = (1 << r) - 1
+    low = xp.astype(rb & xp.asarray(mask, dtype=rb.dtype), U)
+    return xp.asarray(mask, dtype=U) - low
+
+
+def _int_path(xp, x, fmt, rnd, seed, stream, offset, r, scale, zero_point, want, W, rbits=None):
     wide = has_int64(xp)
     F = xp.float64 if wide else xp.float32
     K_dt = xp.int64 if wide else xp.int32
@@ -596,11 +686,7 @@ def _int_path(xp, x, fmt, rnd, seed, stream, offset, r, scale, zero_point, want,
         _check_pow2_scale(scale)
     dev = getattr(x, "device", None)
     n = _size(x)
-    u = (
-        random_u(xp, n, seed, stream, offset, r, 64 if wide else 32, dev)
-        if rnd == Rounding.STOCHASTIC
-        else None
-    )
+    u = _random(xp, n, rnd, seed, stream, offset, r, 64 if wide else 32, dev, rbits, x.shape)
     qlo = fmt.min - z
     qhi = fmt.max - z
     lim = 1 << 62 if wide else 1 << 30
@@ -720,7 +806,9 @@ def _is_tracing(a) -> bool:
     return isinstance(a, jax.core.Tracer)
 
 
-def _float_core(xp, x, fmt, rounding, overflow, seed, stream, offset, random_bits, via_float32):
+def _float_core(
+    xp, x, fmt, rounding, overflow, seed, stream, offset, random_bits, via_float32, rbits=None
+):
     work, in_e, in_m, W, r = _plan(xp, x, fmt, random_bits, via_float32)
     o = _Ops(xp, W)
     flat = xp.reshape(work, (-1,))
@@ -729,11 +817,7 @@ def _float_core(xp, x, fmt, rounding, overflow, seed, stream, offset, random_bit
         b = xp.astype(b, xp.uint64)
     n = _size(work)
     dev = getattr(x, "device", None)
-    u = (
-        random_u(xp, n, seed, stream, offset, r, W, dev)
-        if rounding == Rounding.STOCHASTIC
-        else None
-    )
+    u = _random(xp, n, rounding, seed, stream, offset, r, W, dev, rbits, x.shape)
     st, sign, kept, q = _round_bits(o, b, in_e, in_m, fmt.params(), rounding, overflow, u, r)
     return o, work, in_e, in_m, st, sign, kept, q
 
@@ -816,22 +900,34 @@ def _via_float32(req: Request) -> bool:
     return req.via_float32 or rounds_float64_via_float32(req.overflow)
 
 
+def needs_scaled_path(req: Request) -> bool:
+    """Whether a request is for the block or scaled paths (:mod:`.generic_blocks`,
+    :mod:`.generic_scaled`) rather than this module's element formats: block formats, float
+    formats with a scale, integer formats with a rule, an array scale or a granularity."""
+    if req.is_block or req.is_scaled_float:
+        return True
+    return req.is_int and (
+        req.scaled or not (req.scale is None or isinstance(req.scale, numbers.Real))
+    )
+
+
 def _quantize(xp, x, req: Request):
     fmt, rounding, overflow, via_float32 = req.fmt, req.rounding, req.overflow, _via_float32(req)
-    seed = req.seed or 0
+    seed = 0 if req.seed is None else req.seed
     if isinstance(fmt, IntFormat):
         work, _e, _m, W, r = _plan(xp, x, fmt, req.random_bits, via_float32)
         err, vals = _int_path(
             xp, work, fmt, rounding, seed, req.stream, req.offset, r, req.scale, req.zero_point,
-            "value", W,
+            "value", W, req.rbits,
         )  # fmt: skip
         _raise_if_error(xp, err, fmt, overflow)
         vals = xp.where(err, xp.asarray(float("nan"), dtype=vals.dtype), vals)
         vals = _narrow(xp, xp.astype(vals, work.dtype), x.dtype)  # as the kernels: via work dtype
         return xp.reshape(vals, x.shape)
     o, work, in_e, in_m, st, sign, kept, q = _float_core(
-        xp, x, fmt, rounding, overflow, seed, req.stream, req.offset, req.random_bits, via_float32
-    )
+        xp, x, fmt, rounding, overflow, seed, req.stream, req.offset, req.random_bits, via_float32,
+        req.rbits,
+    )  # fmt: skip
     _raise_if_error(xp, st == _ERR, fmt, overflow)
     bits = _ieee_bits(o, st, sign, kept, q, in_e, in_m)
     if in_e == 8 and o.W == 64:
@@ -869,7 +965,7 @@ def _code_dtype(xp, bits):
 
 def _encode(xp, x, req: Request):
     fmt, rounding, overflow, via_float32 = req.fmt, req.rounding, req.overflow, _via_float32(req)
-    seed, stream, offset = req.seed or 0, req.stream, req.offset
+    seed, stream, offset = (0 if req.seed is None else req.seed), req.stream, req.offset
     cdt = _code_dtype(xp, fmt.bits)
     if fmt.bits > 32 and not has_int64(xp):
         msg = f"{fmt.name} codes need 64-bit integers; hint: enable jax_enable_x64"
@@ -877,13 +973,15 @@ def _encode(xp, x, req: Request):
     if isinstance(fmt, IntFormat):
         work, _e, _m, W, r = _plan(xp, x, fmt, req.random_bits, via_float32)
         err, code = _int_path(
-            xp, work, fmt, rounding, seed, stream, offset, r, req.scale, req.zero_point, "code", W
-        )
+            xp, work, fmt, rounding, seed, stream, offset, r, req.scale, req.zero_point, "code", W,
+            req.rbits,
+        )  # fmt: skip
         _raise_if_error(xp, err, fmt, overflow)
         return xp.reshape(xp.astype(code, cdt), x.shape)
     o, _work, _in_e, _in_m, st, sign, kept, q = _float_core(
-        xp, x, fmt, rounding, overflow, seed, stream, offset, req.random_bits, via_float32
-    )
+        xp, x, fmt, rounding, overflow, seed, stream, offset, req.random_bits, via_float32,
+        req.rbits,
+    )  # fmt: skip
     _raise_if_error(xp, st == _ERR, fmt, overflow)
     codes = _format_code(o, st, sign, kept, q, fmt.params())
     return xp.reshape(xp.astype(codes, cdt), x.shape)

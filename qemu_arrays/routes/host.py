@@ -1,7 +1,10 @@
-"""Block formats on JAX and other array-API arrays: a copy to NumPy, the NumPy route, and a copy
-back into the caller's namespace (and device). Not traceable: under ``jax.jit`` it refuses."""
+"""``decode`` of block formats on JAX and other array-API arrays: a copy to NumPy, the NumPy
+route, and a copy back into the caller's namespace (and device). Not traceable: under ``jax.jit``
+it refuses. (Their ``quantize`` and ``encode`` run on the traceable generic route.)"""
 
 from __future__ import annotations
+
+from dataclasses import replace
 
 import numpy as np
 
@@ -37,11 +40,18 @@ def run(x, req: Request):
 
         if isinstance(x, jax.core.Tracer):
             msg = (
-                f"block format {req.fmt.name!r} is computed on the host and cannot be traced by "
-                "jax.jit/jax.grad; hint: call it outside jit, or use an element format"
+                f"decode of the block format {req.fmt.name!r} is computed on the host and cannot "
+                "be traced by jax.jit/jax.grad; hint: decode outside jit, or keep the values "
+                "from qemu_arrays.quantize (traceable)"
             )
             raise NotImplementedError(msg)
-    res = cpu.run(_to_numpy(x), req)
+    arrays = {
+        k: _to_numpy(v)
+        for k in ("scale", "tensor_scale", "zero_point")
+        if (v := getattr(req, k)) is not None and hasattr(v, "shape") and not isinstance(
+            v, (np.ndarray, np.generic))
+    }  # fmt: skip
+    res = cpu.run(_to_numpy(x), replace(req, **arrays) if arrays else req)
     dev = getattr(x, "device", None)
 
     def back(a):

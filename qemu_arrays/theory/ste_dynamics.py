@@ -30,6 +30,7 @@ from dataclasses import dataclass, field, fields
 
 import numpy as np
 
+from qemu_arrays.grids import Grid
 from qemu_arrays.theory.kinds import (
     ErrorConvention,
     GridKind,
@@ -130,6 +131,11 @@ class StepQuantizer:
     def __call__(self, x) -> np.ndarray:
         return self.level_array[self.bin_index(np.asarray(x, dtype=np.float64))]
 
+    def to_grid(self) -> Grid:
+        """This quantizer's levels and range as the library's one :class:`~qemu_arrays.grids.Grid`
+        (which the gradient estimators take as their ``format``)."""
+        return Grid(self.level_array, name=self.name or "grid", omega=self.omega)
+
 
 def uniform_quantizer(bits: int, omega: float, grid: GridKind = GridKind.A) -> StepQuantizer:
     """The uniform quantizer ``Q_{b, omega}`` on one of the notes' grids (section 2.3).
@@ -145,27 +151,8 @@ def uniform_quantizer(bits: int, omega: float, grid: GridKind = GridKind.A) -> S
         msg = f"omega must be a positive finite number, got {omega!r}"
         raise ValueError(msg)
     grid = coerce_kind(GridKind, grid, "grid", hint="GridKind.A is the literal 2^b-level grid")
-    n = 2**bits
-    omega = float(omega)
-    if grid is GridKind.A:
-        step = 2 * omega / (n - 1)
-        lv = -omega + step * np.arange(n)
-    elif grid is GridKind.M:
-        step = 2 * omega / n
-        lv = -omega + step * (np.arange(n) + 0.5)
-    elif grid is GridKind.D:
-        step = omega / (n // 2)
-        lv = step * np.arange(-(n // 2), n // 2 + 1)
-    else:
-        if bits < 2:
-            msg = f"grid C needs bits >= 2, got {bits}; hint: use GridKind.D for ternary at b=1"
-            raise ValueError(msg)
-        k = n // 2 - 1
-        step = omega / k
-        lv = step * np.arange(-k, k + 1)
-    return StepQuantizer(
-        levels=tuple(lv), omega=omega, name=f"Q_{{{bits},{omega:g}}}[{grid.value}]"
-    )
+    g = Grid.of_kind(int(bits), float(omega), grid)
+    return StepQuantizer(levels=tuple(g.levels), omega=g.omega, name=g.name)
 
 
 def as_step_quantizer(q, name: str = "quantizer") -> StepQuantizer | None:

@@ -29,6 +29,7 @@ from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
+from qemu_arrays.grids import Grid
 from qemu_arrays.theory.kinds import GridKind, SteVariant, coerce_kind
 
 __all__ = [
@@ -278,30 +279,14 @@ class UniformQuantizer(Quantizer):
             msg = f"bits must be an int >= 1, got {bits!r}"
             raise TypeError(msg)
         grid = coerce_kind(GridKind, grid, "grid", hint="GridKind.A is the default")
-        if bits < 1 or (grid is GridKind.C and bits < 2) or bits > 24:
-            msg = f"bits must be in [1, 24] ([2, 24] for grid 'C'), got {bits}"
-            raise ValueError(msg)
-        omega = float(omega)
-        if not (omega > 0 and math.isfinite(omega)):
-            msg = f"omega must be a finite number > 0, got {omega}"
-            raise ValueError(msg)
-        self.bits, self.omega, self.grid = int(bits), omega, grid
+        lattice = Grid.of_kind(bits, omega, grid)  # checks bits and omega
+        self.bits, self.omega, self.grid = int(bits), lattice.omega, grid
         self.estimator = _estimator(estimator)
         self.stochastic = bool(stochastic)
-        n = 1 << self.bits
-        half = 1 << (self.bits - 1)
-        if grid is GridKind.A:
-            self.step = 2 * omega / (n - 1)
-            self._offset, self._kmin, self._kmax = -omega, 0, n - 1
-        elif grid is GridKind.M:
-            self.step = 2 * omega / n
-            self._offset, self._kmin, self._kmax = -omega + self.step / 2, 0, n - 1
-        elif grid is GridKind.D:
-            self.step = omega / half
-            self._offset, self._kmin, self._kmax = 0.0, -half, half
-        else:
-            self.step = omega / (half - 1)
-            self._offset, self._kmin, self._kmax = 0.0, -(half - 1), half - 1
+        self.step = float(lattice.step or 0.0)  # of_kind grids are uniform: step is set
+        self._offset, self._kmin = lattice.offset, lattice.lo_index
+        self._kmax = lattice.lo_index + lattice.levels.size - 1
+        self._lattice = lattice
         est = self.estimator.value if isinstance(self.estimator, SteVariant) else "custom"
         sr = ", stochastic" if self.stochastic else ""
         self.name = f"Q(b={self.bits}, ω={omega:g}, grid={grid.value}, {est}{sr})"
@@ -309,8 +294,12 @@ class UniformQuantizer(Quantizer):
     @property
     def levels(self) -> np.ndarray:
         """The representable values, ascending (float64)."""
-        k = np.arange(self._kmin, self._kmax + 1, dtype=np.float64)
-        return self._offset + k * self.step
+        return self._lattice.levels.copy()
+
+    def to_grid(self) -> Grid:
+        """The levels as the library's one :class:`~qemu_arrays.grids.Grid` (with ``omega``),
+        which the gradient estimators take as their ``format``."""
+        return self._lattice
 
     @property
     def thresholds(self) -> np.ndarray:

@@ -100,7 +100,9 @@ def test_mx_matches_reference_every_rule(name, rule, data):
 
 
 @pytest.mark.parametrize("name", ALL_NAMES)
-@pytest.mark.parametrize("rounding", list(Rounding), ids=lambda r: r.name)
+@pytest.mark.parametrize(
+    "rounding", [r for r in Rounding if r <= Rounding.STOCHASTIC], ids=lambda r: r.name
+)
 def test_every_rounding_mode_matches_reference(name, rounding, data):
     fmt = get_format(name)
     x = _block_data(fmt, data)

@@ -50,6 +50,10 @@ CUSTOM = (
 )
 FORMATS = SMALL_CATALOG + CUSTOM
 MODES = tuple(Rounding)
+#: the first seven modes; the modes of issue 16 run on every deciding input of every format
+#: (test_float32_every_deciding_input), and a few of them elsewhere (CI time)
+CLASSIC = tuple(r for r in Rounding if r <= Rounding.STOCHASTIC)
+SOME_NEW = (Rounding.NEAREST_ODD, Rounding.JAM, Rounding.STOCHASTIC_EQUAL)
 BF16 = np.dtype(ml_dtypes.bfloat16)
 
 
@@ -58,7 +62,7 @@ def _ids(f):
 
 
 def _kwargs(mode, seed=SEED):
-    return {"seed": seed} if mode is Rounding.STOCHASTIC else {}
+    return {"seed": seed} if mode.stochastic else {}
 
 
 def _with_nan(fmt, x, overflow):
@@ -72,7 +76,7 @@ def _with_nan(fmt, x, overflow):
 def _reference_codes(fmt, x, mode, overflow, r):
     out = []
     for i, v in enumerate(x.astype(np.float64).tolist()):
-        kw = {"u": random_bits(SEED, 0, i, r), "r": r} if mode is Rounding.STOCHASTIC else {}
+        kw = {"u": random_bits(SEED, 0, i, r), "r": r} if mode.stochastic else {}
         out.append(encode_value(v, fmt, mode, overflow, input_dtype=x.dtype, **kw))
     return np.array(out, dtype=np.uint64)
 
@@ -228,7 +232,7 @@ def _int_inputs(fmt, scale):
     return np.concatenate([x, np.array([0.0, -0.0, np.inf, -np.inf, 1e30, -1e30], np.float32)])
 
 
-@pytest.mark.parametrize("mode", MODES, ids=lambda m: m.name)
+@pytest.mark.parametrize("mode", CLASSIC + SOME_NEW, ids=lambda m: m.name)
 @pytest.mark.parametrize("scale", [0.05, 0.25])
 @pytest.mark.parametrize("name", INT_NAMES)
 def test_int_formats(name, scale, mode, same_codes, same_floats):
@@ -239,7 +243,7 @@ def test_int_formats(name, scale, mode, same_codes, same_floats):
     x = _int_inputs(fmt, scale)
     codes, values = [], []
     for i, v in enumerate(x.astype(np.float64).tolist()):
-        kw = {"u": random_bits(SEED, 0, i, 32), "r": 32} if mode is Rounding.STOCHASTIC else {}
+        kw = {"u": random_bits(SEED, 0, i, 32), "r": 32} if mode.stochastic else {}
         code = encode_value(v, fmt, mode, scale=scale, **kw)
         k = code - (1 << fmt.bits) if fmt.signed and code >> (fmt.bits - 1) else code
         assert quantize_value(v, fmt, mode, scale=scale, **kw) == k * scale
@@ -265,7 +269,7 @@ def test_int_nan_raises():
 # ---- 16-bit float formats on sampled float32 input ----------------------------------------------
 
 
-@pytest.mark.parametrize("mode", MODES, ids=lambda m: m.name)
+@pytest.mark.parametrize("mode", CLASSIC, ids=lambda m: m.name)
 @pytest.mark.parametrize("name", ["bfloat16", "float16"])
 def test_16_bit_formats_on_sampled_float32(name, mode, rng, same_codes, same_floats):
     import qemu_arrays as qa

@@ -185,7 +185,7 @@ def test_ml_dtypes_e8m0_subnormal_rule_of_each_release(rules, expected):
     input held as float32, whatever the mode; OWN, SATURATE and other rules round normally."""
     fmt = get_format("float8_e8m0fnu")
     for mode in ALL_MODES:
-        kw = {"u": 0, "r": 8} if mode is Rounding.STOCHASTIC else {}
+        kw = {"u": 0, "r": 8} if mode.stochastic else {}
         got = [
             encode_value(
                 float(v),
@@ -346,14 +346,14 @@ def test_quantize_value_is_decode_of_encode_and_idempotent(fmt, mode, rng):
     for i, x in enumerate(xs):
         if not fmt.signed and x < 0:
             continue
-        kw = {"u": random_bits(7, 0, i, 32), "r": 32} if mode is Rounding.STOCHASTIC else {}
+        kw = {"u": random_bits(7, 0, i, 32), "r": 32} if mode.stochastic else {}
         q = quantize_value(x, fmt, mode, **kw)
         code = encode_value(x, fmt, mode, **kw)
         d = decode_code(code, fmt)
         assert (math.isnan(q) and math.isnan(d)) or (
             q == d and math.copysign(1, q) == math.copysign(1, d)
         ), (fmt.name, mode.name, x)
-        if math.isfinite(q):
+        if math.isfinite(q) and mode is not Rounding.JAM:  # JAM sets the last bit of exact values
             assert quantize_value(q, fmt, mode, **kw) == q
 
 
@@ -388,7 +388,7 @@ def test_overflow_table(name, own_kind):
         Rounding.TO_ODD: (False, False),
     }
     for mode, (pos_away, neg_away) in away.items():
-        kw = {"u": 0, "r": 8} if mode is Rounding.STOCHASTIC else {}
+        kw = {"u": 0, "r": 8} if mode.stochastic else {}
         for x, rounds_away in ((big, pos_away), (-big, neg_away)):
             sat = quantize_value(x, fmt, mode, Overflow.SATURATE, **kw)
             assert sat == math.copysign(fmt.max, x)
@@ -453,7 +453,7 @@ def test_zero_and_tiny_values_into_a_format_without_zero():
     assert math.isnan(quantize_value(0.0, e8m0))
     assert quantize_value(0.0, e8m0, overflow=Overflow.SATURATE) == 2.0**-127
     for mode in ALL_MODES:
-        kw = {"u": 0, "r": 4} if mode is Rounding.STOCHASTIC else {}
+        kw = {"u": 0, "r": 4} if mode.stochastic else {}
         assert quantize_value(2.0**-140, e8m0, mode, **kw) == 2.0**-127
     nozero = CUSTOM[4]
     with pytest.raises(ValueError, match="NaN"):
@@ -563,8 +563,8 @@ def test_int_clamp_and_codes(name, x, k):
     fmt = get_format(name)
     assert quantize_value(x, fmt, scale=1.0) == k
     assert encode_value(x, fmt, scale=1.0) == k % (1 << fmt.bits)
-    for mode in ALL_MODES:
-        kw = {"u": 3, "r": 5} if mode is Rounding.STOCHASTIC else {}
+    for mode in (m for m in ALL_MODES if m is not Rounding.JAM):  # JAM: k | 1 (test_rounding_modes)
+        kw = {"u": 3, "r": 5} if mode.stochastic else {}
         assert quantize_value(x, fmt, mode, scale=1.0, **kw) == k
 
 

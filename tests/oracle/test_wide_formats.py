@@ -34,7 +34,9 @@ WIDE = (
 )
 #: more mantissa bits than bfloat16/float16 input (widened to float32 by the kernels)
 WIDE_FOR_16 = (qa.get_format("tf32"), qa.get_format("float32"), *WIDE[:3])
-DETERMINISTIC = tuple(r for r in Rounding if r is not Rounding.STOCHASTIC)
+DETERMINISTIC = tuple(
+    r for r in Rounding if r < Rounding.STOCHASTIC
+)  # issue-16 modes: test_rounding_modes
 
 
 def _inputs(fmt, dtype):
@@ -92,7 +94,7 @@ def _check(fmt, rounding, overflow, dtype):
 @pytest.mark.parametrize("overflow", list(Overflow), ids=lambda o: o.name)
 @pytest.mark.parametrize("fmt", WIDE, ids=lambda f: f.name)
 def test_wide_formats_float32_input(fmt, overflow):
-    for rounding in Rounding:
+    for rounding in (r for r in Rounding if r <= Rounding.STOCHASTIC):
         _check(fmt, rounding, overflow, np.float32)
 
 

@@ -71,7 +71,9 @@ def rng():
 
 
 @pytest.mark.parametrize("name", [*MX_NAMES, "nvfp4"])
-@pytest.mark.parametrize("rounding", list(Rounding), ids=lambda r: r.name)
+@pytest.mark.parametrize(
+    "rounding", [r for r in Rounding if r <= Rounding.STOCHASTIC], ids=lambda r: r.name
+)
 def test_fast_path_equals_general_path(name, rounding, rng, monkeypatch):
     fmt = get_format(name)
     x = _edge_data(rng, 24, 96)
@@ -249,7 +251,9 @@ def test_fast_kernels_zero_tiny_and_special_blocks_across_tasks(name, rng, monke
         _assert_same_bits(got, want)
 
 
-@pytest.mark.parametrize("rounding", list(Rounding), ids=lambda r: r.name)
+@pytest.mark.parametrize(
+    "rounding", [r for r in Rounding if r <= Rounding.STOCHASTIC], ids=lambda r: r.name
+)
 def test_nvfp4_quotient_overflow_saturates_on_every_path(rounding, monkeypatch):
     """A tiny given tensor scale makes ``x / d`` overflow float32: the element saturates."""
     ts = np.float32(1e-30)

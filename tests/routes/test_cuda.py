@@ -85,7 +85,7 @@ def _sample(name, dtype=np.float32):
 @pytest.mark.parametrize("name", FORMATS)
 def test_quantize_matches_cpu(name):
     x = _sample(name)
-    modes = list(R) if (REAL or name in ("float8_e4m3fn", "float4_e2m1fn")) else [
+    modes = [r for r in R if r is not R.STOCHASTIC_EQUAL] if (REAL or name in ("float8_e4m3fn", "float4_e2m1fn")) else [
         R.NEAREST_EVEN, R.STOCHASTIC,
     ]  # fmt: skip
     for rnd in modes:
@@ -119,7 +119,7 @@ def test_other_input_dtypes(dtype):
 def test_int8_with_scale():
     rng = np.random.default_rng(0)
     x = (rng.standard_normal(N) * 40).astype(np.float32)
-    for rnd in R:
+    for rnd in (r for r in R if r is not R.STOCHASTIC_EQUAL):  # not on the CUDA kernels
         kw = {"rounding": rnd, "seed": 2, "scale": 0.37}
         assert_same_floats(_host(qa.quantize(_dev(x), "int8", **kw)), qa.quantize(x, "int8", **kw))
         assert_same_codes(_host(qa.encode(_dev(x), "int8", **kw)), qa.encode(x, "int8", **kw))

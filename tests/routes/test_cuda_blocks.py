@@ -154,7 +154,8 @@ def _t(x):
 @pytest.mark.parametrize("name", BLOCK_FORMATS)
 def test_block_quantize_and_encode_every_mode(name, rng):
     x = _edge(rng)
-    for rnd in R:
+    # the first seven modes and two of issue 16 (STOCHASTIC_EQUAL: element formats only)
+    for rnd in (*(r for r in R if r <= R.STOCHASTIC), R.NEAREST_ODD, R.JAM):
         kw = {"rounding": rnd, "seed": 5, "stream": 2, "offset": 7}
         _compare(_t(x), name, axis=0, **kw)
         if REAL or rnd in LANE_MODES:

@@ -13,6 +13,9 @@ from tests.conftest import assert_same_codes, assert_same_floats, probe_values
 
 R = qa.Rounding
 O = qa.Overflow
+#: the first seven modes and three of issue 16 (the others run against the exact reference on
+#: the generic route in tests/oracle/test_rounding_modes.py)
+MODES = (*(r for r in R if r <= R.STOCHASTIC), R.NEAREST_ODD, R.JAM, R.STOCHASTIC_EQUAL)
 SMALL = [
     n
     for n in qa.list_formats()
@@ -62,7 +65,7 @@ CASES = [(n, np.float32) for n in SMALL] + [
 def test_generic_matches_kernels_every_mode_and_policy(name, dtype, rng):
     fmt = qa.get_format(name)
     x = _inputs(fmt, dtype, rng)
-    for rnd in R:
+    for rnd in MODES:
         policies = list(O) if rnd in (R.NEAREST_EVEN, R.STOCHASTIC, R.UP) else [O.OWN]
         for ovf in policies:
             if ovf is O.ML_DTYPES and not fmt.has_zero:
@@ -115,7 +118,7 @@ def test_integer_formats(name, rng):
     x = np.concatenate(
         [(rng.standard_normal(2000) * 40).astype(np.float32), [0.5, -0.5, 1.5, 1e30, -np.inf]]
     ).astype(np.float32)
-    for rnd in R:
+    for rnd in MODES:
         for scale, zp in ((0.37, None), (0.25, 3)):
             kw = {"rounding": rnd, "seed": 5, "scale": scale, "zero_point": zp}
             a, b = _both("quantize", x, name, **kw)
@@ -211,12 +214,15 @@ xs = [x] + ([x.astype(np.float32)] if x.dtype == np.float64 else [])
 for v in xs:
     for scale in (1.0, 2.0**-140, 2.0**-149, 2.0**-126, 0.25, 2.0**90):
         for zp in (None, 2):
-            for rnd in R:
+            for rnd in (r for r in R if r <= R.STOCHASTIC or r is R.JAM):
                 kw = dict(scale=scale, zero_point=zp, rounding=rnd, seed=3)
                 with np.errstate(all="ignore"):
                     want = qa.quantize(v, "int8", **kw)
                     got = np.asarray(qa.quantize(jax.numpy.asarray(v), "int8", **kw))
-                    codes = np.asarray(jax.jit(lambda a: qa.encode(a, "int8", **kw))(jax.numpy.asarray(v)))
+                    if zp is None and scale in (1.0, 2.0**-149):  # under jit too (a compile each)
+                        codes = np.asarray(jax.jit(lambda a: qa.encode(a, "int8", **kw))(jax.numpy.asarray(v)))
+                    else:
+                        codes = np.asarray(qa.encode(jax.numpy.asarray(v), "int8", **kw))
                     dec = np.asarray(qa.decode(jax.numpy.asarray(codes), "int8", scale=scale, zero_point=zp))
                     want_dec = qa.decode(codes, "int8", scale=scale, zero_point=zp)
                 if not (np.array_equal(got.view(np.uint8), want.view(np.uint8))

@@ -24,6 +24,7 @@ from qemu_arrays.estimators import (
     grid_of,
     remap,
 )
+from qemu_arrays.theory.kinds import OptimizerKind
 
 GRIDS = [
     ("int2", 0.5),
@@ -273,8 +274,13 @@ def test_equivalent_ste():
     assert isinstance(sgd.estimator, PWL)
     assert sgd.scope == "in range"
     assert (sgd.estimator.lower, sgd.estimator.upper) == pytest.approx((-1.0, 0.5))
-    adam = equivalent_ste(HTGE(t=4.0), "int2", scale=0.5, optimizer="adam")
+    adam = equivalent_ste(HTGE(t=4.0), "int2", scale=0.5, optimizer=OptimizerKind.ADAM)
     assert adam.lr_factor == 1.0
+    with pytest.warns(DeprecationWarning, match="OptimizerKind.ADAM"):
+        old = equivalent_ste(HTGE(t=4.0), "int2", scale=0.5, optimizer="adam")
+    assert old == adam
+    momentum = equivalent_ste(HTGE(t=4.0), "int2", scale=0.5, optimizer=OptimizerKind.MOMENTUM)
+    assert momentum.lr_factor == sgd.lr_factor
     assert adam.remap is None
     assert isinstance(adam.estimator, PWL)
     ste = equivalent_ste(STE(), "int2")

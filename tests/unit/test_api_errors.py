@@ -58,7 +58,9 @@ def test_unknown_format_names_close_matches():
         ({"rounding": R.STOCHASTIC, "seed": 0, "random_bits": 63}, ValueError, "random_bits"),
         ({"offset": -1}, ValueError, "offset must be a non-negative int"),
         ({"stream": "a"}, ValueError, "stream must be a non-negative int"),
-        ({"scale": 0.5}, ValueError, "scale/zero_point apply to integer formats"),
+        ({"scale": 0.5, "zero_point": 1}, ValueError, "no zero point"),
+        ({"axis": 0}, ValueError, "go with a scale"),
+        ({"scale": -1.0}, ValueError, "scale must be finite and > 0"),
     ],
 )
 def test_bad_keywords_name_the_parameter(kwargs, exc, match):

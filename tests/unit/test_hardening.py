@@ -383,3 +383,21 @@ def test_save_writes_the_name_given(tmp_path):
     assert sorted(os.listdir(tmp_path)) == ["v", "w.qa"]
     for name in ("w.qa", "v"):
         assert_same_floats(np.asarray(qa.load(tmp_path / name)), np.asarray(q))
+
+
+@pytest.mark.parametrize(
+    ("name", "expected"),
+    [
+        ("fp8", ["float8_e4m3fn", "float8_e5m2"]),
+        ("FP4", ["float4_e2m1fn", "mxfp4_e2m1", "nvfp4"]),
+        ("e4m3", ["float8_e4m3fn", "mxfp8_e4m3"]),
+        ("bf16", ["bfloat16"]),
+        ("fp16", ["float16"]),
+    ],
+)
+def test_library_shorthands_get_their_formats_suggested(name, expected):
+    """Names other libraries use (fp8, e4m3, bf16) suggest every format they can mean."""
+    with pytest.raises(ValueError, match="did you mean") as info:
+        qa.get_format(name)
+    for want in expected:
+        assert repr(want) in str(info.value)

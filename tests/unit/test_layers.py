@@ -105,6 +105,7 @@ ABOVE_FACADE = (
     "qemu_arrays.qarray", "qemu_arrays.estimators", "qemu_arrays.autodiff",
     "qemu_arrays.training", "qemu_arrays.theory", "qemu_arrays.experiments",
     "qemu_arrays.testing", "qemu_arrays.cli", "qemu_arrays.plotting", "qemu_arrays.__main__",
+    "qemu_arrays.hardware",
 )  # fmt: skip
 
 

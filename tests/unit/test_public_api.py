@@ -10,7 +10,7 @@ import inspect
 import qemu_arrays as qa
 
 PUBLIC = {
-    "BlockFormat", "Encoded", "FloatFormat", "IntFormat", "Overflow", "QArray", "Rounding",
+    "BlockFormat", "Encoded", "FloatFormat", "IntFormat", "Overflow", "QArray", "QuantSpec", "Rounding",
     "Route", "ScaleRule", "Specials", "__version__", "asarray", "compute_scale", "decode",
     "encode", "explain_route", "get_format", "list_formats", "load", "minifloat", "p3109",
     "pack", "quantize", "register", "route", "unpack",

@@ -19,6 +19,7 @@ CHECKED = (
     "qemu_arrays/validation.py",
     "qemu_arrays/dispatch.py",
     "qemu_arrays/encoded.py",
+    "qemu_arrays/grids.py",
 )
 
 
