@@ -19,7 +19,6 @@ from qemu_arrays.formats.block_cores import (  # scale rules: qemu_arrays.format
     CEIL,
     EVEN,
     FLOOR,
-    RCEIL,
     mx_element,
     mx_rne32,
     mx_scale,

@@ -79,9 +79,7 @@ def test_cpu_and_cuda_kernels_call_every_shared_step():
         used = _names_used(tree)
         missing = [step for step, names in STEPS.items() if not used & set(names)]
         assert missing == [], f"{path.name} does not call {missing}"
-        imports = [
-            n.module for n in ast.walk(tree) if isinstance(n, ast.ImportFrom) and n.module
-        ]
+        imports = [n.module for n in ast.walk(tree) if isinstance(n, ast.ImportFrom) and n.module]
         assert "qemu_arrays.formats.block_cores" in imports
 
 
