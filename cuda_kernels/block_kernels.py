@@ -36,7 +36,7 @@ from typing import NamedTuple
 import numpy as np
 from numba import cuda, njit
 
-from qemu_arrays.cuda_kernels import simulated
+from qemu_arrays.cuda_kernels import block_io, simulated
 from qemu_arrays.cuda_kernels.block_io import abs_bits, decoded_bits, load_bits, store_bits
 from qemu_arrays.formats.block_cores import (
     IntElement,
@@ -51,6 +51,10 @@ from qemu_arrays.formats.block_cores import (
     nv_vec_ok,
 )
 from qemu_arrays.formats.cores import SR, random_u
+from qemu_arrays.formats.jit_cache import purge_stale_cache
+
+# the @njit glue below is cached: recompiled when a core of formats/ (or the loads) changes
+purge_stale_cache(__file__, block_io.__file__)
 
 SIM = simulated()
 FULL_MASK = 0xFFFFFFFF
