@@ -38,15 +38,13 @@ def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--n", type=int, default=4096)
     ap.add_argument("--repeat", type=int, default=7)
-    ap.add_argument("--threads", type=int, default=None, help="numba threads (default: all)")
+    ap.add_argument("--threads", type=int, default=None, help="threads (default: all)")
     ap.add_argument("--quick", action="store_true", help="a 1024x1024 matrix, 3 rounds")
     args = ap.parse_args(argv)
     if args.quick:
         args.n, args.repeat = 1024, 3
     if args.threads:
-        import numba
-
-        numba.set_num_threads(args.threads)
+        qa.set_num_threads(args.threads)
     n = args.n
     rng = np.random.default_rng(0)
     x = rng.standard_normal((n, n)).astype(np.float32)

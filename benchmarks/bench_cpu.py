@@ -55,17 +55,17 @@ def main(argv=None):
     for name in ("float8_e4m3fn", "float8_e5m2", "float4_e2m1fn", "bfloat16"):
         t = getattr(ml_dtypes, name)
         t_ml = best_time(lambda t=t: x.astype(t).astype(np.float32), a.repeat)
-        numba.set_num_threads(1)
+        qa.set_num_threads(1)
         t_1 = best_time(lambda name=name: qa.quantize(x, name), a.repeat)
-        numba.set_num_threads(nthreads)
+        qa.set_num_threads(nthreads)
         t_n = best_time(lambda name=name: qa.quantize(x, name), a.repeat)
         rows.append((f"{name} RNE", t_ml, "ml_dtypes cast", t_1, t_n))
 
     s = np.float32(0.05)
     t_np = best_time(lambda: np.clip(np.round(x / s), -128, 127) * s, a.repeat)
-    numba.set_num_threads(1)
+    qa.set_num_threads(1)
     t_1 = best_time(lambda: qa.quantize(x, "int8", scale=0.05), a.repeat)
-    numba.set_num_threads(nthreads)
+    qa.set_num_threads(nthreads)
     t_n = best_time(lambda: qa.quantize(x, "int8", scale=0.05), a.repeat)
     rows.append(("int8 scale=0.05 RNE", t_np, "numpy formula", t_1, t_n))
 
@@ -88,9 +88,9 @@ def main(argv=None):
         ref_name = "gfloat round_ndarray"
     except ImportError:
         t_gf, ref_name = float("nan"), "gfloat (not installed)"
-    numba.set_num_threads(1)
+    qa.set_num_threads(1)
     t_1 = best_time(lambda: qa.quantize(x, "float8_e4m3fn", rounding=sr, seed=0), a.repeat)
-    numba.set_num_threads(nthreads)
+    qa.set_num_threads(nthreads)
     t_n = best_time(lambda: qa.quantize(x, "float8_e4m3fn", rounding=sr, seed=0), a.repeat)
     rows.append(("float8_e4m3fn stochastic", t_gf, ref_name, t_1, t_n))
 

@@ -16,6 +16,7 @@ from qemu_arrays.formats.block_spec import BlockFormat
 from qemu_arrays.formats.catalog import get_format, list_formats, minifloat, p3109, register
 from qemu_arrays.formats.enums import Overflow, Rounding, ScaleRule, Specials
 from qemu_arrays.formats.spec import FloatFormat, IntFormat
+from qemu_arrays.kernels.runtime import get_num_threads, set_compile_notice, set_num_threads
 from qemu_arrays.packing import pack, unpack
 from qemu_arrays.qarray import QArray, asarray, load
 from qemu_arrays.quantspec import QuantSpec
@@ -42,6 +43,7 @@ __all__ = [
     "encode",
     "explain_route",
     "get_format",
+    "get_num_threads",
     "list_formats",
     "load",
     "minifloat",
@@ -50,5 +52,7 @@ __all__ = [
     "quantize",
     "register",
     "route",
+    "set_compile_notice",
+    "set_num_threads",
     "unpack",
 ]

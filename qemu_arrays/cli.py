@@ -2,7 +2,7 @@
 
 Each subcommand is a function ``cmd_NAME(args) -> int`` registered in :func:`build_parser`;
 heavy imports happen inside the subcommand. Subcommands: ``demo``, ``formats``, ``info``,
-``compare``, ``check-format``, ``reproduce``, ``bench`` (see ``docs/cli.md``). Every name
+``compare``, ``check-format``, ``reproduce``, ``bench``, ``warmup`` (see ``docs/cli.md``). Every name
 argument (formats, data sets, rounding modes, scripts, subcommands) is checked before any output,
 and a bad one exits with status 2 and a one-line message on stderr with the closest names;
 ``check-format`` exits 1 when a property fails. ``demo``, ``formats``, ``info``, ``compare`` and
@@ -926,6 +926,95 @@ def cmd_bench(args) -> int:
     return status
 
 
+# ---- qat -------------------------------------------------------------------------------------
+
+QAT_FORMATS = "int8,float8_e4m3fn,int4,float4_e2m1fn,mxfp4_e2m1,nvfp4"
+_QAT_HEAD = ["kind", "weights", "activations", "gradients", "test acc", "step ms", "x float32"]
+
+
+def _qat_configs(text: str, activations: str, gradients: str) -> list:
+    """``W[:A[:G]]`` items; a missing A/G takes --activations/--gradients (``same``: W's
+    format, ``none``: not quantized). Every name is checked before training starts."""
+    from qemu_arrays.experiments.qat_digits import QatConfig
+
+    def pick(name, weights):
+        name = name.strip()
+        if name.lower() == "none":
+            return None
+        name = weights if name.lower() == "same" else name
+        _get_format(name)
+        return name
+
+    out = []
+    for item in (t for t in text.split(",") if t.strip()):
+        parts = item.split(":")
+        if len(parts) > 3:
+            msg = f"--formats item {item!r}: at most WEIGHTS:ACTIVATIONS:GRADIENTS"
+            raise CliError(msg)
+        w = parts[0].strip()
+        _get_format(w)
+        a = pick(parts[1] if len(parts) > 1 else activations, w)
+        g = pick(parts[2] if len(parts) > 2 else gradients, w)
+        out.append(QatConfig(w, a, g))
+    if not out:
+        msg = f"--formats is empty; hint: --formats {QAT_FORMATS}"
+        raise CliError(msg)
+    return out
+
+
+def cmd_qat(args) -> int:
+    _check_positive("--steps", args.steps, int)
+    _check_positive("--batch", args.batch, int)
+    configs = _qat_configs(args.formats, args.activations, args.gradients)
+    plot = _check_plot_path(args.plot)
+    try:
+        from qemu_arrays.experiments.qat_digits import run_qat
+
+        records = run_qat(configs, steps=args.steps, batch=args.batch, seed=args.seed,
+                          progress=lambda it, n, d: _progress(it, n, d, not args.no_progress))  # fmt: skip
+    except ImportError as exc:
+        msg = f"{exc}; hint: pip install 'qemu-arrays[torch,sklearn]'"
+        raise CliError(msg) from None
+
+    def text():
+        print(f"qemu_arrays qat: digits MLP 64-64-10, Adam, {args.steps} steps of {args.batch}; "
+              "test accuracy on 397 held-out images, time per training step (one thread)")  # fmt: skip
+        rows = [[r["kind"], r["weights"], r["activations"], r["gradients"],
+                 f"{r['test_accuracy']:.3f}", f"{r['step_ms']:.2f}", f"{r['step_ratio']:.1f}"]
+                for r in records]  # fmt: skip
+        print(_table(rows, _QAT_HEAD))
+
+    _emit(args, records, text, {"steps": args.steps, "batch": args.batch, "seed": args.seed})
+    if plot is not None:
+        from qemu_arrays.plotting import plot_qat
+
+        plot_qat(records, plot)
+        print(f"wrote {plot}", file=sys.stderr)
+
+
+def cmd_warmup(args) -> int:
+    import time
+
+    from qemu_arrays import cli_warmup
+
+    names = [n.strip() for n in args.formats.split(",") if n.strip()]
+    dtypes = [d.strip() for d in args.dtypes.split(",") if d.strip()]
+    if not names or not dtypes:
+        msg = "--formats and --dtypes each need at least one name; hint: --formats nvfp4"
+        raise CliError(msg)
+    fmts = [_get_format(n) for n in names]
+    for d in dtypes:
+        if d not in cli_warmup.DTYPES:
+            raise unknown(
+                d, cli_warmup.DTYPES, "dtype", f"(allowed: {', '.join(cli_warmup.DTYPES)})"
+            )
+    print(f"compiling the CPU kernels of {', '.join(names)} for {', '.join(dtypes)} input")
+    start = time.perf_counter()
+    cli_warmup.warmup(fmts, dtypes, report=lambda line: print(line, flush=True))
+    print(f"done in {time.perf_counter() - start:.1f} s; cached in {cli_warmup.cache_dir()}")
+    return 0
+
+
 class _Parser(argparse.ArgumentParser):
     """argparse, with the closest names added to an 'invalid choice' error."""
 
@@ -1060,6 +1149,50 @@ def _add_bench(sub) -> None:
     b.set_defaults(func=cmd_bench)
 
 
+def _add_qat(sub) -> None:
+    q = sub.add_parser(
+        "qat",
+        help="quantization-aware training on scikit-learn's digits, per format",
+        description="Train the same small MLP on scikit-learn's bundled digits once in float32 "
+        "and once per format (weights, activations, gradients quantized with per-tensor absmax "
+        "scaling; block formats by their blocks), and print test accuracy and time per step. "
+        "Needs torch and scikit-learn; nothing is downloaded.",
+    )
+    q.add_argument("--formats", default=QAT_FORMATS,
+                   help="comma-separated WEIGHTS[:ACTIVATIONS[:GRADIENTS]] format names "
+                   f"(default {QAT_FORMATS})")  # fmt: skip
+    q.add_argument("--activations", default="none",
+                   help="activation format where an item gives none: a name, 'same' (the "
+                   "weights' format) or 'none' (default)")  # fmt: skip
+    q.add_argument("--gradients", default="none",
+                   help="gradient format where an item gives none: a name, 'same' or 'none'")  # fmt: skip
+    q.add_argument("--steps", type=int, default=150, help="training steps (default 150)")
+    q.add_argument("--batch", type=int, default=128, help="batch size (default 128)")
+    q.add_argument("--seed", type=int, default=0, help="initial weights, batches, rounding")
+    q.add_argument("--plot", metavar="PATH.png", help="write accuracy per format as a PNG")
+    q.add_argument("--no-progress", action="store_true")
+    _add_output(q)
+    q.set_defaults(func=cmd_qat)
+
+
+def _add_warmup(sub) -> None:
+    from qemu_arrays.cli_warmup import COMMON_FORMATS
+
+    w = sub.add_parser(
+        "warmup",
+        help="compile and cache the CPU kernels that formats need",
+        description="Compile, and cache on disk, the numba CPU kernels that the named formats "
+        "use (every operation and rounding mode, small and large arrays), so that later runs "
+        "start without compiling. Kernels are shared: one format warms every format of its "
+        "kind.",
+    )
+    w.add_argument("--formats", default=",".join(COMMON_FORMATS),
+                   help=f"comma-separated names (default: {','.join(COMMON_FORMATS)})")  # fmt: skip
+    w.add_argument("--dtypes", default="float32,float64",
+                   help="input dtypes: float16, float32, float64 (default: float32,float64)")  # fmt: skip
+    w.set_defaults(func=cmd_warmup)
+
+
 def build_parser() -> argparse.ArgumentParser:
     from qemu_arrays import __version__
 
@@ -1077,7 +1210,9 @@ def build_parser() -> argparse.ArgumentParser:
     _add_compare(sub)
     _add_check_format(sub)
     _add_reproduce(sub)
+    _add_qat(sub)
     _add_bench(sub)
+    _add_warmup(sub)
     return p
 
 

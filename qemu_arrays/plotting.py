@@ -241,3 +241,51 @@ def plot_comparison(records, errors, path, *, title: str = "") -> Path:
     fig.savefig(p, dpi=90)
     plt.close(fig)
     return p
+
+
+_KIND_COLOURS = {"float32": "0.55", "INT": "C0", "FP": "C1", "MX": "C2", "NVFP4": "C3"}
+
+
+def plot_qat(records, path) -> Path:
+    """Test accuracy per format as points coloured by kind (INT, FP, MX, NVFP4; float32's
+    accuracy as a dashed line; points, not bars, as the axis does not start at zero) beside the
+    time per training step relative to float32, as ``qemu-arrays qat`` makes the ``records``."""
+    p = check_png_path(path)
+    if not records:
+        msg = "records must hold at least one training run, got none"
+        raise ValueError(msg)
+    plt = pyplot()
+    labels = [
+        r["weights"] if r["activations"] == r["gradients"] == "-"
+        else f"W {r['weights']}\nA {r['activations']}\nG {r['gradients']}"
+        for r in records
+    ]  # fmt: skip
+    colours = [_KIND_COLOURS.get(r["kind"], "C4") for r in records]
+    ys = np.arange(len(records))
+    fig, (a1, a2) = plt.subplots(1, 2, figsize=(10, 1.2 + 0.62 * len(records)), sharey=True,
+                                 constrained_layout=True, width_ratios=[3, 2])  # fmt: skip
+    acc = np.array([100 * r["test_accuracy"] for r in records])
+    base = [100 * r["test_accuracy"] for r in records if r["kind"] == "float32"]
+    if base:
+        a1.axvline(base[0], color="0.3", linestyle="--", linewidth=1)
+    a1.hlines(ys, acc.min() - 2, acc, color=colours, linewidth=1, alpha=0.5)
+    a1.scatter(acc, ys, c=colours, s=45, zorder=3)
+    for y, v in zip(ys, acc):
+        a1.text(v + 0.15, y, f"{v:.1f}", va="center", fontsize=7)
+    a1.set_xlim(acc.min() - 2, min(100.0, acc.max() + 2))
+    a1.set_yticks(ys, labels, fontsize=7)
+    a1.invert_yaxis()
+    a1.set_xlabel("test accuracy (%)  (dashed: float32)")
+    a1.set_title("digits MLP after quantization-aware training", fontsize=9)
+    a1.grid(True, axis="x", alpha=0.3)
+    kinds = [k for k in _KIND_COLOURS if any(r["kind"] == k for r in records)]
+    handles = [plt.Line2D([], [], marker="o", linestyle="", color=_KIND_COLOURS[k]) for k in kinds]
+    a2.legend(handles, kinds, fontsize=7, loc="upper right", title="kind", title_fontsize=7)
+    a2.barh(ys, [r["step_ratio"] for r in records], color=colours)
+    a2.axvline(1.0, color="0.3", linestyle="--", linewidth=1)
+    a2.set_xlabel("time per training step / float32's")
+    a2.set_title("training step time", fontsize=9)
+    a2.grid(True, axis="x", alpha=0.3)
+    fig.savefig(p, dpi=90)
+    plt.close(fig)
+    return p

@@ -55,8 +55,11 @@ def check_enum(name, value, enum_cls):
     close = []
     if isinstance(value, str):
         names = [m.name for m in enum_cls]
-        close = difflib.get_close_matches(value.upper(), names, n=2, cutoff=0.4)
-        close += [n for n in names if value.upper() in n and n not in close]
+        # names containing the value first, in the enum's order (its common members come first:
+        # "nearest" -> NEAREST_EVEN), then difflib's closest
+        close = [n for n in names if value.upper() in n]
+        close += [n for n in difflib.get_close_matches(value.upper(), names, n=2, cutoff=0.4)
+                  if n not in close]  # fmt: skip
     if close:
         msg += "; hint: " + " or ".join(f"{enum_cls.__name__}.{n}" for n in close)
     else:

@@ -107,7 +107,7 @@ class _Quantizers:
         self.register_buffer("qat_step", torch.zeros((), dtype=torch.int64))
 
     def _qat_kw(self, spec: QuantSpec, role: int, numel: int) -> dict:
-        if spec.rounding is not Rounding.STOCHASTIC:
+        if not spec.rounding.stochastic:  # fresh bits each step for every stochastic mode
             return {}
         step = int(self.qat_step)
         return {

@@ -1,8 +1,10 @@
 """numba CPU kernels for block formats (MX, NVFP4): one fused pass per block.
 
-Each ``prange`` iteration handles one block: it finds the block's largest magnitude from the
-input's bits (exact integer arithmetic), derives the block scale, then rounds every element with
-the scalar cores of :mod:`qemu_arrays.formats.cores`. The semantics are those of ``docs/blocks.md``.
+Each block is handled in one pass: its largest magnitude from the input's bits (exact integer
+arithmetic), the block scale, then every element rounded with the scalar cores of
+:mod:`qemu_arrays.formats.cores`. The semantics are those of ``docs/blocks.md``. Every kernel is a serial
+span over a range of blocks (or of tasks of ``_CH`` blocks), run on the calling thread for small
+arrays and in chunks on numba's thread pool for large ones (:func:`qemu_arrays.kernels.runtime.run`).
 The input array holds IEEE bit patterns (float32 as uint32, float64 as int64) laid out as rows of
 ``n`` values, blocks running along each row.
 """
@@ -30,10 +32,11 @@ from qemu_arrays.formats.block_cores import (  # scale rules: qemu_arrays.format
     shared_exponent,
     split_bits,
 )
-from qemu_arrays.formats.cores import RNE, SR, random_u
+from qemu_arrays.formats.cores import SR, random_u
 from qemu_arrays.formats.jit_cache import purge_stale_cache
 from qemu_arrays.kernels import elements as _cpu
 from qemu_arrays.kernels import simd as cpu_simd
+from qemu_arrays.kernels.runtime import run
 from qemu_arrays.kernels.simd import amax_bits16, amax_bits32, nv_scale32, prefetch
 
 # the kernels call cpu.py njit functions and the cpu_simd intrinsics
@@ -41,8 +44,9 @@ purge_stale_cache(__file__, _cpu.__file__, cpu_simd.__file__)
 
 _PAR = {"parallel": True, "cache": True, "nogil": True}
 _JIT = {"cache": True, "nogil": True}
+_GCH = 64  # blocks per parallel task of the general kernels
 # no ZeroDivisionError check on float division (it stops the loop from vectorizing)
-_PAR_NP = {**_PAR, "error_model": "numpy"}
+_JIT_NP = {**_JIT, "error_model": "numpy"}
 
 
 @njit(cache=True, nogil=True, inline="always")
@@ -80,7 +84,35 @@ def _mx_block(xb, start, stop, e, sp, ep, ie, ra, idxmap, want, fast, outb, code
             codes[i] = c
 
 
-@njit(**_PAR)
+@njit(**_JIT)
+def _mx_span(
+    t0, t1, xb, R, n, bs, ep, sp, ie, ra, idxmap, want, fast, out, outb, codes, scodes, vec, plan
+):
+    """Blocks ``t0:t1`` (row-major over (row, block)) of :func:`mx_kernel`."""
+    in_e, in_m = sp[0], sp[1]
+    nb = (n + bs - 1) // bs
+    absmask = (np.int64(1) << (in_e + in_m)) - 1
+    fast_ok = 1 if (fast == 1 and ie[0] == 0 and ep[0] <= in_m) else 0
+    for t in range(t0, t1):
+        row = t // nb
+        blk = t - row * nb
+        start = row * n + blk * bs
+        stop = min(start + bs, row * n + n)
+        amaxb = np.int64(0)
+        for i in range(start, stop):
+            a = np.int64(xb[i]) & absmask  # |x| bits: ordered as the magnitudes are
+            amaxb = max(amaxb, a)
+        special, e, sc = mx_scale(amaxb, sp)
+        scodes[t] = sc
+        if special == 1:
+            _nan_block(out, codes, start, stop, want)
+        elif vec == 1:
+            _mx_elems(xb, out, np.uint64(start), stop - start, pow2_f32(-e), pow2_f32(e), plan)
+        else:
+            _mx_block(xb, start, stop, e, sp, ep, ie, ra, idxmap, want, fast_ok, outb, codes)
+    return 0
+
+
 def mx_kernel(
     xb, R, n, bs, ep, sp, ie, ra, idxmap, want, fast, out, outb, codes, scodes, vec, plan
 ):
@@ -100,49 +132,21 @@ def mx_kernel(
     block, row-major over (row, block)). ``fast == 0`` turns the fast path on the bits off
     (tests compare).
     """
-    in_e, in_m = sp[0], sp[1]
-    nb = (n + bs - 1) // bs
-    absmask = (np.int64(1) << (in_e + in_m)) - 1
-    fast_ok = 1 if (fast == 1 and ie[0] == 0 and ep[0] <= in_m) else 0
-    for t in prange(R * nb):
-        row = t // nb
-        blk = t - row * nb
-        start = row * n + blk * bs
-        stop = min(start + bs, row * n + n)
-        amaxb = np.int64(0)
-        for i in range(start, stop):
-            a = np.int64(xb[i]) & absmask  # |x| bits: ordered as the magnitudes are
-            amaxb = max(amaxb, a)
-        special, e, sc = mx_scale(amaxb, sp)
-        scodes[t] = sc
-        if special == 1:
-            _nan_block(out, codes, start, stop, want)
-        elif vec == 1:
-            _mx_elems(xb, out, np.uint64(start), stop - start, pow2_f32(-e), pow2_f32(e), plan)
-        else:
-            _mx_block(xb, start, stop, e, sp, ep, ie, ra, idxmap, want, fast_ok, outb, codes)
+    args = (xb, R, n, bs, ep, sp, ie, ra, idxmap, want, fast, out, outb, codes, scodes, vec, plan)
+    run(xb.size, "block", _mx_span, R * -(-n // bs), _GCH, *args)
 
 
-@njit(**_PAR)
-def nv_kernel(xb, R, n, bs, ep, sp_, tscale, ra, idxmap, want, fast, out, codes, scodes, vec, plan):
-    """Two-level (NVFP4-style) quantization of float32 input, ``xb`` its uint32 bits.
-
-    Per block the shared scale step :func:`~qemu_arrays.formats.block_cores.nv_scale`: ``s_b =
-    round_scale(amax_b / (6 * tscale))`` computed in float64 (exact single rounding, see
-    docs/blocks.md), ``d = float32(s_b * tscale)``; each element by the shared step
-    :func:`~qemu_arrays.formats.block_cores.nv_element`, ``round_elem(float32(x / d))`` with the
-    float32 quotient correctly rounded (``ra`` a ``RoundingArgs``).
-
-    ``vec == 1`` (float32 output, nearest-even, values only): blocks where
-    :func:`~qemu_arrays.formats.block_cores.nv_vec_ok` take the select-only step
-    :func:`~qemu_arrays.formats.block_cores.nv_rne32` (``plan`` under saturation).
-    """
+@njit(**_JIT)
+def _nv_span(
+    t0, t1, xb, R, n, bs, ep, sp_, tscale, ra, idxmap, want, fast, out, codes, scodes, vec, plan
+):
+    """Blocks ``t0:t1`` (row-major over (row, block)) of :func:`nv_kernel`."""
     m, emax, sigmax = ep[0], ep[2], ep[3]
     nb = (n + bs - 1) // bs
     emaxv = math.ldexp(float(sigmax), emax - m)  # element max
     t64 = np.float64(tscale)
     fast_ok = 1 if (fast == 1 and m <= 23) else 0
-    for t in prange(R * nb):
+    for t in range(t0, t1):
         row = t // nb
         blk = t - row * nb
         start = row * n + blk * bs
@@ -158,13 +162,31 @@ def nv_kernel(xb, R, n, bs, ep, sp_, tscale, ra, idxmap, want, fast, out, codes,
             _nv_elems(xb, out, np.uint64(start), stop - start, d, plan)
         else:
             _nv_block(xb, start, stop, d, ep, ra, idxmap, want, fast_ok, out, codes)
+    return 0
+
+
+def nv_kernel(xb, R, n, bs, ep, sp_, tscale, ra, idxmap, want, fast, out, codes, scodes, vec, plan):
+    """Two-level (NVFP4-style) quantization of float32 input, ``xb`` its uint32 bits.
+
+    Per block the shared scale step :func:`~qemu_arrays.formats.block_cores.nv_scale`: ``s_b =
+    round_scale(amax_b / (6 * tscale))`` computed in float64 (exact single rounding, see
+    docs/blocks.md), ``d = float32(s_b * tscale)``; each element by the shared step
+    :func:`~qemu_arrays.formats.block_cores.nv_element`, ``round_elem(float32(x / d))`` with the
+    float32 quotient correctly rounded (``ra`` a ``RoundingArgs``).
+
+    ``vec == 1`` (float32 output, nearest-even, values only): blocks where
+    :func:`~qemu_arrays.formats.block_cores.nv_vec_ok` take the select-only step
+    :func:`~qemu_arrays.formats.block_cores.nv_rne32` (``plan`` under saturation).
+    """
+    args = (xb, R, n, bs, ep, sp_, tscale, ra, idxmap, want, fast, out, codes, scodes, vec, plan)
+    run(xb.size, "block", _nv_span, R * -(-n // bs), _GCH, *args)
 
 
 @njit(**_JIT)
 def _nv_block(xb, start, stop, d, ep, ra, idxmap, want, fast, out, codes):
     """Elements ``start:stop`` of one NVFP4 block with the float32 divisor ``d``: the shared
     step :func:`~qemu_arrays.formats.block_cores.nv_element` (the general loop of
-    :func:`nv_kernel`, also the fallback of :func:`nv_f32_rne`)."""
+    :func:`nv_kernel`)."""
     rnd, _k0, _k1, _k2, _offset, r = ra
     f64 = 0 if out.itemsize == 4 else 1
     for i in range(start, stop):
@@ -314,35 +336,26 @@ def _store_scales(scodes, sc_loc, sidx, t0, nt, whole):
             scodes[sidx[k]] = sc_loc[k]
 
 
-@njit(**_PAR)
-def mx_f32_rne(xb, out, nblk, n, nb, bs, sp, sh, mref, plan, scodes):
-    """MX values of float32 input, nearest-even: the ``nblk`` whole blocks of rows of ``n``
-    elements (``n // bs`` of them per row; a short last block of each row is left to the
-    caller), scale codes into rows of ``nb`` scales.
-
-    Same results as :func:`mx_kernel` with ``vec == 1`` (tested): the block maximum is a vector
-    reduction (:func:`qemu_arrays.kernels.simd.amax_bits32`), the scale exponent comes from its
-    bits in selects only (:func:`_block_exponent_select`, the rule of
-    :func:`~qemu_arrays.formats.block_cores.shared_exponent` on a normal maximum, ``sh`` and
-    ``mref`` from :func:`block_exponent_consts`), blocks with a subnormal maximum take the
-    shared step :func:`~qemu_arrays.formats.block_cores.mx_scale` (``sp`` an ``MxScalePlan``),
-    and the elements the shared select-only step :func:`~qemu_arrays.formats.block_cores.mx_rne32`.
-    """
+@njit(**_JIT)
+def _mx_f32_span(c0, c1, xb, out, nblk, n, nb, bs, sp, sh, mref, plan, scodes):
+    """Tasks ``c0:c1`` (of ``_CH`` blocks each) of :func:`mx_f32_rne`; returns the number of
+    blocks left to the general kernel."""
     _in_e, _in_m, rule, _mprec, emax_elem, _maxsig, s_emin, s_emax, s_bias, s_nan = sp
     nbf = n // bs
     whole = nbf == nb
-    for c in prange((nblk + _CH - 1) // _CH):
+    todo = 0
+    bases = np.empty(_CH, dtype=np.uint64)
+    sidx = np.empty(_CH, dtype=np.int64)
+    am = np.empty(_CH, dtype=np.int64)
+    invs = np.empty(_CH, dtype=np.float32)
+    muls = np.empty(_CH, dtype=np.float32)
+    sc_loc = np.empty(_CH, dtype=np.uint8)
+    for c in range(c0, c1):
         t0 = c * _CH
         nt = min(nblk, t0 + _CH) - t0
-        bases = np.empty(_CH, dtype=np.uint64)
-        sidx = np.empty(_CH, dtype=np.int64)
         _task_blocks(bases, sidx, t0, nt, nbf, n, nb, bs)
         # first the block maxima, then the scales in a select-only loop across blocks (it
-        # vectorizes); blocks with a subnormal maximum are fixed up by the general rule ...
-        am = np.empty(_CH, dtype=np.int64)
-        invs = np.empty(_CH, dtype=np.float32)
-        muls = np.empty(_CH, dtype=np.float32)
-        sc_loc = np.empty(_CH, dtype=np.uint8)
+        # vectorizes; a subnormal maximum is left to the general kernel) ...
         for k in range(nt):
             am[k] = _amax_bits(xb, _block_base(bases, t0, k, bs, whole), bs)
         nnan = 0
@@ -358,15 +371,7 @@ def mx_f32_rne(xb, out, nblk, n, nb, bs, sp, sh, mref, plan, scodes):
             sc_loc[k] = s_nan if nan_block else e + s_bias
             invs[k] = bits_f32(_pow2_bits_sel(-e))
             muls[k] = bits_f32(_pow2_bits_sel(e))
-        if nsub:
-            for k in range(nt):
-                a = am[k]
-                if a < 0x00800000 and a != 0:
-                    special, e, sc = mx_scale(a, sp)
-                    sc_loc[k] = sc
-                    nnan += special
-                    invs[k] = pow2_f32(-e)
-                    muls[k] = pow2_f32(e)
+        todo += nsub
         _store_scales(scodes, sc_loc, sidx, t0, nt, whole)
         # ... then the elements (asking for the next task's blocks meanwhile), and last the
         # blocks with NaN or inf
@@ -383,13 +388,32 @@ def mx_f32_rne(xb, out, nblk, n, nb, bs, sp, sh, mref, plan, scodes):
                     base = _block_base(bases, t0, k, bs, whole)
                     for j in range(bs):
                         out[base + np.uint64(j)] = np.float32(math.nan)
+    return todo
+
+
+def mx_f32_rne(xb, out, nblk, n, nb, bs, sp, sh, mref, plan, scodes):
+    """MX values of float32 input, nearest-even: the ``nblk`` whole blocks of rows of ``n``
+    elements (``n // bs`` of them per row; a short last block of each row is left to the
+    caller), scale codes into rows of ``nb`` scales.
+
+    Same results as :func:`mx_kernel` with ``vec == 1`` (tested): the block maximum is a vector
+    reduction (:func:`qemu_arrays.kernels.simd.amax_bits32`), the scale exponent comes from its
+    bits in selects only (:func:`_block_exponent_select`, the rule of
+    :func:`~qemu_arrays.formats.block_cores.shared_exponent` on a normal maximum; ``sp`` an
+    ``MxScalePlan``, ``sh`` and ``mref`` from :func:`block_exponent_consts`), and the elements
+    take the shared select-only step :func:`~qemu_arrays.formats.block_cores.mx_rne32`. Returns the number of blocks whose maximum is subnormal: when not 0, the caller
+    runs the general kernel :func:`mx_kernel` instead (this kernel then needs no general core,
+    and compiles in a fraction of the time).
+    """
+    args = (xb, out, nblk, n, nb, bs, sp, sh, mref, plan, scodes)
+    return run(nblk * bs, "block", _mx_f32_span, -(-nblk // _CH), 1, *args)
 
 
 @njit(cache=True, nogil=True, inline="always")
 def rne_scale_f64(v, sp):
     """``(value, code)`` of the finite ``v >= 0`` rounded to nearest-even into a signed format
     with subnormals, saturating (the NVFP4 block scale), on the float64 bits of ``v``; the same
-    select-only scheme as :func:`qemu_arrays.cpu.rne_f32_bits` (``sp`` from
+    select-only scheme as :func:`qemu_arrays.kernels.elements.rne_f32_bits` (``sp`` from
     :func:`rne_scale_plan`)."""
     sh, half_m1, low, m0, lo_field, max_mag, c, sm, bias = sp
     mag = _f64_bits(v)
@@ -438,44 +462,30 @@ def rne_scale_plan32(sp):
 _NEAR = 8  # float32 ulps around a scale-format midpoint where the float32 quotient is not trusted
 
 
-@njit(**_PAR_NP)
-def nv_f32_rne(
-    xb, out, nblk, n, nb, bs, emaxv, tscale, splan, splan32, snan, plan, ep, fast_ok, scodes,
-):  # fmt: skip
-    """NVFP4 values of float32 input, nearest-even, float32 output: the ``nblk`` whole blocks
-    of rows of ``n`` elements, scale codes into rows of ``nb`` scales (as :func:`mx_f32_rne`).
-
-    Same results as :func:`nv_kernel` with ``vec == 1`` (tested). The block scale is
-    ``rne(amax / (emax * tscale))`` into the scale format, rounded from the float32 quotient
-    ``q = amax * float32(1 / (emax * tscale))`` on its bits, eight lanes at a time: ``q`` is
-    within 3 float32 ulps of the exact quotient, and a quotient that is not exactly a midpoint
-    of the scale format lies much farther from one (``amax`` has 24 significant bits, the
-    divisor 27, a midpoint ``sm + 2``: a non-zero difference is at least ``2**-32`` relative),
-    so ``q`` rounds as the exact quotient does unless it lies within ``_NEAR`` ulps of a
-    midpoint or below the smallest normal scale; those blocks (and zero blocks) take the exact
-    float64 step :func:`rne_scale_f64`. The elements take the select-only loop on
-    ``float32(x / d)``; blocks whose ``d`` is subnormal or whose quotients could overflow
-    float32 take the general loop.
-    """
+@njit(**_JIT_NP)
+def _nv_f32_span(
+    c0, c1, xb, out, nblk, n, nb, bs, emaxv, tscale, splan, splan32, snan, plan, scodes
+):
+    """Tasks ``c0:c1`` (of ``_CH`` blocks each) of :func:`nv_f32_rne`; returns the number of
+    blocks left to the general kernel."""
     t64 = np.float64(tscale)
     div = emaxv * t64
     rdiv = np.float32(1.0 / div)
-    dummy = np.zeros(1, dtype=np.int64)
-    codes = np.zeros(1, dtype=np.uint8)
     nbf = n // bs
     whole = nbf == nb
-    for c in prange((nblk + _CH - 1) // _CH):
+    todo = 0
+    bases = np.empty(_CH, dtype=np.uint64)
+    sidx = np.empty(_CH, dtype=np.int64)
+    sc_loc = np.empty(_CH, dtype=np.uint8)
+    am = np.empty(_CH, dtype=np.uint32)
+    ds = np.empty(_CH, dtype=np.float32)
+    for c in range(c0, c1):
         t0 = c * _CH
         t1 = min(nblk, t0 + _CH)
         nt = t1 - t0
-        bases = np.empty(_CH, dtype=np.uint64)
-        sidx = np.empty(_CH, dtype=np.int64)
         _task_blocks(bases, sidx, t0, nt, nbf, n, nb, bs)
-        sc_loc = np.empty(_CH, dtype=np.uint8)
         # first the block maxima, then the scales of the task's blocks (a select-only loop
         # across blocks on float32 bits, which vectorizes eight lanes wide) ...
-        am = np.empty(_CH, dtype=np.uint32)
-        ds = np.empty(_CH, dtype=np.float32)
         for k in range(nt):
             am[k] = _amax_bits(xb, _block_base(bases, t0, k, bs, whole), bs)
         nslow = 0
@@ -527,10 +537,30 @@ def nv_f32_rne(
                 for j in range(bs):
                     out[base + np.uint64(j)] = np.float32(0.0)
                 continue
-            start = np.int64(base)
-            _nv_block(
-                xb, start, start + bs, d, ep, (RNE, 0, 0, 0, 0, 32), dummy, 1, fast_ok, out, codes
-            )
+            todo += 1  # d subnormal, or quotients that could overflow float32
+    return todo
+
+
+def nv_f32_rne(xb, out, nblk, n, nb, bs, emaxv, tscale, splan, splan32, snan, plan, scodes):
+    """NVFP4 values of float32 input, nearest-even, float32 output: the ``nblk`` whole blocks
+    of rows of ``n`` elements, scale codes into rows of ``nb`` scales (as :func:`mx_f32_rne`).
+
+    Same results as :func:`nv_kernel` with ``vec == 1`` (tested). The block scale is
+    ``rne(amax / (emax * tscale))`` into the scale format, rounded from the float32 quotient
+    ``q = amax * float32(1 / (emax * tscale))`` on its bits, eight lanes at a time: ``q`` is
+    within 3 float32 ulps of the exact quotient, and a quotient that is not exactly a midpoint
+    of the scale format lies much farther from one (``amax`` has 24 significant bits, the
+    divisor 27, a midpoint ``sm + 2``: a non-zero difference is at least ``2**-32`` relative),
+    so ``q`` rounds as the exact quotient does unless it lies within ``_NEAR`` ulps of a
+    midpoint or below the smallest normal scale; those blocks (and zero blocks) take the exact
+    float64 step :func:`rne_scale_f64`. The elements take the select-only loop on
+    ``float32(x / d)`` (the shared step :func:`~qemu_arrays.formats.block_cores.nv_rne32`). Returns the number of blocks whose ``d`` is subnormal or whose
+    quotients could overflow float32 (extreme tensor scales): when not 0, the caller runs the
+    general kernel :func:`nv_kernel` instead (this kernel then needs no general core, and
+    compiles in a fraction of the time).
+    """
+    args = (xb, out, nblk, n, nb, bs, emaxv, tscale, splan, splan32, snan, plan, scodes)
+    return run(nblk * bs, "block", _nv_f32_span, -(-nblk // _CH), 1, *args)
 
 
 @njit(**_PAR)
@@ -552,16 +582,11 @@ def block_amax(x, R, n, bs, out):
         out[t] = a
 
 
-@njit(**_PAR)
-def max_finite_f32(xb, chunk):
-    """Largest finite magnitude of float32 bits ``xb`` (uint32), as float64; 0.0 when none.
-
-    Magnitude bit patterns are ordered as the magnitudes are, so this is an integer max: a
-    plain (vectorized) max per chunk, redone with inf and NaN left out where the chunk has any.
-    """
-    nc = (xb.size + chunk - 1) // chunk
-    part = np.zeros(max(nc, 1), dtype=np.int64)
-    for c in prange(nc):
+@njit(**_JIT)
+def _max_finite_span(c0, c1, xb, chunk, part):
+    """Chunks ``c0:c1`` of :func:`max_finite_f32`: ``part[c]`` the largest finite magnitude
+    bits of chunk ``c``."""
+    for c in range(c0, c1):
         lo = c * chunk
         hi = min(lo + chunk, xb.size)
         a = np.uint32(0)
@@ -574,4 +599,15 @@ def max_finite_f32(xb, chunk):
                 if v < 0x7F800000 and v > a:
                     a = v
         part[c] = a
-    return np.float64(bits_f32(part.max()))
+    return 0
+
+
+def max_finite_f32(xb, chunk):
+    """Largest finite magnitude of float32 bits ``xb`` (uint32), as float64; 0.0 when none.
+
+    Magnitude bit patterns are ordered as the magnitudes are, so this is an integer max: a
+    plain (vectorized) max per chunk, redone with inf and NaN left out where the chunk has any.
+    """
+    part = np.zeros(max(-(-xb.size // chunk), 1), dtype=np.int64)
+    run(xb.size, "block", _max_finite_span, -(-xb.size // chunk), 1, xb, chunk, part)
+    return float(np.uint32(part.max()).view(np.float32))

@@ -1,18 +1,21 @@
-"""numba CPU kernels: ``prange`` loops over the scalar cores of :mod:`qemu_arrays.formats.cores`.
+"""numba CPU kernels for element formats: loops over the scalar cores of :mod:`qemu_arrays.formats.cores`.
 
 One compiled kernel per input bit width (float32 bits, float64 bits); formats, rounding modes and
 policies are run-time integer parameters, so adding a format never compiles anything new.
 Compilation is lazy (first call) and cached on disk (``cache=True``).
+
+Each kernel is a serial span over elements ``lo:hi`` (an ``@njit`` function), which the public
+function of the same name (plain Python) runs through :func:`qemu_arrays.kernels.runtime.run`: on the
+calling thread for a small array, in chunks of ``CHUNK`` elements on numba's thread pool
+(:mod:`qemu_arrays.kernels.parallel`) for a large one. The span is compiled once for both.
 """
 
 from __future__ import annotations
 
 import math
-from contextlib import contextmanager
 
-import numba
 import numpy as np
-from numba import njit, prange
+from numba import njit
 
 from qemu_arrays.formats.bits import bits_f32, f32_bits
 from qemu_arrays.formats.cores import (
@@ -30,144 +33,129 @@ from qemu_arrays.formats.cores import (
 )
 from qemu_arrays.formats.jit_cache import purge_stale_cache
 from qemu_arrays.formats.rne32 import rne32
+from qemu_arrays.kernels.runtime import init_threading, run
 
-_PAR = {"parallel": True, "cache": True, "nogil": True}
-_JIT_NOPAR = {"cache": True, "nogil": True}
-
+_JIT = {"cache": True, "nogil": True}
 
 purge_stale_cache(__file__)
-
-SMALL = 1 << 15  # below this many elements a kernel runs on the calling thread alone
-
-
-@contextmanager
-def threads_for(n: int):
-    """Run small arrays on one thread: waking the pool costs more than the work (and, on a
-    loaded machine, can cost milliseconds). Results do not depend on the thread count."""
-    if n >= SMALL:
-        yield
-        return
-    prev = numba.get_num_threads()
-    numba.set_num_threads(1)
-    try:
-        yield
-    finally:
-        numba.set_num_threads(prev)
-
+init_threading()
 
 CHUNK = 4096  # elements per parallel task; the inner loop is a plain range the compiler keeps tight
 
 
-@njit(cache=True, nogil=True, inline="always")
-def _quantize_span(xb, outb, outf, lo, hi, in_e, in_m, p, rnd, ovf, k0, k1, k2, offset, r):
-    """Elements ``lo:hi`` of :func:`quantize_float_bits`; returns the NaN-error count.
+def _make_quantize_span(mode):
+    """The span of :func:`quantize_float_bits` compiled for rounding code ``mode`` (its callers
+    pass that mode as ``rnd``), or for any mode (``mode = -1``, read at run time).
 
-    Inlined with ``rnd`` a literal for the common modes, so the compiler drops the branches
-    on the mode from the element loop.
+    Nearest-even and stochastic rounding, the common modes, get their own compile: the mode is
+    then a constant that LLVM folds into the inlined fast paths (nearest-even on float64 input
+    ran 1.3-2.5x slower with the mode read at run time, on the 2-core development machine).
+    Each compiles on first use only. The general core takes the run-time ``rnd`` (the same
+    value), so that it compiles once for all three.
     """
-    m, emin, emax, sigmax, sub, hz, sg, sp, eb, bias = p
-    sign_mask = 1 << (in_e + in_m)
-    sub_scale = math.ldexp(1.0, emin - m)
-    err = 0
-    for i in range(lo, hi):
-        b = np.int64(xb[i])
-        u = random_u(k0, k1, k2, offset + i, r) if rnd == SR else 0
-        ok, mag = round_bits_fast(b, in_e, in_m, m, emin, emax, sigmax, sg, rnd, u, r)
-        if ok:
-            outb[i] = (b & sign_mask) | mag
-            continue
-        ok, s, kept = round_subnormal_fast(b, in_e, in_m, m, emin, sub, hz, sg, sp, rnd, u, r)
-        if ok:  # sign applied arithmetically: a branch on a random sign mispredicts
-            outf[i] = np.float64(kept) * sub_scale * np.float64(1 - 2 * s)
-            continue
-        st, s, kept, q = round_ieee_bits(
-            b, in_e, in_m, m, emin, emax, sigmax, sub, hz, sg, sp, rnd, ovf, u, r
-        )
-        if st == NAN_ERROR:
-            err += 1
-        outb[i] = ieee_bits(st, s, kept, q, in_e, in_m)
-    return err
 
-
-@njit(**_PAR)
-def quantize_float_bits(xb, outb, outf, in_e, in_m, p, rnd, ovf, k0, k1, k2, offset, r):
-    """Round IEEE bit patterns ``xb`` into the format ``p``; write the values.
-
-    ``outb`` and ``outf`` are the same output buffer viewed as bits and as floats. Each element
-    takes the first path that applies: the in-range fast path on its own bits, the subnormal
-    fast path, or the general core; all three give the general core's result.
-    """
-    n = xb.size
-    err = 0
-    for c in prange((n + CHUNK - 1) // CHUNK):
-        lo = c * CHUNK
-        hi = min(n, lo + CHUNK)
-        if rnd == RNE:
-            err += _quantize_span(
-                xb, outb, outf, lo, hi, in_e, in_m, p, RNE, ovf, k0, k1, k2, offset, r
-            )
-        elif rnd == SR:
-            err += _quantize_span(
-                xb, outb, outf, lo, hi, in_e, in_m, p, SR, ovf, k0, k1, k2, offset, r
-            )
-        else:
-            err += _quantize_span(
-                xb, outb, outf, lo, hi, in_e, in_m, p, rnd, ovf, k0, k1, k2, offset, r
-            )
-    return err
-
-
-@njit(**_PAR)
-def encode_float_bits(xb, codes, in_e, in_m, p, rnd, ovf, k0, k1, k2, offset, r):
-    """Round IEEE bit patterns ``xb`` into the format ``p``; write the format's codes."""
-    m, emin, emax, sigmax, sub, hz, sg, sp, eb, bias = p
-    in_bias = (1 << (in_e - 1)) - 1
-    in_mmask = (1 << in_m) - 1
-    n = xb.size
-    err = 0
-    for c in prange((n + CHUNK - 1) // CHUNK):
-        for i in range(c * CHUNK, min(n, (c + 1) * CHUNK)):
+    @njit(**_JIT)
+    def _quantize_span(lo, hi, xb, outb, outf, in_e, in_m, p, rnd, ovf, k0, k1, k2, offset, r):
+        m, emin, emax, sigmax, sub, hz, sg, sp, eb, bias = p
+        rk = mode if mode >= 0 else rnd  # a constant where specialised
+        sign_mask = 1 << (in_e + in_m)
+        sub_scale = math.ldexp(1.0, emin - m)
+        err = 0
+        for i in range(lo, hi):
             b = np.int64(xb[i])
-            u = random_u(k0, k1, k2, offset + i, r) if rnd == SR else 0
-            ok, mag = round_bits_fast(b, in_e, in_m, m, emin, emax, sigmax, sg, rnd, u, r)
+            # int64 either way (a literal 0 would compile the general core a second time)
+            u = np.int64(random_u(k0, k1, k2, offset + i, r)) if rk == SR else np.int64(0)
+            ok, mag = round_bits_fast(b, in_e, in_m, m, emin, emax, sigmax, sg, rk, u, r)
             if ok:
-                ef = (mag >> in_m) - in_bias + bias
-                mf = (mag & in_mmask) >> (in_m - m)
-                codes[i] = (((b >> (in_e + in_m)) & sg) << (eb + m)) | (ef << m) | mf
+                outb[i] = (b & sign_mask) | mag
                 continue
-            ok, s, kept = round_subnormal_fast(b, in_e, in_m, m, emin, sub, hz, sg, sp, rnd, u, r)
-            if ok:
-                codes[i] = ((s & sg) << (eb + m)) | kept
+            ok, s, kept = round_subnormal_fast(b, in_e, in_m, m, emin, sub, hz, sg, sp, rk, u, r)
+            if ok:  # sign applied arithmetically: a branch on a random sign mispredicts
+                outf[i] = np.float64(kept) * sub_scale * np.float64(1 - 2 * s)
                 continue
             st, s, kept, q = round_ieee_bits(
                 b, in_e, in_m, m, emin, emax, sigmax, sub, hz, sg, sp, rnd, ovf, u, r
             )
             if st == NAN_ERROR:
                 err += 1
-            codes[i] = format_code(st, s, kept, q, m, emin, eb, bias, sg, sp)
+            outb[i] = ieee_bits(st, s, kept, q, in_e, in_m)
+        return err
+
+    return _quantize_span
+
+
+_QUANTIZE_SPANS = {RNE: _make_quantize_span(RNE), SR: _make_quantize_span(SR)}
+_quantize_span_any = _make_quantize_span(-1)
+
+
+def quantize_float_bits(xb, outb, outf, in_e, in_m, p, rnd, ovf, k0, k1, k2, offset, r):
+    """Round IEEE bit patterns ``xb`` into the format ``p``; write the values.
+
+    ``outb`` and ``outf`` are the same output buffer viewed as bits and as floats. Each element
+    takes the first path that applies: the in-range fast path on its own bits, the subnormal
+    fast path, or the general core; all three give the general core's result. Returns the
+    number of NaN errors.
+    """
+    span = _QUANTIZE_SPANS.get(rnd, _quantize_span_any)
+    args = (xb, outb, outf, in_e, in_m, p, rnd, ovf, k0, k1, k2, offset, r)
+    return run(xb.size, "element", span, xb.size, CHUNK, *args)
+
+
+@njit(**_JIT)
+def _encode_span(lo, hi, xb, codes, in_e, in_m, p, rnd, ovf, k0, k1, k2, offset, r):
+    """Elements ``lo:hi`` of :func:`encode_float_bits`; returns the NaN-error count."""
+    m, emin, emax, sigmax, sub, hz, sg, sp, eb, bias = p
+    in_bias = (1 << (in_e - 1)) - 1
+    in_mmask = (1 << in_m) - 1
+    err = 0
+    for i in range(lo, hi):
+        b = np.int64(xb[i])
+        u = random_u(k0, k1, k2, offset + i, r) if rnd == SR else 0
+        ok, mag = round_bits_fast(b, in_e, in_m, m, emin, emax, sigmax, sg, rnd, u, r)
+        if ok:
+            ef = (mag >> in_m) - in_bias + bias
+            mf = (mag & in_mmask) >> (in_m - m)
+            codes[i] = (((b >> (in_e + in_m)) & sg) << (eb + m)) | (ef << m) | mf
+            continue
+        ok, s, kept = round_subnormal_fast(b, in_e, in_m, m, emin, sub, hz, sg, sp, rnd, u, r)
+        if ok:
+            codes[i] = ((s & sg) << (eb + m)) | kept
+            continue
+        st, s, kept, q = round_ieee_bits(
+            b, in_e, in_m, m, emin, emax, sigmax, sub, hz, sg, sp, rnd, ovf, u, r
+        )
+        if st == NAN_ERROR:
+            err += 1
+        codes[i] = format_code(st, s, kept, q, m, emin, eb, bias, sg, sp)
     return err
 
 
-@njit(**_PAR)
-def decode_codes(codes, out, p):
-    """Values (float64) of the format's codes."""
+def encode_float_bits(xb, codes, in_e, in_m, p, rnd, ovf, k0, k1, k2, offset, r):
+    """Round IEEE bit patterns ``xb`` into the format ``p``; write the format's codes."""
+    args = (xb, codes, in_e, in_m, p, rnd, ovf, k0, k1, k2, offset, r)
+    return run(xb.size, "element", _encode_span, xb.size, CHUNK, *args)
+
+
+@njit(**_JIT)
+def _decode_span(lo, hi, codes, out, p):
     m, emin, emax, sigmax, sub, hz, sg, sp, eb, bias = p
-    for i in prange(codes.size):
+    for i in range(lo, hi):
         out[i] = decode_code(np.int64(codes[i]), m, emin, eb, bias, sub, hz, sg, sp)
+    return 0
 
 
-@njit(**_PAR)
-def quantize_int(x, out, codes, scale, zero_point, qmin, qmax, rnd, k0, k1, k2, offset, r, want):
-    """Integer (additive) quantization: ``k = clamp(round(x / s) + z)``.
+def decode_codes(codes, out, p):
+    """Values (float64) of the format's codes (int64)."""
+    run(codes.size, "decode", _decode_span, codes.size, CHUNK, codes, out, p)
 
-    ``scale`` and ``zero_point`` hold one value or one per element. ``want`` 1 writes the
-    dequantized value ``(k - z) * s`` to ``out``, 2 writes the code ``k`` (two's complement,
-    masked to the storage width by the caller) to ``codes``.
-    """
+
+@njit(**_JIT)
+def _int_span(lo, hi, x, out, codes, scale, zero_point, qmin, qmax, rnd, k0, k1, k2, offset, r,
+              want):  # fmt: skip
     err = 0
     ns = scale.size
     nz = zero_point.size
-    for i in prange(x.size):
+    for i in range(lo, hi):
         s = scale[i] if ns > 1 else scale[0]
         z = zero_point[i] if nz > 1 else zero_point[0]
         u = random_u(k0, k1, k2, offset + i, r) if rnd == SR else 0
@@ -179,6 +167,17 @@ def quantize_int(x, out, codes, scale, zero_point, qmin, qmax, rnd, k0, k1, k2, 
         else:
             codes[i] = k + z
     return err
+
+
+def quantize_int(x, out, codes, scale, zero_point, qmin, qmax, rnd, k0, k1, k2, offset, r, want):
+    """Integer (additive) quantization: ``k = clamp(round(x / s) + z)``.
+
+    ``scale`` and ``zero_point`` hold one value or one per element. ``want`` 1 writes the
+    dequantized value ``(k - z) * s`` to ``out``, 2 writes the code ``k`` (two's complement,
+    masked to the storage width by the caller) to ``codes``. Returns the NaN-error count.
+    """
+    args = (x, out, codes, scale, zero_point, qmin, qmax, rnd, k0, k1, k2, offset, r, want)
+    return run(x.size, "element", _int_span, x.size, CHUNK, *args)
 
 
 # ---- branch-free nearest-even for float32 input -----------------------------------------------
@@ -238,51 +237,57 @@ def rne_f32_bits(b, plan):
     return 0x7FC00000 if nan_out else res
 
 
-@njit(**_PAR)
+@njit(**_JIT)
+def _rne_span(lo, hi, xb, outb, plan):
+    """Elements ``lo:hi`` of :func:`quantize_f32_rne`, in chunks of ``CHUNK``; returns the
+    number of chunks holding a NaN input when the format has no NaN (the select-only loop does
+    not decide those: the caller then takes the general kernel)."""
+    has_nan = plan[8]
+    todo = 0
+    for c0 in range(lo, hi, CHUNK):
+        c1 = min(hi, c0 + CHUNK)
+        nan_in = False
+        for j in range(c1 - c0):  # unsigned indices: no negative-index wraparound code
+            i = np.uint64(c0) + np.uint64(j)
+            b = xb[i]
+            outb[i] = rne32(b, plan)  # rne_f32_bits on 32-bit words: twice the vector lanes
+            nan_in |= (b & np.uint32(0x7FFFFFFF)) > np.uint32(0x7F800000)
+        todo += nan_in and has_nan == 0
+    return todo
+
+
 def quantize_f32_rne(xb, outb, plan, p, ovf):
     """Round-to-nearest-even of float32 input in selects only, so the element loop vectorizes.
 
     In range it rounds the magnitude bits in place; below the smallest normal it adds and
     subtracts ``C = 2**(emin - m + 23)`` in float32, whose own nearest-even rounding is then the
     format's (the grid spacing there is ``ulp(C)``); specials and overflow are selected by the
-    policy. NaN into a format without NaN is left to the general core. Identical to
-    :func:`quantize_float_bits` with ``rnd = RNE`` (tested).
+    policy. Identical to :func:`quantize_float_bits` with ``rnd = RNE`` (tested). NaN input
+    into a format without NaN is the policy's to decide: then the whole array takes
+    :func:`quantize_float_bits` (so that this kernel needs no general core, and compiles in a
+    fraction of the time). Returns the NaN-error count.
     """
-    has_nan = plan[8]
-    n = xb.size
+    if run(xb.size, "element_rne", _rne_span, xb.size, CHUNK, xb, outb, plan):
+        rne = int(RNE)
+        return quantize_float_bits(
+            xb, outb, outb.view(np.float32), 8, 23, p, rne, ovf, 0, 0, 0, 0, 32
+        )
+    return 0
+
+
+# no ZeroDivisionError check (numpy's error model): the loop vectorizes (s > 0)
+@njit(**_JIT, error_model="numpy")
+def _int_rne_span(lo, hi, x, out, s, qlo, qhi):
     err = 0
-    for c in prange((n + CHUNK - 1) // CHUNK):
-        lo = c * CHUNK
-        hi = min(n, lo + CHUNK)
-        nan_in = False
-        for j in range(hi - lo):  # unsigned indices: no negative-index wraparound code
-            i = np.uint64(lo) + np.uint64(j)
-            b = xb[i]
-            outb[i] = rne32(b, plan)  # rne_f32_bits on 32-bit words: twice the vector lanes
-            nan_in |= (b & np.uint32(0x7FFFFFFF)) > np.uint32(0x7F800000)
-        if nan_in and has_nan == 0:
-            err += _rne_general(xb, outb, lo, hi, p, ovf)
+    for j in range(hi - lo):  # unsigned indices: no wraparound code
+        i = np.uint64(lo) + np.uint64(j)
+        v = np.float64(x[i])
+        k = min(max(np.rint(v / s), qlo), qhi) + 0.0
+        out[i] = k * s
+        err += v != v
     return err
 
 
-@njit(**_JIT_NOPAR)
-def _rne_general(xb, outb, lo, hi, p, ovf):
-    """NaN inputs into a format without NaN: the policy's answer through the general core."""
-    m, emin, emax, sigmax, sub, hz, sg, sp, eb, bias = p
-    err = 0
-    for i in range(lo, hi):
-        b = np.int64(xb[i])
-        if (b & 0x7F800000) == 0x7F800000 and (b & 0x7FFFFF) != 0:
-            st, s, kept, q = round_ieee_bits(
-                b, 8, 23, m, emin, emax, sigmax, sub, hz, sg, sp, RNE, ovf, 0, 32
-            )
-            if st == NAN_ERROR:
-                err += 1
-            outb[i] = ieee_bits(st, s, kept, q, 8, 23)
-    return err
-
-
-@njit(**_PAR, error_model="numpy")  # no ZeroDivisionError check: the loop vectorizes (s > 0)
 def quantize_int_rne(x, out, s, lo, hi):
     """Nearest-even integer quantization with one scale, in selects only (vectorizes).
 
@@ -291,14 +296,5 @@ def quantize_int_rne(x, out, s, lo, hi):
     applies, and ``+ 0.0`` turns a ``-0`` into the ``+0`` the general kernel gives. Returns the
     number of NaN inputs (an error for integer formats).
     """
-    n = x.size
-    err = 0
-    for c in prange((n + CHUNK - 1) // CHUNK):
-        lo_i = c * CHUNK
-        for j in range(min(n, lo_i + CHUNK) - lo_i):  # unsigned indices: no wraparound code
-            i = np.uint64(lo_i) + np.uint64(j)
-            v = np.float64(x[i])
-            k = min(max(np.rint(v / s), lo), hi) + 0.0
-            out[i] = k * s
-            err += v != v
-    return err
+    args = (x, out, float(s), float(lo), float(hi))
+    return run(x.size, "element_rne", _int_rne_span, x.size, CHUNK, *args)

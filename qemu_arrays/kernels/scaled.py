@@ -30,7 +30,9 @@ magnitudes do, and ``b ^ 0x7F..F`` for negative ``b`` orders signed values, so e
 integer ``max``/``min`` (which vectorize; float ``max`` with NaN skipped does not) and exact.
 Loops index with unsigned integers, so numba emits no negative-index wraparound (which turns
 vector loads into gathers), and the kernels use numpy's error model, so a division by a scale
-loaded from a vector carries no zero check.
+loaded from a vector carries no zero check. Each kernel is a serial span over a range of tasks,
+run on the calling thread for a small array and task by task on numba's thread pool for a large
+one (:func:`qemu_arrays.kernels.runtime.run`).
 """
 
 from __future__ import annotations
@@ -38,16 +40,17 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from numba import njit, prange
+from numba import njit
 from numba.core.extending import overload
 
 from qemu_arrays.formats.jit_cache import purge_stale_cache
-from qemu_arrays.kernels.elements import threads_for
+from qemu_arrays.kernels.runtime import init_threading, run
 
 purge_stale_cache(__file__)
+init_threading()
 
-_PAR = {"parallel": True, "cache": True, "nogil": True, "error_model": "numpy"}
-_JIT = {"cache": True, "nogil": True, "error_model": "numpy", "inline": "always"}
+_JIT_CALL = {"cache": True, "nogil": True, "error_model": "numpy"}
+_JIT = {**_JIT_CALL, "inline": "always"}
 
 CHUNK = 16384  # elements per parallel task
 RUN_MIN = 16  # shorter runs of one scale are walked as rows of a materialised period instead
@@ -139,19 +142,12 @@ def _lohi_rows(xb, base, nrows, stride, w, lo, hi, off, mask, inf):
             lo[uoff + j] = min(lo[uoff + j], k)
 
 
-@njit(**_PAR)
-def range_runs(xb, mask, inf, sym, outer, n, inner, bs, per, pieces, lo, hi):
-    """Extremes of the runs ``(o, b)``: indices ``b * bs ... b * bs + bs - 1`` along the axis
-    (the last run may be shorter) times all of ``inner``, contiguous in ``xb`` (C order of
-    ``(outer, n, inner)``).
-
-    A task takes ``per`` whole runs, or one of ``pieces`` pieces of a run; the key of run ``u``,
-    piece ``p`` goes to ``hi[u * pieces + p]`` (symmetric ``sym``: the magnitude key; else the
-    signed keys to ``lo`` and ``hi``). Empty pieces give 0.
-    """
+@njit(**_JIT_CALL)
+def _range_runs_span(t0, t1, xb, mask, inf, sym, outer, n, inner, bs, per, pieces, lo, hi):
+    """Tasks ``t0:t1`` of :func:`range_runs`."""
     nb = (n + bs - 1) // bs
     nruns = outer * nb
-    for t in prange(((nruns + per - 1) // per) * pieces):
+    for t in range(t0, t1):
         u0 = (t // pieces) * per
         p = t - (t // pieces) * pieces
         o = u0 // nb
@@ -173,17 +169,29 @@ def range_runs(xb, mask, inf, sym, outer, n, inner, bs, per, pieces, lo, hi):
             if b == nb:
                 b = 0
                 o += 1
+    return 0
 
 
-@njit(**_PAR)
-def range_rows(xb, mask, inf, sym, outer, n, inner, bs, cols, lo, hi):
-    """Extremes of the groups ``(o, b, j)`` (indices ``b * bs ...`` along the axis), each
-    reduced elementwise along rows of ``inner``: ``hi``/``lo`` (filled with zeros) hold one key
-    per group in the C order of ``(outer, ceil(n / bs), inner)``. A task takes ``cols``
-    columns of one ``(o, b)``."""
+def range_runs(xb, mask, inf, sym, outer, n, inner, bs, per, pieces, lo, hi):
+    """Extremes of the runs ``(o, b)``: indices ``b * bs ... b * bs + bs - 1`` along the axis
+    (the last run may be shorter) times all of ``inner``, contiguous in ``xb`` (C order of
+    ``(outer, n, inner)``).
+
+    A task takes ``per`` whole runs, or one of ``pieces`` pieces of a run; the key of run ``u``,
+    piece ``p`` goes to ``hi[u * pieces + p]`` (symmetric ``sym``: the magnitude key; else the
+    signed keys to ``lo`` and ``hi``). Empty pieces give 0.
+    """
+    ntasks = -(-(outer * -(-n // bs)) // per) * pieces
+    args = (xb, mask, inf, sym, outer, n, inner, bs, per, pieces, lo, hi)
+    run(xb.size, "scaled", _range_runs_span, ntasks, 1, *args)
+
+
+@njit(**_JIT_CALL)
+def _range_rows_span(t0, t1, xb, mask, inf, sym, outer, n, inner, bs, cols, lo, hi):
+    """Tasks ``t0:t1`` of :func:`range_rows`."""
     nb = (n + bs - 1) // bs
     ncol = (inner + cols - 1) // cols
-    for t in prange(outer * nb * ncol):
+    for t in range(t0, t1):
         ob = t // ncol
         c0 = (t - ob * ncol) * cols
         w = min(cols, inner - c0)
@@ -196,6 +204,17 @@ def range_rows(xb, mask, inf, sym, outer, n, inner, bs, cols, lo, hi):
             _amax_rows(xb, base, nrows, inner, w, hi, ob * inner + c0, mask, inf)
         else:
             _lohi_rows(xb, base, nrows, inner, w, lo, hi, ob * inner + c0, mask, inf)
+    return 0
+
+
+def range_rows(xb, mask, inf, sym, outer, n, inner, bs, cols, lo, hi):
+    """Extremes of the groups ``(o, b, j)`` (indices ``b * bs ...`` along the axis), each
+    reduced elementwise along rows of ``inner``: ``hi``/``lo`` (filled with zeros) hold one key
+    per group in the C order of ``(outer, ceil(n / bs), inner)``. A task takes ``cols``
+    columns of one ``(o, b)``."""
+    ntasks = outer * -(-n // bs) * -(-inner // cols)
+    args = (xb, mask, inf, sym, outer, n, inner, bs, cols, lo, hi)
+    run(xb.size, "scaled", _range_rows_span, ntasks, 1, *args)
 
 
 def _key_spec(dtype):
@@ -249,11 +268,10 @@ def _group_keys(x, axis, block_size, sym):
     if x.size == 0:  # every group empty: range 0
         keys = np.zeros(n if block_size is None else outer * -(-n // block_size) * inner, kt)
         return keys, keys, x.dtype, mask
-    with threads_for(x.size):
-        if block_size is not None:
-            lo, hi = _range_groups(xb, mask, inf, sym, outer, n, inner, block_size)
-        else:
-            lo, hi = _range_channels(xb, mask, inf, sym, outer, n, inner)
+    if block_size is not None:
+        lo, hi = _range_groups(xb, mask, inf, sym, outer, n, inner, block_size)
+    else:
+        lo, hi = _range_channels(xb, mask, inf, sym, outer, n, inner)
     return lo, hi, x.dtype, mask
 
 
@@ -382,21 +400,18 @@ def _q_vecz(x, out, e0, e1, st, lot, hit, t0):
     return err
 
 
-@njit(**_PAR)
-def quantize_runs(x, out, st, lot, hit, outer, n, inner, bs, per, pieces, so, sg, zo, zg):
-    """Quantize runs ``(o, b)`` (indices ``b * bs ...`` along the axis times all of
-    ``inner``) that share one scale: ``st[(o if so > 1) * sg + (b if sg > 1)]``, bounds from
-    ``lot``/``hit`` indexed alike with ``zo``, ``zg``. Tasks as in :func:`range_runs`.
-    Returns the NaN count."""
+@njit(**_JIT_CALL)
+def _quantize_runs_span(t0, t1, x, out, st, lot, hit, outer, n, inner, bs, per, pieces, so, sg,
+                        zo, zg):  # fmt: skip
+    """Tasks ``t0:t1`` of :func:`quantize_runs`; returns the NaN count."""
     nb = (n + bs - 1) // bs
     nruns = outer * nb
     err = 0
-    for t in prange(((nruns + per - 1) // per) * pieces):
+    for t in range(t0, t1):
         u0 = (t // pieces) * per
         p = t - (t // pieces) * pieces
         o = u0 // nb
         b = u0 - o * nb
-        cnt = 0
         for _ in range(u0, min(nruns, u0 + per)):
             s0 = (o * n + b * bs) * inner
             s1 = (o * n + min(n, b * bs + bs)) * inner
@@ -406,41 +421,55 @@ def quantize_runs(x, out, st, lot, hit, outer, n, inner, bs, per, pieces, so, sg
                 s0 = min(s1, s0 + p * c)
             si = (o if so > 1 else 0) * sg + (b if sg > 1 else 0)
             zi = (o if zo > 1 else 0) * zg + (b if zg > 1 else 0)
-            cnt += _q_run(x, out, s0, s1, st[si], lot[zi], hit[zi])
+            err += _q_run(x, out, s0, s1, st[si], lot[zi], hit[zi])
             b += 1
             if b == nb:
                 b = 0
                 o += 1
-        err += cnt
     return err
 
 
-@njit(**_PAR)
-def quantize_rows(x, out, st, lot, hit, zvec, width, n, bs, so, sg):
-    """Quantize rows of ``width`` elements whose scales vary along the row: row ``r``
-    (``o = r // n``, ``a = r % n``) reads row ``(o if so > 1) * sg + (a // bs if sg > 1)`` of the
-    scale table ``st`` (``width`` columns); ``zvec``: the bounds ``lot``/``hit`` are tables of
-    the same layout, else one value each. Returns the NaN count."""
+def quantize_runs(x, out, st, lot, hit, outer, n, inner, bs, per, pieces, so, sg, zo, zg):
+    """Quantize runs ``(o, b)`` (indices ``b * bs ...`` along the axis times all of
+    ``inner``) that share one scale: ``st[(o if so > 1) * sg + (b if sg > 1)]``, bounds from
+    ``lot``/``hit`` indexed alike with ``zo``, ``zg``. Tasks as in :func:`range_runs`.
+    Returns the NaN count."""
+    ntasks = -(-(outer * -(-n // bs)) // per) * pieces
+    args = (x, out, st, lot, hit, outer, n, inner, bs, per, pieces, so, sg, zo, zg)
+    return run(x.size, "scaled", _quantize_runs_span, ntasks, 1, *args)
+
+
+@njit(**_JIT_CALL)
+def _quantize_rows_span(t0, t1, x, out, st, lot, hit, zvec, width, n, bs, so, sg):
+    """Tasks ``t0:t1`` (of ``CHUNK`` elements) of :func:`quantize_rows`; the NaN count."""
     size = x.size
     err = 0
-    for t in prange((size + CHUNK - 1) // CHUNK):
+    for t in range(t0, t1):
         e = t * CHUNK
         e1 = min(size, e + CHUNK)
-        cnt = 0
         while e < e1:
             r = e // width
             r1 = min(e1, r * width + width)
             o = r // n
             a = r - o * n
             tr = (o if so > 1 else 0) * sg + (a // bs if sg > 1 else 0)
-            t0 = tr * width + (e - r * width)
+            t0_ = tr * width + (e - r * width)
             if zvec:
-                cnt += _q_vecz(x, out, e, r1, st, lot, hit, t0)
+                err += _q_vecz(x, out, e, r1, st, lot, hit, t0_)
             else:
-                cnt += _q_vec(x, out, e, r1, st, t0, lot[0], hit[0])
+                err += _q_vec(x, out, e, r1, st, t0_, lot[0], hit[0])
             e = r1
-        err += cnt
     return err
+
+
+def quantize_rows(x, out, st, lot, hit, zvec, width, n, bs, so, sg):
+    """Quantize rows of ``width`` elements whose scales vary along the row: row ``r``
+    (``o = r // n``, ``a = r % n``) reads row ``(o if so > 1) * sg + (a // bs if sg > 1)`` of the
+    scale table ``st`` (``width`` columns); ``zvec``: the bounds ``lot``/``hit`` are tables of
+    the same layout, else one value each. Returns the NaN count."""
+    ntasks = -(-x.size // CHUNK)
+    args = (x, out, st, lot, hit, zvec, width, n, bs, so, sg)
+    return run(x.size, "scaled", _quantize_rows_span, ntasks, 1, *args)
 
 
 def _period_table(a3, n, inner, bs):
@@ -457,7 +486,7 @@ def quantize_groups(x, out, s3, z3, bs, qmin, qmax):
     ``s3`` and ``z3`` hold the scales and zero points as ``(1 or outer, groups or 1, 1 or
     inner)``, group ``a // bs`` along the axis. Per element ``k = min(max(rint(float64(x) / s),
     qmin - z), qmax - z) + 0.0`` and ``out = k * s`` in float64, stored to ``out``'s dtype: the
-    same bits as :func:`qemu_arrays.cpu.quantize_int_rne` with one scale.
+    same bits as :func:`qemu_arrays.kernels.elements.quantize_int_rne` with one scale.
     """
     outer, n, inner = x.shape
     if x.size == 0:
@@ -474,30 +503,29 @@ def quantize_groups(x, out, s3, z3, bs, qmin, qmax):
     zvec = z3.size > 1
     period = n * inner
     vary = s3.shape[2] > 1 or z3.shape[2] > 1  # scales vary along the contiguous rows
-    with threads_for(x.size):
-        if (
-            s3.shape[0] == 1
-            and z3.shape[0] == 1
-            and (bs * inner < RUN_MIN or (vary and outer > 1 and period <= PERIOD_MAX))
-        ):  # the scales repeat with period n * inner: rows of a tiled period
-            m = max(1, min(outer, -(-PERIOD_MIN // period)))
-            st = np.tile(_period_table(s3, n, inner, bs), m)
-            lot, hit = lo3.reshape(-1)[:1], hi3.reshape(-1)[:1]
-            if zvec:
-                lot = np.tile(_period_table(lo3, n, inner, bs), m)
-                hit = np.tile(_period_table(hi3, n, inner, bs), m)
-            return quantize_rows(xf, of, st, lot, hit, zvec, period * m, 1, 1, 1, 1)
-        if vary:  # rows of `inner` reading their row of the scale table
-            shp = np.broadcast_shapes(s3.shape, z3.shape if zvec else (1, 1, 1))
-            so, sg = shp[0], shp[1]
-            st = np.ascontiguousarray(np.broadcast_to(s3, shp)).reshape(-1)
-            lot, hit = lo3.reshape(-1)[:1], hi3.reshape(-1)[:1]
-            if zvec:
-                lot = np.ascontiguousarray(np.broadcast_to(lo3, shp)).reshape(-1)
-                hit = np.ascontiguousarray(np.broadcast_to(hi3, shp)).reshape(-1)
-            return quantize_rows(xf, of, st, lot, hit, zvec, inner, n, bs, so, sg)
-        per, pieces = _runs_split(bs * inner)
-        return quantize_runs(
-            xf, of, s3.reshape(-1), lo3.reshape(-1), hi3.reshape(-1), outer, n, inner, bs, per,
-            pieces, s3.shape[0], s3.shape[1], z3.shape[0], z3.shape[1],
-        )  # fmt: skip
+    if (
+        s3.shape[0] == 1
+        and z3.shape[0] == 1
+        and (bs * inner < RUN_MIN or (vary and outer > 1 and period <= PERIOD_MAX))
+    ):  # the scales repeat with period n * inner: rows of a tiled period
+        m = max(1, min(outer, -(-PERIOD_MIN // period)))
+        st = np.tile(_period_table(s3, n, inner, bs), m)
+        lot, hit = lo3.reshape(-1)[:1], hi3.reshape(-1)[:1]
+        if zvec:
+            lot = np.tile(_period_table(lo3, n, inner, bs), m)
+            hit = np.tile(_period_table(hi3, n, inner, bs), m)
+        return quantize_rows(xf, of, st, lot, hit, zvec, period * m, 1, 1, 1, 1)
+    if vary:  # rows of `inner` reading their row of the scale table
+        shp = np.broadcast_shapes(s3.shape, z3.shape if zvec else (1, 1, 1))
+        so, sg = shp[0], shp[1]
+        st = np.ascontiguousarray(np.broadcast_to(s3, shp)).reshape(-1)
+        lot, hit = lo3.reshape(-1)[:1], hi3.reshape(-1)[:1]
+        if zvec:
+            lot = np.ascontiguousarray(np.broadcast_to(lo3, shp)).reshape(-1)
+            hit = np.ascontiguousarray(np.broadcast_to(hi3, shp)).reshape(-1)
+        return quantize_rows(xf, of, st, lot, hit, zvec, inner, n, bs, so, sg)
+    per, pieces = _runs_split(bs * inner)
+    return quantize_runs(
+        xf, of, s3.reshape(-1), lo3.reshape(-1), hi3.reshape(-1), outer, n, inner, bs, per,
+        pieces, s3.shape[0], s3.shape[1], z3.shape[0], z3.shape[1],
+    )  # fmt: skip

@@ -86,10 +86,10 @@ def prefetch(typingctx, arr, index):
 
 @intrinsic
 def nv_scale32(typingctx, a, rdiv, tscale, plan32, near):
-    """The float32 step of the NVFP4 block scale (see :func:`qemu_arrays.cpu_blocks.nv_f32_rne`)
+    """The float32 step of the NVFP4 block scale (see :func:`qemu_arrays.kernels.blocks.nv_f32_rne`)
     on 32-bit words only: from the block maximum's bits ``a``, ``q = float32(amax * rdiv)`` is
     rounded to nearest-even into the scale format (``plan32`` from
-    :func:`qemu_arrays.cpu_blocks.rne_scale_plan32`, saturating), and ``d = float32(s *
+    :func:`qemu_arrays.kernels.blocks.rne_scale_plan32`, saturating), and ``d = float32(s *
     tscale)``. Returns ``(code, d)``, with ``d = -1`` where the step does not decide the block
     (``q`` within ``near`` ulps of a midpoint or below the smallest normal scale, a non-finite
     maximum, a subnormal ``d``, or quotients ``x / d`` that could overflow float32): selects

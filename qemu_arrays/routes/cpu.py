@@ -120,13 +120,11 @@ def _quantize_int(work, res, req: Request, r, keys, rule_x=None):
     s, z = scales.flatten_groups(sg, zg, work.shape, g_axis, g_bs)
     if req.rounding is Rounding.NEAREST_EVEN and s.size == 1 and z.size == 1:
         lo, hi = float(fmt.min - z[0]), float(fmt.max - z[0])  # vectorized, same bits
-        with elements.threads_for(work.size):
-            return elements.quantize_int_rne(work.reshape(-1), res.reshape(-1), s[0], lo, hi)
-    with elements.threads_for(work.size):
-        return elements.quantize_int(
-            work.reshape(-1), res.reshape(-1), np.empty(1, np.int64), s, z, fmt.min, fmt.max,
-            int(req.rounding), *keys, kernel_offset(req.offset), r, 1,
-        )  # fmt: skip
+        return elements.quantize_int_rne(work.reshape(-1), res.reshape(-1), s[0], lo, hi)
+    return elements.quantize_int(
+        work.reshape(-1), res.reshape(-1), np.empty(1, np.int64), s, z, fmt.min, fmt.max,
+        int(req.rounding), *keys, kernel_offset(req.offset), r, 1,
+    )  # fmt: skip
 
 
 # ---- scaled float formats ------------------------------------------------------------------------
@@ -196,11 +194,10 @@ def _encode(arr, req: Request, rule_x=None):
         sg, zg, g_axis, g_bs = _int_scales(req, arr.shape, work if rule_x is None else rule_x)
         s, z = scales.flatten_groups(sg, zg, arr.shape, g_axis, g_bs)
         k = np.empty(arr.size, dtype=np.int64)
-        with elements.threads_for(work.size):
-            err = elements.quantize_int(
-                work.reshape(-1), np.empty(1, np.float64), k, s, z, fmt.min, fmt.max,
-                int(req.rounding), *keys, kernel_offset(req.offset), r, 2,
-            )  # fmt: skip
+        err = elements.quantize_int(
+            work.reshape(-1), np.empty(1, np.float64), k, s, z, fmt.min, fmt.max,
+            int(req.rounding), *keys, kernel_offset(req.offset), r, 2,
+        )  # fmt: skip
         if err:
             raise nan_error(fmt, req.overflow)
         codes = (k & ((1 << fmt.bits) - 1)).astype(cdt).reshape(arr.shape)
@@ -213,11 +210,10 @@ def _encode(arr, req: Request, rule_x=None):
         overflow = Overflow.SATURATE
     xb, in_e, in_m = bits_view(work)
     codes = np.empty(arr.size, dtype=cdt)
-    with elements.threads_for(work.size):
-        err = elements.encode_float_bits(
-            xb, codes, in_e, in_m, fmt.params(), int(req.rounding), overflow_code(overflow),
-            *keys, kernel_offset(req.offset), r,
-        )  # fmt: skip
+    err = elements.encode_float_bits(
+        xb, codes, in_e, in_m, fmt.params(), int(req.rounding), overflow_code(overflow),
+        *keys, kernel_offset(req.offset), r,
+    )  # fmt: skip
     if err:
         raise nan_error(fmt, overflow)
     codes = codes.reshape(arr.shape)

@@ -144,15 +144,16 @@ def _run_nv(work, fmt, call, ts, out_dtype):
     splan = cpu_blocks.rne_scale_plan(sp_) if vec else None
     splan32 = cpu_blocks.rne_scale_plan32(sp_) if vec else None
     flat = work.reshape(-1)
+    todo = 1  # blocks left to the general kernel (all, without the fast one)
     if splan is not None and splan32 is not None and n >= bs:
-        cpu_blocks.nv_f32_rne(
+        todo = cpu_blocks.nv_f32_rne(
             flat.view(np.uint32), out, R * (n // bs), n, nb, bs, float(fmt.element.max),
-            np.float32(ts), splan, splan32, int(nv_scale_nan(sp_)), plan, ep, int(_FAST_PATH),
-            call.scodes,
+            np.float32(ts), splan, splan32, int(nv_scale_nan(sp_)), plan, call.scodes,
         )  # fmt: skip
-        _short_last_blocks(work, out, call.scodes, R, n, nb, bs, general)
-    else:
+    if todo:  # blocks the fast kernel leaves to the general one: the whole array there
         general(flat, out, R, n, call.scodes)
+    else:
+        _short_last_blocks(work, out, call.scodes, R, n, nb, bs, general)
     return out
 
 
@@ -181,13 +182,15 @@ def _run_mx(work, fmt, call):
         )  # fmt: skip
 
     consts = cpu_blocks.block_exponent_consts(sp.mprec, sp.maxsig) if vec else None
+    todo = 1  # blocks left to the general kernel (all, without the fast one)
     if consts is not None and n >= bs:
-        cpu_blocks.mx_f32_rne(
+        todo = cpu_blocks.mx_f32_rne(
             xb, out, R * (n // bs), n, nb, bs, sp, consts[0], consts[1], plan, call.scodes
         )
-        _short_last_blocks(work, out, call.scodes, R, n, nb, bs, general)
-    else:
+    if todo:  # the whole array through the general kernel
         general(flat, out, R, n, call.scodes)
+    else:
+        _short_last_blocks(work, out, call.scodes, R, n, nb, bs, general)
     return out
 
 

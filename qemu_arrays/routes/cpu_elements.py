@@ -74,13 +74,12 @@ def quantize_float(work, res, req: Request, r, keys):
         if req.rounding is Rounding.NEAREST_EVEN and in_m == 23
         else None
     )
-    with elements.threads_for(work.size):
-        if plan is not None:  # the vectorized kernel: same bits, selects only
-            return elements.quantize_f32_rne(xb, rb, plan, fmt.params(), ovf)
-        return elements.quantize_float_bits(
-            xb, rb, res.reshape(-1), in_e, in_m, fmt.params(), int(req.rounding), ovf, *keys,
-            kernel_offset(req.offset), r,
-        )  # fmt: skip
+    if plan is not None:  # the vectorized kernel: same bits, selects only
+        return elements.quantize_f32_rne(xb, rb, plan, fmt.params(), ovf)
+    return elements.quantize_float_bits(
+        xb, rb, res.reshape(-1), in_e, in_m, fmt.params(), int(req.rounding), ovf, *keys,
+        kernel_offset(req.offset), r,
+    )  # fmt: skip
 
 
 def round_array(arr, fmt, rounding=Rounding.NEAREST_EVEN, overflow=Overflow.OWN):

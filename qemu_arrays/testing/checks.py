@@ -542,6 +542,14 @@ def _battery_args(fmt, quantize, roundings, overflows, scale, dtype):
         if roundings is None
         else tuple(Rounding(r) for r in roundings)
     )
+    beyond = [r.name for r in roundings if r > Rounding.STOCHASTIC]
+    if beyond:
+        msg = (
+            f"roundings: the battery's model has no {', '.join(beyond)}; it checks "
+            f"{', '.join(r.name for r in Rounding if r <= Rounding.STOCHASTIC)}; hint: test the "
+            "newer modes against qemu_arrays.formats.reference.quantize_value"
+        )
+        raise ValueError(msg)
     overflows = tuple(Overflow) if overflows is None else tuple(Overflow(o) for o in overflows)
     dtype = np.dtype(dtype)
     if dtype not in (np.dtype(np.float16), np.dtype(np.float32), np.dtype(np.float64)):

@@ -474,7 +474,7 @@ class FormatQuantizer(Quantizer):
                 raise ValueError(msg)
         self.scale = scale
         self.estimator = _estimator(estimator)
-        self.stochastic = self.rounding == Rounding.STOCHASTIC
+        self.stochastic = self.rounding.stochastic  # STOCHASTIC and STOCHASTIC_EQUAL
         sc = "" if scale is None else f", scale={scale if isinstance(scale, str) else f'{scale:g}'}"
         self.name = f"{fmt.name}({self.rounding.name.lower()}{sc})"
 

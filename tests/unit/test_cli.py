@@ -30,7 +30,8 @@ def assert_clean_error(code, err, *needles):
 
 
 @pytest.mark.parametrize(
-    "sub", ["demo", "formats", "info", "compare", "check-format", "reproduce", "bench"]
+    "sub",
+    ["demo", "formats", "info", "compare", "check-format", "reproduce", "qat", "bench", "warmup"],
 )
 def test_every_subcommand_has_help(capsys, sub):
     code, out, _ = run(capsys, sub, "--help")
@@ -461,3 +462,40 @@ def test_plots_for_every_format_kind(tmp_path):
         plot_value_grid("float32", tmp_path / "f.png")
     with pytest.raises(ValueError, match="at least one"):
         plot_comparison([], {}, tmp_path / "c.png")
+
+
+def test_warmup_bad_input(capsys):
+    for argv, needles in (
+        (["--formats", "float8_e4m3fn,nosuch"], ("nosuch",)),
+        (["--formats", "int8", "--dtypes", "int8"], ("dtype", "float32", "allowed")),
+        (["--formats", ","], ("--formats",)),
+    ):
+        code, _, err = run(capsys, "warmup", *argv)
+        assert_clean_error(code, err, *needles)
+
+
+def test_warmup_reports_each_format_and_the_cache(capsys):
+    """One line per format and dtype with what it compiled; a counter that counts only
+    qemu_arrays' compiles (the real kernels compile, or load from the disk cache, here; the
+    notice test checks that a second process loads a real kernel from the cache)."""
+    from qemu_arrays import cli_warmup
+
+    code, out, err = run(capsys, "warmup", "--formats", "float8_e4m3fn", "--dtypes", "float32")
+    assert code == 0, err
+    assert "qemu_arrays: compiling" not in err  # warmup reports its own progress
+    line = [ln for ln in out.splitlines() if ln.startswith("float8_e4m3fn")]
+    assert len(line) == 1
+    assert "float32" in line[0]
+    assert "kernels compiled" in line[0] or "all cached already" in line[0]
+    assert "cached in" in out
+
+    from numba import njit
+
+    def ours(v):
+        return v * 2
+
+    ours.__module__ = "qemu_arrays.fake"  # counted: one of qemu_arrays' functions
+    with cli_warmup._CompileCounter() as counter:
+        njit(lambda v: v + 1)(1)  # this test module's: not counted
+        njit(ours)(1)
+    assert counter.count == 1

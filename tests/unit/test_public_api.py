@@ -14,6 +14,7 @@ PUBLIC = {
     "Route", "ScaleRule", "Specials", "__version__", "asarray", "compute_scale", "decode",
     "encode", "explain_route", "get_format", "list_formats", "load", "minifloat", "p3109",
     "pack", "quantize", "register", "route", "unpack",
+    "get_num_threads", "set_compile_notice", "set_num_threads",  # threads, compiles (issue 12)
 }  # fmt: skip
 
 

@@ -374,3 +374,10 @@ def test_check_estimator_finds_non_cyclical_and_wrong_closed_form():
     assert "alpha_closed_form" in report.failed_properties
     with pytest.raises(TypeError, match="Estimator"):
         check_estimator(lambda x: x, "int4")
+
+
+def test_modes_beyond_the_model_are_refused():
+    """The battery's model knows the first seven modes; asking for a newer one is an error, not
+    a silently wrong verdict."""
+    with pytest.raises(ValueError, match="NEAREST_ZERO"):
+        check_format("float4_e2m1fn", roundings=[qa.Rounding.NEAREST_ZERO])
