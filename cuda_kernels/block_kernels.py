@@ -45,6 +45,7 @@ from qemu_arrays.formats.block_cores import (
     mx_element,
     mx_rne32_bits,
     mx_scale,
+    mx_subnormal_quantum,
     nv_element,
     nv_rne32_bits,
     nv_scale,
@@ -160,7 +161,8 @@ def _element_step(spec, b, e, d, special, vec_nv, rnd, u, r):
     if spec.is_nv == 1:
         f64out = 1 if spec.out_kind == 1 else 0
         return nv_element(b, d, spec.ep, rnd, u, r, spec.fast, spec.want, f64out)
-    return mx_element(b, e, spec.mx, spec.ep, spec.ie, rnd, u, r, spec.fast, spec.want)
+    subq = mx_subnormal_quantum(e, spec.ep)
+    return mx_element(b, e, subq, spec.mx, spec.ep, spec.ie, rnd, u, r, spec.fast, spec.want)
 
 
 def _build_lanes(spec):

@@ -68,6 +68,7 @@ __all__ = [
     "mx_rne32",
     "mx_rne32_bits",
     "mx_scale",
+    "mx_subnormal_quantum",
     "nv_element",
     "nv_rne32",
     "nv_rne32_bits",
@@ -204,6 +205,13 @@ def mx_scale(amaxb, sp):
 
 
 @_HOT
+def mx_subnormal_quantum(e, ep):
+    """``2**(emin - m + e)``: the element format's subnormal quantum under the scale ``2**e``
+    (``ep`` its ``FormatParams``; 0 for integer elements' zeros)."""
+    return pow2_f64(ep[1] - ep[0] + e)
+
+
+@_HOT
 def mx_rne32(b, inv, mul, plan):
     """float32 nearest-even MX element of float32 bits ``b`` under the scale ``mul = 2**e``
     (``inv = 2**-e``): ``rne(x * inv) * mul``, both products in float32 (exact where the result
@@ -220,7 +228,7 @@ def mx_rne32_bits(b, e, plan):
 
 
 @_HOT
-def _mx_fast(b, e, in_e, in_m, ep, rnd, u, r, want):
+def _mx_fast(b, e, subq, in_e, in_m, ep, rnd, u, r, want):
     """The fast path of :func:`mx_element`: ``(done, value bits, code)``. Dividing by ``2^e`` is
     subtracting ``e`` from the exponent field, so an element whose shifted bits are still a
     normal IEEE value is rounded by :func:`~qemu_arrays.formats.cores.round_bits_fast` on those
@@ -253,7 +261,7 @@ def _mx_fast(b, e, in_e, in_m, ep, rnd, u, r, want):
     # an element subnormal: kept * 2^(emin - m), times 2^e
     if want & 2:
         code = format_code(FINITE, s, kept, emin - m, m, emin, eb, bias, sg, sp)
-    v = np.float64(kept) * pow2_f64(emin - m + e)
+    v = np.float64(kept) * subq
     return 1, value_bits(-v if s == 1 else v, 1 if in_m == 52 else 0), code
 
 
@@ -275,10 +283,11 @@ def mx_int_element(sign, M, E, e, ie, rnd, u, r, want):
 
 
 @_HOT
-def mx_element(b, e, sp, ep, ie, rnd, u, r, fast, want):
+def mx_element(b, e, subq, sp, ep, ie, rnd, u, r, fast, want):
     """``(value bits, element code)`` of one MX element with bits ``b`` (layout ``sp.in_e``,
-    ``sp.in_m``; value bits in that layout) under the block scale ``2**e``: the element step of
-    every MX kernel, CPU and CUDA. ``ep`` the element's ``FormatParams`` (float elements),
+    ``sp.in_m``; value bits in that layout) under the block scale ``2**e`` (``subq`` the
+    element's subnormal quantum times the scale, :func:`mx_subnormal_quantum`, computed once a
+    block): the element step of every MX kernel, CPU and CUDA. ``ep`` the element's ``FormatParams`` (float elements),
     ``ie`` an :class:`IntElement`; ``fast == 1`` (float elements of at most the input's
     precision) tries the fast path on the bits :func:`_mx_fast` first; inlined into the
     caller's loop, with the general path of float elements (:func:`mx_float_general`) out of
@@ -287,7 +296,7 @@ def mx_element(b, e, sp, ep, ie, rnd, u, r, fast, want):
     ``want`` bit 1: the value is needed, bit 2: the code (0 is returned for what is not, on the
     fast path)."""
     if fast == 1:
-        done, vb, code = _mx_fast(b, e, sp[0], sp[1], ep, rnd, u, r, want)
+        done, vb, code = _mx_fast(b, e, subq, sp[0], sp[1], ep, rnd, u, r, want)
         if done == 1:
             return vb, code
     sign, M, E, _spc = split_bits(b, sp[0], sp[1])

@@ -24,6 +24,7 @@ from qemu_arrays.formats.block_cores import (  # scale rules: qemu_arrays.format
     mx_element,
     mx_rne32,
     mx_scale,
+    mx_subnormal_quantum,
     nv_element,
     nv_rne32,
     nv_scale,
@@ -70,14 +71,15 @@ def _nan_block(out, codes, start, stop, want):
             codes[i] = 0
 
 
-@njit(**_JIT)
+@njit(cache=True, nogil=True, inline="always")
 def _mx_block(xb, start, stop, e, sp, ep, ie, ra, idxmap, want, fast, outb, codes):
     """Elements ``start:stop`` of one MX block under the scale ``2**e``: the shared step
     :func:`~qemu_arrays.formats.block_cores.mx_element`, values as IEEE bits into ``outb``."""
     rnd, _k0, _k1, _k2, _offset, r = ra
+    subq = mx_subnormal_quantum(e, ep)
     for i in range(start, stop):
         u = _random_u(ra, idxmap, i)
-        vb, c = mx_element(np.int64(xb[i]), e, sp, ep, ie, rnd, u, r, fast, want)
+        vb, c = mx_element(np.int64(xb[i]), e, subq, sp, ep, ie, rnd, u, r, fast, want)
         if want & 1:
             outb[i] = vb
         if want & 2:
