@@ -27,6 +27,7 @@ NJIT_SOURCES = (
     "rne32.py",
     "codes.py",
     "enums.py",
+    "accumulate.py",
 )
 
 
