@@ -13,7 +13,8 @@ for tests on small arrays).
 
 Modules: :mod:`qemu_arrays.cuda_kernels.kernels` (element formats), :mod:`qemu_arrays.cuda_kernels.rne32` (the 32-bit
 nearest-even step for float32 input), :mod:`qemu_arrays.cuda_kernels.block_kernels` and
-:mod:`qemu_arrays.cuda_kernels.block_cores` (MX and NVFP4).
+:mod:`qemu_arrays.cuda_kernels.block_io` (MX and NVFP4; their rules are the shared steps of
+:mod:`qemu_arrays.formats.block_cores`).
 """
 
 from __future__ import annotations

@@ -2,9 +2,11 @@
 
 Every kernel is built by a factory for one :class:`BlockSpec` (format, scale rule, input and
 output dtype, mode family, values/codes), whose fields are closure constants: on a GPU numba
-folds them into the scalar steps of :mod:`qemu_arrays.cuda_kernels.block_cores`, and each specification
+folds them into the shared scalar steps, and each specification
 compiles once, on first use. The rounding mode, the random key and the geometry are run-time
-arguments.
+arguments. Every block and element rule is a shared step of :mod:`qemu_arrays.formats.block_cores`
+(the CPU kernels call the same functions); the loads and stores are
+:mod:`qemu_arrays.cuda_kernels.block_io`.
 
 Two layouts, no transposition: blocks run along ``axis`` of the caller's C-contiguous array,
 viewed as ``(outer, n, inner)`` (``n`` the axis length, ``inner`` the product of the trailing
@@ -32,24 +34,28 @@ from __future__ import annotations
 from typing import NamedTuple
 
 import numpy as np
-from numba import cuda
+from numba import cuda, njit
 
-from qemu_arrays.cuda_kernels import simulated
-from qemu_arrays.cuda_kernels.block_cores import (
-    abs_bits,
+from qemu_arrays.cuda_kernels import block_io, simulated
+from qemu_arrays.cuda_kernels.block_io import abs_bits, decoded_bits, load_bits, store_bits
+from qemu_arrays.formats.block_cores import (
+    IntElement,
+    MxScalePlan,
     block_value,
-    decoded_bits,
-    load_bits,
     mx_element,
-    mx_rne32,
+    mx_rne32_bits,
     mx_scale,
+    mx_subnormal_quantum,
     nv_element,
-    nv_rne32,
+    nv_rne32_bits,
     nv_scale,
     nv_vec_ok,
-    store_bits,
 )
 from qemu_arrays.formats.cores import SR, random_u
+from qemu_arrays.formats.jit_cache import purge_stale_cache
+
+# the @njit glue below is cached: recompiled when a core of formats/ (or the loads) changes
+purge_stale_cache(__file__, block_io.__file__)
 
 SIM = simulated()
 FULL_MASK = 0xFFFFFFFF
@@ -60,21 +66,16 @@ class BlockSpec(NamedTuple):
 
     is_nv: int  # 0: MX (power-of-two scale), 1: two-level (NVFP4)
     bs: int  # block size
-    in_kind: int  # load kind (block_cores.load_bits)
-    out_kind: int  # store kind (block_cores.store_bits)
+    in_kind: int  # load kind (block_io.load_bits)
+    out_kind: int  # store kind (block_io.store_bits)
     want: int  # bit 1: values, bit 2: codes
     vec: int  # 1: nearest-even, values only, through the 32-bit select-only step
     fast: int  # 1: the fast paths on the bits (float elements of at most the input's precision)
     ep: tuple  # element parameters (qemu_arrays.formats.cores), zeros for integer elements
-    is_int: int
-    fb: int  # fraction bits of integer elements
-    qmin: int
-    qmax: int
-    cmask: int  # mask of an element code
-    mx: tuple  # (in_e, in_m, rule, mprec, emax_elem, maxsig, s_emin, s_emax, s_bias, s_nan)
+    ie: IntElement  # integer elements (zeros for float elements)
+    mx: MxScalePlan  # the MX scale step (input layout included)
     sp: tuple  # scale-format parameters (NVFP4)
     emaxv: float  # element maximum (NVFP4)
-    snan: int  # the scale format's NaN code (NVFP4)
     plan: tuple  # rne_f32_plan under saturation (vec == 1)
 
 
@@ -134,13 +135,41 @@ def rows_kernel(spec: BlockSpec):
     return _cached("rows", spec, _build_rows)
 
 
+@njit(cache=True, nogil=True)
+def _scale_step(spec, a, t64):
+    """``(special, e, scale code, d)`` of a block with largest magnitude bits ``a``: the shared
+    MX step (``e``) or NVFP4 step (``d``) of :mod:`qemu_arrays.formats.block_cores`."""
+    if spec.is_nv == 1:
+        special, sc, d = nv_scale(a, spec.emaxv, t64, spec.sp)
+        return special, 0, sc, d
+    special, e, sc = mx_scale(a, spec.mx)
+    return special, e, sc, np.float32(0.0)
+
+
+@njit(cache=True, nogil=True)
+def _element_step(spec, b, e, d, special, vec_nv, rnd, u, r):
+    """``(value bits, code)`` of one element with bits ``b`` of a block with scale ``e`` (MX)
+    or ``d`` (NVFP4): NaN for a special block, else the shared element step (the select-only
+    nearest-even one where ``spec.vec``)."""
+    f64 = 1 if (spec.in_kind == 1 or spec.out_kind == 1) else 0
+    if special == 1:
+        return np.int64(0x7FF8000000000000 if f64 == 1 else 0x7FC00000), 0
+    if spec.vec == 1 and spec.is_nv == 0:
+        return mx_rne32_bits(b, e, spec.plan), 0
+    if vec_nv:
+        return nv_rne32_bits(b, d, spec.plan), 0
+    if spec.is_nv == 1:
+        f64out = 1 if spec.out_kind == 1 else 0
+        return nv_element(b, d, spec.ep, rnd, u, r, spec.fast, spec.want, f64out)
+    subq = mx_subnormal_quantum(e, spec.ep)
+    return mx_element(b, e, subq, spec.mx, spec.ep, spec.ie, rnd, u, r, spec.fast, spec.want)
+
+
 def _build_lanes(spec):
-    IS_NV, BS, IN_KIND, OUT_KIND, WANT, VEC, FAST = spec[:7]
-    EP, IS_INT, FB, QMIN, QMAX, CMASK, MX, SP, EMAXV, SNAN, PLAN = spec[7:]
-    IN_E, IN_M, RULE, MPREC, EMAX_ELEM, MAXSIG, S_EMIN, S_EMAX, S_BIAS, S_NAN = MX
+    SPEC = spec
+    BS, IN_KIND, OUT_KIND, WANT = spec.bs, spec.in_kind, spec.out_kind, spec.want
+    VEC_NV = spec.vec == 1 and spec.is_nv == 1
     CK = 1 if IN_KIND == 1 else 0  # computed bits are float64 (1) or float32 (0)
-    NANB = 0x7FF8000000000000 if (CK == 1 or OUT_KIND == 1) else 0x7FC00000
-    F64OUT = 1 if OUT_KIND == 1 else 0
     LOW = BS - 1
 
     @cuda.jit
@@ -165,9 +194,8 @@ def _build_lanes(spec):
                 j = (w - row * cpr) * 32 + lane
                 valid = j < n
                 i = row * n + j
-                blk = j // BS
-                blk_ok = blk < nb
-                t = row * nb + blk
+                t = row * nb + j // BS
+                blk_ok = j // BS < nb
                 first = (j & LOW) == 0
             b = load_bits(xb[i], IN_KIND) if valid else np.int64(0)
             a = abs_bits(b, CK)
@@ -176,38 +204,13 @@ def _build_lanes(spec):
             else:  # float32 magnitude bits fit in 31 bits: one 32-bit shuffle per step
                 a = np.int64(_segment_max(np.int32(a), lane, it, BS))
             it += 1
-            if IS_NV == 1:
-                special = 1 if a >= 0x7F800000 else 0
-                e = 0
-                d = np.float32(0.0)
-                if special == 1:
-                    sc = SNAN
-                else:
-                    sc, d = nv_scale(a, EMAXV, t64, SP)
-            else:
-                special, e, sc = mx_scale(
-                    a, IN_E, IN_M, RULE, MPREC, EMAX_ELEM, MAXSIG, S_EMIN, S_EMAX, S_BIAS, S_NAN
-                )
-                d = np.float32(0.0)
+            special, e, sc, d = _scale_step(SPEC, a, t64)
             if first and blk_ok:
                 scodes[t] = sc
             if valid:
-                code = 0
-                if special == 1:
-                    vb = np.int64(NANB)
-                elif VEC == 1 and IS_NV == 0:
-                    vb = mx_rne32(b, e, PLAN)
-                elif VEC == 1 and nv_vec_ok(a, d):
-                    vb = nv_rne32(b, d, PLAN)
-                else:
-                    u = random_u(k0, k1, k2, offset + i, r) if rnd == SR else 0
-                    if IS_NV == 1:
-                        vb, code = nv_element(b, d, EP, rnd, u, r, FAST, WANT, F64OUT)
-                    else:
-                        vb, code = mx_element(
-                            b, e, IN_E, IN_M, EP, IS_INT, FB, QMIN, QMAX, CMASK, rnd, u, r,
-                            FAST, WANT,
-                        )  # fmt: skip
+                u = random_u(k0, k1, k2, offset + i, r) if rnd == SR else 0
+                vec_nv = VEC_NV and special == 0 and nv_vec_ok(a, d)
+                vb, code = _element_step(SPEC, b, e, d, special, vec_nv, rnd, u, r)
                 if WANT & 1:
                     outb[i] = store_bits(vb, OUT_KIND)
                 if WANT & 2:
@@ -218,12 +221,10 @@ def _build_lanes(spec):
 
 
 def _build_rows(spec):
-    IS_NV, BS, IN_KIND, OUT_KIND, WANT, VEC, FAST = spec[:7]
-    EP, IS_INT, FB, QMIN, QMAX, CMASK, MX, SP, EMAXV, SNAN, PLAN = spec[7:]
-    IN_E, IN_M, RULE, MPREC, EMAX_ELEM, MAXSIG, S_EMIN, S_EMAX, S_BIAS, S_NAN = MX
+    SPEC = spec
+    BS, IN_KIND, OUT_KIND, WANT = spec.bs, spec.in_kind, spec.out_kind, spec.want
+    VEC_NV = spec.vec == 1 and spec.is_nv == 1
     CK = 1 if IN_KIND == 1 else 0
-    NANB = 0x7FF8000000000000 if (CK == 1 or OUT_KIND == 1) else 0x7FC00000
-    F64OUT = 1 if OUT_KIND == 1 else 0
 
     @cuda.jit
     def kern(xb, outb, codes, scodes, R, n, nb, inner, rnd, k0, k1, k2, offset, r, tscale):
@@ -242,40 +243,14 @@ def _build_rows(spec):
             a = np.int64(0)
             for jj in range(cnt):
                 a = max(a, abs_bits(load_bits(xb[base + jj * inner], IN_KIND), CK))
-            if IS_NV == 1:
-                special = 1 if a >= 0x7F800000 else 0
-                e = 0
-                d = np.float32(0.0)
-                if special == 1:
-                    sc = SNAN
-                else:
-                    sc, d = nv_scale(a, EMAXV, t64, SP)
-            else:
-                special, e, sc = mx_scale(
-                    a, IN_E, IN_M, RULE, MPREC, EMAX_ELEM, MAXSIG, S_EMIN, S_EMAX, S_BIAS, S_NAN
-                )
-                d = np.float32(0.0)
+            special, e, sc, d = _scale_step(SPEC, a, t64)
             scodes[t] = sc
-            vec_nv = VEC == 1 and IS_NV == 1 and special == 0 and nv_vec_ok(a, d)
+            vec_nv = VEC_NV and special == 0 and nv_vec_ok(a, d)
             for jj in range(cnt):
                 i = base + jj * inner
                 b = load_bits(xb[i], IN_KIND)
-                code = 0
-                if special == 1:
-                    vb = np.int64(NANB)
-                elif VEC == 1 and IS_NV == 0:
-                    vb = mx_rne32(b, e, PLAN)
-                elif vec_nv:
-                    vb = nv_rne32(b, d, PLAN)
-                else:
-                    u = random_u(k0, k1, k2, offset + i, r) if rnd == SR else 0
-                    if IS_NV == 1:
-                        vb, code = nv_element(b, d, EP, rnd, u, r, FAST, WANT, F64OUT)
-                    else:
-                        vb, code = mx_element(
-                            b, e, IN_E, IN_M, EP, IS_INT, FB, QMIN, QMAX, CMASK, rnd, u, r,
-                            FAST, WANT,
-                        )  # fmt: skip
+                u = random_u(k0, k1, k2, offset + i, r) if rnd == SR else 0
+                vb, code = _element_step(SPEC, b, e, d, special, vec_nv, rnd, u, r)
                 if WANT & 1:
                     outb[i] = store_bits(vb, OUT_KIND)
                 if WANT & 2:
@@ -323,12 +298,12 @@ def zero_i64(buf):
 
 
 def decode_kernel(spec):
-    """``spec = (bs, ep, is_int, ebits, fb, sp, is_nv, out_kind)``."""
+    """``spec = (bs, ep, ie, ebits, sp, is_nv, out_kind)``."""
     return _cached("decode", spec, _build_decode)
 
 
 def _build_decode(spec):
-    BS, EP, IS_INT, EBITS, FB, SP, IS_NV, OUT_KIND = spec
+    BS, EP, IE, EBITS, SP, IS_NV, OUT_KIND = spec
 
     @cuda.jit
     def kern(codes, scodes, outb, n, nb, inner, tscale):
@@ -341,7 +316,7 @@ def _build_decode(spec):
             j = q % n
             o = q // n
             t = (o * nb + j // BS) * inner + ti
-            v = block_value(codes[i], scodes[t], EP, IS_INT, EBITS, FB, SP, IS_NV, t64)
+            v = block_value(codes[i], scodes[t], EP, IE, EBITS, SP, IS_NV, t64)
             outb[i] = decoded_bits(v, OUT_KIND)
             i += stride
 

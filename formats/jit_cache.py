@@ -23,6 +23,7 @@ NJIT_SOURCES = (
     "cores.py",
     "bits.py",
     "block_cores.py",
+    "block_plans.py",
     "rne32.py",
     "codes.py",
     "enums.py",

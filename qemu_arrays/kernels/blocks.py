@@ -16,32 +16,25 @@ import math
 import numpy as np
 from numba import njit, prange
 
-from qemu_arrays.formats.bits import bits_f32, bits_f64, f32_bits, f64_bits
+from qemu_arrays.formats.bits import bits_f32, bits_f64, f64_bits
 from qemu_arrays.formats.block_cores import (  # scale rules: qemu_arrays.formats.block_spec.ScaleRule
     CEIL,
     EVEN,
     FLOOR,
-    RCEIL,
-    mx_float_general,
+    mx_element,
+    mx_rne32,
+    mx_scale,
+    mx_subnormal_quantum,
+    nv_element,
+    nv_rne32,
+    nv_scale,
+    nv_vec_ok,
+    pow2_f32,
     shared_exponent,
     split_bits,
 )
-from qemu_arrays.formats.cores import (
-    FINITE,
-    NAN,
-    SATURATE,
-    SR,
-    bit_length,
-    format_code,
-    has_negative_zero,
-    random_u,
-    round_bits_fast,
-    round_int_value,
-    round_magnitude,
-    round_subnormal_fast,
-)
+from qemu_arrays.formats.cores import SR, random_u
 from qemu_arrays.formats.jit_cache import purge_stale_cache
-from qemu_arrays.formats.rne32 import rne32
 from qemu_arrays.kernels import elements as _cpu
 from qemu_arrays.kernels import simd as cpu_simd
 from qemu_arrays.kernels.runtime import run
@@ -58,30 +51,50 @@ _JIT_NP = {**_JIT, "error_model": "numpy"}
 
 
 @njit(cache=True, nogil=True, inline="always")
-def _pow2_bits(k):
-    """float32 bits of ``2**k`` for ``-149 <= k <= 127`` (subnormal below ``2**-126``)."""
-    return ((k + 127) << 23) if k >= -126 else (1 << (k + 149))
+def _random_u(ra, idxmap, i):
+    """The random word of element ``i`` (its C-order index through ``idxmap`` when the blocks
+    run along another axis) under stochastic rounding, else 0."""
+    rnd, k0, k1, k2, offset, r = ra
+    if rnd != SR:
+        return 0
+    idx = idxmap[i] if idxmap.size > 1 else i
+    return random_u(k0, k1, k2, offset + idx, r)
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _nan_block(out, codes, start, stop, want):
+    """A block holding inf/NaN (or whose scale exceeds the scale format): NaN values, code 0."""
+    for i in range(start, stop):
+        if want & 1:
+            out[i] = math.nan
+        if want & 2:
+            codes[i] = 0
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _mx_block(xb, start, stop, e, sp, ep, ie, ra, idxmap, want, fast, outb, codes):
+    """Elements ``start:stop`` of one MX block under the scale ``2**e``: the shared step
+    :func:`~qemu_arrays.formats.block_cores.mx_element`, values as IEEE bits into ``outb``."""
+    rnd, _k0, _k1, _k2, _offset, r = ra
+    subq = mx_subnormal_quantum(e, ep)
+    for i in range(start, stop):
+        u = _random_u(ra, idxmap, i)
+        vb, c = mx_element(np.int64(xb[i]), e, subq, sp, ep, ie, rnd, u, r, fast, want)
+        if want & 1:
+            outb[i] = vb
+        if want & 2:
+            codes[i] = c
 
 
 @njit(**_JIT)
 def _mx_span(
-    t0, t1, xb, in_e, in_m, R, n, bs, ep, is_int, fb, qmin, qmax, mprec, emax_elem, maxsig,
-    s_emin, s_emax, s_bias, s_nan, rule, rnd, k0, k1, k2, offset, r, idxmap, want, fast,
-    out, outb, codes, scodes, vec, plan,
-):  # fmt: skip
+    t0, t1, xb, R, n, bs, ep, sp, ie, ra, idxmap, want, fast, out, outb, codes, scodes, vec, plan
+):
     """Blocks ``t0:t1`` (row-major over (row, block)) of :func:`mx_kernel`."""
-    m, emin, emax, sigmax, sub, hz, sg, sp, eb, bias = ep
+    in_e, in_m = sp[0], sp[1]
     nb = (n + bs - 1) // bs
-    cmask = (1 << (eb + m + 1)) - 1 if is_int == 0 else (1 << (bit_length(qmax) + 1)) - 1
-    use_map = idxmap.size > 1
     absmask = (np.int64(1) << (in_e + in_m)) - 1
-    signmask = np.int64(1) << (in_e + in_m)
-    infb = ((np.int64(1) << in_e) - 1) << in_m
-    emask = (np.int64(1) << in_e) - 1
-    in_bias = (np.int64(1) << (in_e - 1)) - 1
-    in_mmask = (np.int64(1) << in_m) - 1
-    fast_ok = fast == 1 and is_int == 0 and m <= in_m
-    fin = np.int64(FINITE)  # typed, not literal: one compile of format_code for every kernel
+    fast_ok = 1 if (fast == 1 and ie[0] == 0 and ep[0] <= in_m) else 0
     for t in range(t0, t1):
         row = t // nb
         blk = t - row * nb
@@ -91,143 +104,50 @@ def _mx_span(
         for i in range(start, stop):
             a = np.int64(xb[i]) & absmask  # |x| bits: ordered as the magnitudes are
             amaxb = max(amaxb, a)
-        special = 1 if amaxb >= infb else 0
-        if special == 0:
-            s_, aM, aE, spc = split_bits(amaxb, in_e, in_m)
-            if aM == 0:
-                e = s_emin
-            else:
-                e = shared_exponent(aM, aE, rule, mprec, emax_elem, maxsig)
-                if e < s_emin:
-                    e = s_emin
-                if e > s_emax:
-                    special = 1
+        special, e, sc = mx_scale(amaxb, sp)
+        scodes[t] = sc
         if special == 1:
-            scodes[t] = s_nan
-            for i in range(start, stop):
-                if want & 1:
-                    out[i] = math.nan
-                if want & 2:
-                    codes[i] = 0
-            continue
-        scodes[t] = e + s_bias
-        if vec == 1:
-            inv = bits_f32(_pow2_bits(-e))
-            sc2 = bits_f32(_pow2_bits(e))
-            for i in range(start, stop):
-                rb = rne32(f32_bits(bits_f32(xb[i]) * inv), plan)
-                out[i] = bits_f32(rb) * sc2
-            continue
-        eshift = np.int64(e) << in_m
-        sub_scale = math.ldexp(1.0, emin - m + e)
-        for i in range(start, stop):
-            b = np.int64(xb[i])
-            if rnd == SR:
-                idx = idxmap[i] if use_map else i
-                u = random_u(k0, k1, k2, offset + idx, r)
-            else:
-                u = 0
-            if fast_ok:
-                ef = (b >> in_m) & emask
-                if ef != 0 and 1 <= ef - e < emask:
-                    ok, mag = round_bits_fast(
-                        b - eshift, in_e, in_m, m, emin, emax, sigmax, sg, rnd, u, r
-                    )
-                    if ok:
-                        if want & 2:
-                            cef = (mag >> in_m) - in_bias + bias
-                            cmf = (mag & in_mmask) >> (in_m - m)
-                            codes[i] = (((b >> (in_e + in_m)) & sg) << (eb + m)) | (cef << m) | cmf
-                        if want & 1:
-                            oef = (mag >> in_m) + e
-                            if 1 <= oef < emask:  # always, for float32 -> float32: defensive
-                                outb[i] = (b & signmask) | (mag + eshift)
-                                continue
-                        else:
-                            continue
-                    else:
-                        ok, s, kept = round_subnormal_fast(
-                            b - eshift, in_e, in_m, m, emin, sub, hz, sg, sp, rnd, u, r
-                        )
-                        if ok:  # an element subnormal: kept * 2^(emin - m), times 2^e
-                            if want & 2:
-                                codes[i] = format_code(
-                                    fin, s, kept, emin - m, m, emin, eb, bias, sg, sp
-                                )
-                            if want & 1:
-                                v = np.float64(kept) * sub_scale
-                                out[i] = -v if s == 1 else v  # one rounding, as below
-                            continue
-            sign, M, E, spc = split_bits(b, in_e, in_m)
-            if is_int == 1:
-                if M == 0:
-                    k = 0
-                else:
-                    a = math.ldexp(float(M), E - e + fb)
-                    if a == 0.0:
-                        a = 5e-324  # keeps "non-zero and tiny": every mode rounds it right
-                    st, k = round_int_value(-a if sign == 1 else a, qmin, qmax, rnd, u, r)
-                if want & 1:
-                    out[i] = math.ldexp(float(k), e - fb)
-                if want & 2:
-                    codes[i] = k & cmask
-                continue
-            v, c = mx_float_general(sign, M, E, e, ep, rnd, u, r)
-            if want & 1:
-                out[i] = v
-            if want & 2:
-                codes[i] = c
-
+            _nan_block(out, codes, start, stop, want)
+        elif vec == 1:
+            _mx_elems(xb, out, np.uint64(start), stop - start, pow2_f32(-e), pow2_f32(e), plan)
+        else:
+            _mx_block(xb, start, stop, e, sp, ep, ie, ra, idxmap, want, fast_ok, outb, codes)
     return 0
 
 
 def mx_kernel(
-    xb, in_e, in_m, R, n, bs, ep, is_int, fb, qmin, qmax, mprec, emax_elem, maxsig,
-    s_emin, s_emax, s_bias, s_nan, rule, rnd, k0, k1, k2, offset, r, idxmap, want, fast,
-    out, outb, codes, scodes, vec, plan,
-):  # fmt: skip
-    """MX quantization with a power-of-two (E8M0-style) scale.
+    xb, R, n, bs, ep, sp, ie, ra, idxmap, want, fast, out, outb, codes, scodes, vec, plan
+):
+    """MX quantization with a power-of-two (E8M0-style) scale: per block the shared scale step
+    :func:`~qemu_arrays.formats.block_cores.mx_scale` (``sp`` an ``MxScalePlan``: the input's
+    layout and the scale constants), then each element by the shared element step
+    :func:`~qemu_arrays.formats.block_cores.mx_element` (``ep`` the element's ``FormatParams``,
+    ``ie`` an ``IntElement``, ``ra`` a ``RoundingArgs``).
 
     ``vec == 1`` (float32 input and output, float elements, nearest-even, values only): each
-    block's elements take the select-only loop of :func:`qemu_arrays.kernels.elements.quantize_f32_rne`
-    (``plan`` from ``rne_f32_plan`` under saturation) on ``x * 2**-e``, and the result is
-    multiplied back by ``2**e``; both products are exact where the result is non-zero.
+    block's elements take the select-only step
+    :func:`~qemu_arrays.formats.block_cores.mx_rne32` (``plan`` from ``rne_f32_plan`` under
+    saturation) on ``x * 2**-e``, multiplied back by ``2**e``.
 
     ``want`` bit 1: write values to ``out`` (``outb`` is the same buffer viewed as IEEE bits);
     bit 2: write element codes to ``codes``; scale codes always go to ``scodes`` (one per
-    block, row-major over (row, block)). ``fast == 0`` turns the fast path off (tests compare).
-
-    Fast path (float elements): dividing by the scale ``2^e`` is subtracting ``e`` from the
-    exponent field, so an element whose shifted bits are still a normal IEEE value is rounded by
-    :func:`~qemu_arrays.formats.cores.round_bits_fast` on those bits, and the result is scaled back by adding
-    ``e`` to the exponent field when that stays normal. Everything else (zeros, subnormals,
-    overflow, results outside the normal range) takes the general path, which gives the same
-    bits by the contract of ``round_bits_fast``.
+    block, row-major over (row, block)). ``fast == 0`` turns the fast path on the bits off
+    (tests compare).
     """
-    args = (
-        xb, in_e, in_m, R, n, bs, ep, is_int, fb, qmin, qmax, mprec, emax_elem, maxsig,
-        s_emin, s_emax, s_bias, s_nan, rule, rnd, k0, k1, k2, offset, r, idxmap, want, fast,
-        out, outb, codes, scodes, vec, plan,
-    )  # fmt: skip
-    nblk = R * -(-n // bs)
-    run(xb.size, "block", _mx_span, nblk, _GCH, *args)
+    args = (xb, R, n, bs, ep, sp, ie, ra, idxmap, want, fast, out, outb, codes, scodes, vec, plan)
+    run(xb.size, "block", _mx_span, R * -(-n // bs), _GCH, *args)
 
 
 @njit(**_JIT)
 def _nv_span(
-    t0, t1, x, xb, R, n, bs, ep, sp_, tscale, rnd, k0, k1, k2, offset, r, idxmap, want, fast,
-    out, codes, scodes, vec, plan,
-):  # fmt: skip
+    t0, t1, xb, R, n, bs, ep, sp_, tscale, ra, idxmap, want, fast, out, codes, scodes, vec, plan
+):
     """Blocks ``t0:t1`` (row-major over (row, block)) of :func:`nv_kernel`."""
-    m, emin, emax, sigmax, sub, hz, sg, sp, eb, bias = ep
-    sm, semin, semax, ssigmax, ssub, shz, ssg, ssp, seb, sbias = sp_
+    m, emax, sigmax = ep[0], ep[2], ep[3]
     nb = (n + bs - 1) // bs
     emaxv = math.ldexp(float(sigmax), emax - m)  # element max
-    # typed, not literal, arguments: one compile of each core for every kernel
-    zero, sat = np.int64(0), np.int64(SATURATE)
-    snan = format_code(np.int64(NAN), zero, zero, zero, sm, semin, seb, sbias, ssg, ssp)
     t64 = np.float64(tscale)
-    fast_ok = fast == 1 and m <= 23
+    fast_ok = 1 if (fast == 1 and m <= 23) else 0
     for t in range(t0, t1):
         row = t // nb
         blk = t - row * nb
@@ -236,133 +156,51 @@ def _nv_span(
         amaxb = np.int64(0)
         for i in range(start, stop):
             amaxb = max(amaxb, np.int64(xb[i]) & 0x7FFFFFFF)
-        if amaxb >= 0x7F800000:  # inf or NaN in the block
-            scodes[t] = snan
-            for i in range(start, stop):
-                if want & 1:
-                    out[i] = math.nan
-                if want & 2:
-                    codes[i] = 0
-            continue
-        amax = np.float64(bits_f32(amaxb))
-        v = amax / (emaxv * t64)
-        if v == 0.0:
-            sst, ss, skept, sq = FINITE, 0, 0, 0
+        special, sc, d = nv_scale(amaxb, emaxv, t64, sp_)
+        scodes[t] = sc
+        if special == 1:
+            _nan_block(out, codes, start, stop, want)
+        elif vec == 1 and nv_vec_ok(amaxb, d):
+            _nv_elems(xb, out, np.uint64(start), stop - start, d, plan)
         else:
-            fr, ex = math.frexp(v)
-            sst, ss, skept, sq = round_magnitude(
-                zero, np.int64(math.ldexp(fr, 53)), ex - 53,
-                sm, semin, semax, ssigmax, ssub, shz, ssg, ssp, zero, sat, zero, zero,
-            )  # fmt: skip
-        scodes[t] = format_code(sst, ss, skept, sq, sm, semin, seb, sbias, ssg, ssp)
-        d = np.float32(math.ldexp(float(skept), sq) * t64)
-        # nearest-even, values only: the select-only loop, where d is normal and no quotient
-        # overflows float32 (extreme tensor scales keep the general path)
-        if vec == 1 and d >= 1.1754944e-38 and bits_f32(amaxb) / d < np.float32(1.0e38):
-            for i in range(start, stop):
-                pb = rne32(f32_bits(np.float32(x[i]) / d), plan)
-                out[i] = bits_f32(pb) * d
-            continue
-        _nv_block(
-            x, xb, start, stop, d, ep, rnd, k0, k1, k2, offset, r, idxmap, want, fast_ok,
-            out, codes,
-        )  # fmt: skip
-
+            _nv_block(xb, start, stop, d, ep, ra, idxmap, want, fast_ok, out, codes)
     return 0
 
 
-def nv_kernel(
-    x, xb, R, n, bs, ep, sp_, tscale, rnd, k0, k1, k2, offset, r, idxmap, want, fast,
-    out, codes, scodes, vec, plan,
-):  # fmt: skip
-    """Two-level (NVFP4-style) quantization of float32 input ``x`` (``xb`` its uint32 bits).
+def nv_kernel(xb, R, n, bs, ep, sp_, tscale, ra, idxmap, want, fast, out, codes, scodes, vec, plan):
+    """Two-level (NVFP4-style) quantization of float32 input, ``xb`` its uint32 bits.
 
-    Per block: ``s_b = round_scale(amax_b / (6 * tscale))`` computed in float64 (exact single
-    rounding, see docs/blocks.md), ``d = float32(s_b * tscale)``, element
-    ``round_elem(float32(x / d))`` with the float32 quotient correctly rounded.
+    Per block the shared scale step :func:`~qemu_arrays.formats.block_cores.nv_scale`: ``s_b =
+    round_scale(amax_b / (6 * tscale))`` computed in float64 (exact single rounding, see
+    docs/blocks.md), ``d = float32(s_b * tscale)``; each element by the shared step
+    :func:`~qemu_arrays.formats.block_cores.nv_element`, ``round_elem(float32(x / d))`` with the
+    float32 quotient correctly rounded (``ra`` a ``RoundingArgs``).
 
-    ``vec == 1`` (float32 output, nearest-even, values only): the quotient's bits are rounded by
-    :func:`qemu_arrays.kernels.elements.rne_f32_bits` (``plan`` under saturation), selects only.
-
-    Fast path (``fast == 1``): a quotient that is a normal float32 is rounded on its own bits by
-    :func:`~qemu_arrays.formats.cores.round_bits_fast`, and the value ``p * d`` is one float32 product
-    (the exact product rounded once, as the general path's float64 product stored to float32).
+    ``vec == 1`` (float32 output, nearest-even, values only): blocks where
+    :func:`~qemu_arrays.formats.block_cores.nv_vec_ok` take the select-only step
+    :func:`~qemu_arrays.formats.block_cores.nv_rne32` (``plan`` under saturation).
     """
-    args = (
-        x, xb, R, n, bs, ep, sp_, tscale, rnd, k0, k1, k2, offset, r, idxmap, want, fast,
-        out, codes, scodes, vec, plan,
-    )  # fmt: skip
-    run(x.size, "block", _nv_span, R * -(-n // bs), _GCH, *args)
+    args = (xb, R, n, bs, ep, sp_, tscale, ra, idxmap, want, fast, out, codes, scodes, vec, plan)
+    run(xb.size, "block", _nv_span, R * -(-n // bs), _GCH, *args)
 
 
 @njit(**_JIT)
-def _nv_block(
-    x, xb, start, stop, d, ep, rnd, k0, k1, k2, offset, r, idxmap, want, fast_ok, out, codes,
-):  # fmt: skip
-    """Elements ``start:stop`` of one NVFP4 block with the float32 divisor ``d`` (the general
-    loop of :func:`nv_kernel`, also the fallback of :func:`nv_f32_rne`)."""
-    m, emin, emax, sigmax, sub, hz, sg, sp, eb, bias = ep
-    use_map = idxmap.size > 1
-    out32 = out.itemsize == 4
-    sub_scale = math.ldexp(1.0, emin - m)
+def _nv_block(xb, start, stop, d, ep, ra, idxmap, want, fast, out, codes):
+    """Elements ``start:stop`` of one NVFP4 block with the float32 divisor ``d``: the shared
+    step :func:`~qemu_arrays.formats.block_cores.nv_element` (the general loop of
+    :func:`nv_kernel`)."""
+    rnd, _k0, _k1, _k2, _offset, r = ra
+    f64 = 0 if out.itemsize == 4 else 1
     for i in range(start, stop):
-        sign = (np.int64(xb[i]) >> 31) & 1
-        if rnd == SR:
-            idx = idxmap[i] if use_map else i
-            u = random_u(k0, k1, k2, offset + idx, r)
-        else:
-            u = 0
-        if d == 0.0:
-            st, s, kept, q = FINITE, 0, 0, 0
-        else:
-            qf = np.float32(x[i]) / d
-            if fast_ok:
-                qb = np.int64(f32_bits(qf))
-                ok, mag = round_bits_fast(qb, 8, 23, m, emin, emax, sigmax, sg, rnd, u, r)
-                if ok:
-                    if want & 2:
-                        cef = (mag >> 23) - 127 + bias
-                        cmf = (mag & 0x7FFFFF) >> (23 - m)
-                        codes[i] = ((sign & sg) << (eb + m)) | (cef << m) | cmf
-                    if want & 1:
-                        pv = bits_f32((qb & 0x80000000) | mag)
-                        if out32:
-                            out[i] = pv * d
-                        else:
-                            out[i] = np.float64(pv) * np.float64(d)
-                    continue
-                ok, s, kept = round_subnormal_fast(qb, 8, 23, m, emin, sub, hz, sg, sp, rnd, u, r)
-                if ok:  # an element subnormal: kept * 2^(emin - m)
-                    if want & 2:
-                        codes[i] = format_code(FINITE, s, kept, emin - m, m, emin, eb, bias, sg, sp)
-                    if want & 1:
-                        pv = np.float32(np.float64(kept) * sub_scale)  # exact
-                        if out32:
-                            val32 = pv * d
-                            out[i] = -val32 if s == 1 else val32
-                        else:
-                            val = np.float64(pv) * np.float64(d)
-                            out[i] = -val if s == 1 else val
-                    continue
-            qv = np.float64(qf)
-            if qv == 0.0:
-                st = FINITE
-                s = sign if has_negative_zero(sg, hz, sp) else 0
-                kept = 0
-                q = 0
-            else:
-                # a quotient that overflowed float32 (tiny given tensor scale) saturates, as any
-                # magnitude beyond the element maximum does
-                fr, ex = math.frexp(min(abs(qv), 1.0e300))
-                st, s, kept, q = round_magnitude(
-                    sign, np.int64(math.ldexp(fr, 53)), ex - 53,
-                    m, emin, emax, sigmax, sub, hz, sg, sp, rnd, SATURATE, u, r,
-                )  # fmt: skip
+        u = _random_u(ra, idxmap, i)
+        vb, c = nv_element(np.int64(xb[i]), d, ep, rnd, u, r, fast, want, f64)
         if want & 1:
-            val = math.ldexp(float(kept), q) * np.float64(d)
-            out[i] = -val if s == 1 else val
+            if f64 == 1:
+                out[i] = bits_f64(vb)
+            else:
+                out[i] = bits_f32(vb)
         if want & 2:
-            codes[i] = format_code(st, s, kept, q, m, emin, eb, bias, sg, sp)
+            codes[i] = c
 
 
 # ---- float32 nearest-even fast kernels: whole blocks in flat order ------------------------------
@@ -395,21 +233,13 @@ def _exp_subnormal_amax(a, rule, mprec, emax_elem, maxsig):
 
 @njit(cache=True, nogil=True, inline="always")
 def block_exponent_f32(a, rule, sh, mref, mprec, emax_elem, maxsig):
-    """:func:`shared_exponent` of a block whose largest magnitude has the float32 bits ``a``
-    (finite, non-zero), on the bits: rounding the significand to ``mprec`` fraction bits (``sh =
-    23 - mprec`` bits dropped) carries into the exponent field exactly when the rounded value
-    reaches the next binade; RCEIL compares the fraction field with ``mref``, the fraction of
-    the element maximum's significand."""
-    ef = a >> 23
-    if ef == 0:
+    """:func:`~qemu_arrays.formats.block_cores.shared_exponent` of a block whose largest
+    magnitude has the float32 bits ``a`` (finite, non-zero): the select-only form
+    :func:`_block_exponent_select` that :func:`mx_f32_rne` runs for a normal maximum (tested
+    equal to the shared rule), the shared rule itself for a subnormal one."""
+    if a >> 23 == 0:
         return _exp_subnormal_amax(a, rule, mprec, emax_elem, maxsig)
-    if rule == CEIL:
-        ef = (a + ((1 << sh) - 1)) >> 23
-    elif rule == EVEN:
-        ef = (a + ((1 << (sh - 1)) - 1) + ((a >> sh) & 1)) >> 23
-    elif rule == RCEIL:
-        ef += (a & 0x7FFFFF) > mref
-    return ef - 127 - emax_elem
+    return _block_exponent_select(a, rule, sh, mref, emax_elem)
 
 
 def block_exponent_consts(mprec, maxsig):
@@ -433,26 +263,30 @@ def _prefetch_block(xb, base, bs):
 
 @njit(cache=True, nogil=True, inline="always")
 def _mx_elems(xb, out, base, nj, inv, sc2, plan):
-    """``out = rne(x * inv) * sc2`` over ``nj`` elements from ``base`` (select-only)."""
+    """``out = rne(x * inv) * sc2`` over ``nj`` elements from ``base``: the shared select-only
+    step :func:`~qemu_arrays.formats.block_cores.mx_rne32`."""
     for j in range(nj):
         i = base + np.uint64(j)
-        rb = rne32(f32_bits(bits_f32(xb[i]) * inv), plan)
-        out[i] = bits_f32(rb) * sc2
+        out[i] = mx_rne32(xb[i], inv, sc2, plan)
 
 
 @njit(cache=True, nogil=True, inline="always")
-def _nv_elems(x, out, base, nj, d, plan):
-    """``out = rne(x / d) * d`` over ``nj`` elements from ``base`` (select-only)."""
+def _nv_elems(xb, out, base, nj, d, plan):
+    """``out = rne(x / d) * d`` over ``nj`` elements from ``base``: the shared select-only step
+    :func:`~qemu_arrays.formats.block_cores.nv_rne32`."""
     for j in range(nj):
         i = base + np.uint64(j)
-        pb = rne32(f32_bits(x[i] / d), plan)
-        out[i] = bits_f32(pb) * d
+        out[i] = nv_rne32(xb[i], d, plan)
 
 
 @njit(cache=True, nogil=True, inline="always")
 def _block_exponent_select(a, rule, sh, mref, emax_elem):
-    """:func:`block_exponent_f32` for a normal maximum ``a``, in selects only (no call, no
-    branch): a wrong value for a subnormal maximum, which the caller fixes up."""
+    """The scale exponent of a block whose largest magnitude has the normal float32 bits ``a``,
+    in selects only (no call, no branch): rounding the significand to ``mprec`` fraction bits
+    (``sh = 23 - mprec`` bits dropped) carries into the exponent field exactly when the rounded
+    value reaches the next binade; RCEIL compares the fraction field with ``mref``, the fraction
+    of the element maximum's significand. A wrong value for a subnormal maximum, which the
+    caller fixes up."""
     ef = a >> 23
     ceil = (a + ((1 << sh) - 1)) >> 23
     even = (a + ((1 << (sh - 1)) - 1) + ((a >> sh) & 1)) >> 23
@@ -463,7 +297,8 @@ def _block_exponent_select(a, rule, sh, mref, emax_elem):
 
 @njit(cache=True, nogil=True, inline="always")
 def _pow2_bits_sel(k):
-    """:func:`_pow2_bits` in selects only (shift counts kept in range)."""
+    """Bits of :func:`~qemu_arrays.formats.block_cores.pow2_f32` in selects only (shift counts
+    kept in range)."""
     return ((k + 127) << 23) if k >= -126 else (1 << max(min(k + 149, 62), 0))
 
 
@@ -504,12 +339,10 @@ def _store_scales(scodes, sc_loc, sidx, t0, nt, whole):
 
 
 @njit(**_JIT)
-def _mx_f32_span(
-    c0, c1, xb, out, nblk, n, nb, bs, rule, sh, mref, emax_elem, s_emin, s_emax, s_bias, s_nan,
-    plan, scodes,
-):  # fmt: skip
+def _mx_f32_span(c0, c1, xb, out, nblk, n, nb, bs, sp, sh, mref, plan, scodes):
     """Tasks ``c0:c1`` (of ``_CH`` blocks each) of :func:`mx_f32_rne`; returns the number of
     blocks left to the general kernel."""
+    _in_e, _in_m, rule, _mprec, emax_elem, _maxsig, s_emin, s_emax, s_bias, s_nan = sp
     nbf = n // bs
     whole = nbf == nb
     todo = 0
@@ -560,26 +393,21 @@ def _mx_f32_span(
     return todo
 
 
-def mx_f32_rne(
-    xb, out, nblk, n, nb, bs, rule, sh, mref, emax_elem, s_emin, s_emax, s_bias, s_nan, plan,
-    scodes,
-):  # fmt: skip
+def mx_f32_rne(xb, out, nblk, n, nb, bs, sp, sh, mref, plan, scodes):
     """MX values of float32 input, nearest-even: the ``nblk`` whole blocks of rows of ``n``
     elements (``n // bs`` of them per row; a short last block of each row is left to the
     caller), scale codes into rows of ``nb`` scales.
 
     Same results as :func:`mx_kernel` with ``vec == 1`` (tested): the block maximum is a vector
     reduction (:func:`qemu_arrays.kernels.simd.amax_bits32`), the scale exponent comes from its
-    bits (:func:`block_exponent_f32` for a normal maximum, in selects), and the elements take
-    the select-only loop of :func:`qemu_arrays.kernels.elements.rne_f32_bits` on ``x * 2**-e`` times
-    ``2**e``. Returns the number of blocks whose maximum is subnormal: when not 0, the caller
+    bits in selects only (:func:`_block_exponent_select`, the rule of
+    :func:`~qemu_arrays.formats.block_cores.shared_exponent` on a normal maximum; ``sp`` an
+    ``MxScalePlan``, ``sh`` and ``mref`` from :func:`block_exponent_consts`), and the elements
+    take the shared select-only step :func:`~qemu_arrays.formats.block_cores.mx_rne32`. Returns the number of blocks whose maximum is subnormal: when not 0, the caller
     runs the general kernel :func:`mx_kernel` instead (this kernel then needs no general core,
     and compiles in a fraction of the time).
     """
-    args = (
-        xb, out, nblk, n, nb, bs, rule, sh, mref, emax_elem, s_emin, s_emax, s_bias, s_nan, plan,
-        scodes,
-    )  # fmt: skip
+    args = (xb, out, nblk, n, nb, bs, sp, sh, mref, plan, scodes)
     return run(nblk * bs, "block", _mx_f32_span, -(-nblk // _CH), 1, *args)
 
 
@@ -638,8 +466,8 @@ _NEAR = 8  # float32 ulps around a scale-format midpoint where the float32 quoti
 
 @njit(**_JIT_NP)
 def _nv_f32_span(
-    c0, c1, x, xb, out, nblk, n, nb, bs, emaxv, tscale, splan, splan32, snan, plan, scodes,
-):  # fmt: skip
+    c0, c1, xb, out, nblk, n, nb, bs, emaxv, tscale, splan, splan32, snan, plan, scodes
+):
     """Tasks ``c0:c1`` (of ``_CH`` blocks each) of :func:`nv_f32_rne`; returns the number of
     blocks left to the general kernel."""
     t64 = np.float64(tscale)
@@ -689,11 +517,11 @@ def _nv_f32_span(
             base = _block_base(bases, t0, k, bs, whole)
             _prefetch_block(xb, base, bs)
             if bs == 16:  # literal trip counts: the compiler unrolls and vectorizes
-                _nv_elems(x, out, base, 16, ds[k], plan)
+                _nv_elems(xb, out, base, 16, ds[k], plan)
             elif bs == 32:
-                _nv_elems(x, out, base, 32, ds[k], plan)
+                _nv_elems(xb, out, base, 32, ds[k], plan)
             else:
-                _nv_elems(x, out, base, bs, ds[k], plan)
+                _nv_elems(xb, out, base, bs, ds[k], plan)
         if nslow == 0:
             continue
         for k in range(nt):
@@ -715,7 +543,7 @@ def _nv_f32_span(
     return todo
 
 
-def nv_f32_rne(x, xb, out, nblk, n, nb, bs, emaxv, tscale, splan, splan32, snan, plan, scodes):
+def nv_f32_rne(xb, out, nblk, n, nb, bs, emaxv, tscale, splan, splan32, snan, plan, scodes):
     """NVFP4 values of float32 input, nearest-even, float32 output: the ``nblk`` whole blocks
     of rows of ``n`` elements, scale codes into rows of ``nb`` scales (as :func:`mx_f32_rne`).
 
@@ -728,12 +556,12 @@ def nv_f32_rne(x, xb, out, nblk, n, nb, bs, emaxv, tscale, splan, splan32, snan,
     so ``q`` rounds as the exact quotient does unless it lies within ``_NEAR`` ulps of a
     midpoint or below the smallest normal scale; those blocks (and zero blocks) take the exact
     float64 step :func:`rne_scale_f64`. The elements take the select-only loop on
-    ``float32(x / d)``. Returns the number of blocks whose ``d`` is subnormal or whose
+    ``float32(x / d)`` (the shared step :func:`~qemu_arrays.formats.block_cores.nv_rne32`). Returns the number of blocks whose ``d`` is subnormal or whose
     quotients could overflow float32 (extreme tensor scales): when not 0, the caller runs the
     general kernel :func:`nv_kernel` instead (this kernel then needs no general core, and
     compiles in a fraction of the time).
     """
-    args = (x, xb, out, nblk, n, nb, bs, emaxv, tscale, splan, splan32, snan, plan, scodes)
+    args = (xb, out, nblk, n, nb, bs, emaxv, tscale, splan, splan32, snan, plan, scodes)
     return run(nblk * bs, "block", _nv_f32_span, -(-nblk // _CH), 1, *args)
 
 

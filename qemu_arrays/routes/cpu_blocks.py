@@ -13,11 +13,13 @@ original shape and ``ceil(n / block_size)`` scales along the axis, never padding
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import numpy as np
 
 from qemu_arrays.encoded import Encoded
 from qemu_arrays.float_casts import cast_float
-from qemu_arrays.formats.codes import NAN
+from qemu_arrays.formats.block_plans import RoundingArgs, int_element, mx_scale_plan
 from qemu_arrays.formats.spec import FloatFormat, Rounding
 from qemu_arrays.request import Op, Request
 from qemu_arrays.routes.common import chunks, group_values, kernel_offset, random_args
@@ -34,6 +36,7 @@ from qemu_arrays.validation import (
 __all__ = ["block_values", "decode_block", "run", "tensor_scale_of"]
 
 _FAST_PATH = True  # the kernels' fast path on the bits (tests turn it off to compare)
+_NO_PLAN = (0,) * 10 + (1.0,)  # the rne_f32_plan argument where none applies
 
 
 def _check_block_axis(arr, axis):
@@ -92,12 +95,107 @@ def _short_last_blocks(work, out, scodes, R, n, nb, bs, general):
     scodes.reshape(R, nb)[:, nb - 1] = sc_t
 
 
-def _run(arr, fmt, axis, rounding, keys, offset, r, want, tensor_scale, out_dtype):
-    """The kernel call: ``(values or None, codes or None, scale codes, tensor scale)``."""
+class _Call(NamedTuple):
+    """One kernel call's geometry and arguments: rows of ``n`` elements, blocks along them."""
+
+    R: int
+    n: int
+    nb: int
+    bs: int
+    ra: RoundingArgs
+    idxmap: np.ndarray  # C-order index of each element (stochastic rounding along another axis)
+    want: int  # bit 1: values, bit 2: codes
+    nearest_even: bool
+    codes: np.ndarray
+    scodes: np.ndarray
+
+
+def _vec_ok(plan, call, out):
+    """Whether the select-only nearest-even steps apply (float32 values only)."""
+    return bool(
+        plan is not None
+        and _FAST_PATH
+        and call.want == 1
+        and out.dtype == np.float32
+        and call.nearest_even
+    )
+
+
+def _run_nv(work, fmt, call, ts, out_dtype):
+    """NVFP4-style (two-level) blocks of the float32 rows ``work``: the values (or ``(1,)``)."""
+    from qemu_arrays.formats.block_cores import nv_scale_nan
     from qemu_arrays.kernels import blocks as cpu_blocks
     from qemu_arrays.kernels import elements as cpu
 
-    k0, k1, k2 = keys
+    R, n, nb, bs = call.R, call.n, call.nb, call.bs
+    odt = np.float32 if out_dtype.itemsize <= 4 else np.float64
+    out = np.empty(R * n if call.want & 1 else 1, dtype=odt)
+    ep, sp_ = fmt.element.params(), fmt.scale.params()
+    plan = cpu.rne_f32_plan(ep, 1)
+    vec = _vec_ok(plan, call, out)
+    plan = _NO_PLAN if plan is None else plan
+
+    def general(f, o, rows, cols, sc):
+        cpu_blocks.nv_kernel(
+            f.view(np.uint32), rows, cols, bs, ep, sp_, np.float32(ts), call.ra, call.idxmap,
+            call.want, int(_FAST_PATH), o, call.codes, sc, int(vec), plan,
+        )  # fmt: skip
+
+    splan = cpu_blocks.rne_scale_plan(sp_) if vec else None
+    splan32 = cpu_blocks.rne_scale_plan32(sp_) if vec else None
+    flat = work.reshape(-1)
+    todo = 1  # blocks left to the general kernel (all, without the fast one)
+    if splan is not None and splan32 is not None and n >= bs:
+        todo = cpu_blocks.nv_f32_rne(
+            flat.view(np.uint32), out, R * (n // bs), n, nb, bs, float(fmt.element.max),
+            np.float32(ts), splan, splan32, int(nv_scale_nan(sp_)), plan, call.scodes,
+        )  # fmt: skip
+    if todo:  # blocks the fast kernel leaves to the general one: the whole array there
+        general(flat, out, R, n, call.scodes)
+    else:
+        _short_last_blocks(work, out, call.scodes, R, n, nb, bs, general)
+    return out
+
+
+def _run_mx(work, fmt, call):
+    """MX blocks of the float32 or float64 rows ``work``: the values (or ``(1,)``)."""
+    from qemu_arrays.kernels import blocks as cpu_blocks
+    from qemu_arrays.kernels import elements as cpu
+
+    R, n, nb, bs = call.R, call.n, call.nb, call.bs
+    flat = work.reshape(-1)
+    xb = flat.view(np.int64 if work.dtype == np.float64 else np.uint32)
+    in_e, in_m = (11, 52) if work.dtype == np.float64 else (8, 23)
+    out = np.empty(R * n if call.want & 1 else 1, dtype=work.dtype)
+    sp = mx_scale_plan(fmt, in_e, in_m)
+    ie = int_element(fmt)
+    ep = fmt.element.params() if ie.is_int == 0 else (0,) * 10
+    plan = cpu.rne_f32_plan(ep, 1) if ie.is_int == 0 and in_m == 23 else None
+    vec = _vec_ok(plan, call, out)
+    plan = _NO_PLAN if plan is None else plan
+
+    def general(f, o, rows, cols, scs):
+        b = f.view(xb.dtype)
+        cpu_blocks.mx_kernel(
+            b, rows, cols, bs, ep, sp, ie, call.ra, call.idxmap, call.want, int(_FAST_PATH),
+            o, o.view(b.dtype), call.codes, scs, int(vec), plan,
+        )  # fmt: skip
+
+    consts = cpu_blocks.block_exponent_consts(sp.mprec, sp.maxsig) if vec else None
+    todo = 1  # blocks left to the general kernel (all, without the fast one)
+    if consts is not None and n >= bs:
+        todo = cpu_blocks.mx_f32_rne(
+            xb, out, R * (n // bs), n, nb, bs, sp, consts[0], consts[1], plan, call.scodes
+        )
+    if todo:  # the whole array through the general kernel
+        general(flat, out, R, n, call.scodes)
+    else:
+        _short_last_blocks(work, out, call.scodes, R, n, nb, bs, general)
+    return out
+
+
+def _run(arr, fmt, axis, rounding, keys, offset, r, want, tensor_scale, out_dtype):
+    """The kernel call: ``(values or None, codes or None, scale codes, tensor scale)``."""
     moved = np.moveaxis(arr, axis, -1)
     shape_m = moved.shape
     n = shape_m[-1]
@@ -111,116 +209,30 @@ def _run(arr, fmt, axis, rounding, keys, offset, r, want, tensor_scale, out_dtyp
         ).reshape(-1)
     else:
         idxmap = np.zeros(1, dtype=np.int64)
-    scodes = np.empty(R * nb, dtype=np.uint8)
     cdt = np.uint8 if fmt.bits <= 8 else np.uint16
-    codes = np.empty(size if want & 2 else 1, dtype=cdt)
+    call = _Call(
+        R, n, nb, bs, RoundingArgs(int(rounding), *keys, int(offset), r), idxmap, want,
+        rounding is Rounding.NEAREST_EVEN, np.empty(size if want & 2 else 1, dtype=cdt),
+        np.empty(R * nb, dtype=np.uint8),
+    )  # fmt: skip
     ts = None
     if fmt.tensor_scale:
-        work = np.ascontiguousarray(moved, dtype=np.float32)
-        odt = np.float32 if out_dtype.itemsize <= 4 else np.float64
-        out = np.empty(size if want & 1 else 1, dtype=odt)
         ts = (
             tensor_scale_of(arr, fmt) if tensor_scale is None else _check_tensor_scale(tensor_scale)
         )
-        flat = work.reshape(-1)
-        plan = cpu.rne_f32_plan(fmt.element.params(), 1)
-        vec = int(
-            plan is not None
-            and _FAST_PATH
-            and want == 1
-            and out.dtype == np.float32
-            and rounding is Rounding.NEAREST_EVEN
-        )
-        if plan is None:
-            plan = (0,) * 10 + (1.0,)
-        splan = cpu_blocks.rne_scale_plan(fmt.scale.params()) if vec else None
-        splan32 = cpu_blocks.rne_scale_plan32(fmt.scale.params()) if vec else None
-
-        def general(f, o, rows, cols, sc):
-            cpu_blocks.nv_kernel(
-                f, f.view(np.uint32), rows, cols, bs, fmt.element.params(), fmt.scale.params(),
-                np.float32(ts), int(rounding), k0, k1, k2, int(offset), r, idxmap, want,
-                int(_FAST_PATH), o, codes, sc, vec, plan,
-            )  # fmt: skip
-
-        todo = 1  # blocks left to the general kernel (all, without the fast one)
-        if splan is not None and splan32 is not None and n >= bs:
-            sp_ = fmt.scale.params()
-            emaxv = float(fmt.element.max)
-            snan = cpu.format_code(
-                NAN, 0, 0, 0, sp_.mantissa_bits, sp_.emin, sp_.exponent_bits, sp_.bias,
-                sp_.signed, sp_.specials,
-            )  # fmt: skip
-            todo = cpu_blocks.nv_f32_rne(
-                flat, flat.view(np.uint32), out, R * (n // bs), n, nb, bs, emaxv, np.float32(ts),
-                splan, splan32, snan, plan, scodes,
-            )  # fmt: skip
-        if todo:  # blocks the fast kernel leaves to the general one: the whole array there
-            general(flat, out, R, n, scodes)
-        else:
-            _short_last_blocks(work, out, scodes, R, n, nb, bs, general)
+        work = np.ascontiguousarray(moved, dtype=np.float32)
+        out = _run_nv(work, fmt, call, ts, out_dtype)
     else:
-        if moved.dtype == np.float64:
-            work = np.ascontiguousarray(moved)
-            xb, in_e, in_m = work.reshape(-1).view(np.int64), 11, 52
-            odt = np.float64
-        else:
-            work = np.ascontiguousarray(moved, dtype=np.float32)
-            xb, in_e, in_m = work.reshape(-1).view(np.uint32), 8, 23
-            odt = np.float32
-        out = np.empty(size if want & 1 else 1, dtype=odt)
-        el = fmt.element
-        sc = fmt.scale
-        if isinstance(el, FloatFormat):
-            ep = el.params()
-            is_int, qmin, qmax, mprec, maxsig = 0, 0, 0, el.mantissa_bits, el.params()[3]
-        else:
-            ep = (0,) * 10
-            is_int, qmin, qmax = 1, el.min, el.max
-            mprec = el.max.bit_length() - 1
-            maxsig = el.max
-        s_nan = (1 << sc.bits) - 1  # E8M0 NaN: 0xFF
-        plan = cpu.rne_f32_plan(ep, 1) if is_int == 0 and in_m == 23 else None
-        vec = int(
-            plan is not None
-            and _FAST_PATH
-            and want == 1
-            and odt == np.float32
-            and rounding is Rounding.NEAREST_EVEN
-        )
-        if plan is None:
-            plan = (0,) * 10 + (1.0,)
-        consts = cpu_blocks.block_exponent_consts(mprec, maxsig) if vec else None
-
-        def general(f, o, rows, cols, scs):
-            b = f.view(xb.dtype)
-            cpu_blocks.mx_kernel(
-                b, in_e, in_m, rows, cols, bs, ep, is_int, fmt.element_fraction_bits, qmin, qmax,
-                mprec, fmt.element_emax, maxsig, sc.emin, sc.emax, sc.bias, s_nan,
-                int(fmt.scale_rule), int(rounding), k0, k1, k2, int(offset), r, idxmap, want,
-                int(_FAST_PATH), o, o.view(b.dtype), codes, scs, vec, plan,
-            )  # fmt: skip
-
-        todo = 1  # blocks left to the general kernel (all, without the fast one)
-        if consts is not None and n >= bs:
-            todo = cpu_blocks.mx_f32_rne(
-                xb, out, R * (n // bs), n, nb, bs, int(fmt.scale_rule), consts[0], consts[1],
-                fmt.element_emax, sc.emin, sc.emax, sc.bias, s_nan, plan, scodes,
-            )  # fmt: skip
-        if todo:  # the whole array through the general kernel
-            general(work.reshape(-1), out, R, n, scodes)
-        else:
-            _short_last_blocks(work, out, scodes, R, n, nb, bs, general)
-    vals = None
+        dt = np.float64 if moved.dtype == np.float64 else np.float32
+        out = _run_mx(np.ascontiguousarray(moved, dtype=dt), fmt, call)
+    vals = codes = None
     if want & 1:
         vals = np.moveaxis(out.reshape(shape_m), -1, axis)
         vals = cast_float(np.ascontiguousarray(vals), out_dtype)
     if want & 2:
-        codes = np.ascontiguousarray(np.moveaxis(codes.reshape(shape_m), -1, axis))
-    else:
-        codes = None
-    scales = np.ascontiguousarray(np.moveaxis(scodes.reshape((*shape_m[:-1], nb)), -1, axis))
-    return vals, codes, scales, ts
+        codes = np.ascontiguousarray(np.moveaxis(call.codes.reshape(shape_m), -1, axis))
+    scales = np.moveaxis(call.scodes.reshape((*shape_m[:-1], nb)), -1, axis)
+    return vals, codes, np.ascontiguousarray(scales), ts
 
 
 def run(x, req: Request):

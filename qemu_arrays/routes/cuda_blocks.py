@@ -2,8 +2,8 @@
 
 The semantics are those of :mod:`qemu_arrays.blocks` (``docs/blocks.md``) and the results are
 the CPU route's bits: the argument checks are the CPU's own helpers, the per-block and
-per-element arithmetic is :mod:`qemu_arrays.cuda_kernels.block_cores` (the steps of
-:mod:`qemu_arrays.cpu_blocks`), and this module only prepares the constants, allocates the
+per-element arithmetic is the shared steps of :mod:`qemu_arrays.formats.block_cores` (which
+the CPU kernels call too), and this module only prepares the constants, allocates the
 outputs in the caller's library (the adapters of :mod:`qemu_arrays.cuda_route`) and launches
 :mod:`qemu_arrays.cuda_kernels.block_kernels`. Nothing is
 copied to the host except, for NVFP4 without ``scale=``, the tensor's largest finite magnitude
@@ -23,8 +23,8 @@ from functools import lru_cache
 import numpy as np
 
 from qemu_arrays.encoded import Encoded
-from qemu_arrays.formats.cores import bit_length
-from qemu_arrays.formats.spec import FloatFormat, Rounding
+from qemu_arrays.formats.block_plans import int_element, mx_scale_plan
+from qemu_arrays.formats.spec import Rounding
 from qemu_arrays.kernels import elements as cpu
 from qemu_arrays.routes import cpu_blocks as cpu_blocks_host
 from qemu_arrays.routes.cuda_common import (
@@ -42,7 +42,7 @@ _NO_PLAN = (0,) * 10 + (1.0,)
 
 
 def _kinds(src_dt, via32, two_level):
-    """(load kind, store kind) of block_cores for input dtype ``src_dt``."""
+    """(load kind, store kind) of ``cuda_kernels.block_io`` for input dtype ``src_dt``."""
     if src_dt.itemsize == 4:
         return 0, 0
     if src_dt.itemsize == 2:
@@ -56,48 +56,31 @@ def _kinds(src_dt, via32, two_level):
 @lru_cache(maxsize=512)
 def block_spec(fmt, in_kind, out_kind, want, nearest_even, fast):
     """The :class:`~qemu_arrays.cuda_kernels.block_kernels.BlockSpec` of one call (cached per format)."""
-    from qemu_arrays.cuda_kernels.block_cores import nv_scale_nan
     from qemu_arrays.cuda_kernels.block_kernels import BlockSpec
 
-    el, sc = fmt.element, fmt.scale
-    zeros = (0,) * 10
+    el = fmt.element
     if want == 2:
         out_kind = 0  # codes only: the value layout does not matter
+    in_e, in_m = (11, 52) if in_kind == 1 else (8, 23)
+    ie = int_element(fmt)
+    ep = el.params() if ie.is_int == 0 else (0,) * 10
     if fmt.tensor_scale:
-        ep = el.params()
-        sp = sc.params()
         m, _emin, emax, sigmax = ep[:4]
         plan = cpu.rne_f32_plan(ep, 1)
         vec = int(plan is not None and fast and want == 1 and out_kind != 1 and nearest_even)
         return BlockSpec(
             is_nv=1, bs=fmt.block_size, in_kind=in_kind, out_kind=out_kind, want=want, vec=vec,
-            fast=int(fast and m <= 23), ep=ep, is_int=0, fb=0, qmin=0, qmax=0,
-            cmask=(1 << el.bits) - 1, mx=(8, 23, 0, 0, 0, 1, 0, 0, 0, 0), sp=sp,
-            emaxv=math.ldexp(float(sigmax), emax - m), snan=int(nv_scale_nan(sp)),
+            fast=int(fast and m <= 23), ep=ep, ie=ie, mx=mx_scale_plan(fmt, 8, 23),
+            sp=fmt.scale.params(), emaxv=math.ldexp(float(sigmax), emax - m),
             plan=plan if vec else _NO_PLAN,
         )  # fmt: skip
-    in_e, in_m = (11, 52) if in_kind == 1 else (8, 23)
-    if isinstance(el, FloatFormat):
-        ep = el.params()
-        is_int, qmin, qmax, mprec, maxsig = 0, 0, 0, el.mantissa_bits, ep[3]
-        cmask = (1 << (ep[8] + ep[0] + 1)) - 1
-    else:
-        ep = zeros
-        is_int, qmin, qmax = 1, el.min, el.max
-        mprec = el.max.bit_length() - 1
-        maxsig = el.max
-        cmask = (1 << (int(bit_length(qmax)) + 1)) - 1
-    mx = (
-        in_e, in_m, int(fmt.scale_rule), mprec, fmt.element_emax, maxsig,
-        sc.emin, sc.emax, sc.bias, (1 << sc.bits) - 1,
-    )  # fmt: skip
-    plan = cpu.rne_f32_plan(ep, 1) if is_int == 0 and in_m == 23 else None
+    plan = cpu.rne_f32_plan(ep, 1) if ie.is_int == 0 and in_m == 23 else None
     vec = int(plan is not None and fast and want == 1 and nearest_even)
     return BlockSpec(
         is_nv=0, bs=fmt.block_size, in_kind=in_kind, out_kind=out_kind, want=want, vec=vec,
-        fast=int(fast and is_int == 0 and ep[0] <= in_m), ep=ep, is_int=is_int,
-        fb=fmt.element_fraction_bits, qmin=qmin, qmax=qmax, cmask=cmask, mx=mx, sp=zeros,
-        emaxv=1.0, snan=0, plan=plan if vec else _NO_PLAN,
+        fast=int(fast and ie.is_int == 0 and ep[0] <= in_m), ep=ep, ie=ie,
+        mx=mx_scale_plan(fmt, in_e, in_m), sp=fmt.scale.params(), emaxv=1.0,
+        plan=plan if vec else _NO_PLAN,
     )  # fmt: skip
 
 
@@ -219,11 +202,10 @@ _OUT_KIND = {"float32": 0, "float64": 1, "float16": 2, "bfloat16": 3}
 
 @lru_cache(maxsize=256)
 def decode_spec(fmt, out_kind):
-    el = fmt.element
-    is_int = 0 if isinstance(el, FloatFormat) else 1
-    ep = el.params() if is_int == 0 else (0,) * 10
+    ie = int_element(fmt)
+    ep = fmt.element.params() if ie.is_int == 0 else (0,) * 10
     return (
-        fmt.block_size, ep, is_int, el.bits, fmt.element_fraction_bits, fmt.scale.params(),
+        fmt.block_size, ep, ie, fmt.element.bits, fmt.scale.params(),
         int(bool(fmt.tensor_scale)), out_kind,
     )  # fmt: skip
 
