@@ -19,7 +19,15 @@ _HERE = Path(__file__).resolve().parent
 
 #: the modules of ``formats/`` that hold numba code (``@njit`` functions, ``@intrinsic``\ s) or
 #: the constants it compiles in (the code tables)
-NJIT_SOURCES = ("cores.py", "bits.py", "block_cores.py", "rne32.py", "codes.py", "enums.py")
+NJIT_SOURCES = (
+    "cores.py",
+    "bits.py",
+    "block_cores.py",
+    "rne32.py",
+    "round32.py",
+    "codes.py",
+    "enums.py",
+)
 
 
 def _stamp(extra) -> str:

@@ -20,7 +20,10 @@ from numba import njit
 from qemu_arrays.formats.bits import bits_f32, f32_bits
 from qemu_arrays.formats.cores import (
     NAN_ERROR,
+    RDN,
     RNE,
+    RTZ,
+    RUP,
     SR,
     decode_code,
     format_code,
@@ -33,6 +36,7 @@ from qemu_arrays.formats.cores import (
 )
 from qemu_arrays.formats.jit_cache import purge_stale_cache
 from qemu_arrays.formats.rne32 import rne32
+from qemu_arrays.formats.round32 import round32, sr_bits32
 from qemu_arrays.kernels.runtime import init_threading, run
 
 _JIT = {"cache": True, "nogil": True}
@@ -271,6 +275,64 @@ def quantize_f32_rne(xb, outb, plan, p, ovf):
         rne = int(RNE)
         return quantize_float_bits(
             xb, outb, outb.view(np.float32), 8, 23, p, rne, ovf, 0, 0, 0, 0, 32
+        )
+    return 0
+
+
+# ---- branch-free stochastic and directed rounding for float32 input ---------------------------
+
+#: the modes of :func:`quantize_f32_select`
+SELECT_MODES = (RTZ, RUP, RDN, SR)
+
+
+def round_f32_plan(p, overflow: int, rnd: int, r: int):
+    """The ``plan`` of :func:`quantize_f32_select` (that of :func:`rne_f32_plan` and the format's
+    smallest subnormal ``2**(emin - m)``), or None when the format, mode or ``r`` needs the
+    general kernel."""
+    plan = rne_f32_plan(p, overflow)
+    if plan is None or rnd not in SELECT_MODES or not 1 <= r <= 32:
+        return None
+    m, emin = p[0], p[1]
+    return (*plan, math.ldexp(1.0, emin - m))
+
+
+@njit(**_JIT)
+def _select_span(lo, hi, xb, outb, plan, rnd, k0, k1, k2, offset, r):
+    """Elements ``lo:hi`` of :func:`quantize_f32_select`; returns the number of chunks holding
+    a NaN input when the format has no NaN (as :func:`_rne_span`)."""
+    has_nan = plan[8]
+    todo = 0
+    for c0 in range(lo, hi, CHUNK):
+        c1 = min(hi, c0 + CHUNK)
+        base = offset + c0  # the random bits' index of element c0 (two's complement wrap)
+        nan_in = False
+        if rnd == SR:
+            for j in range(c1 - c0):
+                i = np.uint64(c0) + np.uint64(j)
+                b = xb[i]
+                u = sr_bits32(base, j, k0, k1, k2, r)
+                outb[i] = round32(b, plan, rnd, u, r)
+                nan_in |= (b & np.uint32(0x7FFFFFFF)) > np.uint32(0x7F800000)
+        else:
+            for j in range(c1 - c0):
+                i = np.uint64(c0) + np.uint64(j)
+                b = xb[i]
+                outb[i] = round32(b, plan, rnd, np.uint32(0), r)
+                nan_in |= (b & np.uint32(0x7FFFFFFF)) > np.uint32(0x7F800000)
+        todo += nan_in and has_nan == 0
+    return todo
+
+
+def quantize_f32_select(xb, outb, plan, p, rnd, ovf, k0, k1, k2, offset, r):
+    """Stochastic (``r <= 32``) and directed rounding of float32 input in selects only, so the
+    element loop, random bits included, vectorizes (:func:`qemu_arrays.formats.round32.round32`).
+    Identical to :func:`quantize_float_bits` (tested); NaN input into a format without NaN
+    takes that kernel for the whole array, as in :func:`quantize_f32_rne`. Returns the
+    NaN-error count."""
+    args = (xb, outb, plan, rnd, k0, k1, k2, offset, r)
+    if run(xb.size, "element_rne", _select_span, xb.size, CHUNK, *args):
+        return quantize_float_bits(
+            xb, outb, outb.view(np.float32), 8, 23, p, rnd, ovf, k0, k1, k2, offset, r
         )
     return 0
 

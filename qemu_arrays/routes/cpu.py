@@ -166,7 +166,9 @@ def _quantize(arr, req: Request, rule_x=None):
     work, out_dtype = widen(arr, req)
     r, *keys = random_args(req, work.dtype.itemsize)
     out = check_out(req.out, arr.shape, arr.dtype)
-    res = np.empty(work.shape, dtype=work.dtype)
+    plain = not req.is_scaled_float and not isinstance(req.fmt, IntFormat)
+    direct = _direct_out(out, work) if plain else None
+    res = np.empty(work.shape, dtype=work.dtype) if direct is None else direct
     if req.is_scaled_float:
         err = _quantize_scaled_float(work, res, req, r, keys, rule_x)
     elif isinstance(req.fmt, IntFormat):
@@ -178,9 +180,22 @@ def _quantize(arr, req: Request, rule_x=None):
     if res.dtype != out_dtype:  # one rounding of our own; beyond the dtype's range: inf (docs)
         res = cast_float(res, out_dtype)
     if out is not None:
-        out[...] = res
+        if res is not out:
+            out[...] = res
         return out
     return res
+
+
+def _direct_out(out, work):
+    """``out`` as the element kernels' own output buffer (no temporary, no copy) where they can
+    write it: the work dtype, C order, and either apart from the input or the input itself
+    (the kernels read and write each element at the same index). Else None."""
+    if out is None or out.dtype != work.dtype or not out.flags.c_contiguous:
+        return None
+    same = out.__array_interface__["data"][0] == work.__array_interface__["data"][0]
+    if np.may_share_memory(out, work) and not same:
+        return None
+    return out
 
 
 def _encode(arr, req: Request, rule_x=None):
