@@ -37,6 +37,7 @@ from qemu_arrays.formats.cores import (
 from qemu_arrays.formats.jit_cache import purge_stale_cache
 from qemu_arrays.formats.rne32 import rne32
 from qemu_arrays.formats.round32 import round32, sr_bits32
+from qemu_arrays.kernels.half import bf16_to_f32, f32_to_bf16, f32_to_half, half_to_f32
 from qemu_arrays.kernels.runtime import init_threading, run
 
 _JIT = {"cache": True, "nogil": True}
@@ -279,6 +280,41 @@ def quantize_f32_rne(xb, outb, plan, p, ovf):
     return 0
 
 
+@njit(**_JIT)
+def _rne16_span(lo, hi, xh, outh, plan, bf):
+    """Elements ``lo:hi`` of :func:`quantize_16_rne`; returns the number of chunks holding a NaN
+    input when the format has no NaN (as :func:`_rne_span`)."""
+    has_nan = plan[8]
+    todo = 0
+    for c0 in range(lo, hi, CHUNK):
+        c1 = min(hi, c0 + CHUNK)
+        nan_in = False
+        if bf == 1:
+            for j in range(c1 - c0):
+                i = np.uint64(c0) + np.uint64(j)
+                b = bf16_to_f32(xh[i])
+                outh[i] = f32_to_bf16(rne32(b, plan))
+                nan_in |= (b & np.uint32(0x7FFFFFFF)) > np.uint32(0x7F800000)
+        else:
+            for j in range(c1 - c0):
+                i = np.uint64(c0) + np.uint64(j)
+                b = half_to_f32(xh[i])
+                outh[i] = f32_to_half(rne32(b, plan))
+                nan_in |= (b & np.uint32(0x7FFFFFFF)) > np.uint32(0x7F800000)
+        todo += nan_in and has_nan == 0
+    return todo
+
+
+def quantize_16_rne(xh, outh, plan, bf: int) -> bool:
+    """Nearest-even rounding of float16 (``bf = 0``) or bfloat16 (``bf = 1``) input, given and
+    written as uint16 bits, in one select-only pass: each element widened exactly to float32,
+    rounded as :func:`quantize_f32_rne` does, and narrowed back to its own dtype (nearest even,
+    overflow to inf: ``qemu_arrays.float_casts.cast_float``; the kernel's NaN is the canonical
+    quiet one). Returns False, having written nothing the caller may keep, when an input is a
+    NaN and the format has none (the caller then takes the float32 route)."""
+    return not run(xh.size, "element_rne", _rne16_span, xh.size, CHUNK, xh, outh, plan, bf)
+
+
 # ---- branch-free stochastic and directed rounding for float32 input ---------------------------
 
 #: the modes of :func:`quantize_f32_select`
@@ -296,6 +332,21 @@ def round_f32_plan(p, overflow: int, rnd: int, r: int):
     return (*plan, math.ldexp(1.0, emin - m))
 
 
+@njit(**_JIT, inline="always")
+def _select_chunk(c0, c1, xb, outb, plan, mode, k0, k1, k2, base, r):
+    """Elements ``c0:c1`` of :func:`_select_span` under the rounding code ``mode`` (a constant
+    where the caller passes one: LLVM then drops the other modes' selects); True when one of
+    them is a NaN."""
+    nan_in = False
+    for j in range(c1 - c0):  # unsigned indices: no negative-index wraparound code
+        i = np.uint64(c0) + np.uint64(j)
+        b = xb[i]
+        u = sr_bits32(base, j, k0, k1, k2, r) if mode == SR else np.uint32(0)
+        outb[i] = round32(b, plan, mode, u, r)
+        nan_in |= (b & np.uint32(0x7FFFFFFF)) > np.uint32(0x7F800000)
+    return nan_in
+
+
 @njit(**_JIT)
 def _select_span(lo, hi, xb, outb, plan, rnd, k0, k1, k2, offset, r):
     """Elements ``lo:hi`` of :func:`quantize_f32_select`; returns the number of chunks holding
@@ -305,20 +356,14 @@ def _select_span(lo, hi, xb, outb, plan, rnd, k0, k1, k2, offset, r):
     for c0 in range(lo, hi, CHUNK):
         c1 = min(hi, c0 + CHUNK)
         base = offset + c0  # the random bits' index of element c0 (two's complement wrap)
-        nan_in = False
         if rnd == SR:
-            for j in range(c1 - c0):
-                i = np.uint64(c0) + np.uint64(j)
-                b = xb[i]
-                u = sr_bits32(base, j, k0, k1, k2, r)
-                outb[i] = round32(b, plan, rnd, u, r)
-                nan_in |= (b & np.uint32(0x7FFFFFFF)) > np.uint32(0x7F800000)
+            nan_in = _select_chunk(c0, c1, xb, outb, plan, SR, k0, k1, k2, base, r)
+        elif rnd == RTZ:
+            nan_in = _select_chunk(c0, c1, xb, outb, plan, RTZ, k0, k1, k2, base, r)
+        elif rnd == RUP:
+            nan_in = _select_chunk(c0, c1, xb, outb, plan, RUP, k0, k1, k2, base, r)
         else:
-            for j in range(c1 - c0):
-                i = np.uint64(c0) + np.uint64(j)
-                b = xb[i]
-                outb[i] = round32(b, plan, rnd, np.uint32(0), r)
-                nan_in |= (b & np.uint32(0x7FFFFFFF)) > np.uint32(0x7F800000)
+            nan_in = _select_chunk(c0, c1, xb, outb, plan, RDN, k0, k1, k2, base, r)
         todo += nan_in and has_nan == 0
     return todo
 

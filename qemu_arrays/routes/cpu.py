@@ -19,7 +19,13 @@ from qemu_arrays.formats.codes import overflow_code
 from qemu_arrays.formats.spec import IntFormat, Overflow, Rounding
 from qemu_arrays.request import Op, Request
 from qemu_arrays.routes.common import DECODE_CHUNK, chunks, group_values, kernel_offset, random_args
-from qemu_arrays.routes.cpu_elements import bits_view, decode_table, quantize_float, widen
+from qemu_arrays.routes.cpu_elements import (
+    bits_view,
+    decode_table,
+    quantize_float,
+    rne_plan,
+    widen,
+)
 from qemu_arrays.validation import (
     as_float_array,
     check_codes,
@@ -163,6 +169,9 @@ def _quantize_scaled_float(work, res, req: Request, r, keys, rule_x=None):
 
 
 def _quantize(arr, req: Request, rule_x=None):
+    res16 = _quantize_16(arr, req)
+    if res16 is not None:
+        return res16
     work, out_dtype = widen(arr, req)
     r, *keys = random_args(req, work.dtype.itemsize)
     out = check_out(req.out, arr.shape, arr.dtype)
@@ -182,6 +191,33 @@ def _quantize(arr, req: Request, rule_x=None):
     if out is not None:
         if res is not out:
             out[...] = res
+        return out
+    return res
+
+
+def _quantize_16(arr, req: Request):
+    """Nearest-even of a float16/bfloat16 array into an element float format in one pass of
+    the 16-bit kernel, or None where that kernel does not apply (the float32 route then)."""
+    if arr.dtype.itemsize != 2 or req.rounding is not Rounding.NEAREST_EVEN:
+        return None
+    if req.is_scaled_float or isinstance(req.fmt, IntFormat):
+        return None
+    plan = rne_plan(req.fmt, req.overflow)
+    if plan is None:
+        return None
+    from qemu_arrays.kernels import elements
+
+    out = check_out(req.out, arr.shape, arr.dtype)
+    src = arr if arr.flags.c_contiguous else np.ascontiguousarray(arr)
+    direct = _direct_out(out, src)
+    res = np.empty(arr.shape, dtype=arr.dtype) if direct is None else direct
+    bf = int(arr.dtype != np.float16)
+    if not elements.quantize_16_rne(
+        src.reshape(-1).view(np.uint16), res.reshape(-1).view(np.uint16), plan, bf
+    ):
+        return None  # a NaN into a format without NaN: the float32 route decides (and raises)
+    if out is not None and res is not out:
+        out[...] = res
         return out
     return res
 

@@ -99,3 +99,33 @@ def test_out_is_written_directly_and_in_place_is_right(rnd):
     z = np.concatenate([x[-1:], x])
     qa.quantize(z[1:], "float8_e4m3fn", out=z[:-1], **kw)  # overlapping, shifted by one
     np.testing.assert_array_equal(z[:-1].view(np.uint32), want.view(np.uint32))
+
+
+@pytest.mark.parametrize("dtype", [np.float16, "bfloat16"], ids=str)
+def test_16_bit_kernel_equals_the_float32_route(dtype):
+    """Every float16/bfloat16 bit pattern, every eligible format and policy: the one-pass 16-bit
+    kernel gives the float32 route's result cast back (``cast_float``), bit for bit."""
+    from qemu_arrays.float_casts import cast_float
+
+    dt = np.dtype(dtype) if dtype is np.float16 else np.dtype(qa_ml_dtypes().bfloat16)
+    h = np.arange(1 << 16, dtype=np.uint16).view(dt)
+    for name in FORMATS:
+        fmt = qa.get_format(name)
+        for overflow in qa.Overflow:
+            x = h
+            if not fmt.has_nan and overflow is not qa.Overflow.ML_DTYPES:
+                x = h[~np.isnan(h.astype(np.float32))]
+            want = cast_float(qa.quantize(x.astype(np.float32), fmt, overflow=overflow), dt)
+            got = qa.quantize(x, fmt, overflow=overflow)
+            assert got.dtype == dt
+            bad = np.nonzero(got.view(np.uint16) != want.view(np.uint16))[0]
+            assert bad.size == 0, (
+                f"{fmt.name} {overflow.name}: {x.view(np.uint16)[bad[0]]:#06x} gave "
+                f"{got.view(np.uint16)[bad[0]]:#06x}, float32 route {want.view(np.uint16)[bad[0]]:#06x}"
+            )
+
+
+def qa_ml_dtypes():
+    import ml_dtypes
+
+    return ml_dtypes
