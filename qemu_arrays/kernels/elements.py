@@ -17,7 +17,7 @@ import math
 import numpy as np
 from numba import njit
 
-from qemu_arrays.formats.bits import bits_f32, f32_bits
+from qemu_arrays.formats.bits import bits_f32, bits_f64, f32_bits, f64_bits
 from qemu_arrays.formats.cores import (
     NAN_ERROR,
     RDN,
@@ -313,6 +313,83 @@ def quantize_16_rne(xh, outh, plan, bf: int) -> bool:
     quiet one). Returns False, having written nothing the caller may keep, when an input is a
     NaN and the format has none (the caller then takes the float32 route)."""
     return not run(xh.size, "element_rne", _rne16_span, xh.size, CHUNK, xh, outh, plan, bf)
+
+
+# ---- branch-free nearest-even for float64 input ------------------------------------------------
+
+_SIGN64 = np.int64(-(1 << 63))
+_QNAN64 = 0x7FF8000000000000
+
+
+def rne_f64_plan(p, overflow: int):
+    """The constants of :func:`quantize_f64_rne` (the float64 counterpart of
+    :func:`rne_f32_plan`), or None when the format needs the general kernel."""
+    m, emin, emax, sigmax, sub, hz, sg, sp, eb, bias = p
+    if not (sg == 1 and hz == 1 and sub == 1 and 0 <= m < 52 and emin >= -1022 and emax <= 1023):
+        return None
+    sh = 52 - m
+    has_inf = sp in (0, 4)
+    has_nan = m > 0 if sp == 0 else sp != 3
+    max_mag = ((emax + 1023) << 52) | ((sigmax - (1 << m)) << sh)
+    if overflow != 1 and has_inf:
+        ovf_mag, ovf_nan = 0x7FF0000000000000, 0
+    elif overflow != 1 and has_nan:
+        ovf_mag, ovf_nan = 0, 1
+    else:
+        ovf_mag, ovf_nan = max_mag, 0
+    neg_zero = sp not in (2, 4)
+    return (sh, (1 << (sh - 1)) - 1, (1 << sh) - 1, int(m == 0), emin + 1023, max_mag, ovf_mag,
+            ovf_nan, int(has_nan), int(neg_zero), math.ldexp(1.0, emin - m + 52))  # fmt: skip
+
+
+@njit(cache=True, nogil=True, inline="always")
+def rne_f64_bits(b, plan):
+    """:func:`rne_f32_bits` for the float64 with bits ``b`` (int64), as float64 bits."""
+    sh, half_m1, low, m0, lo_field, max_mag, ovf_mag, ovf_nan, has_nan, neg_zero, c = plan
+    sign = b & _SIGN64
+    mag = b & 0x7FFFFFFFFFFFFFFF
+    ef = mag >> 52
+    odd = ((mag >> sh) & 1) | m0
+    rn = (mag + half_m1 + odd) & ~low
+    rs = f64_bits((bits_f64(mag) + c) - c)
+    r = rs if ef < lo_field else rn
+    special = ef == 2047
+    is_nan = special & ((mag & 0xFFFFFFFFFFFFF) != 0)
+    over = (r > max_mag) | special  # inf input behaves as an overflow
+    r = ovf_mag if over else r
+    nan_out = is_nan | (over & (ovf_nan == 1))
+    keep_sign = (r != 0) | (neg_zero == 1)
+    res = (r | sign) if keep_sign else r
+    return _QNAN64 if nan_out else res
+
+
+@njit(**_JIT)
+def _rne64_span(lo, hi, xb, outb, plan):
+    """Elements ``lo:hi`` of :func:`quantize_f64_rne` (as :func:`_rne_span`)."""
+    has_nan = plan[8]
+    todo = 0
+    for c0 in range(lo, hi, CHUNK):
+        c1 = min(hi, c0 + CHUNK)
+        nan_in = False
+        for j in range(c1 - c0):
+            i = np.uint64(c0) + np.uint64(j)
+            b = xb[i]
+            outb[i] = rne_f64_bits(b, plan)
+            nan_in |= (b & 0x7FFFFFFFFFFFFFFF) > 0x7FF0000000000000
+        todo += nan_in and has_nan == 0
+    return todo
+
+
+def quantize_f64_rne(xb, outb, plan, p, ovf):
+    """Round-to-nearest-even of float64 input (bits as int64) in selects only: the float64
+    counterpart of :func:`quantize_f32_rne` (the same steps on 64-bit words; identical to
+    :func:`quantize_float_bits` with ``rnd = RNE``, tested). Returns the NaN-error count."""
+    if run(xb.size, "element_rne", _rne64_span, xb.size, CHUNK, xb, outb, plan):
+        rne = int(RNE)
+        return quantize_float_bits(
+            xb, outb, outb.view(np.float64), 11, 52, p, rne, ovf, 0, 0, 0, 0, 53
+        )
+    return 0
 
 
 # ---- branch-free stochastic and directed rounding for float32 input ---------------------------

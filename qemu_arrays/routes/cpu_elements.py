@@ -22,6 +22,7 @@ __all__ = [
     "bits_view",
     "decode_table",
     "quantize_float",
+    "rne64_plan",
     "rne_plan",
     "round_array",
     "select_plan",
@@ -54,6 +55,14 @@ def rne_plan(fmt, overflow):
     from qemu_arrays.kernels import elements
 
     return elements.rne_f32_plan(fmt.params(), overflow_code(overflow))
+
+
+@lru_cache(maxsize=256)
+def rne64_plan(fmt, overflow):
+    """The constants of the branch-free float64 nearest-even kernel, or None."""
+    from qemu_arrays.kernels import elements
+
+    return elements.rne_f64_plan(fmt.params(), overflow_code(overflow))
 
 
 @lru_cache(maxsize=256)
@@ -92,6 +101,10 @@ def quantize_float(work, res, req: Request, r, keys):
     )
     if plan is not None:  # the vectorized kernel: same bits, selects only
         return elements.quantize_f32_rne(xb, rb, plan, fmt.params(), ovf)
+    if req.rounding is Rounding.NEAREST_EVEN and in_m == 52:
+        plan = rne64_plan(fmt, req.overflow)
+        if plan is not None:  # the float64 counterpart: same bits, selects only
+            return elements.quantize_f64_rne(xb, rb, plan, fmt.params(), ovf)
     plan = select_plan(fmt, req.overflow, req.rounding, r) if in_m == 23 else None
     if plan is not None:  # stochastic (r <= 32) and directed modes: same bits, selects only
         return elements.quantize_f32_select(

@@ -129,3 +129,39 @@ def qa_ml_dtypes():
     import ml_dtypes
 
     return ml_dtypes
+
+
+def _bits64(n, seed):
+    rng = np.random.default_rng(seed)
+    b = rng.integers(-(1 << 63), 1 << 63, size=n, dtype=np.int64)
+    x = rng.standard_normal(n) * np.exp2(rng.integers(-1070, 20, n).astype(np.float64))
+    e = np.arange(2048, dtype=np.int64) << 52
+    mants = np.array([0, 1, 3, 1 << 51, (1 << 51) + 1, (1 << 51) - 1, (1 << 52) - 1, 1 << 49,
+                      (1 << 49) - 1, (1 << 49) + 1, 0x3000000000000, 0x123456789ABCD], np.int64)  # fmt: skip
+    edge = (e[:, None] | mants[None, :]).ravel()
+    return np.concatenate([b, x.view(np.int64), edge, edge | np.int64(-(1 << 63))])
+
+
+@pytest.mark.parametrize("name", FORMATS, ids=str)
+def test_float64_nearest_even_kernel_equals_general_kernel(name):
+    fmt = qa.get_format(name)
+    p = fmt.params()
+    xb0 = _bits64(4000, 5)
+    for overflow in qa.Overflow:
+        plan = cpu.rne_f64_plan(p, int(overflow))
+        assert plan is not None
+        xb = xb0
+        if not fmt.has_nan and overflow is not qa.Overflow.ML_DTYPES:
+            xb = xb[~np.isnan(xb.view(np.float64))]
+        fast = np.empty_like(xb)
+        slow = np.empty_like(xb)
+        e1 = cpu.quantize_f64_rne(xb, fast, plan, p, int(overflow))
+        e2 = cpu.quantize_float_bits(
+            xb, slow, slow.view(np.float64), 11, 52, p, 0, int(overflow), 0, 0, 0, 0, 53
+        )
+        assert e1 == e2
+        bad = np.nonzero(fast != slow)[0]
+        assert bad.size == 0, (
+            f"{fmt.name} {overflow.name}: {xb[bad[0]] & 0xFFFFFFFFFFFFFFFF:#018x} gave "
+            f"{fast[bad[0]] & 0xFFFFFFFFFFFFFFFF:#018x}, general {slow[bad[0]] & 0xFFFFFFFFFFFFFFFF:#018x}"
+        )
