@@ -19,7 +19,10 @@ from numba import njit
 
 from qemu_arrays.formats.bits import bits_f32, bits_f64, f32_bits, f64_bits
 from qemu_arrays.formats.cores import (
+    FNUZ,
+    IEEE,
     NAN_ERROR,
+    P3109,
     RDN,
     RNE,
     RTZ,
@@ -313,6 +316,72 @@ def quantize_16_rne(xh, outh, plan, bf: int) -> bool:
     quiet one). Returns False, having written nothing the caller may keep, when an input is a
     NaN and the format has none (the caller then takes the float32 route)."""
     return not run(xh.size, "element_rne", _rne16_span, xh.size, CHUNK, xh, outh, plan, bf)
+
+
+# ---- branch-free codes (encode) for float32 input, nearest-even ---------------------------------
+
+
+def code_plan(p):
+    """Constants of :func:`encode_f32_rne`'s step from a rounded float32 value to the format's
+    code (:func:`qemu_arrays.formats.cores.format_code` on the value), for a format that
+    :func:`rne_f32_plan` takes; None when ``2**(m - emin)`` exceeds float32's range (bfloat16,
+    tf32: the general kernel)."""
+    m, emin, emax, sigmax, sub, hz, sg, sp, eb, bias = p
+    if m - emin > 127:
+        return None
+    mag_bits = eb + m
+    all_mag = (1 << mag_bits) - 1
+    inf_code = all_mag if sp == P3109 else ((1 << eb) - 1) << m
+    if sp in (FNUZ, P3109):
+        nan_pos = nan_neg = 1 << mag_bits
+    elif sp == IEEE:
+        nan_pos = (((1 << eb) - 1) << m) | (1 << (m - 1))
+        nan_neg = nan_pos | (1 << mag_bits)
+    else:
+        nan_pos, nan_neg = all_mag, all_mag | (1 << mag_bits)
+    sh = 23 - m
+    return (sh, (127 - bias) << m, (emin + 127) << 23, math.ldexp(1.0, m - emin), inf_code,
+            nan_pos, nan_neg, mag_bits)  # fmt: skip
+
+
+@njit(**_JIT)
+def _encode_rne_span(lo, hi, xb, codes, plan, cplan):
+    """Elements ``lo:hi`` of :func:`encode_f32_rne` (as :func:`_rne_span`)."""
+    sh, adj, lo_mag, scale, inf_code, nan_pos, nan_neg, mag_bits = cplan
+    has_nan = plan[8]
+    todo = 0
+    for c0 in range(lo, hi, CHUNK):
+        c1 = min(hi, c0 + CHUNK)
+        nan_in = False
+        for j in range(c1 - c0):
+            i = np.uint64(c0) + np.uint64(j)
+            b = xb[i]
+            r = np.int64(rne32(b, plan))
+            mag = r & 0x7FFFFFFF
+            c_norm = (mag >> sh) - adj
+            c_sub = np.int64(bits_f32(mag) * np.float32(scale))
+            c = c_sub if mag < lo_mag else c_norm
+            c = inf_code if mag == 0x7F800000 else c
+            c |= (r >> 31) << mag_bits
+            nan_code = nan_neg if (np.int64(b) >> 31) & 1 else nan_pos
+            codes[i] = nan_code if r == 0x7FC00000 else c
+            nan_in |= (b & np.uint32(0x7FFFFFFF)) > np.uint32(0x7F800000)
+        todo += nan_in and has_nan == 0
+    return todo
+
+
+def encode_f32_rne(xb, codes, plan, p, ovf):
+    """Nearest-even codes of float32 input in selects only: each value rounded as
+    :func:`quantize_f32_rne` does, then mapped to its code (normal: the float32 exponent and
+    mantissa fields re-biased; subnormal: ``value * 2**(m - emin)``; inf, NaN: the format's
+    codes, a NaN's sign from the input). Identical to :func:`encode_float_bits` (tested); NaN
+    input into a format without NaN takes that kernel. Returns the NaN-error count."""
+    cplan = code_plan(p)
+    if cplan is None or run(
+        xb.size, "element_rne", _encode_rne_span, xb.size, CHUNK, xb, codes, plan, cplan
+    ):
+        return encode_float_bits(xb, codes, 8, 23, p, int(RNE), ovf, 0, 0, 0, 0, 32)
+    return 0
 
 
 # ---- branch-free nearest-even for float64 input ------------------------------------------------

@@ -261,10 +261,18 @@ def _encode(arr, req: Request, rule_x=None):
         overflow = Overflow.SATURATE
     xb, in_e, in_m = bits_view(work)
     codes = np.empty(arr.size, dtype=cdt)
-    err = elements.encode_float_bits(
-        xb, codes, in_e, in_m, fmt.params(), int(req.rounding), overflow_code(overflow),
-        *keys, kernel_offset(req.offset), r,
-    )  # fmt: skip
+    plan = (
+        rne_plan(fmt, overflow)
+        if req.rounding is Rounding.NEAREST_EVEN and in_m == 23 and fmt.bits <= 16
+        else None
+    )
+    if plan is not None:  # the vectorized kernel: same codes, selects only
+        err = elements.encode_f32_rne(xb, codes, plan, fmt.params(), overflow_code(overflow))
+    else:
+        err = elements.encode_float_bits(
+            xb, codes, in_e, in_m, fmt.params(), int(req.rounding), overflow_code(overflow),
+            *keys, kernel_offset(req.offset), r,
+        )  # fmt: skip
     if err:
         raise nan_error(fmt, overflow)
     codes = codes.reshape(arr.shape)

@@ -165,3 +165,27 @@ def test_float64_nearest_even_kernel_equals_general_kernel(name):
             f"{fmt.name} {overflow.name}: {xb[bad[0]] & 0xFFFFFFFFFFFFFFFF:#018x} gave "
             f"{fast[bad[0]] & 0xFFFFFFFFFFFFFFFF:#018x}, general {slow[bad[0]] & 0xFFFFFFFFFFFFFFFF:#018x}"
         )
+
+
+@pytest.mark.parametrize("name", FORMATS, ids=str)
+def test_nearest_even_codes_kernel_equals_general_kernel(name):
+    from qemu_arrays.validation import code_dtype
+
+    fmt = qa.get_format(name)
+    p = fmt.params()
+    for overflow in qa.Overflow:
+        plan = cpu.rne_f32_plan(p, int(overflow))
+        xb = XB
+        if not fmt.has_nan and overflow is not qa.Overflow.ML_DTYPES:
+            nan = (xb & 0x7F800000 == 0x7F800000) & (xb & 0x7FFFFF != 0)
+            xb = xb[~nan]
+        fast = np.empty(xb.size, code_dtype(fmt.bits))
+        slow = np.empty_like(fast)
+        e1 = cpu.encode_f32_rne(xb, fast, plan, p, int(overflow))
+        e2 = cpu.encode_float_bits(xb, slow, 8, 23, p, 0, int(overflow), 0, 0, 0, 0, 32)
+        assert e1 == e2
+        bad = np.nonzero(fast != slow)[0]
+        assert bad.size == 0, (
+            f"{fmt.name} {overflow.name}: input {xb[bad[0]]:#010x} gave code {fast[bad[0]]:#x}, "
+            f"general kernel {slow[bad[0]]:#x}"
+        )
