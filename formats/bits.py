@@ -1,4 +1,5 @@
-"""Bit casts between IEEE floats and integers, as numba ``@intrinsic`` functions.
+"""Bit casts between IEEE floats and integers, and the fused multiply-add, as numba
+``@intrinsic`` functions.
 
 The CPU kernels (:mod:`qemu_arrays.cpu`, :mod:`qemu_arrays.cpu_blocks`) and the CUDA kernels
 (:mod:`cuda_kernels`) call the same four: each emits a single LLVM ``bitcast`` (plus a truncation
@@ -12,7 +13,7 @@ from llvmlite import ir
 from numba import types
 from numba.core.extending import intrinsic
 
-__all__ = ["bits_f32", "bits_f64", "f32_bits", "f64_bits"]
+__all__ = ["bits_f32", "bits_f64", "f32_bits", "f64_bits", "fma"]
 
 
 @intrinsic
@@ -62,4 +63,17 @@ def bits_f64(typingctx, b):
             return builder.bitcast(v, ir.DoubleType())
 
         return types.float64(b), codegen
+    return None
+
+
+@intrinsic
+def fma(typingctx, a, b, c):
+    """``a * b + c`` with one rounding (IEEE 754 fusedMultiplyAdd, LLVM ``llvm.fma``), for
+    three float32 or three float64 scalars."""
+    if isinstance(a, types.Float) and a == b and a == c:
+
+        def codegen(context, builder, signature, args):
+            return builder.fma(args[0], args[1], args[2])
+
+        return a(a, b, c), codegen
     return None

@@ -27,6 +27,7 @@ NJIT_SOURCES = (
     "round32.py",
     "codes.py",
     "enums.py",
+    "accumulate.py",
 )
 
 

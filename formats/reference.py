@@ -16,7 +16,9 @@ It also holds the counter-based random generator of the doc in plain Python inte
 Public functions: :func:`quantize_value`, :func:`encode_value`, :func:`decode_code`,
 :func:`decode_exact`, :func:`key`, :func:`mix32`, :func:`random_word`, :func:`random_bits`, and
 for block formats (``docs/blocks.md``) :func:`shared_exponent`, :func:`quantize_mx_block`,
-:func:`quantize_nv_block`, :func:`quantize_blocks`.
+:func:`quantize_nv_block`, :func:`quantize_blocks`; for dot products (``docs/matmul.md``)
+:func:`dot_reference` (a rounded accumulator, each order) and :func:`fused_dot_reference` (the
+truncating block adder of the tensor-core models).
 Slow (tens of microseconds per value) and obviously right; use it in tests, not in loops over
 large arrays.
 """
@@ -36,7 +38,10 @@ from qemu_arrays.formats.ml_dtypes_rules import installed as installed_ml_dtypes
 from qemu_arrays.formats.spec import FloatFormat, IntFormat, Overflow, Rounding, Specials
 
 __all__ = [
+    "ORDERS",
     "decode_code",
+    "dot_reference",
+    "fused_dot_reference",
     "quantize_blocks",
     "quantize_mx_block",
     "quantize_nv_block",
@@ -772,3 +777,280 @@ def quantize_blocks(rows, fmt, rounding=Rounding.NEAREST_EVEN, seed=0, tensor_sc
                 res_row += quantize_mx_block(vals, fmt, rounding, us, r)[0]
         out.append(res_row)
     return out
+
+
+# ---- dot products with a rounded accumulator (docs/matmul.md) ---------------------------------
+
+
+@dataclass(frozen=True)
+class _Num:
+    """An exact value of the dot-product reference: "nan", "inf" or "finite" (a signed zero
+    is a finite value with ``magnitude == 0``)."""
+
+    kind: str
+    negative: bool = False
+    magnitude: Fraction = Fraction(0)
+
+    @property
+    def value(self) -> Fraction:
+        return -self.magnitude if self.negative else self.magnitude
+
+
+def _num(x) -> _Num:
+    """An input float (or Fraction) as an exact value; a Fraction zero is +0."""
+    kind, negative, mag = _split_input(x)
+    if kind == "nan":
+        return _Num("nan")
+    return _Num(kind, negative, mag)
+
+
+def _from_value(v: Fraction) -> _Num:
+    return _Num("finite", v < 0, abs(v))
+
+
+def _mul(x: _Num, y: _Num) -> _Num:
+    if x.kind == "nan" or y.kind == "nan":
+        return _Num("nan")
+    neg = x.negative != y.negative
+    if x.kind == "inf" or y.kind == "inf":
+        if (x.kind == "finite" and x.magnitude == 0) or (y.kind == "finite" and y.magnitude == 0):
+            return _Num("nan")  # 0 * inf
+        return _Num("inf", neg)
+    return _Num("finite", neg, x.magnitude * y.magnitude)
+
+
+def _add(x: _Num, y: _Num, rounding: Rounding) -> _Num:
+    """The exact sum, IEEE 754's special cases and zero signs (an exact zero sum is -0 only
+    under DOWN, or when both operands are -0)."""
+    if x.kind == "nan" or y.kind == "nan":
+        return _Num("nan")
+    if x.kind == "inf" and y.kind == "inf":
+        return _Num("inf", x.negative) if x.negative == y.negative else _Num("nan")
+    if x.kind == "inf":
+        return x
+    if y.kind == "inf":
+        return y
+    v = x.value + y.value
+    if v != 0:
+        return _from_value(v)
+    if x.magnitude == 0 and y.magnitude == 0 and x.negative == y.negative:
+        return _Num("finite", x.negative)
+    return _Num("finite", rounding is Rounding.DOWN)
+
+
+def _round_num(x: _Num, fmt, rounding: Rounding, u, r) -> _Num:
+    """``x`` rounded into ``fmt`` (the format's own overflow policy); NaN into a format without
+    NaN raises ``ValueError`` (as quantize does)."""
+    if x.kind == "nan":
+        q = quantize_value(math.nan, fmt, rounding, u=u, r=r)
+    elif x.kind == "inf":
+        q = quantize_value(-math.inf if x.negative else math.inf, fmt, rounding, u=u, r=r)
+    elif x.magnitude == 0:
+        q = quantize_value(-0.0 if x.negative else 0.0, fmt, rounding, u=u, r=r)
+    else:
+        q = quantize_value(x.value, fmt, rounding, u=u, r=r)
+    return _num(q)
+
+
+def _as_float(x: _Num) -> float:
+    if x.kind == "nan":
+        return math.nan
+    if x.kind == "inf":
+        return -math.inf if x.negative else math.inf
+    if x.magnitude == 0:
+        return -0.0 if x.negative else 0.0
+    return _to_float(x.negative, x.magnitude)
+
+
+def _exact_sum(terms) -> _Num:
+    """The exact sum of values as a rational (a zero sum is +0), NaN and infinities as IEEE."""
+    kinds = [t for t in terms if t.kind != "finite"]
+    if any(t.kind == "nan" for t in kinds):
+        return _Num("nan")
+    signs = {t.negative for t in kinds}
+    if len(signs) == 2:
+        return _Num("nan")
+    if signs:
+        return _Num("inf", signs.pop())
+    return _from_value(sum((t.value for t in terms), Fraction(0)))
+
+
+ORDERS = ("sequential", "pairwise", "blocked")
+
+
+def dot_reference(
+    a,
+    b,
+    *,
+    accumulator="float32",
+    rounding=Rounding.NEAREST_EVEN,
+    order="sequential",
+    block_k=None,
+    promote_to="float32",
+    fma=True,
+    out_format="float32",
+    block_scales=None,
+    seed=None,
+    stream=0,
+    element=0,
+    r=32,
+) -> float:
+    """One emulated dot product ``sum(a[k] * b[k])``, exactly as ``docs/matmul.md`` defines it.
+
+    Products are exact. ``accumulator`` (a float format, or None for the exact sum) receives
+    every addition, rounded with ``rounding``; ``fma=False`` rounds each product into it first.
+    ``order``: "sequential" (``acc = R(acc + p_k)`` from +0), "pairwise" (``S(lo, hi) =
+    R(S(lo, mid) + S(mid, hi))``, ``mid = lo + (hi - lo) // 2``) or "blocked" (each run of
+    ``block_k`` products summed sequentially from +0 in the accumulator, times
+    ``block_scales[t]`` when given, then added into ``promote_to`` with one rounding). Without
+    an accumulator and not blocked, the exact sum is rounded once into ``out_format``.
+
+    Stochastic rounding: the ``r``-bit integer of rounding event ``t`` of output element
+    ``element`` is ``random_bits(seed, stream, element * 2**32 + t, r)``;
+    the events are numbered as ``docs/matmul.md`` says. Returns the result as a float64.
+    """
+    if len(a) != len(b):
+        msg = f"a and b must have the same length, got {len(a)} and {len(b)}"
+        raise ValueError(msg)
+    rounding = _as_enum("rounding", rounding, Rounding)
+    if order not in ORDERS:
+        msg = f"order must be one of {ORDERS}, got {order!r}"
+        raise ValueError(msg)
+    acc_fmt = None if accumulator is None else _as_format(accumulator)
+    K = len(a)
+    prods = [_mul(_num(x), _num(y)) for x, y in zip(a, b)]
+
+    def u_of(t):
+        if rounding is not Rounding.STOCHASTIC:
+            return None
+        return random_bits(seed, stream, (element << 32) | t, r)
+
+    def rnd(x, fmt, t):
+        return _round_num(x, fmt, rounding, u_of(t), r)
+
+    zero = _Num("finite")
+    if order == "blocked":
+        if block_k is None or block_k < 1:
+            msg = f"order='blocked' needs block_k >= 1, got {block_k!r}"
+            raise ValueError(msg)
+        pfmt = _as_format(promote_to)
+        nb = -(-K // block_k)
+        n_add = 0 if acc_fmt is None else (K if fma else 2 * K)
+        total = zero
+        for t in range(nb):
+            ks = range(t * block_k, min(K, (t + 1) * block_k))
+            if acc_fmt is None:
+                part = _exact_sum([prods[k] for k in ks])
+            else:
+                part = zero
+                for k in ks:
+                    if fma:
+                        part = rnd(_add(part, prods[k], rounding), acc_fmt, k)
+                    else:
+                        pk = rnd(prods[k], acc_fmt, 2 * k)
+                        part = rnd(_add(part, pk, rounding), acc_fmt, 2 * k + 1)
+            if block_scales is not None:
+                part = _mul(part, _num(block_scales[t]))
+            total = rnd(_add(total, part, rounding), pfmt, n_add + t)
+        return _as_float(total)
+    if block_scales is not None:
+        msg = "block_scales apply to order='blocked'"
+        raise ValueError(msg)
+    if acc_fmt is None:
+        return _as_float(_round_num(_exact_sum(prods), _as_format(out_format), rounding,
+                                    u_of(0), r))  # fmt: skip
+    if order == "sequential":
+        acc = zero
+        for k, p in enumerate(prods):
+            if fma:
+                acc = rnd(_add(acc, p, rounding), acc_fmt, k)
+            else:
+                acc = rnd(_add(acc, rnd(p, acc_fmt, 2 * k), rounding), acc_fmt, 2 * k + 1)
+        return _as_float(acc)
+    # pairwise: nodes numbered in post-order (left subtree, right subtree, node)
+    if K == 0:
+        return 0.0
+    counter = [0]
+
+    def node(lo, hi, root):
+        if hi - lo == 1:
+            t = counter[0]
+            counter[0] += 1
+            return rnd(prods[lo], acc_fmt, t) if (not fma or root) else prods[lo]
+        mid = lo + (hi - lo) // 2
+        left = node(lo, mid, False)
+        right = node(mid, hi, False)
+        t = counter[0]
+        counter[0] += 1
+        return rnd(_add(left, right, rounding), acc_fmt, t)
+
+    return _as_float(node(0, K, True))
+
+
+def _nominal_exponent(v: Fraction, emin: int) -> int:
+    return max(_floor_log2(abs(v)), emin)
+
+
+def fused_dot_reference(
+    a,
+    b,
+    c=0.0,
+    *,
+    emin_a,
+    emin_b,
+    group,
+    frac_bits,
+    out_precision=24,
+    scale_exps=None,
+) -> float:
+    """A chain of tensor-core fused steps (``docs/matmul.md``, "Hardware models"): for each
+    group of ``group`` products in k order, the products (exact, times ``2**scale_exps[g]``
+    when given) and the running value ``c`` are truncated (magnitude) onto the grid
+    ``2**(Emax - frac_bits)`` and added exactly; ``Emax`` is the largest *nominal* exponent
+    among the non-zero terms (a product's is ``E(a) + E(b)`` (+ the scale exponents), with
+    ``E(x) = max(floor(log2 |x|), emin_x)``; the running value's with ``emin`` -126). The sum
+    is rounded toward zero to ``out_precision`` significand bits on the binary32 grid
+    (subnormals kept); ``2**128`` or more is ±inf, an exact zero +0. NaN inputs, ``0 * inf``
+    and opposite infinities give NaN, another infinity gives that infinity.
+    """
+    if len(a) != len(b):
+        msg = f"a and b must have the same length, got {len(a)} and {len(b)}"
+        raise ValueError(msg)
+    out = FloatFormat(exponent_bits=8, mantissa_bits=out_precision - 1)
+    acc = _num(c)
+    for g, g0 in enumerate(range(0, len(a), group)):
+        xs = [_num(x) for x in a[g0 : g0 + group]]
+        ys = [_num(y) for y in b[g0 : g0 + group]]
+        prods = [_mul(x, y) for x, y in zip(xs, ys)]
+        if scale_exps is not None and scale_exps[g] is None:  # a NaN block scale
+            acc = _Num("nan")
+            continue
+        special = _exact_sum([*prods, acc])
+        if special.kind != "finite" or acc.kind != "finite":
+            acc = special
+            continue
+        se = 0 if scale_exps is None else scale_exps[g]
+        terms = [
+            (p.value * _pow2(se), _nominal_exponent(x.value, emin_a)
+             + _nominal_exponent(y.value, emin_b) + se)
+            for p, x, y in zip(prods, xs, ys) if p.magnitude != 0
+        ]  # fmt: skip
+        if acc.magnitude != 0:
+            terms.append((acc.value, _nominal_exponent(acc.value, -126)))
+        if not terms:
+            acc = _Num("finite")
+            continue
+        emax = max(e for _, e in terms)
+        grid = _pow2(emax - frac_bits)
+        S = 0
+        for v, _ in terms:
+            t = math.floor(abs(v) / grid)
+            S += -t if v < 0 else t
+        V = S * grid
+        if abs(V) >= _pow2(128):
+            acc = _Num("inf", V < 0)
+            continue
+        acc = _num(quantize_value(V, out, Rounding.TOWARD_ZERO))
+        if acc.magnitude == 0:
+            acc = _Num("finite")  # +0
+    return _as_float(acc)

@@ -1028,6 +1028,49 @@ class _Parser(argparse.ArgumentParser):
         super().error(message)
 
 
+def cmd_gemm_error(args) -> int:
+    from qemu_arrays import FloatFormat
+    from qemu_arrays.cli_gemm import (
+        gemm_error_rows,
+        parse_accumulator,
+        parse_order,
+        plot_gemm_error,
+    )
+
+    plot = _check_plot_path(args.plot)
+    fmt = _get_format(args.input)
+    if not isinstance(fmt, FloatFormat):
+        msg = f"--input must be a float element format (e.g. float8_e4m3fn), got {args.input!r}"
+        raise CliError(msg)
+    accs = [(t.strip(), parse_accumulator(t)) for t in args.accumulators.split(",") if t.strip()]
+    orders = [(t.strip(), parse_order(t)) for t in args.orders.split(",") if t.strip()]
+    try:
+        ks = sorted({int(k) for k in args.k.split(",") if k.strip()})
+    except ValueError:
+        msg = f"--k must be comma-separated positive integers, got {args.k!r}"
+        raise CliError(msg) from None
+    if not ks or ks[0] < 1 or not accs or not orders:
+        msg = "--k, --accumulators and --orders need at least one entry each (K >= 1)"
+        raise CliError(msg)
+    _check_positive("--m", args.m, int)
+    _check_positive("--n", args.n, int)
+    rows = gemm_error_rows(fmt.name, accs, orders, ks, m=args.m, n=args.n, seed=args.seed)
+    setup = f"{args.m}xK @ Kx{args.n} Gaussian data in {fmt.name}, seed {args.seed}"
+    if plot is not None:
+        plot_gemm_error(rows, plot, title=f"GEMM error vs float64: {setup}")
+
+    def text():
+        print(setup)
+        table = [[r["K"], r["accumulator"], r["order"], _fmt_num(r["max_abs_error"]),
+                  _fmt_num(r["rel_error"])] for r in rows]  # fmt: skip
+        print(_table(table, ["K", "accumulator", "order", "max |error|", "relative error"]))
+        if plot is not None:
+            print(f"error curves written to {plot}")
+
+    _emit(args, rows, text, {"setup": setup, "plot": None if plot is None else str(plot)})
+    return 0
+
+
 def _add_output(p):
     g = p.add_mutually_exclusive_group()
     g.add_argument("--json", action="store_true", help="print JSON instead of a table")
@@ -1193,6 +1236,30 @@ def _add_warmup(sub) -> None:
     w.set_defaults(func=cmd_warmup)
 
 
+def _add_gemm_error(sub) -> None:
+    g = sub.add_parser(
+        "gemm-error",
+        help="the error of emulated GEMMs (accumulator, order) against float64 as K grows",
+        description="Quantize built-in Gaussian matrices into --input, multiply them with "
+        "qemu_arrays.matmul for each accumulator and order, and report the error against the "
+        "float64 product of the same quantized values (the accumulation's error alone).",
+    )
+    g.add_argument("--input", default="float8_e4m3fn", help="input format (default e4m3)")
+    g.add_argument("--accumulators", default="float32,e8m13,bfloat16,float16",
+                   help="comma-separated: catalogue names, eXmY (e.g. e8m13, Hopper FP8's "
+                   "accumulator width) or exact")  # fmt: skip
+    g.add_argument("--orders", default="sequential,blocked128",
+                   help="comma-separated: sequential, pairwise, blockedN (N products, then "
+                   "promotion into float32)")  # fmt: skip
+    g.add_argument("--k", default="64,256,1024,4096", help="comma-separated values of K")
+    g.add_argument("--m", type=int, default=16, help="rows of the product")
+    g.add_argument("--n", type=int, default=16, help="columns of the product")
+    g.add_argument("--seed", type=int, default=0)
+    g.add_argument("--plot", metavar="PATH.png", help="write the error curves as a PNG")
+    _add_output(g)
+    g.set_defaults(func=cmd_gemm_error)
+
+
 def build_parser() -> argparse.ArgumentParser:
     from qemu_arrays import __version__
 
@@ -1213,6 +1280,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_qat(sub)
     _add_bench(sub)
     _add_warmup(sub)
+    _add_gemm_error(sub)
     return p
 
 

@@ -33,7 +33,16 @@ from qemu_arrays.formats.enums import Rounding
 from qemu_arrays.request import Op, Request
 from qemu_arrays.validation import check_format
 
-__all__ = ["CAPABILITIES", "Capability", "Route", "explain_route", "route", "run"]
+__all__ = [
+    "CAPABILITIES",
+    "Capability",
+    "Route",
+    "explain_route",
+    "matmul_route",
+    "route",
+    "run",
+    "run_matmul",
+]
 
 
 class Route(enum.Enum):
@@ -61,6 +70,10 @@ class Capability:
     """``out=`` (writing into a caller's array)."""
     traceable: bool
     """Runs under ``jax.jit``/``jax.grad``/``jax.vmap`` (JAX tracers)."""
+    matmul: bool = False
+    """``matmul``/``dot`` (docs/matmul.md). JAX and array-API arrays take the HOST route for
+    them, and CUDA device arrays are copied to the host as well (no CUDA matmul kernel yet):
+    not traceable; Dask arrays have no matmul route."""
     caller_bits: bool = False
     """Caller-supplied random bits (``rbits=``) and ``Rounding.STOCHASTIC_EQUAL``, which the
     numba kernels do not take: NumPy and PyTorch CPU run them through the generic route."""
@@ -79,13 +92,15 @@ _ALL_RULES = ("absmax", "percentile", "mse")
 CAPABILITIES: dict[Route, Capability] = {
     Route.NUMPY: Capability(
         element=True, block=True, granularity=True, out=True, traceable=False, scaled_float=True,
-        rules=_ALL_RULES, zero_points=True, caller_bits=True,
+        rules=_ALL_RULES, zero_points=True, caller_bits=True, matmul=True,
     ),
     Route.TORCH_CPU: Capability(
         element=True, block=True, granularity=True, out=True, traceable=False, scaled_float=True,
-        rules=_ALL_RULES, zero_points=True, caller_bits=True,
+        rules=_ALL_RULES, zero_points=True, caller_bits=True, matmul=True,
     ),
-    Route.CUDA: Capability(element=True, block=True, granularity=False, out=True, traceable=False),
+    Route.CUDA: Capability(
+        element=True, block=True, granularity=False, out=True, traceable=False, matmul=True
+    ),
     Route.DASK: Capability(
         element=True, block=False, granularity=False, out=False, traceable=False
     ),
@@ -93,7 +108,9 @@ CAPABILITIES: dict[Route, Capability] = {
         element=True, block=True, granularity=True, out=True, traceable=True, scaled_float=True,
         rules=("absmax",), block_decode=False, caller_bits=True,
     ),
-    Route.HOST: Capability(element=False, block=True, granularity=True, out=False, traceable=False),
+    Route.HOST: Capability(
+        element=False, block=True, granularity=True, out=False, traceable=False, matmul=True
+    ),
 }  # fmt: skip
 
 # the per-type rung of the ladder, cached per array type (= per namespace)
@@ -330,3 +347,63 @@ def run(x, req: Request):
 
         return generic_scaled.run(xp, x, req)
     return generic.run(x, req)
+
+
+# ---- matmul / dot (docs/matmul.md) -------------------------------------------------------------
+
+
+def _is_qarray(x) -> bool:
+    """A QArray (or any object with the operand protocol): codes and scales on the host."""
+    return hasattr(type(x), "__qemu_arrays_operand__")
+
+
+def _matmul_route_of(x, name: str) -> Route:
+    if _is_qarray(x):
+        return Route.NUMPY
+    if isinstance(x, (numbers.Number, list, tuple)):
+        msg = (
+            f"{name} must be an array (NumPy, PyTorch, CUDA, JAX or array-API) or a QArray, got "
+            f"{type(x).__name__}; hint: numpy.asarray({name}, dtype=numpy.float32)"
+        )
+        raise TypeError(msg)
+    r = route(x)
+    return Route.HOST if r is Route.GENERIC else r
+
+
+def matmul_route(a, b) -> Route:
+    """The route ``matmul(a, b)`` takes: both operands' route, a QArray joining the NumPy or
+    PyTorch CPU route of the other operand."""
+    ra, rb = _matmul_route_of(a, "a"), _matmul_route_of(b, "b")
+    if _is_qarray(a) and rb is Route.TORCH_CPU:
+        ra = rb
+    if _is_qarray(b) and ra is Route.TORCH_CPU:
+        rb = ra
+    if ra is not rb:
+        msg = (
+            f"a and b take different routes ({ra.name} and {rb.name}); both must be arrays of "
+            "one library on one device (QArrays combine with NumPy arrays and PyTorch CPU "
+            "tensors); hint: convert one operand, e.g. numpy.asarray(b)"
+        )
+        raise TypeError(msg)
+    if not CAPABILITIES[ra].matmul:
+        able = ", ".join(r.name for r, c in CAPABILITIES.items() if c.matmul)
+        msg = (
+            f"matmul is not supported on the {ra.name} route ({ra.value}); routes with matmul: "
+            f"{able}; hint: x.compute() first for Dask arrays"
+        )
+        raise NotImplementedError(msg)
+    return ra
+
+
+def run_matmul(a, b, req):
+    """The result of the matmul request ``req`` (a
+    :class:`~qemu_arrays.matmul_request.MatmulRequest`) on ``a`` and ``b``."""
+    r = matmul_route(a, b)
+    if r in (Route.NUMPY, Route.TORCH_CPU):
+        from qemu_arrays.routes import matmul_cpu
+
+        return matmul_cpu.run(a, b, req)
+    # JAX, array-API and (for now) CUDA device arrays: a copy to the host and back
+    from qemu_arrays.routes import matmul_host
+
+    return matmul_host.run(a, b, req)

@@ -754,6 +754,22 @@ class QArray:
         q = self.astype(format, **{k: kwargs[k] for k in _QARRAY_KEYS if kwargs.get(k) is not None})
         return q if op is Op.QUANTIZE else _encoded(q)
 
+    def __qemu_arrays_operand__(self):
+        """``(format, Encoded)``: the stored codes and scales, for operations that apply the
+        scales as the hardware does (``qemu_arrays.matmul``: the MX block dot product)."""
+        from qemu_arrays.encoded import Encoded
+
+        if self._block_offset:
+            msg = (
+                "this QArray was sliced inside a block (its first block is partial), which "
+                "matmul cannot align with the other operand's blocks; hint: q.dequantize(), or "
+                "slice at block boundaries"
+            )
+            raise ValueError(msg)
+        enc = Encoded(self.codes, self._scales, self._zero_points, self._tensor_scale,
+                      self._axis, self._block_size)  # fmt: skip
+        return self._format, enc
+
     # ---- indexing -------------------------------------------------------------------------------
     def _normalise_key(self, key):
         if not isinstance(key, tuple):

@@ -40,6 +40,7 @@ FIGURES = {
     "grid-float8_e4m3fn": "info float8_e4m3fn --plot {out}",
     "grid-mxfp4_e2m1": "info mxfp4_e2m1 --plot {out}",
     "grid-nvfp4": "info nvfp4 --plot {out}",
+    "gemm-error": "gemm-error --k 32,128,512,2048 --plot {out}",
     "qat": "qat --no-progress --formats int8:same:same,float8_e4m3fn:same:float8_e5m2,"
     "int4:int8:int8,float4_e2m1fn:float8_e4m3fn:float8_e5m2,mxfp4_e2m1:mxfp8_e4m3:mxfp8_e4m3,"
     "nvfp4:nvfp4:float8_e5m2 --plot {out}",

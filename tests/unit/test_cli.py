@@ -31,7 +31,18 @@ def assert_clean_error(code, err, *needles):
 
 @pytest.mark.parametrize(
     "sub",
-    ["demo", "formats", "info", "compare", "check-format", "reproduce", "qat", "bench", "warmup"],
+    [
+        "demo",
+        "formats",
+        "info",
+        "compare",
+        "check-format",
+        "reproduce",
+        "qat",
+        "bench",
+        "warmup",
+        "gemm-error",
+    ],
 )
 def test_every_subcommand_has_help(capsys, sub):
     code, out, _ = run(capsys, sub, "--help")
@@ -462,6 +473,24 @@ def test_plots_for_every_format_kind(tmp_path):
         plot_value_grid("float32", tmp_path / "f.png")
     with pytest.raises(ValueError, match="at least one"):
         plot_comparison([], {}, tmp_path / "c.png")
+
+
+def test_gemm_error_json_plot_and_errors(capsys, tmp_path):
+    png = tmp_path / "g.png"
+    code, out, _ = run(capsys, "gemm-error", "--k", "8,64", "--accumulators", "bfloat16,exact",
+                       "--orders", "sequential,blocked16", "--m", "3", "--n", "2", "--json",
+                       "--plot", str(png))  # fmt: skip
+    assert code == 0
+    rows = json.loads(out)["rows"]
+    # exact has one row per K (and one per blocked order): 2 + 2 + 1 + 1 per K
+    assert len(rows) == 2 * 4
+    by = {(r["K"], r["accumulator"], r["order"]): r["rel_error"] for r in rows}
+    assert by[(64, "bfloat16", "sequential")] > 100 * by[(64, "exact", "exact")]
+    assert png.read_bytes()[:4] == b"\x89PNG"
+    code, _, err = run(capsys, "gemm-error", "--orders", "zigzag")
+    assert_clean_error(code, err, "--orders", "blockedN")
+    code, _, err = run(capsys, "gemm-error", "--input", "int8")
+    assert_clean_error(code, err, "--input")
 
 
 def test_warmup_bad_input(capsys):

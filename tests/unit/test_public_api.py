@@ -12,8 +12,8 @@ import qemu_arrays as qa
 PUBLIC = {
     "BlockFormat", "Encoded", "FloatFormat", "IntFormat", "Overflow", "QArray", "QuantSpec", "Rounding",
     "Route", "ScaleRule", "Specials", "__version__", "asarray", "compute_scale", "decode",
-    "encode", "explain_route", "get_format", "list_formats", "load", "minifloat", "p3109",
-    "pack", "quantize", "register", "route", "unpack",
+    "dot", "encode", "explain_route", "get_format", "list_formats", "load", "matmul",
+    "minifloat", "p3109", "pack", "quantize", "register", "route", "unpack",
     "get_num_threads", "set_compile_notice", "set_num_threads",  # threads, compiles (issue 12)
 }  # fmt: skip
 

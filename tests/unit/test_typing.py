@@ -20,6 +20,8 @@ CHECKED = (
     "qemu_arrays/dispatch.py",
     "qemu_arrays/encoded.py",
     "qemu_arrays/grids.py",
+    "qemu_arrays/matmul.py",
+    "qemu_arrays/matmul_request.py",
 )
 
 

@@ -1,0 +1,427 @@
+"""The matmul route of NumPy arrays, PyTorch CPU tensors and QArrays: the numba kernels of
+:mod:`qemu_arrays.kernels.matmul` (``docs/matmul.md``).
+
+The operands become float64 arrays of their (element) values; the plan
+(:func:`qemu_arrays.routes.matmul_common.plan`) fixes the order, formats and output dtype; the
+data statistics choose, for each order, the cheapest path that is exact:
+
+* additions: the float64 sum is exact (the values' span fits 53 bits), or nearest-even with
+  narrow addends (no TwoSum needed), else TwoSum with round to odd; the general core for the
+  lanes the fast path leaves;
+* exact sums: one float64 (or float32) BLAS product per block when every partial sum of the
+  data fits 53 (24) bits, else the wide integer accumulator.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from qemu_arrays.formats.block_spec import BlockFormat
+from qemu_arrays.formats.enums import Overflow, Rounding
+from qemu_arrays.formats.spec import FloatFormat, IntFormat
+from qemu_arrays.matmul_request import MatmulRequest
+from qemu_arrays.request import Op, Request
+from qemu_arrays.routes import cpu
+from qemu_arrays.routes.common import random_keys
+from qemu_arrays.routes.cpu_elements import rne_plan
+from qemu_arrays.routes.matmul_common import (
+    FLOAT32,
+    FLOAT64,
+    Operand,
+    Plan,
+    Stats,
+    element_format,
+    nan_in_accumulator,
+    plan,
+    stats,
+    sum_span,
+)
+from qemu_arrays.validation import as_float_array
+
+__all__ = ["operand", "run"]
+
+
+def _is_tensor(x) -> bool:
+    return type(x).__module__.split(".", 1)[0] == "torch"
+
+
+def _decode(codes, fmt) -> np.ndarray:
+    return np.asarray(cpu.run(np.asarray(codes), Request(Op.DECODE, fmt, dtype=np.float64)))
+
+
+def _check_float32_values(v: np.ndarray, name: str) -> None:
+    with np.errstate(over="ignore", invalid="ignore"):
+        back = v.astype(np.float32).astype(np.float64)
+    bad = ~((back == v) | np.isnan(v))
+    if bad.any():
+        x = float(v.reshape(-1)[np.flatnonzero(bad.reshape(-1))[0]])
+        msg = (
+            f"{name} is a float64 array holding values that are not float32 values (e.g. "
+            f"{x!r}); matmul needs exact products, which float64 holds for float32 values; "
+            f"hint: quantize {name} first (any format of at most 24 significand bits), or "
+            f"{name}.astype(numpy.float32)"
+        )
+        raise ValueError(msg)
+
+
+def _scaled_int(fmt: IntFormat, enc, name: str) -> Operand:
+    """A QArray of a scaled integer format: the integers ``k - zero_point`` as values, the
+    scale (per tensor, per row of ``a`` or per column of ``b``) for the epilogue."""
+    codes = np.asarray(enc.codes)
+    nd = codes.ndim
+    red = nd - 1 if name == "a" or nd == 1 else nd - 2
+    scales = np.asarray(enc.scales, dtype=np.float64)
+    along_k = scales.ndim > 0 and scales.shape[red - nd + scales.ndim] > 1
+    if enc.block_size is not None or along_k:
+        msg = (
+            f"{name} is a QArray of {fmt.name!r} with scales along the reduction axis "
+            f"(axis={enc.axis}, block_size={enc.block_size}); matmul applies integer scales "
+            f"per tensor, per row of a or per column of b (axis={-2 if name == 'a' else -1}), "
+            f"in the epilogue; hint: matmul({name}.dequantize(), ...)"
+        )
+        raise NotImplementedError(msg)
+    ones = np.ones_like(scales)
+    req = Request(Op.DECODE, fmt, scale=ones, zero_point=enc.zero_points, axis=enc.axis,
+                  dtype=np.float64)  # fmt: skip
+    vals = np.asarray(cpu.run(codes, req), dtype=np.float64)
+    if scales.ndim == 0 or scales.size == 1:
+        sc = np.asarray(scales.reshape(()))
+    else:
+        full = np.broadcast_to(scales, (1,) * (nd - scales.ndim) + scales.shape)
+        sc = np.take(full, 0, axis=red)
+        sc = sc[..., :, None] if name == "a" else sc[..., None, :]
+    return Operand(vals, fmt, False, scale=sc)
+
+
+def _epilogue(out: np.ndarray, a: Operand, b: Operand) -> np.ndarray:
+    """``out * s`` with ``s = s_a * s_b`` (in float64) rounded to the output's dtype, one IEEE
+    multiplication in that dtype (docs/matmul.md, "Scaled integer inputs")."""
+    if a.scale is None and b.scale is None:
+        return out
+    one = np.float64(1.0)
+    sa = one if a.scale is None else a.scale
+    sb = one if b.scale is None else b.scale
+    s = (np.asarray(sa) * np.asarray(sb)).astype(out.dtype)
+    if out.ndim < s.ndim:  # 1-D operands: their scales are per tensor (0-d)
+        s = s.reshape(())
+    with np.errstate(all="ignore"):
+        res = np.asarray(out * s, dtype=out.dtype)
+    res[np.isnan(res)] = np.nan
+    return res
+
+
+def operand(x, name: str) -> Operand:
+    """A NumPy array, PyTorch CPU tensor or QArray as an :class:`Operand` (float32 or float64
+    values: 16-bit arrays widen to float32)."""
+    proto = getattr(type(x), "__qemu_arrays_operand__", None)
+    if proto is not None:
+        fmt, enc = proto(x)
+        wide = np.dtype(getattr(x, "dtype", np.float32)) == np.float64
+        if isinstance(fmt, FloatFormat):
+            return Operand(_decode(enc.codes, fmt), fmt, wide)
+        if isinstance(fmt, BlockFormat) and not fmt.tensor_scale:
+            el = fmt.element
+            if isinstance(el, FloatFormat):
+                vals = _decode(enc.codes, el)
+            else:
+                k = np.asarray(enc.codes).astype(np.int64)
+                k = np.where(k >> (el.bits - 1), k - (1 << el.bits), k)
+                vals = k * 2.0**-fmt.element_fraction_bits
+            scales = _decode(enc.scales, fmt.scale)
+            axis = enc.axis if enc.axis is not None else vals.ndim - 1
+            return Operand(vals, el, wide, block=fmt, scales=scales, axis=axis % vals.ndim)
+        if isinstance(fmt, IntFormat):
+            return _scaled_int(fmt, enc, name)
+        msg = (
+            f"{name} is a QArray of {fmt.name!r}: matmul takes QArrays of float element formats, "
+            "scaled integer formats and MX block formats; two-level (NVFP4) formats are not "
+            f"modelled yet; hint: matmul({name}.dequantize(), ...)"
+        )
+        raise NotImplementedError(msg)
+    if _is_tensor(x):
+        from qemu_arrays.routes.torch_cpu import to_numpy
+
+        x = to_numpy(x)
+    if not isinstance(x, np.ndarray):
+        msg = f"{name} must be an array, got {type(x).__name__}"
+        raise TypeError(msg)
+    fmt = element_format(x.dtype, name)
+    arr = as_float_array(x, name)
+    if arr.dtype == np.float64:
+        _check_float32_values(arr, name)
+        return Operand(arr, fmt, True)
+    return Operand(arr.astype(np.float32, copy=False), fmt, False)
+
+
+# ---- the 2-D cases ------------------------------------------------------------------------------
+
+
+def _keys(req: MatmulRequest):
+    seed = req.seed if req.rounding is Rounding.STOCHASTIC else 0
+    return random_keys(seed or 0, req.stream)
+
+
+def _fast_flags(fmt: FloatFormat, rnd: Rounding, r: int, exact_sum: bool, addend_bits: int):
+    """(need TwoSum, round to odd enough) for additions into ``fmt`` (docs/matmul.md)."""
+    p = fmt.precision
+    ro_ok = fmt.mantissa_bits <= 50 and (rnd is not Rounding.STOCHASTIC or p + r <= 52)
+    no_ts = exact_sum or (rnd is Rounding.NEAREST_EVEN and addend_bits <= p and 2 * p + 1 <= 53)
+    return not no_ts, ro_ok
+
+
+def _acc_span(fmt: FloatFormat, sa: Stats, sb: Stats, fma: bool) -> bool:
+    """Whether every float64 sum of an accumulator value and an addend is exact."""
+    bottom = fmt.emin - fmt.mantissa_bits
+    top = fmt.emax + 2
+    if fma and sa.bits and sb.bits:
+        bottom = min(bottom, sa.lsb + sb.lsb)
+        top = max(top, sa.emax + sb.emax + 3)
+    return top - bottom <= 53
+
+
+def _scale_exps(s: np.ndarray | None) -> tuple[int, int]:
+    if s is None:
+        return 0, 0
+    f = s[np.isfinite(s) & (s != 0)]
+    if f.size == 0:
+        return 0, 0
+    e = np.frexp(f)[1] - 1
+    return int(e.min()), int(e.max())
+
+
+def _native_dtype(fmt: FloatFormat):
+    """float32/float64 when ``fmt`` is IEEE binary32/binary64 itself (the CPU's arithmetic)."""
+    for dt, ref in ((np.float32, FLOAT32), (np.float64, FLOAT64)):
+        if fmt == ref:
+            return np.dtype(dt)
+    return None
+
+
+def _native(A, B, pl: Plan, req, dtype) -> np.ndarray:
+    """The CPU's own IEEE arithmetic (accumulator binary32/binary64, nearest-even)."""
+    from qemu_arrays.kernels import matmul as km
+    from qemu_arrays.kernels.matmul import threads_for
+
+    An = np.ascontiguousarray(A, dtype=dtype)
+    Bn = np.ascontiguousarray(B, dtype=dtype)
+    o = np.empty((A.shape[0], B.shape[1]), dtype=dtype)
+    with threads_for(o.size * max(A.shape[1], 1)):
+        if pl.order == "blocked":
+            km.blocked_native(An, Bn, o, pl.block_k, req.fma)
+        else:
+            km.sequential_native(An, Bn, o, req.fma)
+    o[np.isnan(o)] = np.nan  # the canonical NaN
+    return o
+
+
+def _rne32(A, B, SA, SB, pl: Plan, req, sa: Stats, sb: Stats):
+    """Nearest-even into a narrow accumulator on float32 words (``rne32``), when it is exact:
+    products exact in float32, float32 sums exact or rounding innocuously (docs/matmul.md);
+    promotions (if any) native float32. ``(out, errors)`` or None when it does not apply."""
+    from qemu_arrays.kernels import matmul as km
+    from qemu_arrays.kernels.matmul import threads_for
+
+    acc = pl.acc
+    plan = rne_plan(acc, Overflow.OWN)
+    if plan is None:
+        return None
+    blocks = pl.order == "blocked"
+    if blocks and (pl.promote != FLOAT32 or SA is not None or SB is not None):
+        return None
+    if (
+        sa.bits
+        and sb.bits
+        and (sa.bits + sb.bits > 24 or sa.lsb + sb.lsb < -149 or sa.emax + sb.emax + 2 > 127)
+    ):
+        return None
+    p = acc.precision
+    bottom, top = acc.emin - acc.mantissa_bits, acc.emax + 2
+    if req.fma and sa.bits and sb.bits:
+        bottom, top = min(bottom, sa.lsb + sb.lsb), max(top, sa.emax + sb.emax + 3)
+    addend = (sa.bits + sb.bits) if req.fma else p
+    if not (top - bottom <= 24 or (addend <= p and 2 * p + 1 <= 24)):
+        return None
+    M, N = A.shape[0], B.shape[1]
+    o = np.empty((M, N), dtype=np.float32)
+    with threads_for(M * N * max(A.shape[1], 1)):
+        km.sequential_rne32(A.astype(np.float32), B.astype(np.float32), o, plan, req.fma,
+                            pl.block_k, blocks)  # fmt: skip
+    nan = np.isnan(o)
+    err = int(nan.any()) if not acc.has_nan else 0
+    return o.astype(np.float64), err
+
+
+def _matmul2d(A, B, SA, SB, pl: Plan, req, get_stats, eoff: int) -> tuple:
+    """One 2-D product: (out float64 M x N, NaN-error count)."""
+    from qemu_arrays.kernels import matmul as km
+    from qemu_arrays.kernels.matmul import threads_for
+
+    native = _native_dtype(pl.acc) if req.rounding is Rounding.NEAREST_EVEN else None
+    if native is not None and (
+        pl.order == "sequential"
+        or (pl.order == "blocked" and pl.promote == pl.acc and SA is None and SB is None)
+    ):
+        return _native(A, B, pl, req, native), 0
+    A = np.ascontiguousarray(A, dtype=np.float64)
+    B = np.ascontiguousarray(B, dtype=np.float64)
+    sa, sb = get_stats()
+    M, K = A.shape
+    N = B.shape[1]
+    out = np.zeros((M, N))
+    rnd = req.rounding
+    k0, k1, k2 = _keys(req)
+    r = pl.r
+    acc = pl.acc
+    work = M * N * max(K, 1)
+    if pl.order == "exact" or (pl.order == "blocked" and acc is None):
+        blocks = pl.order == "blocked"
+        fmt = pl.promote if blocks else pl.result
+        n = pl.block_k if blocks else K
+        lo, hi = (0, 0)
+        if blocks:
+            la, ha = _scale_exps(SA)
+            lb, hb = _scale_exps(SB)
+            lo, hi = la + lb, ha + hb
+        span = sum_span(sa, sb, n)
+        finite = sa.finite and sb.finite and (SA is None or np.isfinite(SA).all()) and (
+            SB is None or np.isfinite(SB).all())  # fmt: skip
+        if finite and span <= 53:
+            use32 = span <= 24 and sa.lsb + sb.lsb >= -149 and sa.emax + sb.emax + span < 120
+            if not blocks:
+                X = (A.astype(np.float32) @ B.astype(np.float32)).astype(np.float64) if use32 \
+                    else A @ B  # fmt: skip
+                with threads_for(work):
+                    err = km.round_exact(X, out, fmt.params(), int(rnd), 0, k0, k1, k2, r, eoff, 0)
+                return out, err
+            nb = -(-K // pl.block_k)
+            SA_ = np.ones((M, nb)) if SA is None else SA
+            SB_ = np.ones((nb, N)) if SB is None else SB
+            native32 = fmt == FLOAT32 and rnd is Rounding.NEAREST_EVEN
+            tot32 = np.zeros((M, N), np.float32) if native32 else None
+            p_ts, p_ro = _fast_flags(fmt, rnd, r, False, 53)
+            dt = np.float32 if use32 else np.float64
+            An, Bn = A.astype(dt, copy=False), B.astype(dt, copy=False)
+            P = np.empty((1, M, N), dtype=dt)
+            err = 0
+            bk = pl.block_k
+            # one block at a time: its exact partial sums (M x N) stay in the cache while
+            # they are promoted
+            for t in range(nb):
+                np.matmul(An[:, t * bk : (t + 1) * bk], Bn[t * bk : (t + 1) * bk], out=P[0])
+                with threads_for(M * N):
+                    if native32:
+                        km.promote_native32(P, SA_[:, t : t + 1].copy(), SB_[t : t + 1], tot32)
+                    else:
+                        err += km.promote(P, SA_, SB_, out, fmt.params(), int(rnd), 0, k0, k1,
+                                          k2, r, eoff, t, p_ts, p_ro)  # fmt: skip
+            if native32:
+                tot32[np.isnan(tot32)] = np.nan  # the canonical NaN
+                return tot32, 0
+            return out, err
+        # the wide integer accumulator
+        base = (sa.lsb + sb.lsb + lo) if sa.bits and sb.bits else 0
+        top = (sa.emax + sb.emax + 2 + hi + math.ceil(math.log2(n + 1))) if sa.bits and sb.bits \
+            else 0  # fmt: skip
+        if blocks:
+            base = min(base, fmt.emin - fmt.mantissa_bits)
+            top = max(top, fmt.emax + 2)
+        nlimbs = (top - base) // 32 + 4
+        nbk = -(-K // pl.block_k) if blocks else 1
+        SA_ = np.ones((M, nbk)) if SA is None else SA
+        SB_ = np.ones((nbk, N)) if SB is None else SB
+        with threads_for(work):
+            err = km.exact_dot(A, B, SA_, SB_, out, pl.block_k if blocks else max(K, 1), base,
+                               nlimbs, fmt.params(), int(rnd), 0, k0, k1, k2, r, eoff, blocks)  # fmt: skip
+        return out, err
+    # rounded additions
+    if rnd is Rounding.NEAREST_EVEN and pl.order in ("sequential", "blocked"):
+        o = _rne32(A, B, SA, SB, pl, req, sa, sb)
+        if o is not None:
+            return o
+    exact = _acc_span(acc, sa, sb, req.fma)
+    addend_bits = (sa.bits + sb.bits) if req.fma else acc.precision
+    need_ts, ro_ok = _fast_flags(acc, rnd, r, exact, addend_bits)
+    p = acc.params()
+    with threads_for(work):
+        if pl.order == "sequential":
+            err = km.sequential(A, B, out, p, int(rnd), 0, req.fma, k0, k1, k2, r, eoff, need_ts,
+                                ro_ok)  # fmt: skip
+        elif pl.order == "pairwise":
+            prog = km.pairwise_program(K)
+            depth = max(2, math.ceil(math.log2(max(K, 1))) + 2)
+            err = km.pairwise(A, B, out, prog, depth, p, int(rnd), 0, req.fma, k0, k1, k2, r,
+                              eoff, need_ts, ro_ok)  # fmt: skip
+        else:
+            nb = -(-K // pl.block_k)
+            SA_ = np.ones((M, nb)) if SA is None else SA
+            SB_ = np.ones((nb, N)) if SB is None else SB
+            pp = pl.promote
+            p_ts, p_ro = _fast_flags(pp, rnd, r, False, 53)
+            n_add = K if req.fma else 2 * K
+            err = km.blocked(A, B, SA_, SB_, out, pl.block_k, p, pp.params(), int(rnd), 0, 0,
+                             req.fma, k0, k1, k2, r, eoff, need_ts, ro_ok, p_ts, p_ro, n_add)  # fmt: skip
+    return out, err
+
+
+def _as_2d(o: Operand, is_a: bool):
+    """(values with a matrix shape, block scales with the same shape rule)."""
+    v, s = o.values, o.scales
+    if v.ndim == 1:
+        v = v[None, :] if is_a else v[:, None]
+        if s is not None:
+            s = s[None, :] if is_a else s[:, None]
+    return v, s
+
+
+def compute(a: Operand, b: Operand, req: MatmulRequest) -> tuple[np.ndarray, Plan]:
+    """The result (``plan.out_shape``, ``plan.out_dtype``: every value of the result format is
+    exact in it) of two NumPy operands, and the plan."""
+    pl = plan(req, a, b, a.values.shape, b.values.shape)
+    if req.model is not None:
+        from qemu_arrays.routes import matmul_mma
+
+        return matmul_mma.compute(a, b, req, pl), pl
+    va, sa_ = _as_2d(a, True)
+    vb, sb_ = _as_2d(b, False)
+    cache: list = []
+
+    def get_stats():
+        if not cache:
+            cache.append((stats(va), stats(vb)))
+        return cache[0]
+
+    M, N = pl.M, pl.N
+    batch = pl.batch
+    res = np.empty((*batch, M, N), dtype=pl.out_dtype)
+    err = 0
+    for idx in np.ndindex(*batch) if batch else [()]:
+        ia = tuple(
+            i if d > 1 else 0 for i, d in zip(idx[len(idx) - (va.ndim - 2) :], va.shape[:-2])
+        )
+        ib = tuple(
+            i if d > 1 else 0 for i, d in zip(idx[len(idx) - (vb.ndim - 2) :], vb.shape[:-2])
+        )
+        A = va[ia]
+        B = vb[ib]
+        SA = None if sa_ is None else np.ascontiguousarray(sa_[ia])
+        SB = None if sb_ is None else np.ascontiguousarray(sb_[ib])
+        flat = int(np.ravel_multi_index(idx, batch)) if batch else 0
+        out, e = _matmul2d(A, B, SA, SB, pl, req, get_stats, flat * M * N)
+        res[idx] = out
+        err += e
+    if err:
+        raise nan_in_accumulator(pl.result if pl.acc is None else pl.acc)
+    return _epilogue(res, a, b).reshape(pl.out_shape), pl
+
+
+def run(a, b, req: MatmulRequest):
+    """``matmul``/``dot`` of NumPy arrays, PyTorch CPU tensors or QArrays."""
+    oa, ob = operand(a, "a"), operand(b, "b")
+    out, _ = compute(oa, ob, req)
+    if _is_tensor(a) or _is_tensor(b):
+        from qemu_arrays.routes.torch_cpu import to_torch
+
+        return to_torch(out)
+    return out
