@@ -25,6 +25,7 @@ NJIT_SOURCES = (
     "block_cores.py",
     "block_plans.py",
     "rne32.py",
+    "round32.py",
     "codes.py",
     "enums.py",
     "accumulate.py",

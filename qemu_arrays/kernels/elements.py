@@ -17,10 +17,16 @@ import math
 import numpy as np
 from numba import njit
 
-from qemu_arrays.formats.bits import bits_f32, f32_bits
+from qemu_arrays.formats.bits import bits_f32, bits_f64, f32_bits, f64_bits
 from qemu_arrays.formats.cores import (
+    FNUZ,
+    IEEE,
     NAN_ERROR,
+    P3109,
+    RDN,
     RNE,
+    RTZ,
+    RUP,
     SR,
     decode_code,
     format_code,
@@ -33,6 +39,8 @@ from qemu_arrays.formats.cores import (
 )
 from qemu_arrays.formats.jit_cache import purge_stale_cache
 from qemu_arrays.formats.rne32 import rne32
+from qemu_arrays.formats.round32 import round32, sr_bits32
+from qemu_arrays.kernels.half import bf16_to_f32, f32_to_bf16, f32_to_half, half_to_f32
 from qemu_arrays.kernels.runtime import init_threading, run
 
 _JIT = {"cache": True, "nogil": True}
@@ -271,6 +279,251 @@ def quantize_f32_rne(xb, outb, plan, p, ovf):
         rne = int(RNE)
         return quantize_float_bits(
             xb, outb, outb.view(np.float32), 8, 23, p, rne, ovf, 0, 0, 0, 0, 32
+        )
+    return 0
+
+
+@njit(**_JIT)
+def _rne16_span(lo, hi, xh, outh, plan, bf):
+    """Elements ``lo:hi`` of :func:`quantize_16_rne`; returns the number of chunks holding a NaN
+    input when the format has no NaN (as :func:`_rne_span`)."""
+    has_nan = plan[8]
+    todo = 0
+    for c0 in range(lo, hi, CHUNK):
+        c1 = min(hi, c0 + CHUNK)
+        nan_in = False
+        if bf == 1:
+            for j in range(c1 - c0):
+                i = np.uint64(c0) + np.uint64(j)
+                b = bf16_to_f32(xh[i])
+                outh[i] = f32_to_bf16(rne32(b, plan))
+                nan_in |= (b & np.uint32(0x7FFFFFFF)) > np.uint32(0x7F800000)
+        else:
+            for j in range(c1 - c0):
+                i = np.uint64(c0) + np.uint64(j)
+                b = half_to_f32(xh[i])
+                outh[i] = f32_to_half(rne32(b, plan))
+                nan_in |= (b & np.uint32(0x7FFFFFFF)) > np.uint32(0x7F800000)
+        todo += nan_in and has_nan == 0
+    return todo
+
+
+def quantize_16_rne(xh, outh, plan, bf: int) -> bool:
+    """Nearest-even rounding of float16 (``bf = 0``) or bfloat16 (``bf = 1``) input, given and
+    written as uint16 bits, in one select-only pass: each element widened exactly to float32,
+    rounded as :func:`quantize_f32_rne` does, and narrowed back to its own dtype (nearest even,
+    overflow to inf: ``qemu_arrays.float_casts.cast_float``; the kernel's NaN is the canonical
+    quiet one). Returns False, having written nothing the caller may keep, when an input is a
+    NaN and the format has none (the caller then takes the float32 route)."""
+    return not run(xh.size, "element_rne", _rne16_span, xh.size, CHUNK, xh, outh, plan, bf)
+
+
+# ---- branch-free codes (encode) for float32 input, nearest-even ---------------------------------
+
+
+def code_plan(p):
+    """Constants of :func:`encode_f32_rne`'s step from a rounded float32 value to the format's
+    code (:func:`qemu_arrays.formats.cores.format_code` on the value), for a format that
+    :func:`rne_f32_plan` takes; None when ``2**(m - emin)`` exceeds float32's range (bfloat16,
+    tf32: the general kernel)."""
+    m, emin, emax, sigmax, sub, hz, sg, sp, eb, bias = p
+    if m - emin > 127:
+        return None
+    mag_bits = eb + m
+    all_mag = (1 << mag_bits) - 1
+    inf_code = all_mag if sp == P3109 else ((1 << eb) - 1) << m
+    if sp in (FNUZ, P3109):
+        nan_pos = nan_neg = 1 << mag_bits
+    elif sp == IEEE:
+        nan_pos = (((1 << eb) - 1) << m) | (1 << (m - 1))
+        nan_neg = nan_pos | (1 << mag_bits)
+    else:
+        nan_pos, nan_neg = all_mag, all_mag | (1 << mag_bits)
+    sh = 23 - m
+    return (sh, (127 - bias) << m, (emin + 127) << 23, math.ldexp(1.0, m - emin), inf_code,
+            nan_pos, nan_neg, mag_bits)  # fmt: skip
+
+
+@njit(**_JIT)
+def _encode_rne_span(lo, hi, xb, codes, plan, cplan):
+    """Elements ``lo:hi`` of :func:`encode_f32_rne` (as :func:`_rne_span`)."""
+    sh, adj, lo_mag, scale, inf_code, nan_pos, nan_neg, mag_bits = cplan
+    has_nan = plan[8]
+    todo = 0
+    for c0 in range(lo, hi, CHUNK):
+        c1 = min(hi, c0 + CHUNK)
+        nan_in = False
+        for j in range(c1 - c0):
+            i = np.uint64(c0) + np.uint64(j)
+            b = xb[i]
+            r = np.int64(rne32(b, plan))
+            mag = r & 0x7FFFFFFF
+            c_norm = (mag >> sh) - adj
+            c_sub = np.int64(bits_f32(mag) * np.float32(scale))
+            c = c_sub if mag < lo_mag else c_norm
+            c = inf_code if mag == 0x7F800000 else c
+            c |= (r >> 31) << mag_bits
+            nan_code = nan_neg if (np.int64(b) >> 31) & 1 else nan_pos
+            codes[i] = nan_code if r == 0x7FC00000 else c
+            nan_in |= (b & np.uint32(0x7FFFFFFF)) > np.uint32(0x7F800000)
+        todo += nan_in and has_nan == 0
+    return todo
+
+
+def encode_f32_rne(xb, codes, plan, p, ovf):
+    """Nearest-even codes of float32 input in selects only: each value rounded as
+    :func:`quantize_f32_rne` does, then mapped to its code (normal: the float32 exponent and
+    mantissa fields re-biased; subnormal: ``value * 2**(m - emin)``; inf, NaN: the format's
+    codes, a NaN's sign from the input). Identical to :func:`encode_float_bits` (tested); NaN
+    input into a format without NaN takes that kernel. Returns the NaN-error count."""
+    cplan = code_plan(p)
+    if cplan is None or run(
+        xb.size, "element_rne", _encode_rne_span, xb.size, CHUNK, xb, codes, plan, cplan
+    ):
+        return encode_float_bits(xb, codes, 8, 23, p, int(RNE), ovf, 0, 0, 0, 0, 32)
+    return 0
+
+
+# ---- branch-free nearest-even for float64 input ------------------------------------------------
+
+_SIGN64 = np.int64(-(1 << 63))
+_QNAN64 = 0x7FF8000000000000
+
+
+def rne_f64_plan(p, overflow: int):
+    """The constants of :func:`quantize_f64_rne` (the float64 counterpart of
+    :func:`rne_f32_plan`), or None when the format needs the general kernel."""
+    m, emin, emax, sigmax, sub, hz, sg, sp, eb, bias = p
+    if not (sg == 1 and hz == 1 and sub == 1 and 0 <= m < 52 and emin >= -1022 and emax <= 1023):
+        return None
+    sh = 52 - m
+    has_inf = sp in (0, 4)
+    has_nan = m > 0 if sp == 0 else sp != 3
+    max_mag = ((emax + 1023) << 52) | ((sigmax - (1 << m)) << sh)
+    if overflow != 1 and has_inf:
+        ovf_mag, ovf_nan = 0x7FF0000000000000, 0
+    elif overflow != 1 and has_nan:
+        ovf_mag, ovf_nan = 0, 1
+    else:
+        ovf_mag, ovf_nan = max_mag, 0
+    neg_zero = sp not in (2, 4)
+    return (sh, (1 << (sh - 1)) - 1, (1 << sh) - 1, int(m == 0), emin + 1023, max_mag, ovf_mag,
+            ovf_nan, int(has_nan), int(neg_zero), math.ldexp(1.0, emin - m + 52))  # fmt: skip
+
+
+@njit(cache=True, nogil=True, inline="always")
+def rne_f64_bits(b, plan):
+    """:func:`rne_f32_bits` for the float64 with bits ``b`` (int64), as float64 bits."""
+    sh, half_m1, low, m0, lo_field, max_mag, ovf_mag, ovf_nan, has_nan, neg_zero, c = plan
+    sign = b & _SIGN64
+    mag = b & 0x7FFFFFFFFFFFFFFF
+    ef = mag >> 52
+    odd = ((mag >> sh) & 1) | m0
+    rn = (mag + half_m1 + odd) & ~low
+    rs = f64_bits((bits_f64(mag) + c) - c)
+    r = rs if ef < lo_field else rn
+    special = ef == 2047
+    is_nan = special & ((mag & 0xFFFFFFFFFFFFF) != 0)
+    over = (r > max_mag) | special  # inf input behaves as an overflow
+    r = ovf_mag if over else r
+    nan_out = is_nan | (over & (ovf_nan == 1))
+    keep_sign = (r != 0) | (neg_zero == 1)
+    res = (r | sign) if keep_sign else r
+    return _QNAN64 if nan_out else res
+
+
+@njit(**_JIT)
+def _rne64_span(lo, hi, xb, outb, plan):
+    """Elements ``lo:hi`` of :func:`quantize_f64_rne` (as :func:`_rne_span`)."""
+    has_nan = plan[8]
+    todo = 0
+    for c0 in range(lo, hi, CHUNK):
+        c1 = min(hi, c0 + CHUNK)
+        nan_in = False
+        for j in range(c1 - c0):
+            i = np.uint64(c0) + np.uint64(j)
+            b = xb[i]
+            outb[i] = rne_f64_bits(b, plan)
+            nan_in |= (b & 0x7FFFFFFFFFFFFFFF) > 0x7FF0000000000000
+        todo += nan_in and has_nan == 0
+    return todo
+
+
+def quantize_f64_rne(xb, outb, plan, p, ovf):
+    """Round-to-nearest-even of float64 input (bits as int64) in selects only: the float64
+    counterpart of :func:`quantize_f32_rne` (the same steps on 64-bit words; identical to
+    :func:`quantize_float_bits` with ``rnd = RNE``, tested). Returns the NaN-error count."""
+    if run(xb.size, "element_rne", _rne64_span, xb.size, CHUNK, xb, outb, plan):
+        rne = int(RNE)
+        return quantize_float_bits(
+            xb, outb, outb.view(np.float64), 11, 52, p, rne, ovf, 0, 0, 0, 0, 53
+        )
+    return 0
+
+
+# ---- branch-free stochastic and directed rounding for float32 input ---------------------------
+
+#: the modes of :func:`quantize_f32_select`
+SELECT_MODES = (RTZ, RUP, RDN, SR)
+
+
+def round_f32_plan(p, overflow: int, rnd: int, r: int):
+    """The ``plan`` of :func:`quantize_f32_select` (that of :func:`rne_f32_plan` and the format's
+    smallest subnormal ``2**(emin - m)``), or None when the format, mode or ``r`` needs the
+    general kernel."""
+    plan = rne_f32_plan(p, overflow)
+    if plan is None or rnd not in SELECT_MODES or not 1 <= r <= 32:
+        return None
+    m, emin = p[0], p[1]
+    return (*plan, math.ldexp(1.0, emin - m))
+
+
+@njit(**_JIT, inline="always")
+def _select_chunk(c0, c1, xb, outb, plan, mode, k0, k1, k2, base, r):
+    """Elements ``c0:c1`` of :func:`_select_span` under the rounding code ``mode`` (a constant
+    where the caller passes one: LLVM then drops the other modes' selects); True when one of
+    them is a NaN."""
+    nan_in = False
+    for j in range(c1 - c0):  # unsigned indices: no negative-index wraparound code
+        i = np.uint64(c0) + np.uint64(j)
+        b = xb[i]
+        u = sr_bits32(base, j, k0, k1, k2, r) if mode == SR else np.uint32(0)
+        outb[i] = round32(b, plan, mode, u, r)
+        nan_in |= (b & np.uint32(0x7FFFFFFF)) > np.uint32(0x7F800000)
+    return nan_in
+
+
+@njit(**_JIT)
+def _select_span(lo, hi, xb, outb, plan, rnd, k0, k1, k2, offset, r):
+    """Elements ``lo:hi`` of :func:`quantize_f32_select`; returns the number of chunks holding
+    a NaN input when the format has no NaN (as :func:`_rne_span`)."""
+    has_nan = plan[8]
+    todo = 0
+    for c0 in range(lo, hi, CHUNK):
+        c1 = min(hi, c0 + CHUNK)
+        base = offset + c0  # the random bits' index of element c0 (two's complement wrap)
+        if rnd == SR:
+            nan_in = _select_chunk(c0, c1, xb, outb, plan, SR, k0, k1, k2, base, r)
+        elif rnd == RTZ:
+            nan_in = _select_chunk(c0, c1, xb, outb, plan, RTZ, k0, k1, k2, base, r)
+        elif rnd == RUP:
+            nan_in = _select_chunk(c0, c1, xb, outb, plan, RUP, k0, k1, k2, base, r)
+        else:
+            nan_in = _select_chunk(c0, c1, xb, outb, plan, RDN, k0, k1, k2, base, r)
+        todo += nan_in and has_nan == 0
+    return todo
+
+
+def quantize_f32_select(xb, outb, plan, p, rnd, ovf, k0, k1, k2, offset, r):
+    """Stochastic (``r <= 32``) and directed rounding of float32 input in selects only, so the
+    element loop, random bits included, vectorizes (:func:`qemu_arrays.formats.round32.round32`).
+    Identical to :func:`quantize_float_bits` (tested); NaN input into a format without NaN
+    takes that kernel for the whole array, as in :func:`quantize_f32_rne`. Returns the
+    NaN-error count."""
+    args = (xb, outb, plan, rnd, k0, k1, k2, offset, r)
+    if run(xb.size, "element_rne", _select_span, xb.size, CHUNK, *args):
+        return quantize_float_bits(
+            xb, outb, outb.view(np.float32), 8, 23, p, rnd, ovf, k0, k1, k2, offset, r
         )
     return 0
 

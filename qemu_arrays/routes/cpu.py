@@ -19,7 +19,13 @@ from qemu_arrays.formats.codes import overflow_code
 from qemu_arrays.formats.spec import IntFormat, Overflow, Rounding
 from qemu_arrays.request import Op, Request
 from qemu_arrays.routes.common import DECODE_CHUNK, chunks, group_values, kernel_offset, random_args
-from qemu_arrays.routes.cpu_elements import bits_view, decode_table, quantize_float, widen
+from qemu_arrays.routes.cpu_elements import (
+    bits_view,
+    decode_table,
+    quantize_float,
+    rne_plan,
+    widen,
+)
 from qemu_arrays.validation import (
     as_float_array,
     check_codes,
@@ -163,10 +169,15 @@ def _quantize_scaled_float(work, res, req: Request, r, keys, rule_x=None):
 
 
 def _quantize(arr, req: Request, rule_x=None):
+    res16 = _quantize_16(arr, req)
+    if res16 is not None:
+        return res16
     work, out_dtype = widen(arr, req)
     r, *keys = random_args(req, work.dtype.itemsize)
     out = check_out(req.out, arr.shape, arr.dtype)
-    res = np.empty(work.shape, dtype=work.dtype)
+    plain = not req.is_scaled_float and not isinstance(req.fmt, IntFormat)
+    direct = _direct_out(out, work) if plain else None
+    res = np.empty(work.shape, dtype=work.dtype) if direct is None else direct
     if req.is_scaled_float:
         err = _quantize_scaled_float(work, res, req, r, keys, rule_x)
     elif isinstance(req.fmt, IntFormat):
@@ -178,9 +189,49 @@ def _quantize(arr, req: Request, rule_x=None):
     if res.dtype != out_dtype:  # one rounding of our own; beyond the dtype's range: inf (docs)
         res = cast_float(res, out_dtype)
     if out is not None:
+        if res is not out:
+            out[...] = res
+        return out
+    return res
+
+
+def _quantize_16(arr, req: Request):
+    """Nearest-even of a float16/bfloat16 array into an element float format in one pass of
+    the 16-bit kernel, or None where that kernel does not apply (the float32 route then)."""
+    if arr.dtype.itemsize != 2 or req.rounding is not Rounding.NEAREST_EVEN:
+        return None
+    if req.is_scaled_float or isinstance(req.fmt, IntFormat):
+        return None
+    plan = rne_plan(req.fmt, req.overflow)
+    if plan is None:
+        return None
+    from qemu_arrays.kernels import elements
+
+    out = check_out(req.out, arr.shape, arr.dtype)
+    src = arr if arr.flags.c_contiguous else np.ascontiguousarray(arr)
+    direct = _direct_out(out, src)
+    res = np.empty(arr.shape, dtype=arr.dtype) if direct is None else direct
+    bf = int(arr.dtype != np.float16)
+    if not elements.quantize_16_rne(
+        src.reshape(-1).view(np.uint16), res.reshape(-1).view(np.uint16), plan, bf
+    ):
+        return None  # a NaN into a format without NaN: the float32 route decides (and raises)
+    if out is not None and res is not out:
         out[...] = res
         return out
     return res
+
+
+def _direct_out(out, work):
+    """``out`` as the element kernels' own output buffer (no temporary, no copy) where they can
+    write it: the work dtype, C order, and either apart from the input or the input itself
+    (the kernels read and write each element at the same index). Else None."""
+    if out is None or out.dtype != work.dtype or not out.flags.c_contiguous:
+        return None
+    same = out.__array_interface__["data"][0] == work.__array_interface__["data"][0]
+    if np.may_share_memory(out, work) and not same:
+        return None
+    return out
 
 
 def _encode(arr, req: Request, rule_x=None):
@@ -210,10 +261,18 @@ def _encode(arr, req: Request, rule_x=None):
         overflow = Overflow.SATURATE
     xb, in_e, in_m = bits_view(work)
     codes = np.empty(arr.size, dtype=cdt)
-    err = elements.encode_float_bits(
-        xb, codes, in_e, in_m, fmt.params(), int(req.rounding), overflow_code(overflow),
-        *keys, kernel_offset(req.offset), r,
-    )  # fmt: skip
+    plan = (
+        rne_plan(fmt, overflow)
+        if req.rounding is Rounding.NEAREST_EVEN and in_m == 23 and fmt.bits <= 16
+        else None
+    )
+    if plan is not None:  # the vectorized kernel: same codes, selects only
+        err = elements.encode_f32_rne(xb, codes, plan, fmt.params(), overflow_code(overflow))
+    else:
+        err = elements.encode_float_bits(
+            xb, codes, in_e, in_m, fmt.params(), int(req.rounding), overflow_code(overflow),
+            *keys, kernel_offset(req.offset), r,
+        )  # fmt: skip
     if err:
         raise nan_error(fmt, overflow)
     codes = codes.reshape(arr.shape)

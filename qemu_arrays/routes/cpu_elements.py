@@ -18,7 +18,16 @@ from qemu_arrays.request import Op, Request
 from qemu_arrays.routes.common import kernel_offset, random_args
 from qemu_arrays.validation import as_float_array, nan_error
 
-__all__ = ["bits_view", "decode_table", "quantize_float", "rne_plan", "round_array", "widen"]
+__all__ = [
+    "bits_view",
+    "decode_table",
+    "quantize_float",
+    "rne64_plan",
+    "rne_plan",
+    "round_array",
+    "select_plan",
+    "widen",
+]
 
 
 def widen(arr, req: Request):
@@ -49,6 +58,22 @@ def rne_plan(fmt, overflow):
 
 
 @lru_cache(maxsize=256)
+def rne64_plan(fmt, overflow):
+    """The constants of the branch-free float64 nearest-even kernel, or None."""
+    from qemu_arrays.kernels import elements
+
+    return elements.rne_f64_plan(fmt.params(), overflow_code(overflow))
+
+
+@lru_cache(maxsize=256)
+def select_plan(fmt, overflow, rounding, r):
+    """The constants of the branch-free float32 stochastic/directed kernel, or None."""
+    from qemu_arrays.kernels import elements
+
+    return elements.round_f32_plan(fmt.params(), overflow_code(overflow), int(rounding), r)
+
+
+@lru_cache(maxsize=256)
 def decode_table(fmt):
     """Every code's float64 value (formats of at most 16 bits), read-only."""
     from qemu_arrays.kernels import elements
@@ -76,6 +101,15 @@ def quantize_float(work, res, req: Request, r, keys):
     )
     if plan is not None:  # the vectorized kernel: same bits, selects only
         return elements.quantize_f32_rne(xb, rb, plan, fmt.params(), ovf)
+    if req.rounding is Rounding.NEAREST_EVEN and in_m == 52:
+        plan = rne64_plan(fmt, req.overflow)
+        if plan is not None:  # the float64 counterpart: same bits, selects only
+            return elements.quantize_f64_rne(xb, rb, plan, fmt.params(), ovf)
+    plan = select_plan(fmt, req.overflow, req.rounding, r) if in_m == 23 else None
+    if plan is not None:  # stochastic (r <= 32) and directed modes: same bits, selects only
+        return elements.quantize_f32_select(
+            xb, rb, plan, fmt.params(), int(req.rounding), ovf, *keys, kernel_offset(req.offset), r
+        )
     return elements.quantize_float_bits(
         xb, rb, res.reshape(-1), in_e, in_m, fmt.params(), int(req.rounding), ovf, *keys,
         kernel_offset(req.offset), r,
