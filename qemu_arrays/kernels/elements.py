@@ -40,12 +40,13 @@ from qemu_arrays.formats.cores import (
 from qemu_arrays.formats.jit_cache import purge_stale_cache
 from qemu_arrays.formats.rne32 import rne32
 from qemu_arrays.formats.round32 import round32, sr_bits32
+from qemu_arrays.kernels import half as _half
 from qemu_arrays.kernels.half import bf16_to_f32, f32_to_bf16, f32_to_half, half_to_f32
 from qemu_arrays.kernels.runtime import init_threading, run
 
 _JIT = {"cache": True, "nogil": True}
 
-purge_stale_cache(__file__)
+purge_stale_cache(__file__, _half.__file__)  # its kernels inline half.py's intrinsics
 init_threading()
 
 CHUNK = 4096  # elements per parallel task; the inner loop is a plain range the compiler keeps tight
