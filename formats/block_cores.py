@@ -403,8 +403,8 @@ def nv_element_general(b, d, ep, rnd, u, r, want, f64):
     m, emin, emax, sigmax, sub, hz, sg, sp, eb, bias = ep
     d = np.float32(d)
     sign = (b >> 31) & 1
-    if d == 0.0:
-        st, s, kept, q = FINITE, 0, 0, 0
+    if d == 0.0:  # the block scale rounded to zero: every element is a zero of its sign
+        st, s, kept, q = FINITE, (sign if has_negative_zero(sg, hz, sp) else 0), 0, 0
     else:
         qv = np.float64(bits_f32(b) / d)
         if qv == 0.0:

@@ -742,8 +742,9 @@ def quantize_nv_block(values, fmt, tensor_scale, rounding=Rounding.NEAREST_EVEN,
     d = Fraction(quantize_value(sb * ts, _FLOAT32))
     out = []
     for v, u in zip(values, us):
-        if d == 0:
-            out.append(0.0)
+        if d == 0:  # the block scale rounded to zero: a zero of the input's sign (E2M1 has -0)
+            neg = fmt.element.has_negative_zero and math.copysign(1.0, v) < 0
+            out.append(-0.0 if neg else 0.0)
             continue
         q32 = v if v == 0 else quantize_value(Fraction(v) / d, _FLOAT32)  # float32 quotient
         p = quantize_value(

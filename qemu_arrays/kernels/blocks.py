@@ -535,9 +535,10 @@ def _nv_f32_span(
                 continue
             sv, code = rne_scale_f64(np.float64(bits_f32(a)) / div, splan)
             d = np.float32(sv * t64)
-            if d == 0:  # every element rounds to +0 (the general loop's result)
+            if d == 0:  # every element rounds to zero, keeping its sign (E2M1 has -0)
                 for j in range(bs):
-                    out[base + np.uint64(j)] = np.float32(0.0)
+                    i = base + np.uint64(j)
+                    out[i] = bits_f32(np.int64(xb[i]) & 0x80000000)
                 continue
             todo += 1  # d subnormal, or quotients that could overflow float32
     return todo

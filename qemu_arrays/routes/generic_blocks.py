@@ -263,7 +263,9 @@ def _nv(xp, x, req: Request, axis, keys):
                                  f=gs.value_fields(o, *q1))  # fmt: skip
     dz = xp.broadcast_to(dzero, b.shape)
     st = xp.where(dz, xp.zeros_like(st), st)
-    sg = xp.where(dz, o.u(0), sg)
+    # a block whose scale rounded to zero: zeros of the input's sign (E2M1 has -0)
+    neg0 = (b >> o.u(31)) & o.u(1) if el.has_negative_zero else o.u(0)
+    sg = xp.where(dz, neg0, sg)
     k = xp.where(dz, o.u(0), k)
     q = xp.where(dz, o.i(0), q)
     codes = g._format_code(o, st, sg, k, q, ep)
