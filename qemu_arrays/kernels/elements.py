@@ -326,9 +326,9 @@ def code_plan(p):
     """Constants of :func:`encode_f32_rne`'s step from a rounded float32 value to the format's
     code (:func:`qemu_arrays.formats.cores.format_code` on the value), for a format that
     :func:`rne_f32_plan` takes; None when ``2**(m - emin)`` exceeds float32's range (bfloat16,
-    tf32: the general kernel)."""
+    tf32) or an IEEE format without a NaN code (no mantissa bits): the general kernel)."""
     m, emin, emax, sigmax, sub, hz, sg, sp, eb, bias = p
-    if m - emin > 127:
+    if m - emin > 127 or (sp == IEEE and m == 0):  # m == 0: an IEEE format with no NaN code
         return None
     mag_bits = eb + m
     all_mag = (1 << mag_bits) - 1
