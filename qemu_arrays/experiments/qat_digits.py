@@ -46,8 +46,8 @@ def format_kind(name: str | None) -> str:
     from qemu_arrays.formats.spec import IntFormat
 
     fmt = get_format(name)
-    if isinstance(fmt, BlockFormat):
-        return "NVFP4" if fmt.name.startswith("nv") else "MX"
+    if isinstance(fmt, BlockFormat):  # a per-tensor scale over the blocks: NVFP4's scheme
+        return "NVFP4" if fmt.tensor_scale else "MX"
     return "INT" if isinstance(fmt, IntFormat) else "FP"
 
 
