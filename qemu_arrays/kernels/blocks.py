@@ -16,7 +16,9 @@ import math
 import numpy as np
 from numba import njit, prange
 
-from qemu_arrays.formats.bits import bits_f32, bits_f64, f64_bits
+from qemu_arrays.formats import rne32 as _rne32
+from qemu_arrays.formats import round32 as _round32
+from qemu_arrays.formats.bits import bits_f32, bits_f64, f32_bits, f64_bits
 from qemu_arrays.formats.block_cores import (  # scale rules: qemu_arrays.formats.block_spec.ScaleRule
     CEIL,
     EVEN,
@@ -33,15 +35,17 @@ from qemu_arrays.formats.block_cores import (  # scale rules: qemu_arrays.format
     shared_exponent,
     split_bits,
 )
-from qemu_arrays.formats.cores import SR, random_u
+from qemu_arrays.formats.cores import RNE, SR, random_u
 from qemu_arrays.formats.jit_cache import purge_stale_cache
+from qemu_arrays.formats.rne32 import rne32
+from qemu_arrays.formats.round32 import round32, sr_bits32
 from qemu_arrays.kernels import elements as _cpu
 from qemu_arrays.kernels import simd as cpu_simd
 from qemu_arrays.kernels.runtime import run
 from qemu_arrays.kernels.simd import amax_bits16, amax_bits32, nv_scale32, prefetch
 
-# the kernels call cpu.py njit functions and the cpu_simd intrinsics
-purge_stale_cache(__file__, _cpu.__file__, cpu_simd.__file__)
+# the kernels call cpu.py njit functions and inline the cpu_simd, rne32 and round32 intrinsics
+purge_stale_cache(__file__, _cpu.__file__, cpu_simd.__file__, _rne32.__file__, _round32.__file__)
 
 _PAR = {"parallel": True, "cache": True, "nogil": True}
 _JIT = {"cache": True, "nogil": True}
@@ -339,10 +343,11 @@ def _store_scales(scodes, sc_loc, sidx, t0, nt, whole):
 
 
 @njit(**_JIT)
-def _mx_f32_span(c0, c1, xb, out, nblk, n, nb, bs, sp, sh, mref, plan, scodes):
+def _mx_f32_span(c0, c1, xb, out, nblk, n, nb, bs, sp, sh, mref, plan, scodes, ea, codes):
     """Tasks ``c0:c1`` (of ``_CH`` blocks each) of :func:`mx_f32_rne`; returns the number of
-    blocks left to the general kernel."""
+    blocks (or elements) left to the general kernel."""
     _in_e, _in_m, rule, _mprec, emax_elem, _maxsig, s_emin, s_emax, s_bias, s_nan = sp
+    mode, want = ea[0], ea[7]
     nbf = n // bs
     whole = nbf == nb
     todo = 0
@@ -380,20 +385,24 @@ def _mx_f32_span(c0, c1, xb, out, nblk, n, nb, bs, sp, sh, mref, plan, scodes):
         for k in range(nt):
             base = _block_base(bases, t0, k, bs, whole)
             _prefetch_block(xb, base, bs)
-            if bs == 32:  # a literal trip count: the compiler unrolls and vectorizes
+            if mode != RNE or want != 1:  # other modes, codes: see _sel_block
+                if bs == 32:  # a literal trip count, as below
+                    bad = _sel_block(xb, out, codes, base, 32, invs[k], muls[k], 0, plan, ea)
+                else:
+                    bad = _sel_block(xb, out, codes, base, bs, invs[k], muls[k], 0, plan, ea)
+                todo += bad if sc_loc[k] != s_nan else 0  # NaN blocks are overwritten below
+            elif bs == 32:  # a literal trip count: the compiler unrolls and vectorizes
                 _mx_elems(xb, out, base, 32, invs[k], muls[k], plan)
             else:
                 _mx_elems(xb, out, base, bs, invs[k], muls[k], plan)
         if nnan:
             for k in range(nt):
                 if sc_loc[k] == s_nan:
-                    base = _block_base(bases, t0, k, bs, whole)
-                    for j in range(bs):
-                        out[base + np.uint64(j)] = np.float32(math.nan)
+                    _nan_fill(out, codes, _block_base(bases, t0, k, bs, whole), bs, want)
     return todo
 
 
-def mx_f32_rne(xb, out, nblk, n, nb, bs, sp, sh, mref, plan, scodes):
+def mx_f32_rne(xb, out, nblk, n, nb, bs, sp, sh, mref, plan, scodes, ea=None, codes=None):
     """MX values of float32 input, nearest-even: the ``nblk`` whole blocks of rows of ``n``
     elements (``n // bs`` of them per row; a short last block of each row is left to the
     caller), scale codes into rows of ``nb`` scales.
@@ -406,9 +415,113 @@ def mx_f32_rne(xb, out, nblk, n, nb, bs, sp, sh, mref, plan, scodes):
     take the shared select-only step :func:`~qemu_arrays.formats.block_cores.mx_rne32`. Returns the number of blocks whose maximum is subnormal: when not 0, the caller
     runs the general kernel :func:`mx_kernel` instead (this kernel then needs no general core,
     and compiles in a fraction of the time).
+
+    ``ea`` (:func:`sel_args`) extends it to the other modes and to codes: the elements then
+    take :func:`_sel_block` (the directed and stochastic rounding of
+    :func:`~qemu_arrays.formats.round32.round32` on ``x * 2**-e``, the random bits of each
+    element's flat index generated in the loop; codes from the rounded value), and an element
+    whose scaled value ``x * 2**-e`` is not exact in float32 (far below its block's maximum)
+    is counted too, for the general kernel.
     """
-    args = (xb, out, nblk, n, nb, bs, sp, sh, mref, plan, scodes)
+    ea = _RNE_VALUES if ea is None else ea
+    codes = _NO_CODES if codes is None else codes
+    args = (xb, out, nblk, n, nb, bs, sp, sh, mref, plan, scodes, ea, codes)
     return run(nblk * bs, "block", _mx_f32_span, -(-nblk // _CH), 1, *args)
+
+
+# ---- other rounding modes and codes in the fast kernels ----------------------------------------
+
+_NO_CODES = np.zeros(1, dtype=np.uint8)
+#: a round32 plan where none applies (nearest-even)
+_NO_RPLAN = (0,) * 10 + (1.0, 1.0)
+_NO_CPLAN = (0, 0, 0, 1.0, 0, 0, 0, 0)
+
+
+def sel_args(mode, rplan, keys, offset, r, want, cplan):
+    """The ``ea`` tuple of the fast kernels: ``(mode, round32 plan, k0, k1, k2, offset, r, want,
+    code plan)``; ``rplan`` (``elements.round_f32_plan``) for the modes other than nearest-even,
+    ``cplan`` (``elements.code_plan``) for codes (``want == 2``)."""
+    k0, k1, k2 = keys
+    return (
+        int(mode), _NO_RPLAN if rplan is None else tuple(rplan), int(k0), int(k1), int(k2),
+        int(offset), int(r), int(want), _NO_CPLAN if cplan is None else tuple(cplan),
+    )  # fmt: skip
+
+
+_RNE_VALUES = sel_args(RNE, None, (0, 0, 0), 0, 32, 1, None)
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _code32(p, cplan):
+    """The element code of the rounded float32 value with bits ``p`` (finite, in the element
+    grid): ``code_plan``'s mapping on 32-bit words (a subnormal's significand by adding
+    ``2**23``, no float-to-int conversion)."""
+    sh, adj, lo_mag, scale, _inf, _np, _nn, mag_bits = cplan
+    mag = p & np.uint32(0x7FFFFFFF)
+    c_norm = (mag >> np.uint32(sh)) - np.uint32(adj)
+    c_sub = f32_bits(bits_f32(mag) * np.float32(scale) + np.float32(8388608.0)) - np.uint32(
+        0x4B000000
+    )
+    c = c_sub if mag < np.uint32(lo_mag) else c_norm
+    return c | ((p >> np.uint32(31)) << np.uint32(mag_bits))
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _sel_loop(xb, out, codes, base, nj, inv, mul, nv, plan, ea, kind, want):
+    """Elements ``base:base + nj`` of one block: ``kind`` 0 nearest-even, 1 directed (the mode
+    in ``ea``), 2 stochastic; ``want`` 1 values, 2 codes; ``nv`` 0 MX, 1 NVFP4 (literals where
+    called). MX: the element ``round(x * inv)``; NVFP4: the element ``round(float32(x /
+    mul))`` (``mul`` the block's ``d``); the value is the element times ``mul``. Returns the
+    number of MX elements whose product ``x * inv`` lost bits (float32 subnormal or zero from
+    non-zero)."""
+    mode, rplan, k0, k1, k2, offset, r, _w, cplan = ea
+    rbase = offset + np.int64(base)
+    bad = 0
+    for j in range(nj):  # unsigned indices: no negative-index wraparound code
+        i = base + np.uint64(j)
+        b = xb[i]
+        if nv == 0:
+            q = f32_bits(bits_f32(b) * inv)
+            bad += ((b & np.uint32(0x7FFFFFFF)) != 0) & ((q & np.uint32(0x7FFFFFFF)) < 0x800000)
+        else:
+            q = f32_bits(bits_f32(b) / mul)
+        if kind == 0:
+            p = rne32(q, plan)
+        elif kind == 1:
+            p = round32(q, rplan, mode, np.uint32(0), r)
+        else:
+            p = round32(q, rplan, SR, sr_bits32(rbase, j, k0, k1, k2, r), r)
+        if want == 1:
+            out[i] = bits_f32(p) * mul
+        else:
+            codes[i] = _code32(p, cplan)
+    return bad
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _sel_block(xb, out, codes, base, nj, inv, mul, nv, plan, ea):
+    """One block of the fast kernels outside nearest-even values (see :func:`_sel_loop`): the
+    mode and ``want`` of ``ea`` turned into literals."""
+    mode, want = ea[0], ea[7]
+    if want == 1:
+        if mode == SR:
+            return _sel_loop(xb, out, codes, base, nj, inv, mul, nv, plan, ea, 2, 1)
+        return _sel_loop(xb, out, codes, base, nj, inv, mul, nv, plan, ea, 1, 1)
+    if mode == SR:
+        return _sel_loop(xb, out, codes, base, nj, inv, mul, nv, plan, ea, 2, 2)
+    if mode == RNE:
+        return _sel_loop(xb, out, codes, base, nj, inv, mul, nv, plan, ea, 0, 2)
+    return _sel_loop(xb, out, codes, base, nj, inv, mul, nv, plan, ea, 1, 2)
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _nan_fill(out, codes, base, bs, want):
+    """A NaN block of the fast kernels: NaN values, or codes 0."""
+    for j in range(bs):
+        if want == 1:
+            out[base + np.uint64(j)] = np.float32(math.nan)
+        else:
+            codes[base + np.uint64(j)] = 0
 
 
 @njit(cache=True, nogil=True, inline="always")
@@ -466,10 +579,11 @@ _NEAR = 8  # float32 ulps around a scale-format midpoint where the float32 quoti
 
 @njit(**_JIT_NP)
 def _nv_f32_span(
-    c0, c1, xb, out, nblk, n, nb, bs, emaxv, tscale, splan, splan32, snan, plan, scodes
+    c0, c1, xb, out, nblk, n, nb, bs, emaxv, tscale, splan, splan32, snan, plan, scodes, ea, codes
 ):
     """Tasks ``c0:c1`` (of ``_CH`` blocks each) of :func:`nv_f32_rne`; returns the number of
     blocks left to the general kernel."""
+    mode, want = ea[0], ea[7]
     t64 = np.float64(tscale)
     div = emaxv * t64
     rdiv = np.float32(1.0 / div)
@@ -516,7 +630,12 @@ def _nv_f32_span(
         for k in range(nt):
             base = _block_base(bases, t0, k, bs, whole)
             _prefetch_block(xb, base, bs)
-            if bs == 16:  # literal trip counts: the compiler unrolls and vectorizes
+            if mode != RNE or want != 1:  # other modes, codes: see _sel_block
+                if bs == 16:  # a literal trip count, as below
+                    _sel_block(xb, out, codes, base, 16, np.float32(0), ds[k], 1, plan, ea)
+                else:
+                    _sel_block(xb, out, codes, base, bs, np.float32(0), ds[k], 1, plan, ea)
+            elif bs == 16:  # literal trip counts: the compiler unrolls and vectorizes
                 _nv_elems(xb, out, base, 16, ds[k], plan)
             elif bs == 32:
                 _nv_elems(xb, out, base, 32, ds[k], plan)
@@ -530,21 +649,26 @@ def _nv_f32_span(
             base = _block_base(bases, t0, k, bs, whole)
             a = _amax_bits(xb, base, bs)
             if a >= 0x7F800000:  # inf or NaN in the block
-                for j in range(bs):
-                    out[base + np.uint64(j)] = np.float32(math.nan)
+                _nan_fill(out, codes, base, bs, want)
                 continue
             sv, code = rne_scale_f64(np.float64(bits_f32(a)) / div, splan)
             d = np.float32(sv * t64)
             if d == 0:  # every element rounds to zero, keeping its sign (E2M1 has -0)
                 for j in range(bs):
                     i = base + np.uint64(j)
-                    out[i] = bits_f32(np.int64(xb[i]) & 0x80000000)
+                    if want == 1:
+                        out[i] = bits_f32(np.int64(xb[i]) & 0x80000000)
+                    else:
+                        codes[i] = (xb[i] >> np.uint32(31)) << np.uint32(ea[8][7])
                 continue
             todo += 1  # d subnormal, or quotients that could overflow float32
     return todo
 
 
-def nv_f32_rne(xb, out, nblk, n, nb, bs, emaxv, tscale, splan, splan32, snan, plan, scodes):
+def nv_f32_rne(
+    xb, out, nblk, n, nb, bs, emaxv, tscale, splan, splan32, snan, plan, scodes, ea=None,
+    codes=None,
+):  # fmt: skip
     """NVFP4 values of float32 input, nearest-even, float32 output: the ``nblk`` whole blocks
     of rows of ``n`` elements, scale codes into rows of ``nb`` scales (as :func:`mx_f32_rne`).
 
@@ -560,9 +684,12 @@ def nv_f32_rne(xb, out, nblk, n, nb, bs, emaxv, tscale, splan, splan32, snan, pl
     ``float32(x / d)`` (the shared step :func:`~qemu_arrays.formats.block_cores.nv_rne32`). Returns the number of blocks whose ``d`` is subnormal or whose
     quotients could overflow float32 (extreme tensor scales): when not 0, the caller runs the
     general kernel :func:`nv_kernel` instead (this kernel then needs no general core, and
-    compiles in a fraction of the time).
+    compiles in a fraction of the time). ``ea`` and ``codes`` as for :func:`mx_f32_rne`: the
+    other modes and codes on the same float32 quotient.
     """
-    args = (xb, out, nblk, n, nb, bs, emaxv, tscale, splan, splan32, snan, plan, scodes)
+    ea = _RNE_VALUES if ea is None else ea
+    codes = _NO_CODES if codes is None else codes
+    args = (xb, out, nblk, n, nb, bs, emaxv, tscale, splan, splan32, snan, plan, scodes, ea, codes)
     return run(nblk * bs, "block", _nv_f32_span, -(-nblk // _CH), 1, *args)
 
 
@@ -614,3 +741,42 @@ def max_finite_f32(xb, chunk):
     part = np.zeros(max(-(-xb.size // chunk), 1), dtype=np.int64)
     run(xb.size, "block", _max_finite_span, -(-xb.size // chunk), 1, xb, chunk, part)
     return float(np.uint32(part.max()).view(np.float32))
+
+
+# ---- decode: element value times block scale, from two small tables ----------------------------
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _decode_block(codes, out, base, nj, etab, d):
+    for j in range(nj):  # unsigned indices: no negative-index wraparound code
+        i = base + np.uint64(j)
+        out[i] = etab[codes[i]] * d
+
+
+@njit(**_JIT)
+def _decode_span(t0, t1, codes, scodes, n, nb, bs, etab, dtab, out):
+    """Blocks ``t0:t1`` (row-major over (row, block)) of :func:`decode_blocks`."""
+    for t in range(t0, t1):
+        row = t // nb
+        blk = t - row * nb
+        start = np.uint64(row * n + blk * bs)
+        nj = min(bs, n - blk * bs)
+        d = dtab[scodes[t]]
+        if nj == 32:  # literal trip counts: the compiler unrolls and vectorizes
+            _decode_block(codes, out, start, 32, etab, d)
+        elif nj == 16:
+            _decode_block(codes, out, start, 16, etab, d)
+        else:
+            _decode_block(codes, out, start, nj, etab, d)
+    return 0
+
+
+def decode_blocks(codes, scodes, R, n, bs, etab, dtab, out):
+    """``out[i] = etab[codes[i]] * dtab[scale code of i's block]`` over rows of ``n`` element
+    codes (uint8, C order) with blocks of ``bs`` along each row (the last one may be short) and
+    ``ceil(n / bs)`` scale codes per row: ``etab`` every element code's value and ``dtab`` every
+    scale code's factor, both in ``out``'s dtype. One product in ``out``'s dtype, rounded once:
+    the value of ``docs/blocks.md`` when both tables hold their values exactly (the caller's
+    to check)."""
+    nb = -(-n // bs)
+    run(codes.size, "block", _decode_span, R * nb, _GCH, codes, scodes, n, nb, bs, etab, dtab, out)

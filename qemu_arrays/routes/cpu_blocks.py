@@ -80,19 +80,29 @@ def _check_tensor_scale(ts):
     return check_tensor_scale(ts)
 
 
-def _short_last_blocks(work, out, scodes, R, n, nb, bs, general):
+def _short_last_blocks(work, out, call, general):
     """The fast kernels take the whole blocks of each row; a short last block (``n % bs``
-    elements, as if padded with zeros) goes through ``general(x, out, rows, cols, scodes)``, the
-    general kernel, on a copy of those columns, and is written back into place."""
+    elements, as if padded with zeros) goes through ``general(x, out, rows, cols, scodes,
+    codes, idxmap)``, the general kernel, on a copy of those columns (``idxmap`` their flat
+    indices, for the random bits), and is written back into place."""
+    R, n, nb, bs = call.R, call.n, call.nb, call.bs
     rt = n - (n // bs) * bs
     if rt == 0 or R == 0:
         return
     tail = np.ascontiguousarray(work.reshape(R, n)[:, n - rt :]).reshape(-1)
-    out_t = np.empty(R * rt, dtype=out.dtype)
-    sc_t = np.empty(R, dtype=scodes.dtype)
-    general(tail, out_t, R, rt, sc_t)
-    out.reshape(R, n)[:, n - rt :] = out_t.reshape(R, rt)
-    scodes.reshape(R, nb)[:, nb - 1] = sc_t
+    out_t = np.empty(R * rt if call.want & 1 else 1, dtype=out.dtype)
+    codes_t = np.empty(R * rt if call.want & 2 else 1, dtype=call.codes.dtype)
+    sc_t = np.empty(R, dtype=call.scodes.dtype)
+    idx_t = np.zeros(1, dtype=np.int64)
+    if call.ra.rnd == int(Rounding.STOCHASTIC):
+        rows = np.arange(R, dtype=np.int64)[:, None] * n
+        idx_t = (rows + np.arange(n - rt, n, dtype=np.int64)[None, :]).reshape(-1)
+    general(tail, out_t, R, rt, sc_t, codes_t, idx_t)
+    if call.want & 1:
+        out.reshape(R, n)[:, n - rt :] = out_t.reshape(R, rt)
+    if call.want & 2:
+        call.codes.reshape(R, n)[:, n - rt :] = codes_t.reshape(R, rt)
+    call.scodes.reshape(R, nb)[:, nb - 1] = sc_t
 
 
 class _Call(NamedTuple):
@@ -121,7 +131,37 @@ def _vec_ok(plan, call, out):
     )
 
 
-def _run_nv(work, fmt, call, ts, out_dtype):
+def _fast_args(ep, plan, call, out):
+    """The ``ea`` argument of the fast float32 kernels (``kernels.blocks.sel_args``) for this
+    call: any mode of ``round32`` (stochastic with the random bits of the flat index, so blocks
+    along the last axis), values into float32 or codes; None where the general kernel runs."""
+    from qemu_arrays.kernels import blocks as cpu_blocks
+    from qemu_arrays.kernels import elements as cpu
+
+    if plan is None or not _FAST_PATH or call.want not in (1, 2):
+        return None
+    if call.want == 1 and out.dtype != np.float32:
+        return None
+    rnd, r = call.ra.rnd, call.ra.r
+    rplan = None if call.nearest_even else cpu.round_f32_plan(ep, 1, rnd, r)
+    if not call.nearest_even and (rplan is None or call.idxmap.size > 1):
+        return None
+    cplan = cpu.code_plan(ep) if call.want == 2 else None
+    if call.want == 2 and cplan is None:
+        return None
+    keys = (call.ra.k0, call.ra.k1, call.ra.k2)
+    return cpu_blocks.sel_args(rnd, rplan, keys, call.ra.offset, r, call.want, cplan)
+
+
+def _values_buffer(call, dtype, dest):
+    """Where the kernels write the values: ``dest`` (flat) when given, else a new array (or
+    ``(1,)`` for codes only)."""
+    if dest is not None:
+        return dest.reshape(-1)
+    return np.empty(call.R * call.n if call.want & 1 else 1, dtype=dtype)
+
+
+def _run_nv(work, fmt, call, ts, out_dtype, dest=None):
     """NVFP4-style (two-level) blocks of the float32 rows ``work``: the values (or ``(1,)``)."""
     from qemu_arrays.formats.block_cores import nv_scale_nan
     from qemu_arrays.kernels import blocks as cpu_blocks
@@ -129,35 +169,37 @@ def _run_nv(work, fmt, call, ts, out_dtype):
 
     R, n, nb, bs = call.R, call.n, call.nb, call.bs
     odt = np.float32 if out_dtype.itemsize <= 4 else np.float64
-    out = np.empty(R * n if call.want & 1 else 1, dtype=odt)
+    out = _values_buffer(call, odt, dest)
     ep, sp_ = fmt.element.params(), fmt.scale.params()
     plan = cpu.rne_f32_plan(ep, 1)
     vec = _vec_ok(plan, call, out)
+    ea = _fast_args(ep, plan, call, out)
     plan = _NO_PLAN if plan is None else plan
 
-    def general(f, o, rows, cols, sc):
+    def general(f, o, rows, cols, sc, codes=call.codes, idxmap=call.idxmap):
         cpu_blocks.nv_kernel(
-            f.view(np.uint32), rows, cols, bs, ep, sp_, np.float32(ts), call.ra, call.idxmap,
-            call.want, int(_FAST_PATH), o, call.codes, sc, int(vec), plan,
+            f.view(np.uint32), rows, cols, bs, ep, sp_, np.float32(ts), call.ra, idxmap,
+            call.want, int(_FAST_PATH), o, codes, sc, int(vec), plan,
         )  # fmt: skip
 
-    splan = cpu_blocks.rne_scale_plan(sp_) if vec else None
-    splan32 = cpu_blocks.rne_scale_plan32(sp_) if vec else None
+    splan = cpu_blocks.rne_scale_plan(sp_) if ea is not None else None
+    splan32 = cpu_blocks.rne_scale_plan32(sp_) if ea is not None else None
     flat = work.reshape(-1)
     todo = 1  # blocks left to the general kernel (all, without the fast one)
     if splan is not None and splan32 is not None and n >= bs:
         todo = cpu_blocks.nv_f32_rne(
             flat.view(np.uint32), out, R * (n // bs), n, nb, bs, float(fmt.element.max),
-            np.float32(ts), splan, splan32, int(nv_scale_nan(sp_)), plan, call.scodes,
+            np.float32(ts), splan, splan32, int(nv_scale_nan(sp_)), plan, call.scodes, ea,
+            call.codes,
         )  # fmt: skip
     if todo:  # blocks the fast kernel leaves to the general one: the whole array there
         general(flat, out, R, n, call.scodes)
     else:
-        _short_last_blocks(work, out, call.scodes, R, n, nb, bs, general)
+        _short_last_blocks(work, out, call, general)
     return out
 
 
-def _run_mx(work, fmt, call):
+def _run_mx(work, fmt, call, dest=None):
     """MX blocks of the float32 or float64 rows ``work``: the values (or ``(1,)``)."""
     from qemu_arrays.kernels import blocks as cpu_blocks
     from qemu_arrays.kernels import elements as cpu
@@ -166,36 +208,42 @@ def _run_mx(work, fmt, call):
     flat = work.reshape(-1)
     xb = flat.view(np.int64 if work.dtype == np.float64 else np.uint32)
     in_e, in_m = (11, 52) if work.dtype == np.float64 else (8, 23)
-    out = np.empty(R * n if call.want & 1 else 1, dtype=work.dtype)
+    out = _values_buffer(call, work.dtype, dest)
     sp = mx_scale_plan(fmt, in_e, in_m)
     ie = int_element(fmt)
     ep = fmt.element.params() if ie.is_int == 0 else (0,) * 10
     plan = cpu.rne_f32_plan(ep, 1) if ie.is_int == 0 and in_m == 23 else None
     vec = _vec_ok(plan, call, out)
+    ea = _fast_args(ep, plan, call, out)
     plan = _NO_PLAN if plan is None else plan
 
-    def general(f, o, rows, cols, scs):
+    def general(f, o, rows, cols, scs, codes=call.codes, idxmap=call.idxmap):
         b = f.view(xb.dtype)
         cpu_blocks.mx_kernel(
-            b, rows, cols, bs, ep, sp, ie, call.ra, call.idxmap, call.want, int(_FAST_PATH),
-            o, o.view(b.dtype), call.codes, scs, int(vec), plan,
+            b, rows, cols, bs, ep, sp, ie, call.ra, idxmap, call.want, int(_FAST_PATH),
+            o, o.view(b.dtype), codes, scs, int(vec), plan,
         )  # fmt: skip
 
-    consts = cpu_blocks.block_exponent_consts(sp.mprec, sp.maxsig) if vec else None
+    consts = cpu_blocks.block_exponent_consts(sp.mprec, sp.maxsig) if ea is not None else None
     todo = 1  # blocks left to the general kernel (all, without the fast one)
     if consts is not None and n >= bs:
         todo = cpu_blocks.mx_f32_rne(
-            xb, out, R * (n // bs), n, nb, bs, sp, consts[0], consts[1], plan, call.scodes
-        )
+            xb, out, R * (n // bs), n, nb, bs, sp, consts[0], consts[1], plan, call.scodes, ea,
+            call.codes,
+        )  # fmt: skip
     if todo:  # the whole array through the general kernel
         general(flat, out, R, n, call.scodes)
     else:
-        _short_last_blocks(work, out, call.scodes, R, n, nb, bs, general)
+        _short_last_blocks(work, out, call, general)
     return out
 
 
-def _run(arr, fmt, axis, rounding, keys, offset, r, want, tensor_scale, out_dtype):
-    """The kernel call: ``(values or None, codes or None, scale codes, tensor scale)``."""
+def _run(arr, fmt, axis, rounding, keys, offset, r, want, tensor_scale, out_dtype, dest=None):
+    """The kernel call: ``(values or None, codes or None, scale codes, tensor scale)``.
+
+    ``dest``: the caller's ``out=`` array, which the kernels then write directly (C-contiguous,
+    of the working dtype, blocks along its last axis, sharing no memory with ``arr``: see
+    :func:`_direct_out`)."""
     moved = np.moveaxis(arr, axis, -1)
     shape_m = moved.shape
     n = shape_m[-1]
@@ -221,12 +269,14 @@ def _run(arr, fmt, axis, rounding, keys, offset, r, want, tensor_scale, out_dtyp
             tensor_scale_of(arr, fmt) if tensor_scale is None else _check_tensor_scale(tensor_scale)
         )
         work = np.ascontiguousarray(moved, dtype=np.float32)
-        out = _run_nv(work, fmt, call, ts, out_dtype)
+        out = _run_nv(work, fmt, call, ts, out_dtype, dest)
     else:
         dt = np.float64 if moved.dtype == np.float64 else np.float32
-        out = _run_mx(np.ascontiguousarray(moved, dtype=dt), fmt, call)
+        out = _run_mx(np.ascontiguousarray(moved, dtype=dt), fmt, call, dest)
     vals = codes = None
-    if want & 1:
+    if want & 1 and dest is not None:
+        vals = dest
+    elif want & 1:
         vals = np.moveaxis(out.reshape(shape_m), -1, axis)
         vals = cast_float(np.ascontiguousarray(vals), out_dtype)
     if want & 2:
@@ -259,22 +309,38 @@ def run(x, req: Request):
             block_size=fmt.block_size,
         )
     out = check_out(req.out, arr.shape, out_dtype)
-    vals, _, _, _ = _run(arr, fmt, axis, rnd, keys, off, r, 1, req.scale, out_dtype)
+    dest = out if _direct_out(out, arr, axis, fmt) else None
+    vals, _, _, _ = _run(arr, fmt, axis, rnd, keys, off, r, 1, req.scale, out_dtype, dest)
     if out is not None:
-        out[...] = vals
+        if dest is None:
+            out[...] = vals
         return out
     return vals
 
 
-def block_values(codes, scale_codes, fmt, tensor_scale=None):
-    """float64 values of element ``codes`` with per-element ``scale_codes`` (same shape)."""
+def _direct_out(out, arr, axis, fmt):
+    """Whether the kernels can write ``out=`` directly: C-contiguous, float32 (float64 for MX
+    from float64 input), blocks along its last axis, and no memory shared with the input (the
+    general kernel may read the input again after the fast one wrote)."""
+    if out is None or not out.flags.c_contiguous or axis != arr.ndim - 1:
+        return False
+    want = np.float64 if (arr.dtype == np.float64 and not fmt.tensor_scale) else np.float32
+    return out.dtype == want and not np.may_share_memory(out, arr)
+
+
+def _element_values(codes, fmt):
+    """float64 values of the block format's element ``codes`` (without the scale)."""
     el = fmt.element
     if isinstance(el, FloatFormat):
-        ev = decode_table(el)[np.asarray(codes).astype(np.intp)]
-    else:
-        k = np.asarray(codes).astype(np.int64)
-        k = np.where(k >> (el.bits - 1), k - (1 << el.bits), k)
-        ev = np.ldexp(k.astype(np.float64), -fmt.element_fraction_bits)
+        return decode_table(el)[np.asarray(codes).astype(np.intp)]
+    k = np.asarray(codes).astype(np.int64)
+    k = np.where(k >> (el.bits - 1), k - (1 << el.bits), k)
+    return np.ldexp(k.astype(np.float64), -fmt.element_fraction_bits)
+
+
+def block_values(codes, scale_codes, fmt, tensor_scale=None):
+    """float64 values of element ``codes`` with per-element ``scale_codes`` (same shape)."""
+    ev = _element_values(codes, fmt)
     sv = decode_table(fmt.scale)[np.asarray(scale_codes).astype(np.intp)]
     if fmt.tensor_scale:
         ts = np.float64(_check_tensor_scale(1.0 if tensor_scale is None else tensor_scale))
@@ -310,8 +376,52 @@ def decode_block(codes, req: Request):
     if fmt.tensor_scale:
         tensor_scale = _check_tensor_scale(1.0 if tensor_scale is None else tensor_scale)
     out = np.empty(codes.shape, dtype=dtype)
+    if _decode_fast(codes, scale, fmt, tensor_scale, axis, out):
+        return out
     flat, flat_out = codes.reshape(-1), out.reshape(-1)
     for lo, hi in chunks(flat.size):
         sc = group_values(scale, codes.shape, axis, fmt.block_size, lo, hi)
         flat_out[lo:hi] = cast_float(block_values(flat[lo:hi], sc, fmt, tensor_scale), dtype)
     return out
+
+
+def _exact_in(values, dtype):
+    """``values`` (float64) in ``dtype``, or None when one of them does not convert exactly."""
+    with np.errstate(over="ignore"):
+        v = values.astype(dtype)
+    same = (v.astype(np.float64) == values) | (np.isnan(v) & np.isnan(values))
+    return v if bool(same.all()) else None
+
+
+def _decode_fast(codes, scale, fmt, tensor_scale, axis, out) -> bool:
+    """Decode uint8 codes with blocks along the last axis into float32 or float64 ``out`` in
+    one kernel pass (``kernels.blocks.decode_blocks``): the element value and the block's
+    factor (the scale, or NVFP4's ``d = float32(s_b * tensor_scale)``) each from a table of
+    every code, their product rounded once, as :func:`block_values` then the cast give (both
+    tables hold their values exactly, checked; the exact product of the two fits float64).
+    False, having written nothing, where it does not apply."""
+    from qemu_arrays.kernels import blocks as cpu_blocks
+
+    if not (
+        _FAST_PATH
+        and out.dtype in (np.float32, np.float64)
+        and axis == codes.ndim - 1
+        and codes.dtype == np.uint8
+        and codes.flags.c_contiguous
+        and codes.size
+    ):
+        return False
+    etab = _exact_in(_element_values(np.arange(1 << fmt.bits), fmt), out.dtype)
+    sv = decode_table(fmt.scale)
+    if fmt.tensor_scale:
+        with np.errstate(over="ignore"):
+            sv = (sv * np.float64(tensor_scale)).astype(np.float32).astype(np.float64)
+    dtab = _exact_in(sv, out.dtype)
+    if etab is None or dtab is None:
+        return False
+    n = codes.shape[-1]
+    sc = np.ascontiguousarray(scale, dtype=np.uint8).reshape(-1)
+    cpu_blocks.decode_blocks(
+        codes.reshape(-1), sc, codes.size // n, n, fmt.block_size, etab, dtab, out.reshape(-1)
+    )
+    return True
