@@ -50,12 +50,32 @@ def pack(codes, bits):
     c = c.astype(np.uint8)
     if bits == 8:
         return c.copy()
+    if bits in (2, 4, 6) and c.size >= _KERNEL_FROM:
+        return _pack_kernel(c, bits)
     if bits == 4:
         if c.size % 2:
             c = np.concatenate([c, np.zeros(1, np.uint8)])
         return (c[0::2] | (c[1::2] << 4)).astype(np.uint8)
     stream = np.unpackbits(c[:, None], axis=1, count=bits, bitorder="little").reshape(-1)
     return np.packbits(stream, bitorder="little")
+
+
+_KERNEL_FROM = 1 << 12  # codes from which pack() runs the numba kernel (kernels/pack.py)
+
+
+def _pack_kernel(c, bits):
+    """:func:`pack` of uint8 codes by the numba kernel for the whole groups (a last partial
+    group, if any, by the NumPy code below on its few codes)."""
+    from qemu_arrays.kernels.pack import GROUP, pack_groups
+
+    k, nbytes = GROUP[bits]
+    c = np.ascontiguousarray(c)
+    ng = c.size // k
+    out = np.empty(packed_nbytes(c.size, bits), dtype=np.uint8)
+    pack_groups(c, bits, out)
+    if ng * k < c.size:
+        out[ng * nbytes :] = pack(c[ng * k :], bits)
+    return out
 
 
 def unpack(packed, bits, count):

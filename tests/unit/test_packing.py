@@ -67,3 +67,15 @@ def test_errors():
     c = np.array([1, 2, 3], np.uint8)
     pack(c, 4)
     assert c.tolist() == [1, 2, 3]
+
+
+@pytest.mark.parametrize("bits", [2, 4, 6])
+@pytest.mark.parametrize("extra", [0, 1, 3])
+def test_the_pack_kernel_equals_the_numpy_packing(bits, extra, rng, monkeypatch):
+    """Large arrays pack with the numba kernel (whole groups) and NumPy (a partial last one)."""
+    from qemu_arrays import packing
+
+    codes = rng.integers(0, 1 << bits, size=(1 << 13) + extra, dtype=np.uint8)
+    got = pack(codes, bits)
+    monkeypatch.setattr(packing, "_KERNEL_FROM", 1 << 40)
+    np.testing.assert_array_equal(got, pack(codes, bits))
