@@ -347,7 +347,7 @@ def _mx_f32_span(c0, c1, xb, out, nblk, n, nb, bs, sp, sh, mref, plan, scodes, e
     """Tasks ``c0:c1`` (of ``_CH`` blocks each) of :func:`mx_f32_rne`; returns the number of
     blocks (or elements) left to the general kernel."""
     _in_e, _in_m, rule, _mprec, emax_elem, _maxsig, s_emin, s_emax, s_bias, s_nan = sp
-    mode, want = ea[0], ea[7]
+    mode, want = ea[0], ea[6]
     nbf = n // bs
     whole = nbf == nb
     todo = 0
@@ -438,14 +438,14 @@ _NO_CPLAN = (0, 0, 0, 1.0, 0, 0, 0, 0)
 
 
 def sel_args(mode, rplan, keys, offset, r, want, cplan):
-    """The ``ea`` tuple of the fast kernels: ``(mode, round32 plan, k0, k1, k2, offset, r, want,
-    code plan)``; ``rplan`` (``elements.round_f32_plan``) for the modes other than nearest-even,
-    ``cplan`` (``elements.code_plan``) for codes (``want == 2``)."""
+    """The ``ea`` tuple of the fast kernels, flat (scalars only cross into the parallel driver's
+    ``prange``): ``(mode, k0, k1, k2, offset, r, want, *round32 plan, *code plan)``; ``rplan``
+    (``elements.round_f32_plan``, 12 entries) for the modes other than nearest-even, ``cplan``
+    (``elements.code_plan``, 8 entries) for codes (``want == 2``)."""
     k0, k1, k2 = keys
-    return (
-        int(mode), _NO_RPLAN if rplan is None else tuple(rplan), int(k0), int(k1), int(k2),
-        int(offset), int(r), int(want), _NO_CPLAN if cplan is None else tuple(cplan),
-    )  # fmt: skip
+    rplan = _NO_RPLAN if rplan is None else tuple(rplan)
+    cplan = _NO_CPLAN if cplan is None else tuple(cplan)
+    return (int(mode), int(k0), int(k1), int(k2), int(offset), int(r), int(want), *rplan, *cplan)
 
 
 _RNE_VALUES = sel_args(RNE, None, (0, 0, 0), 0, 32, 1, None)
@@ -474,7 +474,8 @@ def _sel_loop(xb, out, codes, base, nj, inv, mul, nv, plan, ea, kind, want):
     mul))`` (``mul`` the block's ``d``); the value is the element times ``mul``. Returns the
     number of MX elements whose product ``x * inv`` lost bits (float32 subnormal or zero from
     non-zero)."""
-    mode, rplan, k0, k1, k2, offset, r, _w, cplan = ea
+    mode, k0, k1, k2, offset, r = ea[0], ea[1], ea[2], ea[3], ea[4], ea[5]
+    rplan, cplan = ea[7:19], ea[19:27]
     rbase = offset + np.int64(base)
     bad = 0
     for j in range(nj):  # unsigned indices: no negative-index wraparound code
@@ -502,7 +503,7 @@ def _sel_loop(xb, out, codes, base, nj, inv, mul, nv, plan, ea, kind, want):
 def _sel_block(xb, out, codes, base, nj, inv, mul, nv, plan, ea):
     """One block of the fast kernels outside nearest-even values (see :func:`_sel_loop`): the
     mode and ``want`` of ``ea`` turned into literals."""
-    mode, want = ea[0], ea[7]
+    mode, want = ea[0], ea[6]
     if want == 1:
         if mode == SR:
             return _sel_loop(xb, out, codes, base, nj, inv, mul, nv, plan, ea, 2, 1)
@@ -583,7 +584,7 @@ def _nv_f32_span(
 ):
     """Tasks ``c0:c1`` (of ``_CH`` blocks each) of :func:`nv_f32_rne`; returns the number of
     blocks left to the general kernel."""
-    mode, want = ea[0], ea[7]
+    mode, want = ea[0], ea[6]
     t64 = np.float64(tscale)
     div = emaxv * t64
     rdiv = np.float32(1.0 / div)
@@ -659,7 +660,7 @@ def _nv_f32_span(
                     if want == 1:
                         out[i] = bits_f32(np.int64(xb[i]) & 0x80000000)
                     else:
-                        codes[i] = (xb[i] >> np.uint32(31)) << np.uint32(ea[8][7])
+                        codes[i] = (xb[i] >> np.uint32(31)) << np.uint32(ea[26])
                 continue
             todo += 1  # d subnormal, or quotients that could overflow float32
     return todo
