@@ -78,8 +78,9 @@ def _rows(x, only):
             (f"encode {short} stochastic", lambda f=fmt: qa.encode(x, f, **_SR), anchor),
             (f"asarray {short}", lambda f=fmt: qa.asarray(x, f), anchor),
             (f"decode {short}", lambda f=fmt, e=enc: qa.decode(e, f), ""),
-            (f"  element {elem} nearest-even", lambda e=elem: qa.quantize(x, e), ""),
         ]
+        if fmt != "nvfp4":  # its element format is mxfp4's
+            rows.append((f"  element {elem} nearest-even", lambda e=elem: qa.quantize(x, e), ""))
     if not only:
         rows += [
             ("  int8 per-tensor scale=0.05", lambda: qa.quantize(x, "int8", scale=0.05), ""),

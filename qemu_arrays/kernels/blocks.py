@@ -35,7 +35,7 @@ from qemu_arrays.formats.block_cores import (  # scale rules: qemu_arrays.format
     shared_exponent,
     split_bits,
 )
-from qemu_arrays.formats.cores import RNE, SR, random_u
+from qemu_arrays.formats.cores import RDN, RNE, RTZ, RUP, SR, random_u
 from qemu_arrays.formats.jit_cache import purge_stale_cache
 from qemu_arrays.formats.rne32 import rne32
 from qemu_arrays.formats.round32 import round32, sr_bits32
@@ -356,6 +356,7 @@ def _mx_f32_span(c0, c1, xb, out, nblk, n, nb, bs, sp, sh, mref, plan, scodes, e
     am = np.empty(_CH, dtype=np.int64)
     invs = np.empty(_CH, dtype=np.float32)
     muls = np.empty(_CH, dtype=np.float32)
+    lims = np.empty(_CH, dtype=np.uint32)
     sc_loc = np.empty(_CH, dtype=np.uint8)
     for c in range(c0, c1):
         t0 = c * _CH
@@ -378,6 +379,7 @@ def _mx_f32_span(c0, c1, xb, out, nblk, n, nb, bs, sp, sh, mref, plan, scodes, e
             sc_loc[k] = s_nan if nan_block else e + s_bias
             invs[k] = bits_f32(_pow2_bits_sel(-e))
             muls[k] = bits_f32(_pow2_bits_sel(e))
+            lims[k] = (_pow2_bits_sel(e - 126) - 1) if e >= -23 else 0
         todo += nsub
         _store_scales(scodes, sc_loc, sidx, t0, nt, whole)
         # ... then the elements (asking for the next task's blocks meanwhile), and last the
@@ -387,9 +389,13 @@ def _mx_f32_span(c0, c1, xb, out, nblk, n, nb, bs, sp, sh, mref, plan, scodes, e
             _prefetch_block(xb, base, bs)
             if mode != RNE or want != 1:  # other modes, codes: see _sel_block
                 if bs == 32:  # a literal trip count, as below
-                    bad = _sel_block(xb, out, codes, base, 32, invs[k], muls[k], 0, plan, ea)
+                    bad = _sel_block(
+                        xb, out, codes, base, 32, (invs[k], lims[k]), muls[k], 0, plan, ea
+                    )
                 else:
-                    bad = _sel_block(xb, out, codes, base, bs, invs[k], muls[k], 0, plan, ea)
+                    bad = _sel_block(
+                        xb, out, codes, base, bs, (invs[k], lims[k]), muls[k], 0, plan, ea
+                    )
                 todo += bad if sc_loc[k] != s_nan else 0  # NaN blocks are overwritten below
             elif bs == 32:  # a literal trip count: the compiler unrolls and vectorizes
                 _mx_elems(xb, out, base, 32, invs[k], muls[k], plan)
@@ -432,6 +438,7 @@ def mx_f32_rne(xb, out, nblk, n, nb, bs, sp, sh, mref, plan, scodes, ea=None, co
 # ---- other rounding modes and codes in the fast kernels ----------------------------------------
 
 _NO_CODES = np.zeros(1, dtype=np.uint8)
+_NV_INV = (np.float32(0.0), np.uint32(0))  # the MX-only ``inv`` argument of _sel_loop
 #: a round32 plan where none applies (nearest-even)
 _NO_RPLAN = (0,) * 10 + (1.0, 1.0)
 _NO_CPLAN = (0, 0, 0, 1.0, 0, 0, 0, 0)
@@ -467,31 +474,39 @@ def _code32(p, cplan):
 
 
 @njit(cache=True, nogil=True, inline="always")
-def _sel_loop(xb, out, codes, base, nj, inv, mul, nv, plan, ea, kind, want):
-    """Elements ``base:base + nj`` of one block: ``kind`` 0 nearest-even, 1 directed (the mode
-    in ``ea``), 2 stochastic; ``want`` 1 values, 2 codes; ``nv`` 0 MX, 1 NVFP4 (literals where
-    called). MX: the element ``round(x * inv)``; NVFP4: the element ``round(float32(x /
-    mul))`` (``mul`` the block's ``d``); the value is the element times ``mul``. Returns the
-    number of MX elements whose product ``x * inv`` lost bits (float32 subnormal or zero from
-    non-zero)."""
-    mode, k0, k1, k2, offset, r = ea[0], ea[1], ea[2], ea[3], ea[4], ea[5]
+def _sel_loop(xb, out, codes, base, nj, inv, mul, nv, plan, ea, mode, want):
+    """Elements ``base:base + nj`` of one block under the rounding code ``mode``; ``want`` 1
+    values, 2 codes; ``nv`` 0 MX, 1 NVFP4 (literals where called: LLVM drops the other modes'
+    selects). MX: the element ``round(x * inv)``; NVFP4: the element ``round(float32(x /
+    mul))`` (``mul`` the block's ``d``); the value is the element times ``mul``. ``inv`` is
+    the pair ``(2**-e, lim)``, ``lim`` the float32 bits of ``2**(e - 126)`` less one (0 when
+    that lies below float32's range): returns 1 when an MX element has ``0 < |x| < 2**(e -
+    126)`` under a directed or stochastic mode, its product ``x * 2**-e`` then not a normal
+    float32 (bits its rounding reads may be lost; nearest-even rounds the product and the
+    exact quotient alike, to zero, as :func:`~qemu_arrays.formats.block_cores.mx_rne32` does
+    for values)."""
+    k0, k1, k2, offset, r = ea[1], ea[2], ea[3], ea[4], ea[5]
     rplan, cplan = ea[7:19], ea[19:27]
     rbase = offset + np.int64(base)
-    bad = 0
+    lim = np.uint32(inv[1])
+    inv = np.float32(inv[0])
+    bad = np.uint32(0)
     for j in range(nj):  # unsigned indices: no negative-index wraparound code
         i = base + np.uint64(j)
         b = xb[i]
         if nv == 0:
             q = f32_bits(bits_f32(b) * inv)
-            bad += ((b & np.uint32(0x7FFFFFFF)) != 0) & ((q & np.uint32(0x7FFFFFFF)) < 0x800000)
+            if mode != RNE:  # nearest-even rounds such a product to 0 as the exact one
+                # 0 < |x| < 2**(e - 126), on 32-bit words (no i1 vector logic)
+                bad |= np.uint32((b & np.uint32(0x7FFFFFFF)) - np.uint32(1) < lim)
         else:
             q = f32_bits(bits_f32(b) / mul)
-        if kind == 0:
+        if mode == RNE:
             p = rne32(q, plan)
-        elif kind == 1:
-            p = round32(q, rplan, mode, np.uint32(0), r)
-        else:
+        elif mode == SR:
             p = round32(q, rplan, SR, sr_bits32(rbase, j, k0, k1, k2, r), r)
+        else:
+            p = round32(q, rplan, mode, np.uint32(0), r)
         if want == 1:
             out[i] = bits_f32(p) * mul
         else:
@@ -500,19 +515,27 @@ def _sel_loop(xb, out, codes, base, nj, inv, mul, nv, plan, ea, kind, want):
 
 
 @njit(cache=True, nogil=True, inline="always")
+def _sel_modes(xb, out, codes, base, nj, inv, mul, nv, plan, ea, want):
+    """:func:`_sel_loop` with the mode of ``ea`` turned into a literal."""
+    mode = ea[0]
+    if mode == SR:
+        return _sel_loop(xb, out, codes, base, nj, inv, mul, nv, plan, ea, SR, want)
+    if mode == RTZ:
+        return _sel_loop(xb, out, codes, base, nj, inv, mul, nv, plan, ea, RTZ, want)
+    if mode == RUP:
+        return _sel_loop(xb, out, codes, base, nj, inv, mul, nv, plan, ea, RUP, want)
+    if mode == RDN:
+        return _sel_loop(xb, out, codes, base, nj, inv, mul, nv, plan, ea, RDN, want)
+    return _sel_loop(xb, out, codes, base, nj, inv, mul, nv, plan, ea, RNE, want)
+
+
+@njit(cache=True, nogil=True, inline="always")
 def _sel_block(xb, out, codes, base, nj, inv, mul, nv, plan, ea):
     """One block of the fast kernels outside nearest-even values (see :func:`_sel_loop`): the
     mode and ``want`` of ``ea`` turned into literals."""
-    mode, want = ea[0], ea[6]
-    if want == 1:
-        if mode == SR:
-            return _sel_loop(xb, out, codes, base, nj, inv, mul, nv, plan, ea, 2, 1)
-        return _sel_loop(xb, out, codes, base, nj, inv, mul, nv, plan, ea, 1, 1)
-    if mode == SR:
-        return _sel_loop(xb, out, codes, base, nj, inv, mul, nv, plan, ea, 2, 2)
-    if mode == RNE:
-        return _sel_loop(xb, out, codes, base, nj, inv, mul, nv, plan, ea, 0, 2)
-    return _sel_loop(xb, out, codes, base, nj, inv, mul, nv, plan, ea, 1, 2)
+    if ea[6] == 1:
+        return _sel_modes(xb, out, codes, base, nj, inv, mul, nv, plan, ea, 1)
+    return _sel_modes(xb, out, codes, base, nj, inv, mul, nv, plan, ea, 2)
 
 
 @njit(cache=True, nogil=True, inline="always")
@@ -633,9 +656,9 @@ def _nv_f32_span(
             _prefetch_block(xb, base, bs)
             if mode != RNE or want != 1:  # other modes, codes: see _sel_block
                 if bs == 16:  # a literal trip count, as below
-                    _sel_block(xb, out, codes, base, 16, np.float32(0), ds[k], 1, plan, ea)
+                    _sel_block(xb, out, codes, base, 16, _NV_INV, ds[k], 1, plan, ea)
                 else:
-                    _sel_block(xb, out, codes, base, bs, np.float32(0), ds[k], 1, plan, ea)
+                    _sel_block(xb, out, codes, base, bs, _NV_INV, ds[k], 1, plan, ea)
             elif bs == 16:  # literal trip counts: the compiler unrolls and vectorizes
                 _nv_elems(xb, out, base, 16, ds[k], plan)
             elif bs == 32:
