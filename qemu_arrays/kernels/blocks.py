@@ -358,6 +358,7 @@ def _mx_f32_span(c0, c1, xb, out, nblk, n, nb, bs, sp, sh, mref, plan, scodes, e
     muls = np.empty(_CH, dtype=np.float32)
     lims = np.empty(_CH, dtype=np.uint32)
     sc_loc = np.empty(_CH, dtype=np.uint8)
+    ex = _task_scales(bs, mode, want)
     for c in range(c0, c1):
         t0 = c * _CH
         nt = min(nblk, t0 + _CH) - t0
@@ -379,28 +380,23 @@ def _mx_f32_span(c0, c1, xb, out, nblk, n, nb, bs, sp, sh, mref, plan, scodes, e
             sc_loc[k] = s_nan if nan_block else e + s_bias
             invs[k] = bits_f32(_pow2_bits_sel(-e))
             muls[k] = bits_f32(_pow2_bits_sel(e))
-            lims[k] = (_pow2_bits_sel(e - 126) - 1) if e >= -23 else 0
+            lims[k] = (_pow2_bits_sel(e - 126) - 1) if (e >= -23) & ~nan_block else 0
         todo += nsub
         _store_scales(scodes, sc_loc, sidx, t0, nt, whole)
         # ... then the elements (asking for the next task's blocks meanwhile), and last the
         # blocks with NaN or inf
-        for k in range(nt):
-            base = _block_base(bases, t0, k, bs, whole)
-            _prefetch_block(xb, base, bs)
-            if mode != RNE or want != 1:  # other modes, codes: see _sel_block
-                if bs == 32:  # a literal trip count, as below
-                    bad = _sel_block(
-                        xb, out, codes, base, 32, (invs[k], lims[k]), muls[k], 0, plan, ea
-                    )
+        if mode != RNE or want != 1:  # other modes, codes: the task's elements in one loop
+            todo += _sel_task(
+                xb, out, codes, bases, t0, nt, bs, whole, invs, muls, lims, ex, 0, plan, ea
+            )
+        else:
+            for k in range(nt):
+                base = _block_base(bases, t0, k, bs, whole)
+                _prefetch_block(xb, base, bs)
+                if bs == 32:  # a literal trip count: the compiler unrolls and vectorizes
+                    _mx_elems(xb, out, base, 32, invs[k], muls[k], plan)
                 else:
-                    bad = _sel_block(
-                        xb, out, codes, base, bs, (invs[k], lims[k]), muls[k], 0, plan, ea
-                    )
-                todo += bad if sc_loc[k] != s_nan else 0  # NaN blocks are overwritten below
-            elif bs == 32:  # a literal trip count: the compiler unrolls and vectorizes
-                _mx_elems(xb, out, base, 32, invs[k], muls[k], plan)
-            else:
-                _mx_elems(xb, out, base, bs, invs[k], muls[k], plan)
+                    _mx_elems(xb, out, base, bs, invs[k], muls[k], plan)
         if nnan:
             for k in range(nt):
                 if sc_loc[k] == s_nan:
@@ -423,7 +419,7 @@ def mx_f32_rne(xb, out, nblk, n, nb, bs, sp, sh, mref, plan, scodes, ea=None, co
     and compiles in a fraction of the time).
 
     ``ea`` (:func:`sel_args`) extends it to the other modes and to codes: the elements then
-    take :func:`_sel_block` (the directed and stochastic rounding of
+    take :func:`_sel_task` (the directed and stochastic rounding of
     :func:`~qemu_arrays.formats.round32.round32` on ``x * 2**-e``, the random bits of each
     element's flat index generated in the loop; codes from the rounded value), and an element
     whose scaled value ``x * 2**-e`` is not exact in float32 (far below its block's maximum)
@@ -438,7 +434,7 @@ def mx_f32_rne(xb, out, nblk, n, nb, bs, sp, sh, mref, plan, scodes, ea=None, co
 # ---- other rounding modes and codes in the fast kernels ----------------------------------------
 
 _NO_CODES = np.zeros(1, dtype=np.uint8)
-_NV_INV = (np.float32(0.0), np.uint32(0))  # the MX-only ``inv`` argument of _sel_loop
+_NV_LIMS = np.zeros(_CH, dtype=np.uint32)  # NVFP4 has no inexact-product check
 #: a round32 plan where none applies (nearest-even)
 _NO_RPLAN = (0,) * 10 + (1.0, 1.0)
 _NO_CPLAN = (0, 0, 0, 1.0, 0, 0, 0, 0)
@@ -474,31 +470,30 @@ def _code32(p, cplan):
 
 
 @njit(cache=True, nogil=True, inline="always")
-def _sel_loop(xb, out, codes, base, nj, inv, mul, nv, plan, ea, mode, want):
-    """Elements ``base:base + nj`` of one block under the rounding code ``mode``; ``want`` 1
-    values, 2 codes; ``nv`` 0 MX, 1 NVFP4 (literals where called: LLVM drops the other modes'
-    selects). MX: the element ``round(x * inv)``; NVFP4: the element ``round(float32(x /
-    mul))`` (``mul`` the block's ``d``); the value is the element times ``mul``. ``inv`` is
-    the pair ``(2**-e, lim)``, ``lim`` the float32 bits of ``2**(e - 126)`` less one (0 when
-    that lies below float32's range): returns 1 when an MX element has ``0 < |x| < 2**(e -
-    126)`` under a directed or stochastic mode, its product ``x * 2**-e`` then not a normal
-    float32 (bits its rounding reads may be lost; nearest-even rounds the product and the
-    exact quotient alike, to zero, as :func:`~qemu_arrays.formats.block_cores.mx_rne32` does
-    for values)."""
+def _sel_loop(xb, out, codes, base, nj, ex, s0, nv, plan, ea, mode, want):
+    """Elements ``base:base + nj`` under the rounding code ``mode``; ``want`` 1 values, 2
+    codes; ``nv`` 0 MX, 1 NVFP4 (literals where called: LLVM drops the other modes' selects).
+    Element ``base + j`` takes the scale of entry ``s0 + j`` of the arrays ``ex`` (``(2**-e,
+    mul, lim)``, :func:`_sel_task`): MX, the element
+    ``round(x * inv)``, NVFP4 ``round(float32(x / d))``, its value the element times ``mul``
+    (``d``). Returns 1 when an MX element has ``0 < |x| < 2**(e - 126)`` (``x * 2**-e`` then
+    not a normal float32: bits its rounding reads may be lost) under a directed or stochastic
+    mode; nearest-even rounds the product and the exact quotient alike (to zero), as
+    :func:`~qemu_arrays.formats.block_cores.mx_rne32` does for values."""
     k0, k1, k2, offset, r = ea[1], ea[2], ea[3], ea[4], ea[5]
     rplan, cplan = ea[7:19], ea[19:27]
     rbase = offset + np.int64(base)
-    lim = np.uint32(inv[1])
-    inv = np.float32(inv[0])
+    sinv, smul, slim = ex
     bad = np.uint32(0)
     for j in range(nj):  # unsigned indices: no negative-index wraparound code
         i = base + np.uint64(j)
+        s = np.uint64(s0) + np.uint64(j)
         b = xb[i]
+        mul = smul[s]
         if nv == 0:
-            q = f32_bits(bits_f32(b) * inv)
-            if mode != RNE:  # nearest-even rounds such a product to 0 as the exact one
-                # 0 < |x| < 2**(e - 126), on 32-bit words (no i1 vector logic)
-                bad |= np.uint32((b & np.uint32(0x7FFFFFFF)) - np.uint32(1) < lim)
+            q = f32_bits(bits_f32(b) * sinv[s])
+            if mode != RNE:  # 0 < |x| < 2**(e - 126), on 32-bit words (no i1 vector logic)
+                bad |= np.uint32((b & np.uint32(0x7FFFFFFF)) - np.uint32(1) < slim[s])
         else:
             q = f32_bits(bits_f32(b) / mul)
         if mode == RNE:
@@ -515,27 +510,55 @@ def _sel_loop(xb, out, codes, base, nj, inv, mul, nv, plan, ea, mode, want):
 
 
 @njit(cache=True, nogil=True, inline="always")
-def _sel_modes(xb, out, codes, base, nj, inv, mul, nv, plan, ea, want):
+def _sel_modes(xb, out, codes, base, nj, ex, s0, nv, plan, ea, want):
     """:func:`_sel_loop` with the mode of ``ea`` turned into a literal."""
     mode = ea[0]
     if mode == SR:
-        return _sel_loop(xb, out, codes, base, nj, inv, mul, nv, plan, ea, SR, want)
+        return _sel_loop(xb, out, codes, base, nj, ex, s0, nv, plan, ea, SR, want)
     if mode == RTZ:
-        return _sel_loop(xb, out, codes, base, nj, inv, mul, nv, plan, ea, RTZ, want)
+        return _sel_loop(xb, out, codes, base, nj, ex, s0, nv, plan, ea, RTZ, want)
     if mode == RUP:
-        return _sel_loop(xb, out, codes, base, nj, inv, mul, nv, plan, ea, RUP, want)
-    if mode == RDN:
-        return _sel_loop(xb, out, codes, base, nj, inv, mul, nv, plan, ea, RDN, want)
-    return _sel_loop(xb, out, codes, base, nj, inv, mul, nv, plan, ea, RNE, want)
+        return _sel_loop(xb, out, codes, base, nj, ex, s0, nv, plan, ea, RUP, want)
+    if mode == RNE and want == 2:
+        return _sel_loop(xb, out, codes, base, nj, ex, s0, nv, plan, ea, RNE, want)
+    return _sel_loop(xb, out, codes, base, nj, ex, s0, nv, plan, ea, RDN, want)
 
 
 @njit(cache=True, nogil=True, inline="always")
-def _sel_block(xb, out, codes, base, nj, inv, mul, nv, plan, ea):
-    """One block of the fast kernels outside nearest-even values (see :func:`_sel_loop`): the
-    mode and ``want`` of ``ea`` turned into literals."""
-    if ea[6] == 1:
-        return _sel_modes(xb, out, codes, base, nj, inv, mul, nv, plan, ea, 1)
-    return _sel_modes(xb, out, codes, base, nj, inv, mul, nv, plan, ea, 2)
+def _task_scales(bs, mode, want):
+    """The per-element scale arrays of :func:`_sel_task` (empty for nearest-even values)."""
+    m = _CH * bs if (mode != RNE or want != 1) else 1
+    return np.empty(m, dtype=np.float32), np.empty(m, dtype=np.float32), np.empty(m, np.uint32)
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _sel_task(xb, out, codes, bases, t0, nt, bs, whole, invs, muls, lims, ex, nv, plan, ea):
+    """The elements of one task's ``nt`` blocks outside nearest-even values: each block's
+    ``(2**-e, mul, lim)`` (``lims`` the float32 bits of ``2**(e - 126)`` less one, 0 where that
+    lies below float32's range or the block is NaN) spread over its elements in ``ex``, then
+    one :func:`_sel_loop` over the task's elements when they are contiguous (rows of whole
+    blocks), else one per block; the next task's blocks are prefetched first."""
+    sinv, smul, slim = ex
+    for k in range(nt):
+        _prefetch_block(xb, _block_base(bases, t0, k, bs, whole), bs)
+        for j in range(bs):
+            s = np.uint64(k) * np.uint64(bs) + np.uint64(j)
+            sinv[s] = invs[k]
+            smul[s] = muls[k]
+            slim[s] = lims[k]
+    want = ea[6]
+    if whole:
+        base = np.uint64(t0) * np.uint64(bs)
+        if want == 1:
+            return _sel_modes(xb, out, codes, base, nt * bs, ex, 0, nv, plan, ea, 1)
+        return _sel_modes(xb, out, codes, base, nt * bs, ex, 0, nv, plan, ea, 2)
+    bad = np.uint32(0)
+    for k in range(nt):
+        if want == 1:
+            bad |= _sel_modes(xb, out, codes, bases[k], bs, ex, k * bs, nv, plan, ea, 1)
+        else:
+            bad |= _sel_modes(xb, out, codes, bases[k], bs, ex, k * bs, nv, plan, ea, 2)
+    return bad
 
 
 @njit(cache=True, nogil=True, inline="always")
@@ -619,6 +642,7 @@ def _nv_f32_span(
     sc_loc = np.empty(_CH, dtype=np.uint8)
     am = np.empty(_CH, dtype=np.uint32)
     ds = np.empty(_CH, dtype=np.float32)
+    ex = _task_scales(bs, mode, want)
     for c in range(c0, c1):
         t0 = c * _CH
         t1 = min(nblk, t0 + _CH)
@@ -651,20 +675,18 @@ def _nv_f32_span(
         _store_scales(scodes, sc_loc, sidx, t0, nt, whole)
         # ... then the elements (asking for the next task's blocks meanwhile; the blocks
         # flagged slow are overwritten below)
-        for k in range(nt):
-            base = _block_base(bases, t0, k, bs, whole)
-            _prefetch_block(xb, base, bs)
-            if mode != RNE or want != 1:  # other modes, codes: see _sel_block
-                if bs == 16:  # a literal trip count, as below
-                    _sel_block(xb, out, codes, base, 16, _NV_INV, ds[k], 1, plan, ea)
+        if mode != RNE or want != 1:  # other modes, codes: the task's elements in one loop
+            _sel_task(xb, out, codes, bases, t0, nt, bs, whole, ds, ds, _NV_LIMS, ex, 1, plan, ea)
+        else:
+            for k in range(nt):
+                base = _block_base(bases, t0, k, bs, whole)
+                _prefetch_block(xb, base, bs)
+                if bs == 16:  # literal trip counts: the compiler unrolls and vectorizes
+                    _nv_elems(xb, out, base, 16, ds[k], plan)
+                elif bs == 32:
+                    _nv_elems(xb, out, base, 32, ds[k], plan)
                 else:
-                    _sel_block(xb, out, codes, base, bs, _NV_INV, ds[k], 1, plan, ea)
-            elif bs == 16:  # literal trip counts: the compiler unrolls and vectorizes
-                _nv_elems(xb, out, base, 16, ds[k], plan)
-            elif bs == 32:
-                _nv_elems(xb, out, base, 32, ds[k], plan)
-            else:
-                _nv_elems(xb, out, base, bs, ds[k], plan)
+                    _nv_elems(xb, out, base, bs, ds[k], plan)
         if nslow == 0:
             continue
         for k in range(nt):
