@@ -686,6 +686,17 @@ def shared_exponent(amax, fmt) -> int:
     if rule is ScaleRule.RCEIL:
         e = fl - emax
         return e + (amax > Fraction(fmt.element_max) * _pow2(e))
+    if rule is ScaleRule.CEIL_POW2:
+        return fl + (amax != _pow2(fl)) - emax
+    if rule in (ScaleRule.RFLOOR, ScaleRule.RHALF_UP):
+        q = amax / Fraction(fmt.element_max)
+        k = _floor_log2(q)
+        if rule is ScaleRule.RFLOOR:
+            return k
+        return k + (q >= _pow2(k) * Fraction(3, 2))
+    if rule not in (ScaleRule.CEIL, ScaleRule.EVEN):
+        msg = f"no scale rule {rule!r}; allowed: {', '.join(r.name for r in ScaleRule)}"
+        raise ValueError(msg)
     el = fmt.element
     p = el.mantissa_bits + 1 if isinstance(el, FloatFormat) else el.max.bit_length()
     K = _round_int_up_or_even(amax / _pow2(fl - p + 1), up=rule is ScaleRule.CEIL)
