@@ -76,7 +76,8 @@ class Capability:
     not traceable; Dask arrays have no matmul route."""
     caller_bits: bool = False
     """Caller-supplied random bits (``rbits=``) and ``Rounding.STOCHASTIC_EQUAL``, which the
-    numba kernels do not take: NumPy and PyTorch CPU run them through the generic route."""
+    numba kernels do not take: NumPy and PyTorch CPU run them through the generic route, Dask
+    chunk by chunk (each chunk with its slice of ``rbits``)."""
     scaled_float: bool = False
     """Float formats with a scale (docs/scaled.md)."""
     rules: tuple[str, ...] = ()
@@ -102,7 +103,8 @@ CAPABILITIES: dict[Route, Capability] = {
         element=True, block=True, granularity=False, out=True, traceable=False, matmul=True
     ),
     Route.DASK: Capability(
-        element=True, block=False, granularity=False, out=False, traceable=False
+        element=True, block=False, granularity=False, out=False, traceable=False,
+        caller_bits=True,
     ),
     Route.GENERIC: Capability(
         element=True, block=True, granularity=True, out=True, traceable=True, scaled_float=True,

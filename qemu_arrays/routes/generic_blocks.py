@@ -22,6 +22,7 @@ bits of stochastic rounding are those of each element's C-order index in the who
 from __future__ import annotations
 
 import numbers
+from dataclasses import replace
 
 import numpy as np
 
@@ -143,8 +144,17 @@ def _shared_exponent(o: _Ops, aM, aE, rule, mprec, emax_elem, maxsig):
 
 
 def _random(xp, view, x, req, r, W, keys):
+    """The elements' ``r``-bit integers ``u`` in the view's layout: the caller's ``rbits``
+    (broadcast to ``x``, C order) or the counter-based bits of each element's C-order index,
+    for both stochastic modes; None for the others."""
     n = g._size(x)
-    return gs._random_u(xp, view, n, req, r, W, keys, getattr(x, "device", None))
+    dev = getattr(x, "device", None)
+    if req.rbits is not None:
+        u = g._random(xp, n, req.rounding, None, 0, 0, r, W, dev, req.rbits, tuple(x.shape))
+        return view.fwd(xp.reshape(u, view.shape))
+    if req.rounding is Rounding.STOCHASTIC_EQUAL:  # the same bits, one of them used
+        req = replace(req, rounding=Rounding.STOCHASTIC)
+    return gs._random_u(xp, view, n, req, r, W, keys, dev)
 
 
 def _mx(xp, x, req: Request, axis, keys):

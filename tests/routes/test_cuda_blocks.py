@@ -154,7 +154,7 @@ def _t(x):
 @pytest.mark.parametrize("name", BLOCK_FORMATS)
 def test_block_quantize_and_encode_every_mode(name, rng):
     x = _edge(rng)
-    # the first seven modes and two of issue 16 (STOCHASTIC_EQUAL: element formats only)
+    # the first seven modes and two of issue 16 (STOCHASTIC_EQUAL: not on the CUDA kernels)
     for rnd in (*(r for r in R if r <= R.STOCHASTIC), R.NEAREST_ODD, R.JAM):
         kw = {"rounding": rnd, "seed": 5, "stream": 2, "offset": 7}
         _compare(_t(x), name, axis=0, **kw)
