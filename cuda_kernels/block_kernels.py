@@ -51,6 +51,7 @@ from qemu_arrays.formats.block_cores import (
     nv_scale,
     nv_vec_ok,
 )
+from qemu_arrays.formats.codes import SRE
 from qemu_arrays.formats.cores import SR, random_u
 from qemu_arrays.formats.jit_cache import purge_stale_cache
 
@@ -220,7 +221,7 @@ def _build_lanes(spec):
             if first and blk_ok:
                 scodes[t] = sc
             if valid:
-                u = random_u(k0, k1, k2, offset + i, r) if rnd == SR else 0
+                u = random_u(k0, k1, k2, offset + i, r) if (rnd == SR or rnd == SRE) else 0
                 vec_nv = VEC_NV and special == 0 and nv_vec_ok(a, d)
                 vb, code = _element_step(SPEC, b, e, d, special, vec_nv, rnd, u, r)
                 if WANT & 1:
@@ -261,7 +262,7 @@ def _build_rows(spec):
             for jj in range(cnt):
                 i = base + jj * inner
                 b = load_bits(xb[i], IN_KIND)
-                u = random_u(k0, k1, k2, offset + i, r) if rnd == SR else 0
+                u = random_u(k0, k1, k2, offset + i, r) if (rnd == SR or rnd == SRE) else 0
                 vb, code = _element_step(SPEC, b, e, d, special, vec_nv, rnd, u, r)
                 if WANT & 1:
                     outb[i] = store_bits(vb, OUT_KIND)
