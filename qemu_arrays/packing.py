@@ -18,6 +18,7 @@ count. Codes of 8 bits and more are stored as they are (one machine word each).
 from __future__ import annotations
 
 import numbers
+import sys
 
 import numpy as np
 
@@ -47,10 +48,10 @@ def pack(codes, bits):
     """
     bits = _check_bits(bits)
     c = check_codes(codes, bits, f"a {bits}-bit packing").reshape(-1)
-    c = c.astype(np.uint8)
+    c = c.astype(np.uint8, copy=False)
     if bits == 8:
         return c.copy()
-    if bits in (2, 4, 6) and c.size >= _KERNEL_FROM:
+    if bits in (2, 4, 6) and c.size >= _KERNEL_FROM and sys.byteorder == "little":
         return _pack_kernel(c, bits)
     if bits == 4:
         if c.size % 2:
