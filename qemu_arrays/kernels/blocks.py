@@ -354,66 +354,92 @@ def _store_scales(scodes, sc_loc, sidx, t0, nt, whole):
             scodes[sidx[k]] = sc_loc[k]
 
 
-@njit(**_JIT)
-def _mx_f32_span(c0, c1, xb, out, nblk, n, nb, bs, sp, sh, mref, plan, scodes, ea, codes):
-    """Tasks ``c0:c1`` (of ``_CH`` blocks each) of :func:`mx_f32_rne`; returns the number of
-    blocks (or elements) left to the general kernel."""
-    _in_e, _in_m, rule, _mprec, emax_elem, _maxsig, s_emin, s_emax, s_bias, s_nan = sp
-    mode, want = ea[0], ea[6]
-    nbf = n // bs
-    whole = nbf == nb
-    todo = 0
-    bases = np.empty(_CH, dtype=np.uint64)
-    sidx = np.empty(_CH, dtype=np.int64)
-    am = np.empty(_CH, dtype=np.int64)
-    invs = np.empty(_CH, dtype=np.float32)
-    muls = np.empty(_CH, dtype=np.float32)
-    lims = np.empty(_CH, dtype=np.uint32)
-    sc_loc = np.empty(_CH, dtype=np.uint8)
-    ex = _task_scales(bs, mode, want)
-    for c in range(c0, c1):
-        t0 = c * _CH
-        nt = min(nblk, t0 + _CH) - t0
-        _task_blocks(bases, sidx, t0, nt, nbf, n, nb, bs)
-        # first the block maxima, then the scales in a select-only loop across blocks (it
-        # vectorizes; a subnormal maximum is left to the general kernel) ...
-        for k in range(nt):
-            am[k] = _amax_bits(xb, _block_base(bases, t0, k, bs, whole), bs)
-        nnan = 0
-        nsub = 0
-        for k in range(nt):
-            a = am[k]
-            e = _block_exponent_select(a, rule, sh, mref, emax_elem)
-            e = s_emin if a == 0 else max(e, s_emin)
-            nan_block = (a >= 0x7F800000) | (e > s_emax)
-            nnan += nan_block
-            nsub += (a < 0x00800000) & (a != 0)
-            e = min(e, s_emax)
-            sc_loc[k] = s_nan if nan_block else e + s_bias
-            invs[k] = bits_f32(_pow2_bits_sel(-e))
-            muls[k] = bits_f32(_pow2_bits_sel(e))
-            lims[k] = (_pow2_bits_sel(e - 126) - 1) if (e >= -23) & ~nan_block else 0
-        todo += nsub
-        _store_scales(scodes, sc_loc, sidx, t0, nt, whole)
-        # ... then the elements (asking for the next task's blocks meanwhile), and last the
-        # blocks with NaN or inf
-        if mode != RNE or want != 1:  # other modes, codes: the task's elements in one loop
-            todo += _sel_task(
-                xb, out, codes, bases, t0, nt, bs, whole, invs, muls, lims, ex, 0, plan, ea
-            )
-        else:
+def _make_mx_f32_span(MODE, WANT):  # noqa: N803  (constants of the compiled span)
+    """The span :func:`mx_f32_rne` runs for rounding code ``MODE`` and ``WANT`` (1 values, 2
+    codes): each pair compiles on its first use only, with the other modes' loops left out."""
+
+    @njit(**_JIT)
+    def _mx_f32_span(c0, c1, xb, out, nblk, n, nb, bs, sp, sh, mref, plan, scodes, ea, codes):
+        """Tasks ``c0:c1`` (of ``_CH`` blocks each) of :func:`mx_f32_rne`; returns the number of
+        blocks (or elements) left to the general kernel."""
+        _in_e, _in_m, rule, _mprec, emax_elem, _maxsig, s_emin, s_emax, s_bias, s_nan = sp
+        mode, want = MODE, WANT  # constants: each (mode, want) compiles on its first use
+        nbf = n // bs
+        whole = nbf == nb
+        todo = 0
+        bases = np.empty(_CH, dtype=np.uint64)
+        sidx = np.empty(_CH, dtype=np.int64)
+        am = np.empty(_CH, dtype=np.int64)
+        invs = np.empty(_CH, dtype=np.float32)
+        muls = np.empty(_CH, dtype=np.float32)
+        lims = np.empty(_CH, dtype=np.uint32)
+        sc_loc = np.empty(_CH, dtype=np.uint8)
+        ex = _task_scales(bs, mode, want)
+        for c in range(c0, c1):
+            t0 = c * _CH
+            nt = min(nblk, t0 + _CH) - t0
+            _task_blocks(bases, sidx, t0, nt, nbf, n, nb, bs)
+            # first the block maxima, then the scales in a select-only loop across blocks (it
+            # vectorizes; a subnormal maximum is left to the general kernel) ...
             for k in range(nt):
-                base = _block_base(bases, t0, k, bs, whole)
-                _prefetch_block(xb, base, bs)
-                if bs == 32:  # a literal trip count: the compiler unrolls and vectorizes
-                    _mx_elems(xb, out, base, 32, invs[k], muls[k], plan)
-                else:
-                    _mx_elems(xb, out, base, bs, invs[k], muls[k], plan)
-        if nnan:
+                am[k] = _amax_bits(xb, _block_base(bases, t0, k, bs, whole), bs)
+            nnan = 0
+            nsub = 0
             for k in range(nt):
-                if sc_loc[k] == s_nan:
-                    _nan_fill(out, codes, _block_base(bases, t0, k, bs, whole), bs, want)
-    return todo
+                a = am[k]
+                e = _block_exponent_select(a, rule, sh, mref, emax_elem)
+                e = s_emin if a == 0 else max(e, s_emin)
+                nan_block = (a >= 0x7F800000) | (e > s_emax)
+                nnan += nan_block
+                nsub += (a < 0x00800000) & (a != 0)
+                e = min(e, s_emax)
+                sc_loc[k] = s_nan if nan_block else e + s_bias
+                invs[k] = bits_f32(_pow2_bits_sel(-e))
+                muls[k] = bits_f32(_pow2_bits_sel(e))
+                lims[k] = (_pow2_bits_sel(e - 126) - 1) if (e >= -23) & ~nan_block else 0
+            todo += nsub
+            _store_scales(scodes, sc_loc, sidx, t0, nt, whole)
+            # ... then the elements (asking for the next task's blocks meanwhile), and last the
+            # blocks with NaN or inf
+            if mode != RNE or want != 1:  # other modes, codes: the task's elements in one loop
+                todo += _sel_task(
+                    xb,
+                    out,
+                    codes,
+                    bases,
+                    t0,
+                    nt,
+                    bs,
+                    whole,
+                    invs,
+                    muls,
+                    lims,
+                    ex,
+                    0,
+                    plan,
+                    ea,
+                    mode,
+                    want,
+                )
+            else:
+                for k in range(nt):
+                    base = _block_base(bases, t0, k, bs, whole)
+                    _prefetch_block(xb, base, bs)
+                    if bs == 32:  # a literal trip count: the compiler unrolls and vectorizes
+                        _mx_elems(xb, out, base, 32, invs[k], muls[k], plan)
+                    else:
+                        _mx_elems(xb, out, base, bs, invs[k], muls[k], plan)
+            if nnan:
+                for k in range(nt):
+                    if sc_loc[k] == s_nan:
+                        _nan_fill(out, codes, _block_base(bases, t0, k, bs, whole), bs, want)
+        return todo
+
+    return _mx_f32_span
+
+
+_PAIRS = [(m, w) for m in (RNE, RTZ, RUP, RDN, SR) for w in (1, 2)]
+_MX_SPANS = {pair: _make_mx_f32_span(*pair) for pair in _PAIRS}
 
 
 def mx_f32_rne(xb, out, nblk, n, nb, bs, sp, sh, mref, plan, scodes, ea=None, codes=None):
@@ -440,7 +466,8 @@ def mx_f32_rne(xb, out, nblk, n, nb, bs, sp, sh, mref, plan, scodes, ea=None, co
     ea = _RNE_VALUES if ea is None else ea
     codes = _NO_CODES if codes is None else codes
     args = (xb, out, nblk, n, nb, bs, sp, sh, mref, plan, scodes, ea, codes)
-    return run(nblk * bs, "block", _mx_f32_span, -(-nblk // _CH), 1, *args)
+    span = _MX_SPANS[ea[0], ea[6]]
+    return run(nblk * bs, "block", span, -(-nblk // _CH), 1, *args)
 
 
 # ---- other rounding modes and codes in the fast kernels ----------------------------------------
@@ -522,21 +549,6 @@ def _sel_loop(xb, out, codes, base, nj, ex, s0, nv, plan, ea, mode, want):
 
 
 @njit(cache=True, nogil=True, inline="always")
-def _sel_modes(xb, out, codes, base, nj, ex, s0, nv, plan, ea, want):
-    """:func:`_sel_loop` with the mode of ``ea`` turned into a literal."""
-    mode = ea[0]
-    if mode == SR:
-        return _sel_loop(xb, out, codes, base, nj, ex, s0, nv, plan, ea, SR, want)
-    if mode == RTZ:
-        return _sel_loop(xb, out, codes, base, nj, ex, s0, nv, plan, ea, RTZ, want)
-    if mode == RUP:
-        return _sel_loop(xb, out, codes, base, nj, ex, s0, nv, plan, ea, RUP, want)
-    if mode == RNE and want == 2:
-        return _sel_loop(xb, out, codes, base, nj, ex, s0, nv, plan, ea, RNE, want)
-    return _sel_loop(xb, out, codes, base, nj, ex, s0, nv, plan, ea, RDN, want)
-
-
-@njit(cache=True, nogil=True, inline="always")
 def _task_scales(bs, mode, want):
     """The per-element scale arrays of :func:`_sel_task` (empty for nearest-even values)."""
     m = _CH * bs if (mode != RNE or want != 1) else 1
@@ -544,7 +556,9 @@ def _task_scales(bs, mode, want):
 
 
 @njit(cache=True, nogil=True, inline="always")
-def _sel_task(xb, out, codes, bases, t0, nt, bs, whole, invs, muls, lims, ex, nv, plan, ea):
+def _sel_task(
+    xb, out, codes, bases, t0, nt, bs, whole, invs, muls, lims, ex, nv, plan, ea, mode, want
+):
     """The elements of one task's ``nt`` blocks outside nearest-even values: each block's
     ``(2**-e, mul, lim)`` (``lims`` the float32 bits of ``2**(e - 126)`` less one, 0 where that
     lies below float32's range or the block is NaN) spread over its elements in ``ex``, then
@@ -558,18 +572,12 @@ def _sel_task(xb, out, codes, bases, t0, nt, bs, whole, invs, muls, lims, ex, nv
             sinv[s] = invs[k]
             smul[s] = muls[k]
             slim[s] = lims[k]
-    want = ea[6]
     if whole:
         base = np.uint64(t0) * np.uint64(bs)
-        if want == 1:
-            return _sel_modes(xb, out, codes, base, nt * bs, ex, 0, nv, plan, ea, 1)
-        return _sel_modes(xb, out, codes, base, nt * bs, ex, 0, nv, plan, ea, 2)
+        return _sel_loop(xb, out, codes, base, nt * bs, ex, 0, nv, plan, ea, mode, want)
     bad = np.uint32(0)
     for k in range(nt):
-        if want == 1:
-            bad |= _sel_modes(xb, out, codes, bases[k], bs, ex, k * bs, nv, plan, ea, 1)
-        else:
-            bad |= _sel_modes(xb, out, codes, bases[k], bs, ex, k * bs, nv, plan, ea, 2)
+        bad |= _sel_loop(xb, out, codes, bases[k], bs, ex, k * bs, nv, plan, ea, mode, want)
     return bad
 
 
@@ -636,91 +644,134 @@ def rne_scale_plan32(sp):
 _NEAR = 8  # float32 ulps around a scale-format midpoint where the float32 quotient is not trusted
 
 
-@njit(**_JIT_NP)
-def _nv_f32_span(
-    c0, c1, xb, out, nblk, n, nb, bs, emaxv, tscale, splan, splan32, snan, plan, scodes, ea, codes
-):
-    """Tasks ``c0:c1`` (of ``_CH`` blocks each) of :func:`nv_f32_rne`; returns the number of
-    blocks left to the general kernel."""
-    mode, want = ea[0], ea[6]
-    t64 = np.float64(tscale)
-    div = emaxv * t64
-    rdiv = np.float32(1.0 / div)
-    nbf = n // bs
-    whole = nbf == nb
-    todo = 0
-    bases = np.empty(_CH, dtype=np.uint64)
-    sidx = np.empty(_CH, dtype=np.int64)
-    sc_loc = np.empty(_CH, dtype=np.uint8)
-    am = np.empty(_CH, dtype=np.uint32)
-    ds = np.empty(_CH, dtype=np.float32)
-    ex = _task_scales(bs, mode, want)
-    for c in range(c0, c1):
-        t0 = c * _CH
-        t1 = min(nblk, t0 + _CH)
-        nt = t1 - t0
-        _task_blocks(bases, sidx, t0, nt, nbf, n, nb, bs)
-        # first the block maxima, then the scales of the task's blocks (a select-only loop
-        # across blocks on float32 bits, which vectorizes eight lanes wide) ...
-        for k in range(nt):
-            am[k] = _amax_bits(xb, _block_base(bases, t0, k, bs, whole), bs)
-        nslow = 0
-        for k in range(nt):
-            code, d = nv_scale32(am[k], rdiv, tscale, splan32, _NEAR)
-            sc_loc[k] = code
-            ds[k] = d
-            nslow += d < 0
-        if nslow:  # the exact float64 step for the blocks flagged above
+def _make_nv_f32_span(MODE, WANT):  # noqa: N803  (constants of the compiled span)
+    """The span :func:`nv_f32_rne` runs for rounding code ``MODE`` and ``WANT`` (as
+    :func:`_make_mx_f32_span`)."""
+
+    @njit(**_JIT_NP)
+    def _nv_f32_span(
+        c0,
+        c1,
+        xb,
+        out,
+        nblk,
+        n,
+        nb,
+        bs,
+        emaxv,
+        tscale,
+        splan,
+        splan32,
+        snan,
+        plan,
+        scodes,
+        ea,
+        codes,
+    ):
+        """Tasks ``c0:c1`` (of ``_CH`` blocks each) of :func:`nv_f32_rne`; returns the number of
+        blocks left to the general kernel."""
+        mode, want = MODE, WANT  # constants: each (mode, want) compiles on its first use
+        t64 = np.float64(tscale)
+        div = emaxv * t64
+        rdiv = np.float32(1.0 / div)
+        nbf = n // bs
+        whole = nbf == nb
+        todo = 0
+        bases = np.empty(_CH, dtype=np.uint64)
+        sidx = np.empty(_CH, dtype=np.int64)
+        sc_loc = np.empty(_CH, dtype=np.uint8)
+        am = np.empty(_CH, dtype=np.uint32)
+        ds = np.empty(_CH, dtype=np.float32)
+        ex = _task_scales(bs, mode, want)
+        for c in range(c0, c1):
+            t0 = c * _CH
+            t1 = min(nblk, t0 + _CH)
+            nt = t1 - t0
+            _task_blocks(bases, sidx, t0, nt, nbf, n, nb, bs)
+            # first the block maxima, then the scales of the task's blocks (a select-only loop
+            # across blocks on float32 bits, which vectorizes eight lanes wide) ...
+            for k in range(nt):
+                am[k] = _amax_bits(xb, _block_base(bases, t0, k, bs, whole), bs)
+            nslow = 0
+            for k in range(nt):
+                code, d = nv_scale32(am[k], rdiv, tscale, splan32, _NEAR)
+                sc_loc[k] = code
+                ds[k] = d
+                nslow += d < 0
+            if nslow:  # the exact float64 step for the blocks flagged above
+                for k in range(nt):
+                    if ds[k] >= 0:
+                        continue
+                    a = am[k]
+                    if a >= 0x7F800000:
+                        sc_loc[k] = snan
+                        continue
+                    af64 = np.float64(bits_f32(a))
+                    sv, code = rne_scale_f64(af64 / div, splan)
+                    d = np.float32(sv * t64)
+                    sc_loc[k] = code
+                    if (d >= np.float32(1.1754944e-38)) & (af64 <= d * 2.0**125):
+                        ds[k] = d
+            _store_scales(scodes, sc_loc, sidx, t0, nt, whole)
+            # ... then the elements (asking for the next task's blocks meanwhile; the blocks
+            # flagged slow are overwritten below)
+            if mode != RNE or want != 1:  # other modes, codes: the task's elements in one loop
+                _sel_task(
+                    xb,
+                    out,
+                    codes,
+                    bases,
+                    t0,
+                    nt,
+                    bs,
+                    whole,
+                    ds,
+                    ds,
+                    _NV_LIMS,
+                    ex,
+                    1,
+                    plan,
+                    ea,
+                    mode,
+                    want,
+                )
+            else:
+                for k in range(nt):
+                    base = _block_base(bases, t0, k, bs, whole)
+                    _prefetch_block(xb, base, bs)
+                    if bs == 16:  # literal trip counts: the compiler unrolls and vectorizes
+                        _nv_elems(xb, out, base, 16, ds[k], plan)
+                    elif bs == 32:
+                        _nv_elems(xb, out, base, 32, ds[k], plan)
+                    else:
+                        _nv_elems(xb, out, base, bs, ds[k], plan)
+            if nslow == 0:
+                continue
             for k in range(nt):
                 if ds[k] >= 0:
                     continue
-                a = am[k]
-                if a >= 0x7F800000:
-                    sc_loc[k] = snan
-                    continue
-                af64 = np.float64(bits_f32(a))
-                sv, code = rne_scale_f64(af64 / div, splan)
-                d = np.float32(sv * t64)
-                sc_loc[k] = code
-                if (d >= np.float32(1.1754944e-38)) & (af64 <= d * 2.0**125):
-                    ds[k] = d
-        _store_scales(scodes, sc_loc, sidx, t0, nt, whole)
-        # ... then the elements (asking for the next task's blocks meanwhile; the blocks
-        # flagged slow are overwritten below)
-        if mode != RNE or want != 1:  # other modes, codes: the task's elements in one loop
-            _sel_task(xb, out, codes, bases, t0, nt, bs, whole, ds, ds, _NV_LIMS, ex, 1, plan, ea)
-        else:
-            for k in range(nt):
                 base = _block_base(bases, t0, k, bs, whole)
-                _prefetch_block(xb, base, bs)
-                if bs == 16:  # literal trip counts: the compiler unrolls and vectorizes
-                    _nv_elems(xb, out, base, 16, ds[k], plan)
-                elif bs == 32:
-                    _nv_elems(xb, out, base, 32, ds[k], plan)
-                else:
-                    _nv_elems(xb, out, base, bs, ds[k], plan)
-        if nslow == 0:
-            continue
-        for k in range(nt):
-            if ds[k] >= 0:
-                continue
-            base = _block_base(bases, t0, k, bs, whole)
-            a = _amax_bits(xb, base, bs)
-            if a >= 0x7F800000:  # inf or NaN in the block
-                _nan_fill(out, codes, base, bs, want)
-                continue
-            sv, code = rne_scale_f64(np.float64(bits_f32(a)) / div, splan)
-            d = np.float32(sv * t64)
-            if d == 0:  # every element rounds to zero, keeping its sign (E2M1 has -0)
-                for j in range(bs):
-                    i = base + np.uint64(j)
-                    if want == 1:
-                        out[i] = bits_f32(np.int64(xb[i]) & 0x80000000)
-                    else:
-                        codes[i] = (xb[i] >> np.uint32(31)) << np.uint32(ea[26])
-                continue
-            todo += 1  # d subnormal, or quotients that could overflow float32
-    return todo
+                a = _amax_bits(xb, base, bs)
+                if a >= 0x7F800000:  # inf or NaN in the block
+                    _nan_fill(out, codes, base, bs, want)
+                    continue
+                sv, code = rne_scale_f64(np.float64(bits_f32(a)) / div, splan)
+                d = np.float32(sv * t64)
+                if d == 0:  # every element rounds to zero, keeping its sign (E2M1 has -0)
+                    for j in range(bs):
+                        i = base + np.uint64(j)
+                        if want == 1:
+                            out[i] = bits_f32(np.int64(xb[i]) & 0x80000000)
+                        else:
+                            codes[i] = (xb[i] >> np.uint32(31)) << np.uint32(ea[26])
+                    continue
+                todo += 1  # d subnormal, or quotients that could overflow float32
+        return todo
+
+    return _nv_f32_span
+
+
+_NV_SPANS = {pair: _make_nv_f32_span(*pair) for pair in _PAIRS}
 
 
 def nv_f32_rne(
@@ -748,7 +799,8 @@ def nv_f32_rne(
     ea = _RNE_VALUES if ea is None else ea
     codes = _NO_CODES if codes is None else codes
     args = (xb, out, nblk, n, nb, bs, emaxv, tscale, splan, splan32, snan, plan, scodes, ea, codes)
-    return run(nblk * bs, "block", _nv_f32_span, -(-nblk // _CH), 1, *args)
+    span = _NV_SPANS[ea[0], ea[6]]
+    return run(nblk * bs, "block", span, -(-nblk // _CH), 1, *args)
 
 
 @njit(**_PAR)
