@@ -39,7 +39,7 @@ from qemu_arrays.formats.cores import (
 )
 from qemu_arrays.formats.jit_cache import purge_stale_cache
 from qemu_arrays.formats.rne32 import rne32
-from qemu_arrays.formats.round32 import round32, sr_bits32
+from qemu_arrays.formats.round32 import round32, sr_word32_run
 from qemu_arrays.kernels import half as _half
 from qemu_arrays.kernels.half import bf16_to_f32, f32_to_bf16, f32_to_half, half_to_f32
 from qemu_arrays.kernels.runtime import init_threading, run
@@ -476,21 +476,42 @@ def round_f32_plan(p, overflow: int, rnd: int, r: int):
     if plan is None or rnd not in SELECT_MODES or not 1 <= r <= 32:
         return None
     m, emin = p[0], p[1]
-    return (*plan, math.ldexp(1.0, emin - m))
+    k = m - emin  # |x| * 2**k: the multiple of the smallest subnormal (two exact steps when
+    # 2**k exceeds float32's range)
+    steps = (
+        (math.ldexp(1.0, k),)
+        if k <= 127
+        else (math.ldexp(1.0, k // 2), math.ldexp(1.0, k - k // 2))
+    )
+    return (*plan[:10], math.ldexp(1.0, -k), *steps)
 
 
 @njit(**_JIT, inline="always")
-def _select_chunk(c0, c1, xb, outb, plan, mode, k0, k1, k2, base, r):
-    """Elements ``c0:c1`` of :func:`_select_span` under the rounding code ``mode`` (a constant
-    where the caller passes one: LLVM then drops the other modes' selects); True when one of
-    them is a NaN."""
+def _select_run(c0, c1, xb, outb, plan, mode, k0, k2, lo0, hk1, r):
+    """Elements ``c0:c1`` of :func:`_select_span` under the rounding code ``mode`` (a literal:
+    only its selects are emitted), their random indices' low words ``lo0 + j`` not wrapping
+    (:func:`qemu_arrays.formats.round32.sr_word32_run`); True when one of them is a NaN."""
     nan_in = False
     for j in range(c1 - c0):  # unsigned indices: no negative-index wraparound code
         i = np.uint64(c0) + np.uint64(j)
         b = xb[i]
-        u = sr_bits32(base, j, k0, k1, k2, r) if mode == SR else np.uint32(0)
-        outb[i] = round32(b, plan, mode, u, r)
+        w = sr_word32_run(lo0, j, hk1, k0, k2) if mode == SR else np.uint32(0)
+        outb[i] = round32(b, plan, mode, w, r)
         nan_in |= (b & np.uint32(0x7FFFFFFF)) > np.uint32(0x7F800000)
+    return nan_in
+
+
+@njit(**_JIT, inline="always")
+def _select_chunk(c0, c1, xb, outb, plan, mode, k0, k1, k2, base, r):
+    """Elements ``c0:c1`` of :func:`_select_span` (random index of element ``c0``: ``base``),
+    split where the indices' low word wraps past ``2**32``; True when one of them is a NaN."""
+    lo0 = base & 0xFFFFFFFF
+    hi = (base >> 32) & 0xFFFFFFFF
+    nan_in = False
+    while c0 < c1:  # twice at most
+        s1 = min(c1, c0 + ((1 << 32) - lo0))  # the first element whose low word wrapped
+        nan_in |= _select_run(c0, s1, xb, outb, plan, mode, k0, k2, lo0, hi ^ k1, r)
+        c0, lo0, hi = s1, 0, (hi + 1) & 0xFFFFFFFF
     return nan_in
 
 
