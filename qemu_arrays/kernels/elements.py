@@ -573,3 +573,27 @@ def quantize_int_rne(x, out, s, lo, hi):
     """
     args = (x, out, float(s), float(lo), float(hi))
     return run(x.size, "element_rne", _int_rne_span, x.size, CHUNK, *args)
+
+
+# ---- the pre-scan of a direct ``out=``: inputs that may raise ------------------------------------
+
+
+@njit(**_JIT)
+def _special_span(lo, hi, xb, mag_mask, inf_bits, zeros):
+    """Elements ``lo:hi`` of :func:`count_specials`."""
+    n = 0
+    for j in range(hi - lo):  # unsigned indices: the loop vectorizes
+        i = np.uint64(lo) + np.uint64(j)
+        mag = xb[i] & mag_mask
+        n += (mag > inf_bits) | ((zeros == 1) & (mag == 0))
+    return n
+
+
+def count_specials(xb, exponent_bits: int, mantissa_bits: int, zeros: bool) -> int:
+    """How many of the IEEE bit patterns ``xb`` (uint16, uint32 or int64) are NaN, or zero
+    (either sign) when ``zeros``: the inputs an element format without NaN (without zero) may
+    refuse, counted in one read-only pass before a kernel writes into the caller's ``out=``."""
+    width = exponent_bits + mantissa_bits
+    dt = xb.dtype.type
+    args = (xb, dt((1 << width) - 1), dt(((1 << exponent_bits) - 1) << mantissa_bits), int(zeros))
+    return run(xb.size, "element_rne", _special_span, xb.size, CHUNK, *args)

@@ -176,7 +176,7 @@ def _quantize(arr, req: Request, rule_x=None):
     r, *keys = random_args(req, work.dtype.itemsize)
     out = check_out(req.out, arr.shape, arr.dtype)
     plain = not req.is_scaled_float and not isinstance(req.fmt, IntFormat)
-    direct = _direct_out(out, work) if plain else None
+    direct = _direct_out(out, work, req) if plain else None
     res = np.empty(work.shape, dtype=work.dtype) if direct is None else direct
     if req.is_scaled_float:
         err = _quantize_scaled_float(work, res, req, r, keys, rule_x)
@@ -209,7 +209,7 @@ def _quantize_16(arr, req: Request):
 
     out = check_out(req.out, arr.shape, arr.dtype)
     src = arr if arr.flags.c_contiguous else np.ascontiguousarray(arr)
-    direct = _direct_out(out, src)
+    direct = _direct_out(out, src, req)
     res = np.empty(arr.shape, dtype=arr.dtype) if direct is None else direct
     bf = int(arr.dtype != np.float16)
     if not elements.quantize_16_rne(
@@ -222,16 +222,40 @@ def _quantize_16(arr, req: Request):
     return res
 
 
-def _direct_out(out, work):
+def _direct_out(out, work, req: Request):
     """``out`` as the element kernels' own output buffer (no temporary, no copy) where they can
-    write it: the work dtype, C order, and either apart from the input or the input itself
-    (the kernels read and write each element at the same index). Else None."""
+    write it: the work dtype, C order, either apart from the input or the input itself (the
+    kernels read and write each element at the same index), and no input the format may refuse
+    (a failing call leaves ``out`` as it was: see :func:`_may_raise`). Else None."""
     if out is None or out.dtype != work.dtype or not out.flags.c_contiguous:
         return None
     same = out.__array_interface__["data"][0] == work.__array_interface__["data"][0]
     if np.may_share_memory(out, work) and not same:
         return None
+    if _may_raise(work, req):
+        return None
     return out
+
+
+def _may_raise(work, req: Request) -> bool:
+    """Whether rounding ``work`` into the element format of ``req`` might raise: only a format
+    without NaN (NaN input) or without zero (zero input) refuses a value, and only then does
+    one read-only pass count those inputs (a hit: the kernels write a temporary, so that an
+    error leaves ``out`` untouched; the kernels decide whether it is an error)."""
+    fmt = req.fmt
+    no_zero = not fmt.has_zero
+    if fmt.has_nan and not no_zero:
+        return False
+    if req.overflow is Overflow.ML_DTYPES and not no_zero:
+        return False  # NaN into a format without NaN (but with zero): a zero, never an error
+    from qemu_arrays.kernels import elements
+
+    if work.dtype.itemsize == 2:  # float16 or bfloat16, read as bits
+        e, m = (5, 10) if work.dtype == np.float16 else (8, 7)
+        xb = work.reshape(-1).view(np.uint16)
+    else:
+        xb, e, m = bits_view(work)
+    return elements.count_specials(xb, e, m, no_zero) > 0
 
 
 def _encode(arr, req: Request, rule_x=None):

@@ -189,3 +189,24 @@ def test_nearest_even_codes_kernel_equals_general_kernel(name):
             f"{fmt.name} {overflow.name}: input {xb[bad[0]]:#010x} gave code {fast[bad[0]]:#x}, "
             f"general kernel {slow[bad[0]]:#x}"
         )
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64, np.float16, "bfloat16"], ids=str)
+@pytest.mark.parametrize("rnd", [R.NEAREST_EVEN, R.STOCHASTIC], ids=lambda m: m.name)
+def test_a_failing_call_leaves_out_untouched(dtype, rnd):
+    """A direct ``out=`` (the kernels' own output buffer) is not written when the call raises:
+    a NaN late in the array into a format without NaN (before the pre-scan, the kernels had
+    written the elements before it)."""
+    dt = np.dtype(qa_ml_dtypes().bfloat16) if dtype == "bfloat16" else np.dtype(dtype)
+    kw = {"rounding": rnd, "seed": 2} if rnd is R.STOCHASTIC else {"rounding": rnd}
+    for fmt in ("float4_e2m1fn", "float6_e3m2fn"):
+        x = np.linspace(-3, 3, 20000).astype(dt)
+        x[15000] = np.nan
+        out = np.full_like(x, 7)
+        with pytest.raises(ValueError, match="no NaN"):
+            qa.quantize(x, fmt, out=out, **kw)
+        assert (out.astype(np.float32) == 7).all(), f"{fmt}: out was modified by a failing call"
+        x[15000] = 1.0
+        assert qa.quantize(x, fmt, out=out, **kw) is out  # the same call succeeds in place
+        want = qa.quantize(x, fmt, **kw)
+        np.testing.assert_array_equal(out.astype(np.float32), want.astype(np.float32))
