@@ -345,10 +345,27 @@ def code_plan(p):
             nan_pos, nan_neg, mag_bits)  # fmt: skip
 
 
+@njit(**_JIT, inline="always")
+def _code_of(b, r, cplan):
+    """The format's code of ``r``, the float32 bits of the input ``b`` rounded into the format
+    (by :func:`rne32` or :func:`round32`), for the plan of :func:`code_plan`: normal, the
+    float32 exponent and mantissa fields re-biased; subnormal, ``value * 2**(m - emin)``; inf
+    and NaN, the format's codes (a NaN's sign from the input)."""
+    sh, adj, lo_mag, scale, inf_code, nan_pos, nan_neg, mag_bits = cplan
+    r = np.int64(r)
+    mag = r & 0x7FFFFFFF
+    c_norm = (mag >> sh) - adj
+    c_sub = np.int64(bits_f32(mag) * np.float32(scale))
+    c = c_sub if mag < lo_mag else c_norm
+    c = inf_code if mag == 0x7F800000 else c
+    c |= (r >> 31) << mag_bits
+    nan_code = nan_neg if (np.int64(b) >> 31) & 1 else nan_pos
+    return nan_code if r == 0x7FC00000 else c
+
+
 @njit(**_JIT)
 def _encode_rne_span(lo, hi, xb, codes, plan, cplan):
     """Elements ``lo:hi`` of :func:`encode_f32_rne` (as :func:`_rne_span`)."""
-    sh, adj, lo_mag, scale, inf_code, nan_pos, nan_neg, mag_bits = cplan
     has_nan = plan[8]
     todo = 0
     for c0 in range(lo, hi, CHUNK):
@@ -357,15 +374,7 @@ def _encode_rne_span(lo, hi, xb, codes, plan, cplan):
         for j in range(c1 - c0):
             i = np.uint64(c0) + np.uint64(j)
             b = xb[i]
-            r = np.int64(rne32(b, plan))
-            mag = r & 0x7FFFFFFF
-            c_norm = (mag >> sh) - adj
-            c_sub = np.int64(bits_f32(mag) * np.float32(scale))
-            c = c_sub if mag < lo_mag else c_norm
-            c = inf_code if mag == 0x7F800000 else c
-            c |= (r >> 31) << mag_bits
-            nan_code = nan_neg if (np.int64(b) >> 31) & 1 else nan_pos
-            codes[i] = nan_code if r == 0x7FC00000 else c
+            codes[i] = _code_of(b, rne32(b, plan), cplan)
             nan_in |= (b & np.uint32(0x7FFFFFFF)) > np.uint32(0x7F800000)
         todo += nan_in and has_nan == 0
     return todo
@@ -486,54 +495,79 @@ def round_f32_plan(p, overflow: int, rnd: int, r: int):
     return (*plan[:10], math.ldexp(1.0, -k), *steps)
 
 
+#: the element types of the select-only kernels (``io``, a literal in each span): float32 values,
+#: float16 values, bfloat16 values (read and written as 16-bit bits), float32 in and codes out
+IO_F32, IO_F16, IO_BF16, IO_CODES = 0, 1, 2, 3
+_NO_CODES = (0, 0, 0, 0.0, 0, 0, 0, 0)  # the code plan argument of the value kernels (unused)
+
+
 @njit(**_JIT, inline="always")
-def _select_run(c0, c1, xb, outb, plan, mode, k0, k2, lo0, hk1, r):
-    """Elements ``c0:c1`` of :func:`_select_span` under the rounding code ``mode`` (a literal:
+def _select_run(c0, c1, xb, outb, plan, cplan, io, mode, k0, k2, lo0, hk1, r):
+    """Elements ``c0:c1`` of a select-only span under the rounding code ``mode`` (a literal:
     only its selects are emitted), their random indices' low words ``lo0 + j`` not wrapping
     (:func:`qemu_arrays.formats.round32.sr_word32_run`); True when one of them is a NaN."""
     nan_in = False
     for j in range(c1 - c0):  # unsigned indices: no negative-index wraparound code
         i = np.uint64(c0) + np.uint64(j)
-        b = xb[i]
+        if io == IO_F16:
+            b = half_to_f32(xb[i])
+        elif io == IO_BF16:
+            b = bf16_to_f32(xb[i])
+        else:
+            b = np.uint32(xb[i])
         w = sr_word32_run(lo0, j, hk1, k0, k2) if mode == SR else np.uint32(0)
-        outb[i] = round32(b, plan, mode, w, r)
+        res = round32(b, plan, mode, w, r)
+        if io == IO_F16:
+            outb[i] = f32_to_half(res)
+        elif io == IO_BF16:
+            outb[i] = f32_to_bf16(res)
+        elif io == IO_CODES:
+            outb[i] = _code_of(b, res, cplan)
+        else:
+            outb[i] = res
         nan_in |= (b & np.uint32(0x7FFFFFFF)) > np.uint32(0x7F800000)
     return nan_in
 
 
 @njit(**_JIT, inline="always")
-def _select_chunk(c0, c1, xb, outb, plan, mode, k0, k1, k2, base, r):
-    """Elements ``c0:c1`` of :func:`_select_span` (random index of element ``c0``: ``base``),
+def _select_chunk(c0, c1, xb, outb, plan, cplan, io, mode, k0, k1, k2, base, r):
+    """Elements ``c0:c1`` of a select-only span (random index of element ``c0``: ``base``),
     split where the indices' low word wraps past ``2**32``; True when one of them is a NaN."""
     lo0 = base & 0xFFFFFFFF
     hi = (base >> 32) & 0xFFFFFFFF
     nan_in = False
     while c0 < c1:  # twice at most
         s1 = min(c1, c0 + ((1 << 32) - lo0))  # the first element whose low word wrapped
-        nan_in |= _select_run(c0, s1, xb, outb, plan, mode, k0, k2, lo0, hi ^ k1, r)
+        nan_in |= _select_run(c0, s1, xb, outb, plan, cplan, io, mode, k0, k2, lo0, hi ^ k1, r)
         c0, lo0, hi = s1, 0, (hi + 1) & 0xFFFFFFFF
     return nan_in
 
 
-@njit(**_JIT)
-def _select_span(lo, hi, xb, outb, plan, rnd, k0, k1, k2, offset, r):
-    """Elements ``lo:hi`` of :func:`quantize_f32_select`; returns the number of chunks holding
-    a NaN input when the format has no NaN (as :func:`_rne_span`)."""
+@njit(**_JIT, inline="always")
+def _select_modes(lo, hi, xb, outb, plan, cplan, io, rnd, k0, k1, k2, offset, r):
+    """Elements ``lo:hi`` in chunks, each mode a literal; the number of chunks holding a NaN
+    input when the format has no NaN (as :func:`_rne_span`)."""
     has_nan = plan[8]
     todo = 0
     for c0 in range(lo, hi, CHUNK):
         c1 = min(hi, c0 + CHUNK)
         base = offset + c0  # the random bits' index of element c0 (two's complement wrap)
         if rnd == SR:
-            nan_in = _select_chunk(c0, c1, xb, outb, plan, SR, k0, k1, k2, base, r)
+            nan_in = _select_chunk(c0, c1, xb, outb, plan, cplan, io, SR, k0, k1, k2, base, r)
         elif rnd == RTZ:
-            nan_in = _select_chunk(c0, c1, xb, outb, plan, RTZ, k0, k1, k2, base, r)
+            nan_in = _select_chunk(c0, c1, xb, outb, plan, cplan, io, RTZ, k0, k1, k2, base, r)
         elif rnd == RUP:
-            nan_in = _select_chunk(c0, c1, xb, outb, plan, RUP, k0, k1, k2, base, r)
+            nan_in = _select_chunk(c0, c1, xb, outb, plan, cplan, io, RUP, k0, k1, k2, base, r)
         else:
-            nan_in = _select_chunk(c0, c1, xb, outb, plan, RDN, k0, k1, k2, base, r)
+            nan_in = _select_chunk(c0, c1, xb, outb, plan, cplan, io, RDN, k0, k1, k2, base, r)
         todo += nan_in and has_nan == 0
     return todo
+
+
+@njit(**_JIT)
+def _select_span(lo, hi, xb, outb, plan, rnd, k0, k1, k2, offset, r):
+    """Elements ``lo:hi`` of :func:`quantize_f32_select` (see :func:`_select_modes`)."""
+    return _select_modes(lo, hi, xb, outb, plan, _NO_CODES, IO_F32, rnd, k0, k1, k2, offset, r)
 
 
 def quantize_f32_select(xb, outb, plan, p, rnd, ovf, k0, k1, k2, offset, r):
@@ -547,6 +581,43 @@ def quantize_f32_select(xb, outb, plan, p, rnd, ovf, k0, k1, k2, offset, r):
         return quantize_float_bits(
             xb, outb, outb.view(np.float32), 8, 23, p, rnd, ovf, k0, k1, k2, offset, r
         )
+    return 0
+
+
+@njit(**_JIT)
+def _select16_span(lo, hi, xh, outh, plan, rnd, k0, k1, k2, offset, r, bf):
+    """Elements ``lo:hi`` of :func:`quantize_16_select`."""
+    if bf == 1:
+        return _select_modes(lo, hi, xh, outh, plan, _NO_CODES, IO_BF16, rnd, k0, k1, k2, offset, r)
+    return _select_modes(lo, hi, xh, outh, plan, _NO_CODES, IO_F16, rnd, k0, k1, k2, offset, r)
+
+
+def quantize_16_select(xh, outh, plan, rnd, k0, k1, k2, offset, r, bf: int) -> bool:
+    """Stochastic and directed rounding of float16 (``bf = 0``) or bfloat16 (``bf = 1``) input,
+    read and written as uint16 bits, in one pass: each element widened exactly to float32,
+    rounded as :func:`quantize_f32_select` does (the same random bits, by element index) and
+    narrowed back as :func:`quantize_16_rne` does. Returns False, having written nothing the
+    caller may keep, when an input is a NaN and the format has none."""
+    args = (xh, outh, plan, rnd, k0, k1, k2, offset, r, bf)
+    return not run(xh.size, "element_rne", _select16_span, xh.size, CHUNK, *args)
+
+
+@njit(**_JIT)
+def _select_code_span(lo, hi, xb, codes, plan, cplan, rnd, k0, k1, k2, offset, r):
+    """Elements ``lo:hi`` of :func:`encode_f32_select`."""
+    return _select_modes(lo, hi, xb, codes, plan, cplan, IO_CODES, rnd, k0, k1, k2, offset, r)
+
+
+def encode_f32_select(xb, codes, plan, p, rnd, ovf, k0, k1, k2, offset, r):
+    """Stochastic and directed codes of float32 input in one select-only pass: each value
+    rounded as :func:`quantize_f32_select` does, then mapped to its code as
+    :func:`encode_f32_rne` does. Identical to :func:`encode_float_bits` (tested); a format
+    :func:`code_plan` refuses, or NaN input into a format without NaN, takes that kernel.
+    Returns the NaN-error count."""
+    cplan = code_plan(p)
+    args = (xb, codes, plan, cplan, rnd, k0, k1, k2, offset, r)
+    if cplan is None or run(xb.size, "element_rne", _select_code_span, xb.size, CHUNK, *args):
+        return encode_float_bits(xb, codes, 8, 23, p, rnd, ovf, k0, k1, k2, offset, r)
     return 0
 
 

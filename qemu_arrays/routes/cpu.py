@@ -24,6 +24,7 @@ from qemu_arrays.routes.cpu_elements import (
     decode_table,
     quantize_float,
     rne_plan,
+    select_plan,
     widen,
 )
 from qemu_arrays.validation import (
@@ -196,25 +197,33 @@ def _quantize(arr, req: Request, rule_x=None):
 
 
 def _quantize_16(arr, req: Request):
-    """Nearest-even of a float16/bfloat16 array into an element float format in one pass of
-    the 16-bit kernel, or None where that kernel does not apply (the float32 route then)."""
-    if arr.dtype.itemsize != 2 or req.rounding is not Rounding.NEAREST_EVEN:
-        return None
-    if req.is_scaled_float or isinstance(req.fmt, IntFormat):
-        return None
-    plan = rne_plan(req.fmt, req.overflow)
-    if plan is None:
+    """Nearest-even, directed and stochastic rounding (``random_bits <= 32``) of a
+    float16/bfloat16 array into an element float format in one pass of a 16-bit kernel (the
+    float32 route's bits: the same random bits per element), or None where no such kernel
+    applies (the float32 route then)."""
+    if arr.dtype.itemsize != 2 or req.is_scaled_float or isinstance(req.fmt, IntFormat):
         return None
     from qemu_arrays.kernels import elements
 
+    r, *keys = random_args(req, 4)  # those of the float32 route
+    if req.rounding is Rounding.NEAREST_EVEN:
+        plan = rne_plan(req.fmt, req.overflow)
+    else:
+        plan = select_plan(req.fmt, req.overflow, req.rounding, r)
+    if plan is None:
+        return None
     out = check_out(req.out, arr.shape, arr.dtype)
     src = arr if arr.flags.c_contiguous else np.ascontiguousarray(arr)
     direct = _direct_out(out, src, req)
     res = np.empty(arr.shape, dtype=arr.dtype) if direct is None else direct
     bf = int(arr.dtype != np.float16)
-    if not elements.quantize_16_rne(
-        src.reshape(-1).view(np.uint16), res.reshape(-1).view(np.uint16), plan, bf
-    ):
+    xh, rh = src.reshape(-1).view(np.uint16), res.reshape(-1).view(np.uint16)
+    if req.rounding is Rounding.NEAREST_EVEN:
+        done = elements.quantize_16_rne(xh, rh, plan, bf)
+    else:
+        offset = kernel_offset(req.offset)
+        done = elements.quantize_16_select(xh, rh, plan, int(req.rounding), *keys, offset, r, bf)
+    if not done:
         return None  # a NaN into a format without NaN: the float32 route decides (and raises)
     if out is not None and res is not out:
         out[...] = res
@@ -290,8 +299,16 @@ def _encode(arr, req: Request, rule_x=None):
         if req.rounding is Rounding.NEAREST_EVEN and in_m == 23 and fmt.bits <= 16
         else None
     )
+    splan = None
+    if plan is None and in_m == 23 and fmt.bits <= 16:
+        splan = select_plan(fmt, overflow, req.rounding, r)
     if plan is not None:  # the vectorized kernel: same codes, selects only
         err = elements.encode_f32_rne(xb, codes, plan, fmt.params(), overflow_code(overflow))
+    elif splan is not None:  # stochastic and directed: the same, in one pass
+        err = elements.encode_f32_select(
+            xb, codes, splan, fmt.params(), int(req.rounding), overflow_code(overflow), *keys,
+            kernel_offset(req.offset), r,
+        )  # fmt: skip
     else:
         err = elements.encode_float_bits(
             xb, codes, in_e, in_m, fmt.params(), int(req.rounding), overflow_code(overflow),

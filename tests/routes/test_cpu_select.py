@@ -210,3 +210,59 @@ def test_a_failing_call_leaves_out_untouched(dtype, rnd):
         assert qa.quantize(x, fmt, out=out, **kw) is out  # the same call succeeds in place
         want = qa.quantize(x, fmt, **kw)
         np.testing.assert_array_equal(out.astype(np.float32), want.astype(np.float32))
+
+
+@pytest.mark.parametrize("dtype", [np.float16, "bfloat16"], ids=str)
+@pytest.mark.parametrize("rnd", MODES, ids=lambda m: m.name)
+def test_16_bit_select_kernel_equals_the_float32_route(dtype, rnd):
+    """Every float16/bfloat16 bit pattern, every eligible format, two policies: the one-pass
+    16-bit stochastic/directed kernel gives the float32 route's result (same random bits per
+    element, an offset across a 2**32 boundary) cast back, bit for bit."""
+    from qemu_arrays.float_casts import cast_float
+
+    dt = np.dtype(dtype) if dtype is np.float16 else np.dtype(qa_ml_dtypes().bfloat16)
+    h = np.arange(1 << 16, dtype=np.uint16).view(dt)
+    kw = {"rounding": rnd}
+    if rnd is R.STOCHASTIC:
+        kw.update(seed=3, stream=1, offset=(1 << 32) - 30000, random_bits=32)
+    for name in FORMATS:
+        fmt = qa.get_format(name)
+        for overflow in (qa.Overflow.OWN, qa.Overflow.SATURATE):
+            x = h if fmt.has_nan else h[~np.isnan(h.astype(np.float32))]
+            want = cast_float(qa.quantize(x.astype(np.float32), fmt, overflow=overflow, **kw), dt)
+            got = qa.quantize(x, fmt, overflow=overflow, **kw)
+            assert got.dtype == dt
+            bad = np.nonzero(got.view(np.uint16) != want.view(np.uint16))[0]
+            assert bad.size == 0, (
+                f"{fmt.name} {overflow.name}: {x.view(np.uint16)[bad[0]]:#06x} gave "
+                f"{got.view(np.uint16)[bad[0]]:#06x}, float32 route {want.view(np.uint16)[bad[0]]:#06x}"
+            )
+
+
+@pytest.mark.parametrize("name", FORMATS, ids=str)
+@pytest.mark.parametrize("rnd", MODES, ids=lambda m: m.name)
+def test_select_codes_kernel_equals_general_kernel(name, rnd):
+    from qemu_arrays.validation import code_dtype
+
+    fmt = qa.get_format(name)
+    p = fmt.params()
+    if cpu.code_plan(p) is None:
+        pytest.skip("the general kernel encodes this format")
+    for overflow in qa.Overflow:
+        for r, seed, stream, offset in RANDOM[:2] if rnd is R.STOCHASTIC else RANDOM[:1]:
+            plan = cpu.round_f32_plan(p, int(overflow), int(rnd), r)
+            xb = XB
+            if not fmt.has_nan and overflow is not qa.Overflow.ML_DTYPES:
+                nan = (xb & 0x7F800000 == 0x7F800000) & (xb & 0x7FFFFF != 0)
+                xb = xb[~nan]
+            k = random_key(seed, stream)
+            fast = np.empty(xb.size, code_dtype(fmt.bits))
+            slow = np.empty_like(fast)
+            e1 = cpu.encode_f32_select(xb, fast, plan, p, int(rnd), int(overflow), *k, offset, r)
+            e2 = cpu.encode_float_bits(xb, slow, 8, 23, p, int(rnd), int(overflow), *k, offset, r)
+            assert e1 == e2
+            bad = np.nonzero(fast != slow)[0]
+            assert bad.size == 0, (
+                f"{fmt.name} {overflow.name} {rnd.name} r={r}: input {xb[bad[0]]:#010x} gave "
+                f"code {fast[bad[0]]:#x}, general kernel {slow[bad[0]]:#x}"
+            )
