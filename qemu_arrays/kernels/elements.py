@@ -668,3 +668,86 @@ def count_specials(xb, exponent_bits: int, mantissa_bits: int, zeros: bool) -> i
     dt = xb.dtype.type
     args = (xb, dt((1 << width) - 1), dt(((1 << exponent_bits) - 1) << mantissa_bits), int(zeros))
     return run(xb.size, "element_rne", _special_span, xb.size, CHUNK, *args)
+
+
+# ---- decode through a table --------------------------------------------------------------------
+
+
+@njit(**_JIT)
+def _gather_span(lo, hi, codes, table, out, mask):
+    """Elements ``lo:hi`` of :func:`decode_gather`; returns how many codes exceed ``mask``."""
+    bad = 0
+    for j in range(hi - lo):  # unsigned indices: the loop vectorizes (a gather)
+        i = np.uint64(lo) + np.uint64(j)
+        c = codes[i]
+        out[i] = table[c & mask]
+        bad += c > mask
+    return bad
+
+
+def decode_gather(codes, table, out) -> int:
+    """``out[i] = table[codes[i]]`` for unsigned integer codes and a table of ``2**bits`` entries
+    (both as bit patterns of one width: any float dtype's values copied exactly), in one pass;
+    returns how many codes lie outside the table (their elements are garbage: the caller
+    raises)."""
+    mask = codes.dtype.type(table.size - 1)
+    return run(codes.size, "element_rne", _gather_span, codes.size, CHUNK, codes, table, out, mask)
+
+
+def decode_plan(p, table_bits):
+    """Constants of :func:`decode_f32`: the float32 value of a code by arithmetic (the inverse
+    of :func:`_code_of`), for a format :func:`code_plan` takes; the NaN bit patterns (by sign)
+    are read from ``table_bits``, the float32 bits of every code's value (the decode rule of
+    :func:`qemu_arrays.formats.cores.decode_code`). None where the format is not covered."""
+    if code_plan(p) is None or rne_f32_plan(p, 0) is None:
+        return None
+    m, emin, emax, sigmax, sub, hz, sg, sp, eb, bias = p
+    mag_bits = eb + m
+    all_mag = (1 << mag_bits) - 1
+    never = 1 << 20  # above every code
+    inf_mag, nan_lo, nan_hi, nan_exact = never, never, 0, never
+    if sp == IEEE:
+        inf_mag, nan_lo, nan_hi = ((1 << eb) - 1) << m, (((1 << eb) - 1) << m) + 1, all_mag
+    elif sp in (FNUZ, P3109):
+        nan_exact = 1 << mag_bits
+        inf_mag = all_mag if sp == P3109 else never
+    elif sp != 3:  # FN: the all-ones magnitude is NaN (FINITE: no special)
+        nan_lo = nan_hi = all_mag
+    nan_pos = nan_neg = 0x7FC00000
+    if nan_exact != never:
+        nan_pos = nan_neg = int(table_bits[nan_exact])
+    elif nan_hi >= nan_lo:
+        nan_pos, nan_neg = int(table_bits[nan_lo]), int(table_bits[nan_lo | (1 << mag_bits)])
+    return (mag_bits, all_mag, 1 << m, (127 - bias) << m, 23 - m, math.ldexp(1.0, emin - m),
+            inf_mag, nan_lo, nan_hi, nan_exact, nan_pos, nan_neg)  # fmt: skip
+
+
+@njit(**_JIT)
+def _decode_f32_span(lo, hi, codes, out, dplan):
+    """Elements ``lo:hi`` of :func:`decode_f32`; returns how many codes are out of range."""
+    mag_bits, all_mag, lo_norm, adj, sh, sub_scale, inf_mag, nan_lo, nan_hi, nan_exact, \
+        nan_pos, nan_neg = dplan  # fmt: skip
+    top = (1 << (mag_bits + 1)) - 1
+    bad = 0
+    for j in range(hi - lo):  # unsigned indices: the loop vectorizes
+        i = np.uint64(lo) + np.uint64(j)
+        c = np.int64(codes[i])
+        s = (c >> mag_bits) & 1
+        mag = c & all_mag
+        norm = (mag + adj) << sh
+        subn = np.int64(f32_bits(np.float32(mag) * np.float32(sub_scale)))
+        v = (subn if mag < lo_norm else norm) | (s << 31)
+        v = (0x7F800000 | (s << 31)) if mag == inf_mag else v
+        is_nan = ((mag >= nan_lo) & (mag <= nan_hi)) | (c == nan_exact)
+        out[i] = (nan_neg if s == 1 else nan_pos) if is_nan else v
+        bad += c > top
+    return bad
+
+
+def decode_f32(codes, out_bits, dplan) -> int:
+    """float32 values (as uint32 bits) of the format's codes (unsigned integers) by arithmetic
+    in one vectorized pass (:func:`decode_plan`); identical to the table of
+    :func:`qemu_arrays.formats.cores.decode_code` (tested on every code). Returns how many codes
+    lie outside the format's range (their elements are garbage: the caller raises)."""
+    args = (codes, out_bits, dplan)
+    return run(codes.size, "element_rne", _decode_f32_span, codes.size, CHUNK, *args)

@@ -331,8 +331,46 @@ def _value_table(fmt, dtype):
     return t
 
 
+def _decode_table(codes, req: Request):
+    """Codes of a format of at most 16 bits, given as a C-contiguous uint8/uint16 array,
+    decoded in one pass of the gather kernel (the range check included), or None where that
+    kernel does not apply."""
+    fmt = req.fmt
+    if not isinstance(codes, np.ndarray) or codes.dtype not in (np.uint8, np.uint16):
+        return None
+    if fmt.bits > 16 or isinstance(fmt, IntFormat) or req.scale is not None:
+        return None
+    from qemu_arrays.kernels import elements
+
+    dtype = check_float_dtype(req.dtype)
+    src = (codes if codes.flags.c_contiguous else np.ascontiguousarray(codes)).reshape(-1)
+    out = np.empty(codes.shape, dtype=dtype)
+    dplan = _decode_plan(fmt) if dtype == np.float32 else None
+    if dplan is not None:  # by arithmetic, vectorized
+        bad = elements.decode_f32(src, out.reshape(-1).view(np.uint32), dplan)
+    else:
+        table = _value_table(fmt, dtype)
+        ut = np.dtype(f"u{table.itemsize}")
+        bad = elements.decode_gather(src, table.view(ut), out.reshape(-1).view(ut))
+    if bad:
+        check_codes(codes, fmt.bits, repr(fmt.name))  # raises, naming a code out of range
+    return out
+
+
+@lru_cache(maxsize=256)
+def _decode_plan(fmt):
+    """The constants of the arithmetic float32 decode kernel, or None."""
+    from qemu_arrays.kernels import elements
+
+    table = _value_table(fmt, np.dtype(np.float32)).view(np.uint32)
+    return elements.decode_plan(fmt.params(), table)
+
+
 def _decode(codes, req: Request):
     fmt = req.fmt
+    res = _decode_table(codes, req)
+    if res is not None:
+        return res
     codes = check_codes(codes, fmt.bits, repr(fmt.name))
     dtype = check_float_dtype(req.dtype)
     out = np.empty(codes.shape, dtype=dtype)

@@ -266,3 +266,35 @@ def test_select_codes_kernel_equals_general_kernel(name, rnd):
                 f"{fmt.name} {overflow.name} {rnd.name} r={r}: input {xb[bad[0]]:#010x} gave "
                 f"code {fast[bad[0]]:#x}, general kernel {slow[bad[0]]:#x}"
             )
+
+
+DECODE_FORMATS = [*FORMATS, "float16", "bfloat16", "float8_e5m3fnu", "float8_e8m0fnu"]
+
+
+def test_decode_kernels_equal_the_decode_rule():
+    """Every code of every format of at most 16 bits (and P3109 formats): ``decode`` into each
+    float dtype (the arithmetic float32 kernel where it applies, else the one-pass gather)
+    gives the value of the exact reference's ``decode_code``, cast to the dtype (NaN: any
+    NaN)."""
+    from qemu_arrays.float_casts import cast_float
+    from qemu_arrays.formats.reference import decode_code
+
+    dts = [np.dtype(np.float32), np.dtype(np.float64), np.dtype(np.float16)]
+    dts.append(np.dtype(qa_ml_dtypes().bfloat16))
+    formats = [qa.get_format(n) for n in DECODE_FORMATS] + [qa.p3109(8, 3), qa.p3109(6, 1)]
+    for fmt in formats:
+        codes = np.arange(1 << fmt.bits, dtype=np.uint8 if fmt.bits <= 8 else np.uint16)
+        if fmt.bits > 8:  # a sample of the 16-bit codes: every exponent, edge mantissas
+            codes = codes[(codes % 61 == 0) | (codes % 128 < 3) | (codes % 128 > 125)]
+        ref = np.array([decode_code(int(c), fmt) for c in codes], np.float64)
+        for dt in dts:
+            want = cast_float(ref, dt)
+            got = qa.decode(codes, fmt, dtype=dt)
+            ok = (got.view(f"u{dt.itemsize}") == want.view(f"u{dt.itemsize}")) | (
+                np.isnan(got.astype(np.float64)) & np.isnan(want.astype(np.float64))
+            )
+            bad = np.nonzero(~ok)[0]
+            assert bad.size == 0, f"{fmt.name} {dt}: code {codes[bad[0]]:#x} gave {got[bad[0]]}"
+        if fmt.bits < 16:  # a code out of range, found by the kernel's pass
+            with pytest.raises(ValueError, match="must lie in"):
+                qa.decode(np.array([0, 1 << fmt.bits], np.uint16), fmt)
