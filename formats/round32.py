@@ -44,7 +44,15 @@ from qemu_arrays.formats.jit_cache import purge_stale_cache
 
 purge_stale_cache(__file__)
 
-__all__ = ["round32", "round32_cpu", "sr_bits32", "sr_bits32_cpu", "sr_word32_run"]
+__all__ = [
+    "round32",
+    "round32_cpu",
+    "round64",
+    "sr_bits32",
+    "sr_bits32_cpu",
+    "sr_word32_run",
+    "sr_word64_run",
+]
 
 _QNAN32 = 0x7FC00000
 _I32 = ir.IntType(32)
@@ -129,85 +137,145 @@ def _mode_of(mode_type):
     return lit if lit in (RTZ, RUP, RDN, SR) else None
 
 
-@intrinsic
-def round32(typingctx, b, plan, mode, w, r):
-    """The float32 with bits ``b`` rounded into the format of ``plan`` under ``mode`` (a
-    literal: TOWARD_ZERO, UP, DOWN or STOCHASTIC with the random word ``w``, whose top ``r``
-    bits are the element's ``r``-bit random integer ``u``), as uint32 float32 bits, on 32-bit
-    words only."""
-    if not isinstance(b, types.Integer) or not isinstance(plan, types.BaseTuple):
-        return None
-    if len(plan) not in (12, 13) or _mode_of(mode) is None:
-        return None
-    md = _mode_of(mode)
+class _Width:
+    """The IEEE binary format a rounding kernel works on: float32 (``i32`` words) or float64."""
 
-    def codegen(context, builder, signature, args):
-        bt, pt, _mt, ut, rt = signature.args
-        f32 = ir.FloatType()
+    def __init__(self, bits):
+        self.bits = bits
+        self.it = ir.IntType(bits)
+        self.ft = ir.FloatType() if bits == 32 else ir.DoubleType()
+        self.ty = types.uint32 if bits == 32 else types.uint64
+        self.mant = 23 if bits == 32 else 52
+        self.inf = 0x7F800000 if bits == 32 else 0x7FF0000000000000
+        self.qnan = _QNAN32 if bits == 32 else 0x7FF8000000000000
 
-        def field(k, ty):
-            return context.cast(builder, builder.extract_value(args[1], k), pt[k], ty)
+    def c(self, v):
+        v &= (1 << self.bits) - 1
+        return ir.Constant(self.it, v - (1 << self.bits) if v >> (self.bits - 1) else v)
 
-        x = _to_i32(context, builder, args[0], bt)
-        uu = _to_i32(context, builder, args[3], ut)
-        rr = _to_i32(context, builder, args[4], rt)
-        sh, _h, low, _m0, lo_field, max_mag, ovf_mag, ovf_nan, _hn, neg_zero = (
-            builder.trunc(field(k, types.int64), _I32) for k in range(10)
-        )
-        c_sub, c1 = field(10, types.float32), field(11, types.float32)
-        # loop-invariant constants
-        ovf_val = builder.select(builder.icmp_unsigned("!=", ovf_nan, _c(0)), _c(_QNAN32), ovf_mag)
-        zero_sign = builder.select(builder.icmp_unsigned("!=", neg_zero, _c(0)), _c(-1), _c(0))
-        lo_mag = builder.shl(lo_field, _c(23))
-        sign = builder.and_(x, _c(0x80000000))
-        sign_neg = builder.icmp_unsigned("!=", sign, _c(0))
-        mag = builder.and_(x, _c(0x7FFFFFFF))
-        sub = builder.icmp_unsigned("<", mag, lo_mag)
-        # the format's normal range: add the rounding increment below the kept LSB, truncate
-        # the random word's top r bits, in place (u * 2**(32 - r)); loop-invariant mask
-        mask_r = builder.shl(_c(-1), builder.sub(_c(32), rr))
-        if md == SR:  # the complement of u, its top bit just below the kept LSB: the carry
-            # out of the remainder is u < t (t the remainder's top r bits), see the module doc
-            top = builder.and_(builder.not_(uu), mask_r)
-            inc = builder.lshr(top, builder.sub(_c(32), sh))
-        elif md == RUP:
-            inc = builder.select(sign_neg, _c(0), low)
-        elif md == RDN:
-            inc = builder.select(sign_neg, low, _c(0))
+    def arg(self, context, builder, val, ty):
+        v = context.cast(builder, val, ty, types.int64)
+        return v if self.bits == 64 else builder.trunc(v, self.it)
+
+
+def _round_ir(context, builder, signature, args, md, wd):
+    """The IR of :func:`round32` (``wd`` 32 bits) and :func:`round64` (64 bits)."""
+    bt, pt, _mt, ut, rt = signature.args
+    c, ft = wd.c, wd.ft
+
+    def field(k, ty):
+        return context.cast(builder, builder.extract_value(args[1], k), pt[k], ty)
+
+    x = wd.arg(context, builder, args[0], bt)
+    uu = wd.arg(context, builder, args[3], ut)
+    rr = wd.arg(context, builder, args[4], rt)
+    sh, _h, low, _m0, lo_field, max_mag, ovf_mag, ovf_nan, _hn, neg_zero = (
+        wd.arg(context, builder, builder.extract_value(args[1], k), pt[k]) for k in range(10)
+    )
+    fty = types.float32 if wd.bits == 32 else types.float64
+    c_sub, c1 = field(10, fty), field(11, fty)
+    # loop-invariant constants
+    ovf_val = builder.select(builder.icmp_unsigned("!=", ovf_nan, c(0)), c(wd.qnan), ovf_mag)
+    zero_sign = builder.select(builder.icmp_unsigned("!=", neg_zero, c(0)), c(-1), c(0))
+    lo_mag = builder.shl(lo_field, c(wd.mant))
+    sign = builder.and_(x, c(1 << (wd.bits - 1)))
+    sign_neg = builder.icmp_unsigned("!=", sign, c(0))
+    mag = builder.and_(x, c((1 << (wd.bits - 1)) - 1))
+    sub = builder.icmp_unsigned("<", mag, lo_mag)
+    # the format's normal range: add the rounding increment below the kept LSB, truncate
+    # the random word's top r bits, in place (u * 2**(bits - r)); loop-invariant mask
+    mask_r = builder.shl(c(-1), builder.sub(c(wd.bits), rr))
+    if md == SR:  # the complement of u, its top bit just below the kept LSB: the carry
+        # out of the remainder is u < t (t the remainder's top r bits), see the module doc
+        top = builder.and_(builder.not_(uu), mask_r)
+        inc = builder.lshr(top, builder.sub(c(wd.bits), sh))
+    elif md == RUP:
+        inc = builder.select(sign_neg, c(0), low)
+    elif md == RDN:
+        inc = builder.select(sign_neg, low, c(0))
+    else:
+        inc = c(0)
+    r_norm = builder.and_(builder.add(mag, inc), builder.not_(low))
+    # below: y = |x| * 2**(m - emin) (exact, < 2**m), its integer part and remainder
+    # (elements in the normal range compute garbage here, never selected)
+    y = builder.fmul(builder.bitcast(mag, ft), c1)
+    if len(pt) == 13:  # 2**(m - emin) beyond the float's range: a second factor
+        y = builder.fmul(y, field(12, fty))
+    kept = builder.fptosi(y, wd.it)
+    if md != RTZ:
+        frac = builder.fsub(y, builder.sitofp(kept, ft))
+        if md == SR:  # u < t, t = floor(frac * 2**r): w < t * 2**(bits - r), the latter
+            # floor(frac * 2**bits) (exact, < 2**bits) with its low bits - r bits cleared
+            t = builder.fptoui(builder.fmul(frac, ir.Constant(ft, 2.0**wd.bits)), wd.it)
+            up = builder.icmp_unsigned("<", uu, builder.and_(t, mask_r))
         else:
-            inc = _c(0)
-        r_norm = builder.and_(builder.add(mag, inc), builder.not_(low))
-        # below: y = |x| * 2**(m - emin) (exact, < 2**m), its integer part and remainder
-        # (elements in the normal range compute garbage here, never selected)
-        y = builder.fmul(builder.bitcast(mag, f32), c1)
-        if len(pt) == 13:  # 2**(m - emin) beyond float32's range: a second factor
-            y = builder.fmul(y, field(12, types.float32))
-        kept = builder.fptosi(y, _I32)
-        if md != RTZ:
-            frac = builder.fsub(y, builder.sitofp(kept, f32))
-            if md == SR:  # u < t, t = floor(frac * 2**r): w < t * 2**(32 - r), the latter
-                # floor(frac * 2**32) (exact, < 2**32) with its low 32 - r bits cleared
-                t = builder.fptoui(builder.fmul(frac, ir.Constant(f32, 2.0**32)), _I32)
-                up = builder.icmp_unsigned("<", uu, builder.and_(t, mask_r))
-            else:
-                inexact = builder.fcmp_unordered("!=", frac, ir.Constant(f32, 0.0))
-                side = sign_neg if md == RDN else builder.not_(sign_neg)
-                up = builder.and_(inexact, side)
-            kept = builder.add(kept, builder.zext(up, _I32))
-        r_sub = builder.bitcast(builder.fmul(builder.sitofp(kept, f32), c_sub), _I32)
-        res = builder.select(sub, r_sub, r_norm)
-        # overflow: a finite result above the largest magnitude, and an infinite input
-        over = builder.icmp_unsigned(">", res, max_mag)
-        away = _rounds_away(builder, md, sign_neg)
-        res = builder.select(over, builder.select(away, ovf_val, max_mag), res)
-        if md != SR:  # stochastic rounding already rounds an infinity away (an overflow)
-            res = builder.select(builder.icmp_unsigned("==", mag, _c(0x7F800000)), ovf_val, res)
-        res = builder.select(builder.icmp_unsigned(">", mag, _c(0x7F800000)), _c(_QNAN32), res)
-        keep = builder.select(builder.icmp_unsigned("==", res, _c(_QNAN32)), _c(0), _c(-1))
-        keep = builder.select(builder.icmp_unsigned("==", res, _c(0)), zero_sign, keep)
-        return builder.or_(res, builder.and_(sign, keep))
+            inexact = builder.fcmp_unordered("!=", frac, ir.Constant(ft, 0.0))
+            side = sign_neg if md == RDN else builder.not_(sign_neg)
+            up = builder.and_(inexact, side)
+        kept = builder.add(kept, builder.zext(up, wd.it))
+    r_sub = builder.bitcast(builder.fmul(builder.sitofp(kept, ft), c_sub), wd.it)
+    res = builder.select(sub, r_sub, r_norm)
+    # overflow: a finite result above the largest magnitude, and an infinite input
+    over = builder.icmp_unsigned(">", res, max_mag)
+    away = _rounds_away(builder, md, sign_neg)
+    res = builder.select(over, builder.select(away, ovf_val, max_mag), res)
+    if md != SR:  # stochastic rounding already rounds an infinity away (an overflow)
+        res = builder.select(builder.icmp_unsigned("==", mag, c(wd.inf)), ovf_val, res)
+    res = builder.select(builder.icmp_unsigned(">", mag, c(wd.inf)), c(wd.qnan), res)
+    keep = builder.select(builder.icmp_unsigned("==", res, c(wd.qnan)), c(0), c(-1))
+    keep = builder.select(builder.icmp_unsigned("==", res, c(0)), zero_sign, keep)
+    return builder.or_(res, builder.and_(sign, keep))
 
-    return types.uint32(b, plan, mode, w, r), codegen
+
+def _make_round(bits):
+    wd = _Width(bits)
+
+    def round_bits(typingctx, b, plan, mode, w, r):
+        if not isinstance(b, types.Integer) or not isinstance(plan, types.BaseTuple):
+            return None
+        if len(plan) not in (12, 13) or _mode_of(mode) is None:
+            return None
+        md = _mode_of(mode)
+
+        def codegen(context, builder, signature, args):
+            return _round_ir(context, builder, signature, args, md, wd)
+
+        return wd.ty(b, plan, mode, w, r), codegen
+
+    return intrinsic(round_bits)
+
+
+round32 = _make_round(32)
+round32.__doc__ = """round32(b, plan, mode, w, r): the float32 with bits ``b`` rounded into the format
+of ``plan`` under ``mode`` (a literal: TOWARD_ZERO, UP, DOWN or STOCHASTIC with the random
+word ``w``, whose top ``r`` bits are the element's ``r``-bit random integer ``u``), as uint32
+float32 bits, on 32-bit words only."""
+round64 = _make_round(64)
+round64.__doc__ = """round64(b, plan, mode, w, r): :func:`round32` for the float64 with bits ``b``
+(``plan`` from ``round_f64_plan``; ``w`` a 64-bit word, ``r <= 62``), as uint64 float64 bits."""
+
+
+@intrinsic
+def sr_word64_run(typingctx, lo0, j, hk1, hk1b, k0, k2):
+    """The two random words of element ``i = base + j`` as one 64-bit word ``(w0 << 32) | w1``
+    (its top ``r`` bits are ``random_u(k0, k1, k2, i, r)`` for ``r <= 62``), for a run as in
+    :func:`sr_word32_run`: ``hk1 = hi ^ k1``, ``hk1b = ((hi + 0x9E3779B9) & M32) ^ k1``."""
+    args = (lo0, j, hk1, hk1b, k0, k2)
+    if not all(isinstance(a, types.Integer) for a in args):
+        return None
+
+    def codegen(context, builder, signature, llargs):
+        i64 = ir.IntType(64)
+        lo, jj, hk, hkb, a0, a2 = (
+            _to_i32(context, builder, v, t) for v, t in zip(llargs, signature.args, strict=True)
+        )
+        h = _mix32(builder, builder.xor(builder.add(lo, jj), a2))
+        w0 = _mix32(builder, builder.add(_mix32(builder, builder.xor(h, hk)), a0))
+        w1 = _mix32(builder, builder.add(_mix32(builder, builder.xor(h, hkb)), a0))
+        hi = builder.shl(builder.zext(w0, i64), ir.Constant(i64, 32))
+        return builder.or_(hi, builder.zext(w1, i64))
+
+    return types.uint64(*args), codegen
 
 
 @njit(cache=True, nogil=True)

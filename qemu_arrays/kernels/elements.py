@@ -39,7 +39,7 @@ from qemu_arrays.formats.cores import (
 )
 from qemu_arrays.formats.jit_cache import purge_stale_cache
 from qemu_arrays.formats.rne32 import rne32
-from qemu_arrays.formats.round32 import round32, sr_word32_run
+from qemu_arrays.formats.round32 import round32, round64, sr_word32_run, sr_word64_run
 from qemu_arrays.kernels import half as _half
 from qemu_arrays.kernels.half import bf16_to_f32, f32_to_bf16, f32_to_half, half_to_f32
 from qemu_arrays.kernels.runtime import init_threading, run
@@ -618,6 +618,85 @@ def encode_f32_select(xb, codes, plan, p, rnd, ovf, k0, k1, k2, offset, r):
     args = (xb, codes, plan, cplan, rnd, k0, k1, k2, offset, r)
     if cplan is None or run(xb.size, "element_rne", _select_code_span, xb.size, CHUNK, *args):
         return encode_float_bits(xb, codes, 8, 23, p, rnd, ovf, k0, k1, k2, offset, r)
+    return 0
+
+
+# ---- branch-free stochastic and directed rounding for float64 input ---------------------------
+
+
+def round_f64_plan(p, overflow: int, rnd: int, r: int):
+    """The ``plan`` of :func:`quantize_f64_select` (:func:`round_f32_plan` for float64 input,
+    ``r <= 62``), or None when the format, mode or ``r`` needs the general kernel."""
+    plan = rne_f64_plan(p, overflow)
+    if plan is None or rnd not in SELECT_MODES or not 1 <= r <= 62:
+        return None
+    m, emin = p[0], p[1]
+    k = m - emin
+    steps = (
+        (math.ldexp(1.0, k),)
+        if k <= 1023
+        else (math.ldexp(1.0, k // 2), math.ldexp(1.0, k - k // 2))
+    )
+    return (*plan[:10], math.ldexp(1.0, -k), *steps)
+
+
+@njit(**_JIT, inline="always")
+def _select64_run(c0, c1, xb, outb, plan, mode, k0, k2, lo0, hk1, hk1b, r):
+    """:func:`_select_run` for float64 bits (int64), the random word 64 bits wide."""
+    nan_in = False
+    for j in range(c1 - c0):
+        i = np.uint64(c0) + np.uint64(j)
+        b = xb[i]
+        w = sr_word64_run(lo0, j, hk1, hk1b, k0, k2) if mode == SR else np.uint64(0)
+        outb[i] = round64(b, plan, mode, w, r)
+        nan_in |= (b & 0x7FFFFFFFFFFFFFFF) > 0x7FF0000000000000
+    return nan_in
+
+
+@njit(**_JIT, inline="always")
+def _select64_chunk(c0, c1, xb, outb, plan, mode, k0, k1, k2, base, r):
+    """:func:`_select_chunk` for :func:`_select64_run`."""
+    lo0 = base & 0xFFFFFFFF
+    hi = (base >> 32) & 0xFFFFFFFF
+    nan_in = False
+    while c0 < c1:  # twice at most
+        s1 = min(c1, c0 + ((1 << 32) - lo0))
+        hk1b = ((hi + 0x9E3779B9) & 0xFFFFFFFF) ^ k1
+        nan_in |= _select64_run(c0, s1, xb, outb, plan, mode, k0, k2, lo0, hi ^ k1, hk1b, r)
+        c0, lo0, hi = s1, 0, (hi + 1) & 0xFFFFFFFF
+    return nan_in
+
+
+@njit(**_JIT)
+def _select64_span(lo, hi, xb, outb, plan, rnd, k0, k1, k2, offset, r):
+    """Elements ``lo:hi`` of :func:`quantize_f64_select` (as :func:`_select_modes`)."""
+    has_nan = plan[8]
+    todo = 0
+    for c0 in range(lo, hi, CHUNK):
+        c1 = min(hi, c0 + CHUNK)
+        base = offset + c0
+        if rnd == SR:
+            nan_in = _select64_chunk(c0, c1, xb, outb, plan, SR, k0, k1, k2, base, r)
+        elif rnd == RTZ:
+            nan_in = _select64_chunk(c0, c1, xb, outb, plan, RTZ, k0, k1, k2, base, r)
+        elif rnd == RUP:
+            nan_in = _select64_chunk(c0, c1, xb, outb, plan, RUP, k0, k1, k2, base, r)
+        else:
+            nan_in = _select64_chunk(c0, c1, xb, outb, plan, RDN, k0, k1, k2, base, r)
+        todo += nan_in and has_nan == 0
+    return todo
+
+
+def quantize_f64_select(xb, outb, plan, p, rnd, ovf, k0, k1, k2, offset, r):
+    """Stochastic (``r <= 62``: two random words) and directed rounding of float64 input (bits
+    as int64) in one select-only pass: :func:`quantize_f32_select` on 64-bit words
+    (:func:`qemu_arrays.formats.round32.round64`). Identical to :func:`quantize_float_bits`
+    (tested). Returns the NaN-error count."""
+    args = (xb, outb, plan, rnd, k0, k1, k2, offset, r)
+    if run(xb.size, "element_rne", _select64_span, xb.size, CHUNK, *args):
+        return quantize_float_bits(
+            xb, outb, outb.view(np.float64), 11, 52, p, rnd, ovf, k0, k1, k2, offset, r
+        )
     return 0
 
 

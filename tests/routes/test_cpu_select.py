@@ -298,3 +298,41 @@ def test_decode_kernels_equal_the_decode_rule():
         if fmt.bits < 16:  # a code out of range, found by the kernel's pass
             with pytest.raises(ValueError, match="must lie in"):
                 qa.decode(np.array([0, 1 << fmt.bits], np.uint16), fmt)
+
+
+XB64 = _bits64(3000, 6)
+# (random_bits, seed, stream, offset) for float64 input: the default 53, both words' edges
+RANDOM64 = [(53, 5, 2, (1 << 32) - 3000), (62, 7, 0, -3), (32, 9, 1, 0), (3, 1, 3, 123)]
+
+
+# an 11-bit exponent: 2**(m - emin) beyond float64's range, the subnormal scaling in two steps
+WIDE = qa.FloatFormat(exponent_bits=11, mantissa_bits=10)
+
+
+@pytest.mark.parametrize("name", [*FORMATS, WIDE], ids=str)
+@pytest.mark.parametrize("rnd", MODES, ids=lambda m: m.name)
+def test_float64_select_kernel_equals_general_kernel(name, rnd):
+    fmt = qa.get_format(name)
+    p = fmt.params()
+    xb0 = XB64
+    for overflow in qa.Overflow:
+        xb = xb0
+        if not fmt.has_nan and overflow is not qa.Overflow.ML_DTYPES:
+            xb = xb[~np.isnan(xb.view(np.float64))]
+        for r, seed, stream, offset in RANDOM64 if rnd is R.STOCHASTIC else RANDOM64[:1]:
+            plan = cpu.round_f64_plan(p, int(overflow), int(rnd), r)
+            assert plan is not None
+            k = random_key(seed, stream)
+            fast = np.empty_like(xb)
+            slow = np.empty_like(xb)
+            e1 = cpu.quantize_f64_select(xb, fast, plan, p, int(rnd), int(overflow), *k, offset, r)
+            e2 = cpu.quantize_float_bits(
+                xb, slow, slow.view(np.float64), 11, 52, p, int(rnd), int(overflow), *k, offset, r
+            )
+            assert e1 == e2
+            bad = np.nonzero(fast != slow)[0]
+            assert bad.size == 0, (
+                f"{fmt.name} {overflow.name} {rnd.name} r={r}: {xb[bad[0]] & 0xFFFFFFFFFFFFFFFF:#018x}"
+                f" gave {fast[bad[0]] & 0xFFFFFFFFFFFFFFFF:#018x}, general "
+                f"{slow[bad[0]] & 0xFFFFFFFFFFFFFFFF:#018x}"
+            )
