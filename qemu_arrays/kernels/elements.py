@@ -584,12 +584,18 @@ def quantize_f32_select(xb, outb, plan, p, rnd, ovf, k0, k1, k2, offset, r):
     return 0
 
 
-@njit(**_JIT)
-def _select16_span(lo, hi, xh, outh, plan, rnd, k0, k1, k2, offset, r, bf):
-    """Elements ``lo:hi`` of :func:`quantize_16_select`."""
-    if bf == 1:
-        return _select_modes(lo, hi, xh, outh, plan, _NO_CODES, IO_BF16, rnd, k0, k1, k2, offset, r)
-    return _select_modes(lo, hi, xh, outh, plan, _NO_CODES, IO_F16, rnd, k0, k1, k2, offset, r)
+def _make_select16_span(io):
+    """The span of :func:`quantize_16_select` for float16 (``io = IO_F16``) or bfloat16 input,
+    each compiled on its first use only."""
+
+    @njit(**_JIT)
+    def _select16_span(lo, hi, xh, outh, plan, rnd, k0, k1, k2, offset, r):
+        return _select_modes(lo, hi, xh, outh, plan, _NO_CODES, io, rnd, k0, k1, k2, offset, r)
+
+    return _select16_span
+
+
+_SELECT16_SPANS = (_make_select16_span(IO_F16), _make_select16_span(IO_BF16))
 
 
 def quantize_16_select(xh, outh, plan, rnd, k0, k1, k2, offset, r, bf: int) -> bool:
@@ -598,8 +604,8 @@ def quantize_16_select(xh, outh, plan, rnd, k0, k1, k2, offset, r, bf: int) -> b
     rounded as :func:`quantize_f32_select` does (the same random bits, by element index) and
     narrowed back as :func:`quantize_16_rne` does. Returns False, having written nothing the
     caller may keep, when an input is a NaN and the format has none."""
-    args = (xh, outh, plan, rnd, k0, k1, k2, offset, r, bf)
-    return not run(xh.size, "element_rne", _select16_span, xh.size, CHUNK, *args)
+    args = (xh, outh, plan, rnd, k0, k1, k2, offset, r)
+    return not run(xh.size, "element_rne", _SELECT16_SPANS[bf], xh.size, CHUNK, *args)
 
 
 @njit(**_JIT)
