@@ -83,14 +83,26 @@ class BlockSpec(NamedTuple):
 
 if SIM:
 
+    def _shared_buf():
+        return cuda.shared.array((2, 32), np.int64)
+
     def _segment_max(a, lane, it, bs):
         """Max of ``a`` over the ``bs`` lanes of the aligned segment holding ``lane``.
 
         Simulator version (blocks of one warp): the values meet in a shared array, double
         buffered on the loop iteration ``it`` so that one barrier per call suffices. The device
         version shuffles.
+
+        The simulator creates a block's shared array on the first call from any of its threads,
+        with an unlocked check-then-create: threads that arrive together can each get an array
+        of their own (uninitialised), and the one kept is the last stored. So on the first
+        iteration every thread asks once, meets the others at a barrier, and asks again: from
+        then on all get the one array that was kept.
         """
-        buf = cuda.shared.array((2, 32), np.int64)
+        buf = _shared_buf()
+        if it == 0:
+            cuda.syncthreads()
+            buf = _shared_buf()
         p = it & 1
         buf[p, lane] = a
         cuda.syncthreads()

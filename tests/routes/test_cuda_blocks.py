@@ -437,3 +437,31 @@ def test_element_error_flag_is_read_only_when_an_error_is_possible(monkeypatch):
     assert len(calls) == 3
     got = _host(qa.quantize(_dev(x), "float4_e2m1fn", overflow=qa.Overflow.ML_DTYPES))
     assert_same_floats(got, qa.quantize(x, "float4_e2m1fn", overflow=qa.Overflow.ML_DTYPES))
+
+
+@pytest.mark.skipif(not SIM, reason="numba's CUDA simulator only")
+def test_simulator_shared_array_first_call_race(monkeypatch):
+    """numba's simulator creates a shared array with an unlocked check-then-create, so threads
+    arriving together on a block's first call can each get an array of their own (the flaky
+    NaN of an earlier CI run). Widen that window: every thread that finds no array waits, then
+    creates one filled with NaN-like bits. The block maxima, hence the results, must not change."""
+    import time
+
+    from numba.cuda.simulator import kernelapi
+
+    class SlowNumpy:
+        def __getattr__(self, name):
+            return getattr(np, name)
+
+        @staticmethod
+        def empty(shape, dtype):
+            time.sleep(0.002)
+            return np.full(shape, 0x7FC00000, dtype)  # a float32 NaN, as bits
+
+    x = np.array([3e38, -3e38, 1.0] + [0.25] * 45, np.float32)
+    want = qa.quantize(x, "nvfp4")
+    monkeypatch.setattr(kernelapi, "np", SlowNumpy())
+    assert_same_floats(_host(qa.quantize(_dev(x), "nvfp4")), want, "nvfp4 lanes")
+    assert_same_floats(
+        _host(qa.quantize(_dev(x), "mxfp8_e4m3")), qa.quantize(x, "mxfp8_e4m3"), "mx"
+    )
