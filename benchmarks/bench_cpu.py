@@ -74,6 +74,7 @@ def rows(x):
         ("decode E4M3 (codes to float32)", lambda: qa.decode(codes, E4), x),
         ("E5M2 nearest-even", lambda: qa.quantize(x, "float8_e5m2"), x),
         ("E2M1 nearest-even", lambda: qa.quantize(x, "float4_e2m1fn"), x),
+        ("E2M1 nearest-even, out= (NaN pre-scan)", lambda: qa.quantize(x, "float4_e2m1fn", out=out), x),
         ("bfloat16 nearest-even", lambda: qa.quantize(x, "bfloat16"), x),
         ("int8 scale=0.05 nearest-even", lambda: qa.quantize(x, "int8", scale=0.05), x),
         ("* ml_dtypes E4M3 round trip", lambda: x.astype(ml_dtypes.float8_e4m3fn).astype(np.float32), x),

@@ -282,12 +282,12 @@ def sr_word64_run(typingctx, lo0, j, hk1, hk1b, k0, k2):
 def round32_cpu(b, plan, mode, w, r):
     """:func:`round32` compiled for the CPU (tests), ``mode`` read at run time, ``w`` the random word."""
     if mode == SR:
-        return round32(b, plan, SR, w, r)  # type: ignore[call-arg]  # an @intrinsic
+        return round32(b, plan, SR, w, r)  # an @intrinsic
     if mode == RUP:
-        return round32(b, plan, RUP, w, r)  # type: ignore[call-arg]
+        return round32(b, plan, RUP, w, r)
     if mode == RDN:
-        return round32(b, plan, RDN, w, r)  # type: ignore[call-arg]
-    return round32(b, plan, RTZ, w, r)  # type: ignore[call-arg]
+        return round32(b, plan, RDN, w, r)
+    return round32(b, plan, RTZ, w, r)
 
 
 @njit(cache=True, nogil=True)

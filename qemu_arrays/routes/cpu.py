@@ -332,9 +332,9 @@ def _value_table(fmt, dtype):
 
 
 def _decode_table(codes, req: Request):
-    """Codes of a format of at most 16 bits, given as a C-contiguous uint8/uint16 array,
-    decoded in one pass of the gather kernel (the range check included), or None where that
-    kernel does not apply."""
+    """Codes of a format of at most 16 bits, given as a uint8/uint16 array, decoded in one
+    pass (the range check included): float32 values by arithmetic where the format allows
+    (``decode_plan``), else a gather of the value table; None where neither applies."""
     fmt = req.fmt
     if not isinstance(codes, np.ndarray) or codes.dtype not in (np.uint8, np.uint16):
         return None
