@@ -47,6 +47,7 @@ purge_stale_cache(__file__)
 __all__ = [
     "round32",
     "round32_cpu",
+    "code32",
     "round64",
     "sr_bits32",
     "sr_bits32_cpu",
@@ -294,3 +295,37 @@ def round32_cpu(b, plan, mode, w, r):
 def sr_bits32_cpu(base, j, k0, k1, k2, r):
     """:func:`sr_bits32` compiled for the CPU (tests)."""
     return sr_bits32(base, j, k0, k1, k2, r)  # type: ignore[call-arg]  # an @intrinsic
+
+
+@intrinsic
+def code32(typingctx, b, r, cplan):
+    """The format's code (uint32) of ``r``, the float32 bits of the input ``b`` rounded into the
+    format (by ``rne32`` or :func:`round32`), for the plan of ``kernels.elements.code_plan``
+    (``sh, adj, lo_mag, scale, inf_code, nan_pos, nan_neg, mag_bits``): normal, the float32
+    exponent and mantissa fields re-biased; subnormal, ``value * 2**(m - emin)`` (exact); inf
+    and NaN, the format's codes (a NaN's sign from the input). On 32-bit words only."""
+    if not isinstance(b, types.Integer) or not isinstance(r, types.Integer):
+        return None
+    if not isinstance(cplan, types.BaseTuple) or len(cplan) != 8:
+        return None
+
+    def codegen(context, builder, signature, args):
+        bt, rt, pt = signature.args
+        f32 = ir.FloatType()
+        x = _to_i32(context, builder, args[0], bt)
+        rr = _to_i32(context, builder, args[1], rt)
+        sh, adj, lo_mag, _s, inf_code, nan_pos, nan_neg, mag_bits = (
+            _to_i32(context, builder, builder.extract_value(args[2], k), pt[k]) for k in range(8)
+        )
+        scale = context.cast(builder, builder.extract_value(args[2], 3), pt[3], types.float32)
+        mag = builder.and_(rr, _c(0x7FFFFFFF))
+        c_norm = builder.sub(builder.lshr(mag, sh), adj)
+        c_sub = builder.fptosi(builder.fmul(builder.bitcast(mag, f32), scale), _I32)
+        c = builder.select(builder.icmp_unsigned("<", mag, lo_mag), c_sub, c_norm)
+        c = builder.select(builder.icmp_unsigned("==", mag, _c(0x7F800000)), inf_code, c)
+        c = builder.or_(c, builder.shl(builder.lshr(rr, _c(31)), mag_bits))
+        neg_in = builder.icmp_signed("<", x, _c(0))
+        nan_code = builder.select(neg_in, nan_neg, nan_pos)
+        return builder.select(builder.icmp_unsigned("==", rr, _c(_QNAN32)), nan_code, c)
+
+    return types.uint32(b, r, cplan), codegen

@@ -39,7 +39,7 @@ from qemu_arrays.formats.cores import (
 )
 from qemu_arrays.formats.jit_cache import purge_stale_cache
 from qemu_arrays.formats.rne32 import rne32
-from qemu_arrays.formats.round32 import round32, round64, sr_word32_run, sr_word64_run
+from qemu_arrays.formats.round32 import code32, round32, round64, sr_word32_run, sr_word64_run
 from qemu_arrays.kernels import half as _half
 from qemu_arrays.kernels.half import bf16_to_f32, f32_to_bf16, f32_to_half, half_to_f32
 from qemu_arrays.kernels.runtime import init_threading, run
@@ -345,24 +345,6 @@ def code_plan(p):
             nan_pos, nan_neg, mag_bits)  # fmt: skip
 
 
-@njit(**_JIT, inline="always")
-def _code_of(b, r, cplan):
-    """The format's code of ``r``, the float32 bits of the input ``b`` rounded into the format
-    (by :func:`rne32` or :func:`round32`), for the plan of :func:`code_plan`: normal, the
-    float32 exponent and mantissa fields re-biased; subnormal, ``value * 2**(m - emin)``; inf
-    and NaN, the format's codes (a NaN's sign from the input)."""
-    sh, adj, lo_mag, scale, inf_code, nan_pos, nan_neg, mag_bits = cplan
-    r = np.int64(r)
-    mag = r & 0x7FFFFFFF
-    c_norm = (mag >> sh) - adj
-    c_sub = np.int64(bits_f32(mag) * np.float32(scale))
-    c = c_sub if mag < lo_mag else c_norm
-    c = inf_code if mag == 0x7F800000 else c
-    c |= (r >> 31) << mag_bits
-    nan_code = nan_neg if (np.int64(b) >> 31) & 1 else nan_pos
-    return nan_code if r == 0x7FC00000 else c
-
-
 @njit(**_JIT)
 def _encode_rne_span(lo, hi, xb, codes, plan, cplan):
     """Elements ``lo:hi`` of :func:`encode_f32_rne` (as :func:`_rne_span`)."""
@@ -374,7 +356,7 @@ def _encode_rne_span(lo, hi, xb, codes, plan, cplan):
         for j in range(c1 - c0):
             i = np.uint64(c0) + np.uint64(j)
             b = xb[i]
-            codes[i] = _code_of(b, rne32(b, plan), cplan)
+            codes[i] = code32(b, rne32(b, plan), cplan)
             nan_in |= (b & np.uint32(0x7FFFFFFF)) > np.uint32(0x7F800000)
         todo += nan_in and has_nan == 0
     return todo
@@ -522,7 +504,7 @@ def _select_run(c0, c1, xb, outb, plan, cplan, io, mode, k0, k2, lo0, hk1, r):
         elif io == IO_BF16:
             outb[i] = f32_to_bf16(res)
         elif io == IO_CODES:
-            outb[i] = _code_of(b, res, cplan)
+            outb[i] = code32(b, res, cplan)
         else:
             outb[i] = res
         nan_in |= (b & np.uint32(0x7FFFFFFF)) > np.uint32(0x7F800000)
@@ -781,7 +763,7 @@ def decode_gather(codes, table, out) -> int:
 
 def decode_plan(p, table_bits):
     """Constants of :func:`decode_f32`: the float32 value of a code by arithmetic (the inverse
-    of :func:`_code_of`), for a format :func:`code_plan` takes; the NaN bit patterns (by sign)
+    of :func:`qemu_arrays.formats.round32.code32`), for a format :func:`code_plan` takes; the NaN bit patterns (by sign)
     are read from ``table_bits``, the float32 bits of every code's value (the decode rule of
     :func:`qemu_arrays.formats.cores.decode_code`). None where the format is not covered."""
     if code_plan(p) is None or rne_f32_plan(p, 0) is None:
