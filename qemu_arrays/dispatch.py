@@ -222,11 +222,11 @@ def _needs_caller_bits(req: Request) -> bool:
 
 def _check_capability(r: Route, req: Request) -> None:
     cap = CAPABILITIES[r]
-    for what, given, flag in (
+    for what, asked, flag in (
         ("rbits=", req.rbits is not None, "caller_bits"),
         (f"rounding={req.rounding!r}", req.rounding is Rounding.STOCHASTIC_EQUAL, "equal_sr"),
     ):
-        if given and not getattr(cap, flag):
+        if asked and not getattr(cap, flag):
             msg = (
                 f"{what} is not supported on the {r.name} route ({r.value}); routes with it: "
                 f"{_able(flag)}; hint: convert x to NumPy (or JAX) first"
