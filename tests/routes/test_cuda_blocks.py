@@ -154,7 +154,7 @@ def _t(x):
 @pytest.mark.parametrize("name", BLOCK_FORMATS)
 def test_block_quantize_and_encode_every_mode(name, rng):
     x = _edge(rng)
-    # the first seven modes and two of issue 16 (STOCHASTIC_EQUAL: element formats only)
+    # the first seven modes and two of issue 16 (STOCHASTIC_EQUAL: test_block_stochastic_equal)
     for rnd in (*(r for r in R if r <= R.STOCHASTIC), R.NEAREST_ODD, R.JAM):
         kw = {"rounding": rnd, "seed": 5, "stream": 2, "offset": 7}
         _compare(_t(x), name, axis=0, **kw)
@@ -238,6 +238,36 @@ def test_nvfp4_given_tensor_scale(ts, rng):
     x = _edge(rng)
     _compare(x, "nvfp4", "q", scale=np.float32(ts))
     _compare(_t(x), "nvfp4", rounding=R.STOCHASTIC, seed=1, scale=np.float32(ts), axis=0)
+
+
+@inner
+@pytest.mark.parametrize("name", ["mxfp8_e4m3", "mxint8", "nvfp4"])
+def test_block_stochastic_equal(name, rng):
+    """Rounding.STOCHASTIC_EQUAL: the kernels draw the counter bits as for STOCHASTIC and the
+    shared element step takes one of them; the CPU runs the generic route."""
+    x = _edge(rng)
+    kw = {"rounding": R.STOCHASTIC_EQUAL, "seed": 6, "offset": 3}
+    _compare(x, name, **kw)
+    _compare(_t(x), name, axis=0, **kw)
+
+
+@inner
+def test_block_rbits(rng):
+    """rbits= on the block kernels (issue 16): each element reads the word of its C-order
+    index, whatever the block axis. The warp kernel (blocks along the last axis) with device
+    bits of x's shape, the one-thread-per-block kernel (axis 0) with host bits broadcast; the
+    CPU route's bits with the same words."""
+    x = np.ascontiguousarray(_edge(rng)[[1, 3], :32])  # a mixed row, one near float32 max
+    b = rng.integers(0, 1 << 16, x.shape, dtype=np.uint16)
+    kw = {"rounding": R.STOCHASTIC, "rbits": b}
+    want = qa.quantize(x, "mxfp8_e4m3", **kw)
+    got = _host(qa.quantize(_dev(x), "mxfp8_e4m3", **{**kw, "rbits": _dev(b)}))
+    assert_same_floats(got, want, "mxfp8_e4m3 rbits")
+    b1 = rng.integers(0, 256, (1, 2), dtype=np.uint8)
+    kw = {"rounding": R.STOCHASTIC_EQUAL, "rbits": b1, "axis": 0}
+    _compare(_t(x), "nvfp4", **kw)
+    kw = {"rounding": R.STOCHASTIC, "rbits": b1[0], "random_bits": 5, "axis": 0}
+    _compare(_t(x), "mxint8", ops="e", **kw)
 
 
 @inner
