@@ -43,7 +43,7 @@ from qemu_arrays.formats.block_cores import (  # scale rules: qemu_arrays.format
 from qemu_arrays.formats.cores import RDN, RNE, RTZ, RUP, SR, random_u
 from qemu_arrays.formats.jit_cache import purge_stale_cache
 from qemu_arrays.formats.rne32 import rne32
-from qemu_arrays.formats.round32 import round32, sr_bits32
+from qemu_arrays.formats.round32 import code32, round32, sr_bits32
 from qemu_arrays.kernels import elements as _cpu
 from qemu_arrays.kernels import simd as cpu_simd
 from qemu_arrays.kernels.runtime import run
@@ -494,21 +494,6 @@ _RNE_VALUES = sel_args(RNE, None, (0, 0, 0), 0, 32, 1, None)
 
 
 @njit(cache=True, nogil=True, inline="always")
-def _code32(p, cplan):
-    """The element code of the rounded float32 value with bits ``p`` (finite, in the element
-    grid): ``code_plan``'s mapping on 32-bit words (a subnormal's significand by adding
-    ``2**23``, no float-to-int conversion)."""
-    sh, adj, lo_mag, scale, _inf, _np, _nn, mag_bits = cplan
-    mag = p & np.uint32(0x7FFFFFFF)
-    c_norm = (mag >> np.uint32(sh)) - np.uint32(adj)
-    c_sub = f32_bits(bits_f32(mag) * np.float32(scale) + np.float32(8388608.0)) - np.uint32(
-        0x4B000000
-    )
-    c = c_sub if mag < np.uint32(lo_mag) else c_norm
-    return c | ((p >> np.uint32(31)) << np.uint32(mag_bits))
-
-
-@njit(cache=True, nogil=True, inline="always")
 def _sel_loop(xb, out, codes, base, nj, ex, s0, nv, plan, ea, mode, want):
     """Elements ``base:base + nj`` under the rounding code ``mode``; ``want`` 1 values, 2
     codes; ``nv`` 0 MX, 1 NVFP4 (literals where called: LLVM drops the other modes' selects).
@@ -538,13 +523,13 @@ def _sel_loop(xb, out, codes, base, nj, ex, s0, nv, plan, ea, mode, want):
         if mode == RNE:
             p = rne32(q, plan)
         elif mode == SR:
-            p = round32(q, rplan, SR, sr_bits32(rbase, j, k0, k1, k2, r), r)
+            p = round32(q, rplan, SR, sr_bits32(rbase, j, k0, k1, k2, 32), r)  # the word
         else:
             p = round32(q, rplan, mode, np.uint32(0), r)
         if want == 1:
             out[i] = bits_f32(p) * mul
         else:
-            codes[i] = _code32(p, cplan)
+            codes[i] = code32(b, p, cplan)  # the element kernels' code step
     return bad
 
 

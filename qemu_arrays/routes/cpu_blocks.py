@@ -144,8 +144,8 @@ def _fast_args(ep, plan, call, out):
         return None
     rnd, r = call.ra.rnd, call.ra.r
     rplan = None if call.nearest_even else cpu.round_f32_plan(ep, 1, rnd, r)
-    if not call.nearest_even and (rplan is None or call.idxmap.size > 1):
-        return None
+    if not call.nearest_even and (rplan is None or len(rplan) != 12 or call.idxmap.size > 1):
+        return None  # (13 constants: 2**(m - emin) beyond float32's range, the general kernel)
     cplan = cpu.code_plan(ep) if call.want == 2 else None
     if call.want == 2 and cplan is None:
         return None

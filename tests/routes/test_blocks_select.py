@@ -84,7 +84,7 @@ def _general(fn, monkeypatch):
 def test_fast_kernels_every_mode_values_and_codes(name, rounding, rng, general_calls, monkeypatch):
     bs = get_format(name).block_size
     x = _data(rng, 6, bs * 150, bs)  # several tasks of 128 blocks
-    kw = {"rounding": rounding, "seed": 9, "offset": 5}
+    kw = {"rounding": rounding, "seed": 9, "offset": 5, "random_bits": 9}
     kw = kw if rounding is Rounding.STOCHASTIC else {"rounding": rounding}
     got = qa.quantize(x, name, **kw)
     enc = qa.encode(x, name, **kw)
