@@ -22,6 +22,7 @@ depend on the thread count.
 from __future__ import annotations
 
 from contextlib import contextmanager
+from pathlib import Path
 
 import numpy as np
 from numba import njit, prange
@@ -35,16 +36,19 @@ from qemu_arrays.formats.accumulate import (
     kulisch_clear,
     kulisch_round,
     nominal_exponent,
-    round_value,
     split64,
 )
 from qemu_arrays.formats.bits import bits_f32, bits_f64, f32_bits, f64_bits, fma
-from qemu_arrays.formats.cores import NAN_ERROR, RDN, RNE, RTZ, SR, random_u, round_bits_fast
+from qemu_arrays.formats.cores import NAN_ERROR, RDN, RTZ, SR, random_u
 from qemu_arrays.formats.jit_cache import purge_stale_cache
 from qemu_arrays.formats.rne32 import rne32
+from qemu_arrays.kernels.matmul_spans import add as _add
+from qemu_arrays.kernels.matmul_spans import rnd_round as _round
+from qemu_arrays.kernels.matmul_spans import sel_consts
 from qemu_arrays.kernels.runtime import get_num_threads, init_threading
 
-purge_stale_cache(__file__)  # formats/ changes: accumulate, cores, bits, rne32 are inlined
+# formats/ changes (accumulate, cores, bits, rne32 are inlined), and the spans'
+purge_stale_cache(__file__, str(Path(__file__).with_name("matmul_spans.py")))
 init_threading()  # a fork-safe layer before any parallel kernel runs (kernels/runtime.py)
 
 #: below this many multiply-adds a product runs on one thread
@@ -87,122 +91,14 @@ SIGN = np.int64(-9223372036854775807 - 1)  # the sign bit of a float64, 1 << 63
 ROWS = 4  # rows of the output per task: each B[k, :] load serves four rows
 
 
-# ---- one vector of additions -------------------------------------------------------------------
-
-
-@njit(**_INL)
-def _lane(a0, x, m, emin, emax, sigmax, sg, rnd, u, r, need_ts, ro_ok):
-    """The fast path of ``R(a0 + x)``: ``(ok, value)``; ``ok`` False leaves the lane to the
-    general core. With ``need_ts`` the float64 sum is corrected to the exact sum rounded to
-    odd (TwoSum), which rounds like the exact sum when ``ro_ok``."""
-    s = a0 + x
-    b = f64_bits(s)
-    good = True
-    if need_ts:
-        bb = s - a0
-        e = (a0 - (s - bb)) + (x - bb)
-        nz = e != 0.0
-        step = np.int64(1) if (e > 0.0) == (s > 0.0) else np.int64(-1)
-        b = b + step * np.int64(nz and (b & 1) == 0)
-        good = ro_ok or not nz
-    ok, mag = round_bits_fast(b, 11, 52, m, emin, emax, sigmax, sg, rnd, u, r)
-    return ok and good, bits_f64((b & SIGN) | mag)
-
-
-@njit(**_INL)
-def _add_span(src, dst, xs, xscale, ebase, t, p, rnd, ovf, k0, k1, k2, r, need_ts, ro_ok):
-    """``dst[j] = R(src[j] + xscale * xs[j])`` (``xscale * xs[j]`` exact; ``dst`` is not
-    ``src``); returns the count of NaN errors. Lane ``j`` is output element ``ebase + j``."""
-    m, emin, emax, sigmax, sub, hz, sg, sp, eb, bias = p
-    n = src.size
-    nslow = 0
-    for j in range(n):
-        a0 = src[j]
-        u = random_u(k0, k1, k2, ((ebase + j) << 32) | t, r) if rnd == SR else 0
-        ok, v = _lane(a0, xscale * xs[j], m, emin, emax, sigmax, sg, rnd, u, r, need_ts, ro_ok)
-        dst[j] = v if ok else a0
-        nslow += not ok
-    err = 0
-    if nslow:
-        for j in range(n):
-            a0 = src[j]
-            x = xscale * xs[j]
-            u = random_u(k0, k1, k2, ((ebase + j) << 32) | t, r) if rnd == SR else 0
-            ok, v = _lane(a0, x, m, emin, emax, sigmax, sg, rnd, u, r, need_ts, ro_ok)
-            if not ok:
-                st, s_, kept, q = add_round(
-                    a0, x, m, emin, emax, sigmax, sub, hz, sg, sp, rnd, ovf, u, r
-                )
-                err += st == NAN_ERROR
-                dst[j] = as_float64(st, s_, kept, q)
-    return err
-
-
-@njit(**_INL)
-def _round_span(dst, xs, xscale, ebase, t, p, rnd, ovf, k0, k1, k2, r):
-    """``dst[j] = R(xscale * xs[j])`` (one rounding of an exact value); NaN-error count."""
-    m, emin, emax, sigmax, sub, hz, sg, sp, eb, bias = p
-    n = dst.size
-    nslow = 0
-    for j in range(n):
-        x = xscale * xs[j]
-        u = random_u(k0, k1, k2, ((ebase + j) << 32) | t, r) if rnd == SR else 0
-        b = f64_bits(x)
-        ok, mag = round_bits_fast(b, 11, 52, m, emin, emax, sigmax, sg, rnd, u, r)
-        dst[j] = bits_f64((b & SIGN) | mag) if ok else x
-        nslow += not ok
-    err = 0
-    if nslow:
-        for j in range(n):
-            x = xscale * xs[j]
-            u = random_u(k0, k1, k2, ((ebase + j) << 32) | t, r) if rnd == SR else 0
-            ok, mag = round_bits_fast(f64_bits(x), 11, 52, m, emin, emax, sigmax, sg, rnd, u, r)
-            if not ok:
-                st, s_, kept, q = round_value(
-                    x, m, emin, emax, sigmax, sub, hz, sg, sp, rnd, ovf, u, r
-                )
-                err += st == NAN_ERROR
-                dst[j] = as_float64(st, s_, kept, q)
-    return err
-
-
-@njit(**_JIT)
-def _add(src, dst, xs, xscale, ebase, t, p, rnd, ovf, k0, k1, k2, r, need_ts, ro_ok):
-    """:func:`_add_span` with the common modes as literals, so that their branches fold (one
-    compiled function; the kernels call it once per row, k and column chunk)."""
-    if rnd == RNE:
-        if need_ts:
-            return _add_span(src, dst, xs, xscale, ebase, t, p, RNE, ovf, k0, k1, k2, r,
-                             True, ro_ok)  # fmt: skip
-        return _add_span(src, dst, xs, xscale, ebase, t, p, RNE, ovf, k0, k1, k2, r,
-                         False, ro_ok)  # fmt: skip
-    if rnd == SR:
-        return _add_span(src, dst, xs, xscale, ebase, t, p, SR, ovf, k0, k1, k2, r, True,
-                         ro_ok)  # fmt: skip
-    if rnd == RTZ:  # the tensor cores' mode
-        return _add_span(src, dst, xs, xscale, ebase, t, p, RTZ, ovf, k0, k1, k2, r, True,
-                         ro_ok)  # fmt: skip
-    return _add_span(src, dst, xs, xscale, ebase, t, p, rnd, ovf, k0, k1, k2, r, True, ro_ok)
-
-
-@njit(**_JIT)
-def _round(dst, xs, xscale, ebase, t, p, rnd, ovf, k0, k1, k2, r):
-    """:func:`_round_span` with the common modes as literals."""
-    if rnd == RNE:
-        return _round_span(dst, xs, xscale, ebase, t, p, RNE, ovf, k0, k1, k2, r)
-    if rnd == SR:
-        return _round_span(dst, xs, xscale, ebase, t, p, SR, ovf, k0, k1, k2, r)
-    return _round_span(dst, xs, xscale, ebase, t, p, rnd, ovf, k0, k1, k2, r)
-
-
 # ---- sequential and blocked (rounded partial sums) ---------------------------------------------
 
 JC = 512  # columns per chunk: ROWS rows of two buffers of JC float64 stay in the L1 cache
 
 
 @njit(**_JIT)
-def _chain(buf, cur, prow, A, B, i0, nr, j0, j1, k_lo, k_hi, N, eoff, p, rnd, ovf, fma, k0, k1,
-           k2, r, need_ts, ro_ok):  # fmt: skip
+def _chain(buf, cur, prow, A, B, i0, nr, j0, j1, k_lo, k_hi, N, eoff, p, c, rnd, ovf, fma, k0,
+           k1, k2, r, need_ts, ro_ok):  # fmt: skip
     """For rows ``i0 .. i0 + nr`` and columns ``j0 .. j1``: ``acc <- R(acc + A[i, k] B[k, j])``
     for ``k_lo <= k < k_hi`` (events ``k``, or ``2k`` and ``2k + 1`` when the product is
     rounded first). ``buf[cur]`` holds the running values (rows of width ``j1 - j0``), the
@@ -219,12 +115,12 @@ def _chain(buf, cur, prow, A, B, i0, nr, j0, j1, k_lo, k_hi, N, eoff, p, rnd, ov
             src = buf[cur, rr, :w]
             dst = buf[nxt, rr, :w]
             if fma:
-                err += _add(src, dst, bk, aik, ebase, k, p, rnd, ovf, k0, k1, k2, r, need_ts,
+                err += _add(src, dst, bk, aik, ebase, k, p, c, rnd, ovf, k0, k1, k2, r, need_ts,
                             ro_ok)  # fmt: skip
             else:
                 pr = prow[:w]
-                err += _round(pr, bk, aik, ebase, 2 * k, p, rnd, ovf, k0, k1, k2, r)
-                err += _add(src, dst, pr, 1.0, ebase, 2 * k + 1, p, rnd, ovf, k0, k1, k2, r,
+                err += _round(pr, bk, aik, ebase, 2 * k, p, c, rnd, ovf, k0, k1, k2, r)
+                err += _add(src, dst, pr, 1.0, ebase, 2 * k + 1, p, c, rnd, ovf, k0, k1, k2, r,
                             need_ts, ro_ok)  # fmt: skip
         cur = nxt
     return err, cur
@@ -236,6 +132,7 @@ def sequential(A, B, out, p, rnd, ovf, fma, k0, k1, k2, r, eoff, need_ts, ro_ok)
     M, K = A.shape
     N = B.shape[1]
     ng = (M + ROWS - 1) // ROWS
+    c = sel_consts(p, rnd, r)
     err = 0
     for g in prange(ng):
         i0 = g * ROWS
@@ -247,8 +144,8 @@ def sequential(A, B, out, p, rnd, ovf, fma, k0, k1, k2, r, eoff, need_ts, ro_ok)
             j1 = min(N, j0 + JC)
             w = j1 - j0
             buf[0] = 0.0
-            e, cur = _chain(buf, 0, prow, A, B, i0, nr, j0, j1, 0, K, N, eoff, p, rnd, ovf, fma,
-                            k0, k1, k2, r, need_ts, ro_ok)  # fmt: skip
+            e, cur = _chain(buf, 0, prow, A, B, i0, nr, j0, j1, 0, K, N, eoff, p, c, rnd, ovf,
+                            fma, k0, k1, k2, r, need_ts, ro_ok)  # fmt: skip
             e_g += e
             out[i0 : i0 + nr, j0:j1] = buf[cur, :nr, :w]
         err += e_g
@@ -265,6 +162,8 @@ def blocked(A, B, SA, SB, out, bk, p, pp, rnd, ovf, povf, fma, k0, k1, k2, r, eo
     N = B.shape[1]
     nb = (K + bk - 1) // bk
     ng = (M + ROWS - 1) // ROWS
+    c = sel_consts(p, rnd, r)
+    pc = sel_consts(pp, rnd, r)
     err = 0
     for g in prange(ng):
         i0 = g * ROWS
@@ -282,7 +181,8 @@ def blocked(A, B, SA, SB, out, bk, p, pp, rnd, ovf, povf, fma, k0, k1, k2, r, eo
             for t in range(nb):
                 buf[0] = 0.0
                 e, cur = _chain(buf, 0, prow, A, B, i0, nr, j0, j1, t * bk, min(K, (t + 1) * bk),
-                                N, eoff, p, rnd, ovf, fma, k0, k1, k2, r, need_ts, ro_ok)  # fmt: skip
+                                N, eoff, p, c, rnd, ovf, fma, k0, k1, k2, r, need_ts,
+                                ro_ok)  # fmt: skip
                 e_g += e
                 for rr in range(nr):
                     i = i0 + rr
@@ -291,7 +191,7 @@ def blocked(A, B, SA, SB, out, bk, p, pp, rnd, ovf, povf, fma, k0, k1, k2, r, eo
                     for j in range(w):
                         xs[j] = part[j] * sbt[j]
                     e_g += _add(tot[tc, rr, :w], tot[1 - tc, rr, :w], xs[:w], SA[i, t],
-                                eoff + i * N + j0, n_add + t, pp, rnd, povf, k0, k1, k2, r,
+                                eoff + i * N + j0, n_add + t, pp, pc, rnd, povf, k0, k1, k2, r,
                                 p_need_ts, p_ro_ok)  # fmt: skip
                 tc = 1 - tc
             out[i0 : i0 + nr, j0:j1] = tot[tc, :nr, :w]
@@ -304,6 +204,7 @@ def promote(parts, SA, SB, out, pp, rnd, povf, k0, k1, k2, r, eoff, t0, p_need_t
     """``out[i, j] <- R(out[i, j] + parts[t, i, j] * SA[i, t] * SB[t, j])`` for each block
     ``t`` in turn (exact partial sums, computed elsewhere); NaN-error count."""
     nb, M, N = parts.shape
+    pc = sel_consts(pp, rnd, r)
     err = 0
     for i in prange(M):
         xs = np.empty(N)
@@ -317,7 +218,7 @@ def promote(parts, SA, SB, out, pp, rnd, povf, k0, k1, k2, r, eoff, t0, p_need_t
             pt = parts[t, i]
             for j in range(N):
                 xs[j] = pt[j] * sbt[j] + 0.0  # an exact zero partial is +0
-            e_row += _add(tot[tc], tot[1 - tc], xs, sa, eoff + i * N, t0 + t, pp, rnd, povf,
+            e_row += _add(tot[tc], tot[1 - tc], xs, sa, eoff + i * N, t0 + t, pp, pc, rnd, povf,
                           k0, k1, k2, r, p_need_ts, p_ro_ok)  # fmt: skip
             tc = 1 - tc
         out[i] = tot[tc]
@@ -513,6 +414,7 @@ def pairwise(A, B, out, prog, depth, p, rnd, ovf, fma, k0, k1, k2, r, eoff, need
     """The pairwise tree of ``prog`` for each output row; NaN-error count."""
     M, K = A.shape
     N = B.shape[1]
+    c = sel_consts(p, rnd, r)
     err = 0
     for i in prange(M):
         stack = np.empty((depth, N))
@@ -530,11 +432,11 @@ def pairwise(A, B, out, prog, depth, p, rnd, ovf, fma, k0, k1, k2, r, eoff, need
                     for j in range(N):
                         dst[j] = aik * bk[j]
                 else:
-                    e_row += _round(stack[sp], B[op], A[i, op], ebase, t, p, rnd, ovf, k0, k1,
-                                    k2, r)  # fmt: skip
+                    e_row += _round(stack[sp], B[op], A[i, op], ebase, t, p, c, rnd, ovf, k0,
+                                    k1, k2, r)  # fmt: skip
                 sp += 1
             else:
-                e_row += _add(stack[sp - 2], tmp, stack[sp - 1], 1.0, ebase, t, p, rnd, ovf,
+                e_row += _add(stack[sp - 2], tmp, stack[sp - 1], 1.0, ebase, t, p, c, rnd, ovf,
                               k0, k1, k2, r, need_ts, ro_ok)  # fmt: skip
                 stack[sp - 2, :] = tmp
                 sp -= 1
@@ -553,11 +455,12 @@ def pairwise(A, B, out, prog, depth, p, rnd, ovf, fma, k0, k1, k2, r, eoff, need
 def round_exact(X, out, p, rnd, ovf, k0, k1, k2, r, eoff, t):
     """``out = R(X)`` element by element (``X`` exact float64 values; event ``t``)."""
     M, N = X.shape
+    c = sel_consts(p, rnd, r)
     err = 0
     for i in prange(M):
         row = out[i]
         xs = X[i] + 0.0  # an exact zero sum is +0
-        err += _round(row, xs, 1.0, eoff + i * N, t, p, rnd, ovf, k0, k1, k2, r)
+        err += _round(row, xs, 1.0, eoff + i * N, t, p, c, rnd, ovf, k0, k1, k2, r)
     return err
 
 
