@@ -68,7 +68,7 @@ def sel_consts(p, rnd, r):
     52 or more mantissa bits); ``zero_ok`` is 1 when the format keeps both signed zeros (then
     an exact zero sum is decided in the loop)."""
     m, emin, emax, sigmax, sub, hz, sg, sp, eb, bias = p
-    modes = rnd == RNE or rnd == RNA or rnd == RTZ or rnd == RUP or rnd == RDN
+    modes = rnd in (RNE, RNA, RTZ, RUP, RDN)
     ok = (modes or (rnd == SR and r <= 32)) and 0 <= m <= 51 and emin >= -1022 and emax <= 1023
     sh = 52 - m if ok else 1
     low = (np.int64(1) << sh) - 1
@@ -109,13 +109,13 @@ def _sel_bits(b, c, mode, u, r):
     elif mode == RTZ:
         q = trunc
     elif mode == RUP:
-        q = trunc + np.int64((rem != 0) & (not neg)) * (low + 1)
+        q = trunc + (low + 1) if (rem != 0) & (not neg) else trunc
     elif mode == RDN:
-        q = trunc + np.int64((rem != 0) & neg) * (low + 1)
+        q = trunc + (low + 1) if (rem != 0) & neg else trunc
     else:  # SR: up when u < the remainder's top r bits
         d1 = max(sh - r, 0)
         d2 = max(r - sh, 0)
-        q = trunc + np.int64(np.int64(u) < ((rem << d2) >> d1)) * (low + 1)
+        q = trunc + (low + 1) if np.int64(u) < ((rem << d2) >> d1) else trunc
     ok = (mag >= lo_mag) & (q <= max_mag) & ((uns == 0) | (not neg))
     return ok, (b & SIGN) | q
 
@@ -130,10 +130,9 @@ def _sel_lane(a0, x, c, mode, u, r, need_ts, ro_ok):
         bb = s - a0
         e = (a0 - (s - bb)) + (x - bb)
         nz = e != 0.0
-        fix = np.int64(nz & ((b & 1) == 0))
-        away = np.int64((e > 0.0) != (s > 0.0))
-        b = b + (fix - 2 * (fix & away))
-        good = ro_ok | (not nz)
+        step = np.int64(-1) if (e > 0.0) != (s > 0.0) else np.int64(1)
+        b = b + step if nz & ((b & 1) == 0) else b
+        good = ro_ok | (e == 0.0)
     ok, v = _sel_bits(b, c, mode, u, r)
     # an exact zero sum: float64's sign is IEEE's except under DOWN (-0 unless both are +0)
     zero = (b & MAG) == 0

@@ -380,6 +380,42 @@ def test_mx_times_plain_array_and_qarray_of_element_format():
                 reference(x, y, accumulator="bfloat16"), "element-format QArray")  # fmt: skip
 
 
+def _block_parts(q):
+    """(element values, block scale values, tensor scale) of a block-format QArray."""
+    fmt, enc = q.__qemu_arrays_operand__()
+    vals = np.asarray(qa.decode(enc.codes, fmt.element, dtype=np.float64))
+    scales = np.asarray(qa.decode(enc.scales, fmt.scale, dtype=np.float64))
+    return vals, scales, enc.tensor_scale
+
+
+def test_nvfp4_block_dot_and_tensor_scales():
+    """NVFP4 x NVFP4 as cuBLASLt's VEC16_UE4M3 block scaling: each block of 16 products summed
+    in the accumulator, times the two E4M3 block scales (exact), promoted into float32; the
+    float32 per-tensor scales in the epilogue, ``out = fl32(acc * fl32(t_a * t_b))``."""
+    rng = np.random.default_rng(14)
+    x = (rng.standard_normal((2, 56)) * np.exp2(rng.integers(-4, 4, (2, 56)))).astype(np.float32)
+    y = (rng.standard_normal((56, 3)) * 30).astype(np.float32)
+    qx = qa.asarray(x, "nvfp4", axis=-1)
+    qy = qa.asarray(y, "nvfp4", axis=0)
+    va, sa, ta = _block_parts(qx)
+    vb, sb, tb = _block_parts(qy)
+    alpha = np.float32(np.float64(ta) * np.float64(tb))
+    assert ta != 1.0
+    assert tb != 1.0
+
+    def scales(i, j):
+        return [Fraction(float(sa[i, t])) * Fraction(float(sb[t, j])) for t in range(sa.shape[1])]
+
+    for acc, rnd in [("float32", R.NEAREST_EVEN), ("bfloat16", R.TOWARD_ZERO),
+                     (None, R.NEAREST_EVEN)]:  # fmt: skip
+        kw = {"accumulator": acc, "rounding": rnd}
+        got = qa.matmul(qx, qy, **kw, allow_narrow=True)
+        want = reference(va, vb, **kw, order="blocked", block_k=16, block_scales=scales)
+        assert_same(got, want.astype(np.float32) * alpha, f"nvfp4 {acc} {rnd.name}")
+    close = np.asarray(qx.dequantize(), np.float64) @ np.asarray(qy.dequantize(), np.float64)
+    np.testing.assert_allclose(qa.matmul(qx, qy), close, rtol=1e-5, atol=1e-6)
+
+
 # ---- stochastic rounding: the events and their random bits --------------------------------------
 
 
