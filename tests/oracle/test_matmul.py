@@ -258,6 +258,19 @@ def test_overflow_follows_each_format():
             assert_same(got, reference(A, B, **kw, seed=1, r=8), f"{acc} {rnd.name}")
 
 
+def test_float32_sum_overflowing_with_finite_operands():
+    """bfloat16 has float32's range: a running value near its largest plus a product passes
+    float32's largest value; the result follows each mode's overflow rule."""
+    v = 1.5 * 2.0**125  # products exact in float32; six of them pass float32's largest value
+    A = np.array([[v] * 6 + [-v], [-v] * 6 + [1.0]], np.float32)
+    B = np.ones((7, 1), np.float32)
+    for rnd in (R.TOWARD_ZERO, R.UP, R.DOWN, R.STOCHASTIC):
+        for fma in (True, False):
+            kw = {"accumulator": "bfloat16", "rounding": rnd, "fma": fma}
+            got = qa.matmul(A, B, **kw, seed=3, random_bits=8, allow_narrow=True)
+            assert_same(got, reference(A, B, **kw, seed=3, r=8), f"{rnd.name} fma={fma}")
+
+
 def test_double_rounding_boundary():
     """A product on a midpoint of a wide-range accumulator's grid next to a tiny running sum:
     the plain float64 sum would lose the tiny term and round the tie to even (2.5)."""
