@@ -51,6 +51,7 @@ from qemu_arrays.formats.block_cores import (
     nv_scale,
     nv_vec_ok,
 )
+from qemu_arrays.formats.codes import SRE
 from qemu_arrays.formats.cores import SR, random_u
 from qemu_arrays.formats.jit_cache import purge_stale_cache
 
@@ -83,14 +84,26 @@ class BlockSpec(NamedTuple):
 
 if SIM:
 
+    def _shared_buf():
+        return cuda.shared.array((2, 32), np.int64)
+
     def _segment_max(a, lane, it, bs):
         """Max of ``a`` over the ``bs`` lanes of the aligned segment holding ``lane``.
 
         Simulator version (blocks of one warp): the values meet in a shared array, double
         buffered on the loop iteration ``it`` so that one barrier per call suffices. The device
         version shuffles.
+
+        The simulator creates a block's shared array on the first call from any of its threads,
+        with an unlocked check-then-create: threads that arrive together can each get an array
+        of their own (uninitialised), and the one kept is the last stored. So on the first
+        iteration every thread asks once, meets the others at a barrier, and asks again: from
+        then on all get the one array that was kept.
         """
-        buf = cuda.shared.array((2, 32), np.int64)
+        buf = _shared_buf()
+        if it == 0:
+            cuda.syncthreads()
+            buf = _shared_buf()
         p = it & 1
         buf[p, lane] = a
         cuda.syncthreads()
@@ -208,7 +221,7 @@ def _build_lanes(spec):
             if first and blk_ok:
                 scodes[t] = sc
             if valid:
-                u = random_u(k0, k1, k2, offset + i, r) if rnd == SR else 0
+                u = random_u(k0, k1, k2, offset + i, r) if (rnd == SR or rnd == SRE) else 0
                 vec_nv = VEC_NV and special == 0 and nv_vec_ok(a, d)
                 vb, code = _element_step(SPEC, b, e, d, special, vec_nv, rnd, u, r)
                 if WANT & 1:
@@ -249,7 +262,7 @@ def _build_rows(spec):
             for jj in range(cnt):
                 i = base + jj * inner
                 b = load_bits(xb[i], IN_KIND)
-                u = random_u(k0, k1, k2, offset + i, r) if rnd == SR else 0
+                u = random_u(k0, k1, k2, offset + i, r) if (rnd == SR or rnd == SRE) else 0
                 vb, code = _element_step(SPEC, b, e, d, special, vec_nv, rnd, u, r)
                 if WANT & 1:
                     outb[i] = store_bits(vb, OUT_KIND)

@@ -13,6 +13,7 @@ import numpy as np
 from numba import cuda
 
 from qemu_arrays.cuda_kernels import simulated
+from qemu_arrays.formats.codes import SRE
 from qemu_arrays.formats.cores import (
     NAN_ERROR,
     OWN,
@@ -43,7 +44,7 @@ def quantize_float(
     stride = cuda.gridsize(1)
     for i in range(start, xb.size, stride):
         b = np.int64(xb[i]) & bmask
-        u = random_u(k0, k1, k2, offset + i, r) if rnd == SR else 0
+        u = random_u(k0, k1, k2, offset + i, r) if (rnd == SR or rnd == SRE) else 0
         ok, mag = round_bits_fast(b, in_e, in_m, m, emin, emax, sigmax, sg, rnd, u, r)
         if ok:
             outb[i] = (b & sign_mask) | mag
@@ -71,7 +72,7 @@ def encode_float(
     stride = cuda.gridsize(1)
     for i in range(start, xb.size, stride):
         b = np.int64(xb[i]) & bmask
-        u = random_u(k0, k1, k2, offset + i, r) if rnd == SR else 0
+        u = random_u(k0, k1, k2, offset + i, r) if (rnd == SR or rnd == SRE) else 0
         st, s, kept, q = round_ieee_bits(
             b, in_e, in_m, m, emin, emax, sigmax, sub, hz, sg, sp, rnd, ovf, u, r
         )
@@ -89,7 +90,7 @@ def quantize_int(
     start = cuda.grid(1)
     stride = cuda.gridsize(1)
     for i in range(start, x.size, stride):
-        u = random_u(k0, k1, k2, offset + i, r) if rnd == SR else 0
+        u = random_u(k0, k1, k2, offset + i, r) if (rnd == SR or rnd == SRE) else 0
         st, k = round_int_value(np.float64(x[i]) / scale, qmin - zp, qmax - zp, rnd, u, r)
         if st == NAN_ERROR:
             cuda.atomic.add(err, 0, 1)
@@ -136,7 +137,7 @@ def specialised_quantize(in_e, in_m, p, rnd, ovf, narrow, nparams, max_registers
     m, emin, emax, sigmax, sub, hz, sg, sp, _eb, _bias = p
     n_m, n_emin, n_emax, n_sigmax = nparams
     sign_mask = 1 << (in_e + in_m)
-    is_sr = rnd == SR
+    is_sr = rnd == SR or rnd == SRE
     is_narrow = narrow == 1
 
     opts = {} if max_registers is None else {"max_registers": max_registers}

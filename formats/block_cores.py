@@ -30,7 +30,15 @@ from numba import njit
 from qemu_arrays.formats import bits as _bits
 from qemu_arrays.formats import rne32 as _rne32
 from qemu_arrays.formats.block_plans import IntElement, MxScalePlan
-from qemu_arrays.formats.codes import CEIL, EVEN, FLOOR, RCEIL  # ScaleRule codes
+from qemu_arrays.formats.codes import (  # ScaleRule codes
+    CEIL,
+    CEIL_POW2,
+    EVEN,
+    FLOOR,
+    RCEIL,
+    RFLOOR,
+    RHALF_UP,
+)
 from qemu_arrays.formats.cores import (
     FINITE,
     NAN,
@@ -57,9 +65,13 @@ rne32: Any = _rne32.rne32
 
 __all__ = [
     "CEIL",
+    "CEIL_POW2",
     "EVEN",
     "FLOOR",
+    "NO_RULE",
     "RCEIL",
+    "RFLOOR",
+    "RHALF_UP",
     "IntElement",
     "MxScalePlan",
     "block_value",
@@ -103,6 +115,28 @@ def split_bits(b, in_e, in_m):
     return sign, mf | (1 << in_m), ef - in_bias - in_m, 0
 
 
+NO_RULE = 1 << 20
+"""What :func:`shared_exponent` returns for a rule code it does not know: beyond every scale
+format's range, so the block gets a NaN scale instead of another rule's scale."""
+
+
+@_HOT
+def _sig_cmp(M, bl, maxsig, ca, cm):
+    """The sign of ``ca * sig(amax) - cm * sig(max)``, ``sig`` the significand in [1, 2) of
+    ``amax = M * 2^E`` (``bl`` the bit length of ``M > 0``) and of the element maximum
+    (significand integer ``maxsig``); ``ca``, ``cm`` small positive integers. ``M`` is cut to
+    its top 40 bits with the rest folded into a sticky bit, which decides every comparison as
+    the exact ``M`` does (the threshold has no bit that low), so nothing overflows 64 bits."""
+    if bl > 40:
+        sticky = (M & ((1 << (bl - 40)) - 1)) != 0
+        M = (M >> (bl - 40)) | sticky
+        bl = 40
+    blm = bit_length(maxsig)
+    a = ca * (M << (blm - 1))
+    m = cm * (maxsig << (bl - 1))
+    return (a > m) - (a < m)
+
+
 @_JIT
 def shared_exponent(M, E, rule, mprec, emax_elem, maxsig):
     """The power-of-two block scale exponent for ``amax = M * 2^E > 0`` under ``rule``.
@@ -110,9 +144,12 @@ def shared_exponent(M, E, rule, mprec, emax_elem, maxsig):
     ``mprec`` is the element's mantissa bits (significant bits - 1) in its top binade, and
     ``maxsig`` the significand integer of the element maximum (``max = maxsig * 2^k`` with
     ``maxsig`` odd or of ``mprec + 1`` bits); ``emax_elem`` the exponent of its top binade.
+    A rule code that is not a ``ScaleRule`` gives :data:`NO_RULE`.
     """
     bl = bit_length(M)
     e = E + bl - 1 - emax_elem  # FLOOR: floor(log2 amax) - emax
+    if rule == FLOOR:
+        return e
     if rule == CEIL or rule == EVEN:  # noqa: SIM109  (kept simple for numba)
         p = mprec + 1
         if bl > p:
@@ -126,12 +163,16 @@ def shared_exponent(M, E, rule, mprec, emax_elem, maxsig):
                 up = rem > half or (rem == half and (kept & 1) == 1)
             if up and kept + 1 == (1 << p):
                 e += 1
-    elif rule == RCEIL:
-        # amax and max * 2^e share a binade: compare their significands, aligned
-        blm = bit_length(maxsig)
-        if (M << (blm - 1)) > (maxsig << (bl - 1)):
-            e += 1
-    return e
+        return e
+    if rule == RCEIL:  # amax and max * 2^e share a binade: compare their significands
+        return e + (_sig_cmp(M, bl, maxsig, 1, 1) > 0)
+    if rule == CEIL_POW2:  # up a binade unless M is a power of two
+        return e + ((M & (M - 1)) != 0)
+    if rule == RFLOOR:  # amax / max = (sig(amax) / sig(max)) 2^e, the ratio in (1/2, 2)
+        return e - (_sig_cmp(M, bl, maxsig, 1, 1) < 0)
+    if rule == RHALF_UP:  # the ratio against 3/4 and 3/2: e - 1, e or e + 1
+        return e - 1 + (_sig_cmp(M, bl, maxsig, 4, 3) >= 0) + (_sig_cmp(M, bl, maxsig, 2, 3) >= 0)
+    return NO_RULE
 
 
 @_JIT

@@ -13,6 +13,7 @@ from qemu_arrays.formats.ml_dtypes_rules import MlDtypesRules, installed
 
 __all__ = [
     "CEIL",
+    "CEIL_POW2",
     "EVEN",
     "FINITE",
     "FINITE_ONLY",
@@ -30,6 +31,8 @@ __all__ = [
     "OWN",
     "P3109",
     "RCEIL",
+    "RFLOOR",
+    "RHALF_UP",
     "RAZ",
     "RDN",
     "RNA",
@@ -87,6 +90,9 @@ FLOOR = int(ScaleRule.FLOOR)
 CEIL = int(ScaleRule.CEIL)
 EVEN = int(ScaleRule.EVEN)
 RCEIL = int(ScaleRule.RCEIL)
+CEIL_POW2 = int(ScaleRule.CEIL_POW2)
+RFLOOR = int(ScaleRule.RFLOOR)
+RHALF_UP = int(ScaleRule.RHALF_UP)
 
 
 def overflow_code(overflow: Overflow, rules: MlDtypesRules | None = None) -> int:

@@ -108,3 +108,15 @@ class ScaleRule(enum.IntEnum):
     RCEIL = 3
     """NVIDIA's rule: the smallest power of two ``2^e`` with ``amax / 2^e <= max`` of the
     element format, i.e. ``ceil(log2(amax / max))``; no element ever saturates."""
+    CEIL_POW2 = 4
+    """torchao's ``ScaleCalculationMode.CEIL``: ``amax`` rounded *up* to a power of two, i.e.
+    ``2^(ceil(log2 amax) - emax)``; one binade above ``FLOOR`` unless ``amax`` is a power of two
+    (not this library's ``CEIL``, which rounds at ``m + 1`` bits)."""
+    RFLOOR = 5
+    """``amax / max`` rounded *down* to a power of two, ``floor(log2(amax / max))``: CUDA's
+    ``cvt.rz.satfinite.ue8m0x2.f32`` of the quotient (``__nv_cvt_float_to_e8m0`` with
+    ``cudaRoundZero``); the block maximum saturates unless its significand is at least the
+    element maximum's."""
+    RHALF_UP = 6
+    """``amax / max`` rounded to the *nearest* power of two in value, ties (``1.5 * 2^k``) up:
+    what a cast of the quotient to ml_dtypes' ``float8_e8m0fnu`` gives (ml_dtypes 0.7)."""

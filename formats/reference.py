@@ -686,6 +686,17 @@ def shared_exponent(amax, fmt) -> int:
     if rule is ScaleRule.RCEIL:
         e = fl - emax
         return e + (amax > Fraction(fmt.element_max) * _pow2(e))
+    if rule is ScaleRule.CEIL_POW2:
+        return fl + (amax != _pow2(fl)) - emax
+    if rule in (ScaleRule.RFLOOR, ScaleRule.RHALF_UP):
+        q = amax / Fraction(fmt.element_max)
+        k = _floor_log2(q)
+        if rule is ScaleRule.RFLOOR:
+            return k
+        return k + (q >= _pow2(k) * Fraction(3, 2))
+    if rule not in (ScaleRule.CEIL, ScaleRule.EVEN):
+        msg = f"no scale rule {rule!r}; allowed: {', '.join(r.name for r in ScaleRule)}"
+        raise ValueError(msg)
     el = fmt.element
     p = el.mantissa_bits + 1 if isinstance(el, FloatFormat) else el.max.bit_length()
     K = _round_int_up_or_even(amax / _pow2(fl - p + 1), up=rule is ScaleRule.CEIL)
@@ -754,15 +765,19 @@ def quantize_nv_block(values, fmt, tensor_scale, rounding=Rounding.NEAREST_EVEN,
     return out
 
 
-def quantize_blocks(rows, fmt, rounding=Rounding.NEAREST_EVEN, seed=0, tensor_scale=None, r=32):
+def quantize_blocks(
+    rows, fmt, rounding=Rounding.NEAREST_EVEN, seed=0, tensor_scale=None, r=32, rbits=None
+):
     """Block formats, block by block along the last axis of a 2-D array (a list of rows or any
     2-D array-like of floats), as float64 values in nested lists.
 
-    Stochastic rounding draws element ``i * n + j``'s bits from ``(seed, stream 0)``, ``r``
-    bits wide; NVFP4 needs ``tensor_scale``.
+    The stochastic modes draw element ``i * n + j``'s bits from ``(seed, stream 0)``, ``r``
+    bits wide, or take the caller's ``rbits[i][j]`` (its low ``r`` bits ``b``: the carry rule
+    ``floor(f 2^r) + b >= 2^r``, i.e. ``u = 2^r - 1 - b``); NVFP4 needs ``tensor_scale``.
     """
     rows = [[float(v) for v in row] for row in rows]
     bs = fmt.block_size
+    mask = (1 << r) - 1
     out = []
     for i, row in enumerate(rows):
         n = len(row)
@@ -770,8 +785,11 @@ def quantize_blocks(rows, fmt, rounding=Rounding.NEAREST_EVEN, seed=0, tensor_sc
         for b0 in range(0, n, bs):
             vals = row[b0 : b0 + bs]
             us = None
-            if rounding is Rounding.STOCHASTIC:
-                us = [random_bits(seed, 0, i * n + j, r) for j in range(b0, b0 + len(vals))]
+            idx = range(b0, b0 + len(vals))
+            if rounding.stochastic and rbits is not None:
+                us = [mask - (int(rbits[i][j]) & mask) for j in idx]
+            elif rounding.stochastic:
+                us = [random_bits(seed, 0, i * n + j, r) for j in idx]
             if fmt.tensor_scale:
                 res_row += quantize_nv_block(vals, fmt, tensor_scale, rounding, us, r)
             else:

@@ -75,8 +75,12 @@ class Capability:
     them, and CUDA device arrays are copied to the host as well (no CUDA matmul kernel yet):
     not traceable; Dask arrays have no matmul route."""
     caller_bits: bool = False
-    """Caller-supplied random bits (``rbits=``) and ``Rounding.STOCHASTIC_EQUAL``, which the
-    numba kernels do not take: NumPy and PyTorch CPU run them through the generic route."""
+    """Caller-supplied random bits (``rbits=``), which the numba kernels do not take: NumPy and
+    PyTorch CPU run them through the generic route, Dask chunk by chunk (each chunk with its
+    slice of ``rbits``)."""
+    equal_sr: bool = False
+    """``Rounding.STOCHASTIC_EQUAL``: the CUDA kernels draw its bit, the numba CPU kernels do
+    not (NumPy and PyTorch CPU run it through the generic route)."""
     scaled_float: bool = False
     """Float formats with a scale (docs/scaled.md)."""
     rules: tuple[str, ...] = ()
@@ -92,21 +96,23 @@ _ALL_RULES = ("absmax", "percentile", "mse")
 CAPABILITIES: dict[Route, Capability] = {
     Route.NUMPY: Capability(
         element=True, block=True, granularity=True, out=True, traceable=False, scaled_float=True,
-        rules=_ALL_RULES, zero_points=True, caller_bits=True, matmul=True,
+        rules=_ALL_RULES, zero_points=True, caller_bits=True, equal_sr=True, matmul=True,
     ),
     Route.TORCH_CPU: Capability(
         element=True, block=True, granularity=True, out=True, traceable=False, scaled_float=True,
-        rules=_ALL_RULES, zero_points=True, caller_bits=True, matmul=True,
+        rules=_ALL_RULES, zero_points=True, caller_bits=True, equal_sr=True, matmul=True,
     ),
     Route.CUDA: Capability(
-        element=True, block=True, granularity=False, out=True, traceable=False, matmul=True
+        element=True, block=True, granularity=False, out=True, traceable=False, matmul=True,
+        equal_sr=True,
     ),
     Route.DASK: Capability(
-        element=True, block=False, granularity=False, out=False, traceable=False
+        element=True, block=False, granularity=False, out=False, traceable=False,
+        caller_bits=True, equal_sr=True,
     ),
     Route.GENERIC: Capability(
         element=True, block=True, granularity=True, out=True, traceable=True, scaled_float=True,
-        rules=("absmax",), block_decode=False, caller_bits=True,
+        rules=("absmax",), block_decode=False, caller_bits=True, equal_sr=True,
     ),
     Route.HOST: Capability(
         element=False, block=True, granularity=True, out=False, traceable=False, matmul=True
@@ -216,13 +222,16 @@ def _needs_caller_bits(req: Request) -> bool:
 
 def _check_capability(r: Route, req: Request) -> None:
     cap = CAPABILITIES[r]
-    if _needs_caller_bits(req) and not cap.caller_bits:
-        what = "rbits=" if req.rbits is not None else f"rounding={req.rounding!r}"
-        msg = (
-            f"{what} is not supported on the {r.name} route ({r.value}); routes with it: "
-            f"{_able('caller_bits')}; hint: convert x to NumPy (or JAX) first"
-        )
-        raise NotImplementedError(msg)
+    for what, given, flag in (
+        ("rbits=", req.rbits is not None, "caller_bits"),
+        (f"rounding={req.rounding!r}", req.rounding is Rounding.STOCHASTIC_EQUAL, "equal_sr"),
+    ):
+        if given and not getattr(cap, flag):
+            msg = (
+                f"{what} is not supported on the {r.name} route ({r.value}); routes with it: "
+                f"{_able(flag)}; hint: convert x to NumPy (or JAX) first"
+            )
+            raise NotImplementedError(msg)
     if req.is_block and not cap.block:
         msg = (
             f"block format {req.fmt.name!r} is not supported on the {r.name} route ({r.value}); "

@@ -231,12 +231,6 @@ def _check_rbits(rbits, rounding, seed, random_bits, fmt):
             "hint: leave seed out (or leave rbits out to use the counter-based generator)"
         )
         raise ValueError(msg)
-    if isinstance(fmt, BlockFormat):
-        msg = (
-            f"rbits= is not available for the block format {fmt.name!r} yet (element formats "
-            "only); hint: leave rbits out and pass seed= for the counter-based bits"
-        )
-        raise NotImplementedError(msg)
     name = str(getattr(rbits, "dtype", "")).rsplit(".", 1)[-1]
     width = _UNSIGNED_BITS.get(name)
     if width is None:
@@ -277,12 +271,6 @@ def round_request(
         random_bits = _check_rbits(rbits, rounding, seed, random_bits, fmt)
     seed = _check_seed(seed, needed=rounding.stochastic and rbits is None)
     via_float32 = check_bool("via_float32", via_float32)
-    if isinstance(fmt, BlockFormat) and rounding is Rounding.STOCHASTIC_EQUAL:
-        msg = (
-            f"rounding={rounding!r} is not available for the block format {fmt.name!r} "
-            "(element formats only); hint: Rounding.STOCHASTIC"
-        )
-        raise NotImplementedError(msg)
     common = {
         "op": op, "fmt": fmt, "rounding": rounding, "overflow": overflow, "seed": seed,
         "stream": stream, "offset": offset, "random_bits": random_bits,

@@ -1,8 +1,9 @@
 """MX block-scale profiles: the shared-exponent rule a specification or library uses.
 
 A profile quantizes with the registered MX format whose scale rule is replaced by its own
-(``ScaleRule``, ``docs/blocks.md``); elements round to nearest even and saturate, as every MX
-stack below does. Library bugs that the profile does not reproduce are listed in ``uncertain``.
+(``ScaleRule``, ``docs/blocks.md``); elements saturate, as in every MX stack below, and round to
+nearest even (microxcaling: ties away from zero) unless the call passes ``rounding=``. Library
+bugs that the profile does not reproduce are listed in ``uncertain``.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from qemu_arrays.api import encode as _encode
 from qemu_arrays.api import quantize as _quantize
 from qemu_arrays.formats.block_spec import BlockFormat
 from qemu_arrays.formats.catalog import get_format
-from qemu_arrays.formats.enums import ScaleRule
+from qemu_arrays.formats.enums import Rounding, ScaleRule
 from qemu_arrays.hardware.registry import Profile, register_profile
 
 __all__ = ["MXProfile"]
@@ -26,6 +27,8 @@ class MXProfile(Profile):
     """``quantize``/``encode`` of MX formats under the profile's scale rule."""
 
     scale_rule: ScaleRule = ScaleRule.FLOOR
+    rounding: Rounding = Rounding.NEAREST_EVEN
+    """The elements' rounding when the call passes none."""
     formats: tuple[str, ...] = _MX
 
     def block_format(self, fmt) -> BlockFormat:
@@ -42,10 +45,12 @@ class MXProfile(Profile):
 
     def quantize(self, x, fmt, **kw):
         """``qemu_arrays.quantize`` with this profile's block format (same keywords)."""
+        kw.setdefault("rounding", self.rounding)
         return _quantize(x, self.block_format(fmt), **kw)
 
     def encode(self, x, fmt, **kw):
         """``qemu_arrays.encode`` with this profile's block format (same keywords)."""
+        kw.setdefault("rounding", self.rounding)
         return _encode(x, self.block_format(fmt), **kw)
 
 
@@ -71,15 +76,21 @@ register_profile(
         scale_rule=ScaleRule.FLOOR,
     )
 )
-for _rule, _what in (
-    (ScaleRule.FLOOR, "ScaleCalculationMode.FLOOR (the exponent field of amax minus emax)"),
-    (ScaleRule.EVEN, "ScaleCalculationMode.EVEN (amax rounded at m+1 bits, then FLOOR)"),
-    (ScaleRule.RCEIL, "ScaleCalculationMode.RCEIL (ceil(log2(amax / max)), cuBLAS's rule)"),
+for _mode, _rule, _what in (
+    ("floor", ScaleRule.FLOOR, "FLOOR (the exponent field of amax minus emax)"),
+    (
+        "ceil",
+        ScaleRule.CEIL_POW2,
+        "CEIL (the exponent field of amax, plus one if its fraction "
+        "field is not 0, minus emax: ScaleRule.CEIL_POW2, not ScaleRule.CEIL)",
+    ),
+    ("even", ScaleRule.EVEN, "EVEN (amax rounded at m+1 bits, then FLOOR)"),
+    ("rceil", ScaleRule.RCEIL, "RCEIL (ceil(log2(amax / max)), cuBLAS's rule)"),
 ):
     register_profile(
         MXProfile(
-            name=f"torchao-mx-{_rule.name.lower()}",
-            emulates=f"torchao MX quantization, {_what}",
+            name=f"torchao-mx-{_mode}",
+            emulates=f"torchao MX quantization, ScaleCalculationMode.{_what}",
             sources=(_TORCHAO,),
             uncertain=_TORCHAO_BUGS
             + (
@@ -95,3 +106,51 @@ for _rule, _what in (
             scale_rule=_rule,
         )
     )
+
+_MXX = "microsoft/microxcaling mx/mx_ops.py _quantize_mx, _shared_exponents; mx/elemwise_ops.py"
+register_profile(
+    MXProfile(
+        name="microxcaling",
+        emulates="microxcaling (OCP's MX reference code), _quantize_mx with round='nearest' "
+        "(its default) on the Python path: shared exponent floor(log2 amax) - emax, elements "
+        "rounded to nearest with ties away from zero, saturating",
+        sources=(f"{_MXX} (commit 7bc41952)",),
+        uncertain=(
+            "microxcaling takes floor(torch.log2(amax)) of a float32: within 2^-24 below a "
+            "power of two it is one too large (amax 1024 (1 - 2^-24) with E4M3 gives the scale "
+            "4, here 2); not reproduced (exact here)",
+            "its element rounding floor(|a| + 0.5) is a float32 addition: the one float32 "
+            "value 0.5 - 2^-25 of a scaled element rounds to 1 there, to 0 here",
+            "the custom CUDA/C++ extension path (custom_cuda=True) was not read",
+        ),
+        confidence="tested",
+        scale_rule=ScaleRule.FLOOR,
+        rounding=Rounding.NEAREST_AWAY,
+        formats=(*_MX, "mxint8"),
+    )
+)
+register_profile(
+    MXProfile(
+        name="quark",
+        emulates="AMD Quark fake_quantize_mx with scale_calculation_mode='even' (its default): "
+        "amax rounded at m+1 significant bits by adding half an ulp to its float32 bits, then "
+        "FLOOR; FP8 elements clamped to +-max and cast (nearest even)",
+        sources=(
+            "amd/Quark quark/torch/quantization/utils.py even_round, get_dtype_params; "
+            "quark/torch/kernel/hw_emulation/hw_emulation_interface.py fake_quantize_mx "
+            "(commit 1d27b558)",
+        ),
+        uncertain=(
+            "rounding half up at m+1 bits (Quark) and half to even (ScaleRule.EVEN) move the "
+            "scale at the same inputs (the one tie that can carry has an odd last bit)",
+            "FP4/FP6 elements go through Quark's C++ fake_quantize_to_low_precision_fp "
+            "(round_mode 0), which was not read: nearest even assumed",
+            "Quark rounds an MXINT8 amax at 9 significant bits (mbits 8), not at the 7 of "
+            "ScaleRule.EVEN, so MXINT8 is not offered here",
+            "an all-zero block gets Quark's scale 2^(-126 - emax) clamped (values are zero "
+            "either way); here 2^-127",
+        ),
+        confidence="documented",
+        scale_rule=ScaleRule.EVEN,
+    )
+)

@@ -76,15 +76,56 @@ def _transformer_engine(xb, amax_t):
     return _e2m1(xb * inv), sb, s_dec
 
 
-_RECIPES = {"torchao": _torchao, "modelopt": _modelopt, "transformer-engine": _transformer_engine}
+def _te_candidate(xb, amax_t, s_enc, sb, err_denom, mse):
+    """One 4over6 candidate: its E2M1 elements under the block scale ``sb`` and its error,
+    summed over the 16 elements in order in float32 (``quantize_4over6_nvfp4.cuh``)."""
+    fmax = np.finfo(_F).max
+    with np.errstate(divide="ignore"):
+        inv = np.minimum(_F(1.0) / (sb * (_F(1.0) / s_enc)), fmax)
+    q = _e2m1(xb * inv)
+    diff = ((q * sb) * _F(amax_t)) / _F(err_denom) - xb
+    e = diff * diff if mse else np.abs(diff)
+    err = np.zeros(xb.shape[:-1], _F)
+    for j in range(xb.shape[-1]):  # sequential, as the kernel's one thread per block
+        err = err + e[..., j]
+    return q, err
+
+
+def _transformer_engine_4over6(xb, amax_t, e4m3_max=256, mse=False):
+    fmax = np.finfo(_F).max
+    s_enc = _F(e4m3_max * 6) / _F(amax_t) if amax_t != 0 else _F(1.0)
+    s_enc = min(s_enc, fmax)
+    if s_enc == 0:
+        s_enc = _F(1.0)
+    amax_b = np.max(np.abs(xb), axis=-1, keepdims=True)
+    base = (amax_b / _F(6.0)) * s_enc
+    s4 = _e4m3(np.minimum(base * _F(1.5), _F(448.0)))
+    s6 = _e4m3(np.minimum(base, _F(448.0)))
+    q4, err4 = _te_candidate(xb, amax_t, s_enc, s4, 6 * e4m3_max, mse)
+    q6, err6 = _te_candidate(xb, amax_t, s_enc, s6, 6 * e4m3_max, mse)
+    pick4 = (err4 < err6)[..., None]  # ties keep map-to-6
+    return np.where(pick4, q4, q6), np.where(pick4, s4, s6), _F(1.0) / s_enc
+
+
+_RECIPES = {
+    "torchao": _torchao,
+    "modelopt": _modelopt,
+    "transformer-engine": _transformer_engine,
+    "transformer-engine-4over6": _transformer_engine_4over6,
+}
 
 
 @dataclass(frozen=True, kw_only=True)
 class NVFP4Profile(Profile):
     """NVFP4 (16-element blocks, E4M3 block scales, E2M1 elements, a float32 tensor scale) by
-    one stack's float32 sequence (``recipe``: "torchao", "modelopt", "transformer-engine")."""
+    one stack's float32 sequence (``recipe``: "torchao", "modelopt", "transformer-engine",
+    "transformer-engine-4over6")."""
 
     recipe: str = "torchao"
+    e4m3_max: int = 448
+    """4over6 only: the E4M3 bound in the global scale ``e4m3_max * 6 / amax`` (256 or 448)."""
+    err_mode: str = "MAE"
+    """4over6 only: the error that picks a block's candidate, "MAE" or "MSE"."""
 
     def quantize(self, x, *, tensor_amax=None) -> NVFP4Parts:
         """The stack's NVFP4 parts of the float32 array ``x`` (last axis a multiple of 16, finite
@@ -105,7 +146,12 @@ class NVFP4Profile(Profile):
         amax_t = _F(np.max(np.abs(x))) if tensor_amax is None else _F(tensor_amax)
         xb = x.reshape(*x.shape[:-1], -1, 16)
         with np.errstate(over="ignore", invalid="ignore"):
-            q, sb, ts = _RECIPES[self.recipe](xb, amax_t)
+            if self.recipe == "transformer-engine-4over6":
+                q, sb, ts = _transformer_engine_4over6(
+                    xb, amax_t, self.e4m3_max, self.err_mode.upper() == "MSE"
+                )
+            else:
+                q, sb, ts = _RECIPES[self.recipe](xb, amax_t)
         values = ((q.astype(np.float64) * sb) * np.float64(ts)).astype(_F)
         return NVFP4Parts(q.reshape(x.shape), sb[..., 0], _F(ts), values.reshape(x.shape))
 
@@ -156,5 +202,36 @@ register_profile(
         ),
         confidence="documented",
         recipe="transformer-engine",
+    )
+)
+_TE_4O6 = "NVIDIA/TransformerEngine transformer_engine/common/cast/nvfp4/quantize_4over6_nvfp4.cuh"
+register_profile(
+    NVFP4Profile(
+        name="transformer-engine-4over6",
+        emulates="Transformer Engine NVFP4 '4over6' kernel, 1D row-wise blocks, its defaults "
+        "(NVTE_NVFP4_4OVER6_E4M3_USE_256=all, ERR_MODE=MAE): S_enc = 256 * 6 / amax (the map-6 "
+        "block scale tops out at 256); base = RN(amax_b / 6) * S_enc; candidates "
+        "E4M3(min(base, 448)) (map to 6) and E4M3(min(1.5 base, 448)) (map to 4), each "
+        "quantized as the standard kernel does; the one with the lower sum of "
+        "|RN(RN(q s) amax / 1536) - x| wins, ties to map-to-6",
+        sources=(
+            f"{_TE_4O6} compute_scale_pair, cvt_fp32_to_fp4_8x_with_error, "
+            "accumulate_dequant_error, quantize_stage_rowwise (d0067d0)",
+            "transformer_engine/common/cast/nvfp4/core_nvfp4.cuh "
+            "compute_global_encode_scaling_factor_FP4; common/recipe/__init__.py "
+            "(NVTE_NVFP4_4OVER6* defaults)",
+        ),
+        uncertain=(
+            "transcribed from the source, not run (the kernel needs sm_100); fields e4m3_max "
+            "(448) and err_mode ('MSE') select the other settings",
+            "NVTE_NVFP4_4OVER6_ERR_USE_FAST_MATH (errors from half-precision products), 2D "
+            "16x16 weight blocks (errors summed over the tile) and row-scaled amax are not "
+            "modelled",
+            "a block scale that rounds to 0 gives the reciprocal FLT_MAX (not 0 as the "
+            "standard kernel's reference): the elements saturate, their values are 0 either way",
+        ),
+        confidence="documented",
+        recipe="transformer-engine-4over6",
+        e4m3_max=256,
     )
 )

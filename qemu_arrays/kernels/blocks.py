@@ -19,8 +19,13 @@ from numba import njit, prange
 from qemu_arrays.formats.bits import bits_f32, bits_f64, f64_bits
 from qemu_arrays.formats.block_cores import (  # scale rules: qemu_arrays.formats.block_spec.ScaleRule
     CEIL,
+    CEIL_POW2,
     EVEN,
     FLOOR,
+    NO_RULE,
+    RCEIL,
+    RFLOOR,
+    RHALF_UP,
     mx_element,
     mx_rne32,
     mx_scale,
@@ -284,14 +289,21 @@ def _block_exponent_select(a, rule, sh, mref, emax_elem):
     """The scale exponent of a block whose largest magnitude has the normal float32 bits ``a``,
     in selects only (no call, no branch): rounding the significand to ``mprec`` fraction bits
     (``sh = 23 - mprec`` bits dropped) carries into the exponent field exactly when the rounded
-    value reaches the next binade; RCEIL compares the fraction field with ``mref``, the fraction
-    of the element maximum's significand. A wrong value for a subnormal maximum, which the
-    caller fixes up."""
+    value reaches the next binade; the rules on ``amax / max`` compare the fraction field (or
+    the significand ``s``, times 4 and 2 against 3 times the maximum's) with ``mref``, the
+    fraction of the element maximum's significand. A wrong value for a subnormal maximum, which
+    the caller fixes up; a rule code that is no ``ScaleRule`` gives ``NO_RULE`` (a NaN scale),
+    as :func:`~qemu_arrays.formats.block_cores.shared_exponent` does."""
     ef = a >> 23
+    frac = a & 0x7FFFFF
     ceil = (a + ((1 << sh) - 1)) >> 23
     even = (a + ((1 << (sh - 1)) - 1) + ((a >> sh) & 1)) >> 23
-    rceil = ef + ((a & 0x7FFFFF) > mref)
-    r = ef if rule == FLOOR else (ceil if rule == CEIL else (even if rule == EVEN else rceil))
+    s, sm3 = frac | 0x800000, 3 * (mref | 0x800000)
+    half_up = ef - 1 + (4 * s >= sm3) + (2 * s >= sm3)
+    r = (ef if rule == FLOOR else ceil if rule == CEIL else even if rule == EVEN
+         else ef + (frac > mref) if rule == RCEIL else ef + (frac != 0) if rule == CEIL_POW2
+         else ef - (frac < mref) if rule == RFLOOR else half_up if rule == RHALF_UP
+         else NO_RULE + 127 + emax_elem)  # fmt: skip
     return r - 127 - emax_elem
 
 

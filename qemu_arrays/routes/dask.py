@@ -1,12 +1,15 @@
 """Dask arrays: lazily, chunk by chunk (``map_blocks``), each chunk through its own route.
 
 Stochastic rounding gives every run of consecutive elements of a chunk its global C-order offset,
-so the bits are those of the whole array, whatever the chunking. The chunk's route is found by
-the dispatcher, which passes itself in as ``run_chunk`` (this module never imports it).
+so the bits are those of the whole array, whatever the chunking; caller-supplied bits
+(``rbits=``, NumPy or Dask, broadcast to ``x``) are chunked as ``x`` is and go with each chunk.
+The chunk's route is found by the dispatcher, which passes itself in as ``run_chunk`` (this
+module never imports it).
 """
 
 from __future__ import annotations
 
+from dataclasses import replace
 from functools import partial
 
 import numpy as np
@@ -37,15 +40,18 @@ def _runs(block_shape, starts, global_shape):
         yield idx, off
 
 
-def _chunk(req: Request, run_chunk, global_shape, block, block_info=None):
+def _chunk(req: Request, run_chunk, global_shape, block, rbits=None, block_info=None):
     stochastic = req.rounding.stochastic
     if req.op is Op.DECODE or not stochastic or block.ndim == 0 or block.size == 0:
-        return run_chunk(block, req)
+        return run_chunk(block, req if rbits is None else replace(req, rbits=rbits))
     starts = [s for s, _ in block_info[0]["array-location"]]
     parts = {}
     for idx, off in _runs(block.shape, starts, global_shape):
         sub = np.ascontiguousarray(block[idx]) if isinstance(block, np.ndarray) else block[idx]
-        parts[idx] = run_chunk(sub, req.with_offset(req.offset + off))
+        r = req.with_offset(req.offset + off)
+        if rbits is not None:
+            r = replace(r, rbits=np.ascontiguousarray(rbits[idx]))
+        parts[idx] = run_chunk(sub, r)
     if len(parts) == 1 and () in parts:
         return parts[()]
     first = next(iter(parts.values()))
@@ -68,9 +74,31 @@ def _result_dtype(x, req: Request):
     return x.dtype
 
 
+def _chunked_rbits(x, rbits):
+    """``rbits`` (NumPy or Dask) broadcast to ``x`` and chunked as ``x`` is."""
+    import dask.array as da
+
+    try:
+        shape = np.broadcast_shapes(tuple(np.shape(rbits)), tuple(x.shape))
+    except ValueError:
+        shape = None
+    if shape != tuple(x.shape):
+        msg = (
+            f"rbits of shape {tuple(np.shape(rbits))} does not broadcast to x of shape "
+            f"{tuple(x.shape)}; hint: one random word per element (or a shape that broadcasts)"
+        )
+        raise ValueError(msg)
+    rb = rbits if isinstance(rbits, da.Array) else da.from_array(np.asarray(rbits))
+    return da.broadcast_to(rb, x.shape).rechunk(x.chunks)
+
+
 def run(x, req: Request, run_chunk):
-    """A lazy Dask array: ``run_chunk(chunk, request)`` on every chunk."""
+    """A lazy Dask array: ``run_chunk(chunk, request)`` on every chunk (with its slice of
+    ``rbits``, when given)."""
     dt = _result_dtype(x, req)
-    fn = partial(_chunk, req, run_chunk, tuple(int(s) for s in x.shape))
     meta = np.empty((0,) * x.ndim, dtype=dt)
+    if req.rbits is not None and x.ndim:
+        fn = partial(_chunk, replace(req, rbits=None), run_chunk, tuple(int(s) for s in x.shape))
+        return x.map_blocks(fn, _chunked_rbits(x, req.rbits), dtype=dt, meta=meta)
+    fn = partial(_chunk, req, run_chunk, tuple(int(s) for s in x.shape))
     return x.map_blocks(fn, dtype=dt, meta=meta)

@@ -22,6 +22,7 @@ bits of stochastic rounding are those of each element's C-order index in the who
 from __future__ import annotations
 
 import numbers
+from dataclasses import replace
 
 import numpy as np
 
@@ -84,11 +85,34 @@ def _work(xp, x, to32: bool):
     raise TypeError(msg)
 
 
+def _sig_cmp(o: _Ops, aM, bl, maxsig, ca, cm):
+    """``(greater, less)``: ``ca * sig(amax)`` against ``cm * sig(max)`` (as
+    ``formats.block_cores._sig_cmp``), with ``aM`` brought to ``F`` bits (24 for 32-bit words,
+    which hold it exactly; 45 for 64-bit words, the rest folded into a sticky bit) and the
+    element maximum's significand shifted to ``F`` bits, so that nothing overflows a word."""
+    xp = o.xp
+    F = 24 if o.W == 32 else 45
+    blm = int(maxsig).bit_length()
+    if blm > F - 3:
+        msg = f"an element maximum of {blm} significant bits is too wide for this rule here"
+        raise NotImplementedError(msg)
+    cut = o.shr(aM, bl - F)
+    sticky = (aM & (o.shl(o.u(1), bl - F) - o.u(1))) != o.u(0)
+    mn = xp.where(bl > F, cut | xp.astype(sticky, o.U), o.shl(aM, F - bl))
+    a = mn * o.u(ca)
+    m = o.u(cm * (int(maxsig) << (F - blm)))
+    return a > m, a < m
+
+
 def _shared_exponent(o: _Ops, aM, aE, rule, mprec, emax_elem, maxsig):
     """``formats.block_cores.shared_exponent`` element-wise (``aM > 0``)."""
     xp = o.xp
     bl = o.bit_length(aM)
     e = aE + bl - 1 - emax_elem
+
+    def step(cond):
+        return xp.astype(cond, o.I)
+
     if rule in (ScaleRule.CEIL, ScaleRule.EVEN):
         p = mprec + 1
         shift = bl - p
@@ -100,16 +124,37 @@ def _shared_exponent(o: _Ops, aM, aE, rule, mprec, emax_elem, maxsig):
         else:
             half = o.shl(o.u(1), xp.clip(shift - 1, 0, o.W - 1))
             up = (rem > half) | ((rem == half) & ((kept & o.u(1)) == o.u(1)))
-        e = e + xp.astype((shift > 0) & up & (kept + o.u(1) == o.u(1 << p)), o.I)
-    elif rule == ScaleRule.RCEIL:
-        blm = int(maxsig).bit_length()
-        e = e + xp.astype(o.shl(aM, o.i(blm - 1)) > o.shl(o.u(int(maxsig)), bl - 1), o.I)
-    return e
+        return e + step((shift > 0) & up & (kept + o.u(1) == o.u(1 << p)))
+    if rule == ScaleRule.FLOOR:
+        return e
+    if rule == ScaleRule.CEIL_POW2:
+        return e + step((aM & (aM - o.u(1))) != o.u(0))
+    if rule == ScaleRule.RCEIL:
+        return e + step(_sig_cmp(o, aM, bl, maxsig, 1, 1)[0])
+    if rule == ScaleRule.RFLOOR:
+        return e - step(_sig_cmp(o, aM, bl, maxsig, 1, 1)[1])
+    if rule == ScaleRule.RHALF_UP:
+        lo = ~_sig_cmp(o, aM, bl, maxsig, 4, 3)[1]
+        hi = ~_sig_cmp(o, aM, bl, maxsig, 2, 3)[1]
+        return e - 1 + step(lo) + step(hi)
+    msg = (
+        f"scale_rule {rule!r} has no generic step; allowed: {', '.join(r.name for r in ScaleRule)}"
+    )
+    raise ValueError(msg)
 
 
 def _random(xp, view, x, req, r, W, keys):
+    """The elements' ``r``-bit integers ``u`` in the view's layout: the caller's ``rbits``
+    (broadcast to ``x``, C order) or the counter-based bits of each element's C-order index,
+    for both stochastic modes; None for the others."""
     n = g._size(x)
-    return gs._random_u(xp, view, n, req, r, W, keys, getattr(x, "device", None))
+    dev = getattr(x, "device", None)
+    if req.rbits is not None:
+        u = g._random(xp, n, req.rounding, None, 0, 0, r, W, dev, req.rbits, tuple(x.shape))
+        return view.fwd(xp.reshape(u, view.shape))
+    if req.rounding is Rounding.STOCHASTIC_EQUAL:  # the same bits, one of them used
+        req = replace(req, rounding=Rounding.STOCHASTIC)
+    return gs._random_u(xp, view, n, req, r, W, keys, dev)
 
 
 def _mx(xp, x, req: Request, axis, keys):

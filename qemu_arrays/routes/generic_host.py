@@ -3,7 +3,8 @@ not take: caller-supplied random bits (``rbits=``) and ``Rounding.STOCHASTIC_EQU
 
 The generic route computes the same bits as the kernels (``docs/formats.md``); here it runs on
 the NumPy namespace, on a view of the input (PyTorch CPU tensors: a zero-copy NumPy view), and
-the result comes back in the caller's type. Element formats with one scale only.
+the result comes back in the caller's type. Element formats with one scale, and block formats
+(MX, NVFP4: :mod:`.generic_blocks`).
 """
 
 from __future__ import annotations
@@ -37,7 +38,7 @@ def run(x, req: Request):
         raise NotImplementedError(msg)
     torch_in = _is_tensor(x)
     if torch_in:
-        from qemu_arrays.routes.torch_cpu import to_numpy, to_torch
+        from qemu_arrays.routes.torch_cpu import to_numpy
 
         arr = to_numpy(x)
     else:
@@ -50,6 +51,8 @@ def run(x, req: Request):
     if req.is_int and _is_tensor(req.scale):
         changes["scale"] = float(req.scale)
     sub = replace(req, **changes)
+    if req.is_block:
+        return _blocks(x, arr, sub, torch_in, req.out)
     try:
         res = np.asarray(generic.run(np.asarray(arr), sub))
     except ValueError as e:
@@ -61,15 +64,53 @@ def run(x, req: Request):
             )
             raise ValueError(msg) from e
         raise
-    if req.out is not None:
+    return _values(x, res, arr.shape, torch_in, req.out)
+
+
+def _blocks(x, arr, req: Request, torch_in: bool, out=None):
+    """A block format through :mod:`.generic_blocks` on NumPy; values (or an ``Encoded``) back
+    in the caller's type, ``out=`` filled in place."""
+    import array_api_compat
+
+    from qemu_arrays.encoded import Encoded
+    from qemu_arrays.routes import generic_blocks
+
+    a = np.asarray(arr)
+    if a.ndim and req.rbits is not None:
+        try:
+            np.broadcast_shapes(np.shape(req.rbits), a.shape)
+        except ValueError:
+            msg = (
+                f"rbits of shape {np.shape(req.rbits)} does not broadcast to x of shape "
+                f"{a.shape}; hint: one random word per element (or a shape that broadcasts)"
+            )
+            raise ValueError(msg) from None
+    res = generic_blocks.run(array_api_compat.array_namespace(a), a, req)
+    if isinstance(res, Encoded):
+        res = res._replace(**{k: np.asarray(v)[()] if len(v.shape) == 0 else np.asarray(v)
+                              for k, v in res._asdict().items()
+                              if v is not None and hasattr(v, "shape")})  # fmt: skip
+        if torch_in:
+            from qemu_arrays.routes.torch_cpu import _convert_result, to_torch
+
+            return _convert_result(res, to_torch)
+        return res
+    return _values(x, np.asarray(res), a.shape, torch_in, out)
+
+
+def _values(x, res, shape, torch_in: bool, out=None):
+    """The values ``res`` in the caller's type, or written into ``out``."""
+    if out is not None:
         if torch_in:
             from qemu_arrays.routes.torch_cpu import to_numpy
 
-            np.copyto(to_numpy(req.out), res.reshape(arr.shape))
-            return req.out
-        out = check_out(req.out, arr.shape, res.dtype)
-        np.copyto(out, res.reshape(arr.shape))
+            np.copyto(to_numpy(out), res.reshape(shape))
+            return out
+        out = check_out(out, shape, res.dtype)
+        np.copyto(out, res.reshape(shape))
         return out
     if torch_in:
-        return to_torch(res.reshape(arr.shape))
+        from qemu_arrays.routes.torch_cpu import to_torch
+
+        return to_torch(res.reshape(shape))
     return res if isinstance(x, np.ndarray) else res[()]

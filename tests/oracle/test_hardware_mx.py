@@ -1,5 +1,5 @@
-"""MX scale-rule profiles (issue 16): torchao bit for bit, and the OCP floor rule against a
-transcription of the specification's formula.
+"""MX scale-rule profiles (issue 16): torchao and microxcaling bit for bit, and the OCP floor and
+Quark even rules against transcriptions of the specification's and the code's formulas.
 
 torchao is not a test dependency: its results on a deterministic input (integer arithmetic, no
 random generator) were probed once with torchao 0.18.0 / torch 2.13.0 (CPU):
@@ -15,6 +15,7 @@ import hashlib
 import numpy as np
 import pytest
 
+from qemu_arrays import Rounding
 from qemu_arrays.hardware import profile
 
 TORCHAO_0_18 = {
@@ -33,6 +34,11 @@ TORCHAO_0_18 = {
     ("mxfp4_e2m1", "FLOOR"): ("2722f539d8ab5378", "cadd2078f1285f4b"),
     ("mxfp4_e2m1", "EVEN"): ("33e533c3edb960f6", "807c1b0ff57e9d43"),
     ("mxfp4_e2m1", "RCEIL"): ("b24a62179a55aa12", "0def119750b6b7bb"),
+    ("mxfp8_e4m3", "CEIL"): ("7599d5be5376cbcf", "92ba644b37d48be2"),
+    ("mxfp8_e5m2", "CEIL"): ("6fc1d2891ca6be03", "91f4c95078955b34"),
+    ("mxfp6_e2m3", "CEIL"): ("8c87a73a4911d5a4", "0def119750b6b7bb"),
+    ("mxfp6_e3m2", "CEIL"): ("b4cc2494f4815dd7", "b4b2187518abb5e5"),
+    ("mxfp4_e2m1", "CEIL"): ("b24a62179a55aa12", "0def119750b6b7bb"),
 }
 
 
@@ -68,7 +74,7 @@ def test_torchao_live():
     elems = {"mxfp8_e4m3": torch.float8_e4m3fn, "mxfp4_e2m1": torch.float4_e2m1fn_x2}
     x = _inputs()
     for name, el in elems.items():
-        for rule in ("FLOOR", "EVEN", "RCEIL"):
+        for rule in ("FLOOR", "CEIL", "EVEN", "RCEIL"):
             mode = getattr(cfg.ScaleCalculationMode, rule)
             s, d = mx.to_mx(torch.from_numpy(x), el, 32, mode)
             want = mx.to_dtype(d, s, el, 32, torch.float32).numpy()
@@ -100,3 +106,84 @@ def test_scale_exponents_transcribed(name, amax, floor, even, rceil):
     for pname, e in (("ocp-mx", floor), ("torchao-mx-floor", floor),
                      ("torchao-mx-even", even), ("torchao-mx-rceil", rceil)):  # fmt: skip
         assert int(profile(pname).encode(x, name).scales[0, 0]) == e + 127, pname
+
+
+def test_torchao_ceil_is_not_this_librarys_ceil():
+    """torchao's CEIL rounds amax up to a power of two (ScaleRule.CEIL_POW2), one binade above
+    ScaleRule.CEIL for E4M3 amax 300 (torchao 0.18 code: the exponent field plus (fraction field
+    > 0), minus emax)."""
+    x = np.zeros((1, 32), np.float32)
+    x[0, 0] = 300.0
+    assert int(profile("torchao-mx-ceil").encode(x, "mxfp8_e4m3").scales[0, 0]) == 128
+    assert profile("torchao-mx-ceil").block_format("mxfp8_e4m3").scale_rule.name == "CEIL_POW2"
+
+
+# microxcaling (microsoft/microxcaling 7bc41952, not on PyPI) run once from its mx/ folder with
+# torch 2.13.0 CPU: _quantize_mx(x, 8, elem, axes=[-1], block_size=32, round="nearest") on
+# _tie_inputs(name); the first 16 hex digits of the SHA-256 of its float32 output. On _inputs()
+# it equals torchao FLOOR (no element ties there).
+MICROXCALING = {
+    "mxfp8_e4m3": "73986a3a512872d6",
+    "mxfp8_e5m2": "cf7c9ef38b95a1dd",
+    "mxfp6_e2m3": "810d8bd2666306fe",
+    "mxfp6_e3m2": "d327e8b0cd2f94aa",
+    "mxfp4_e2m1": "cf4268741276cf9f",
+    "mxint8": "0f09a2726bd7b92e",
+}
+_ML = {"mxfp8_e4m3": "float8_e4m3fn", "mxfp8_e5m2": "float8_e5m2", "mxfp6_e2m3": "float6_e2m3fn",
+       "mxfp6_e3m2": "float6_e3m2fn", "mxfp4_e2m1": "float4_e2m1fn"}  # fmt: skip
+
+
+def _tie_inputs(name):
+    """8 blocks of 32: the element maximum, then 31 midpoints between neighbouring element
+    values (alternating signs), the block scaled by 2^(j - 4): every element a tie."""
+    import ml_dtypes
+
+    if name == "mxint8":
+        g = np.arange(1, 128) / 64
+    else:
+        t = np.dtype(getattr(ml_dtypes, _ML[name]))
+        v = np.arange(1 << (8 * t.itemsize), dtype=np.uint8).view(t).astype(np.float64)
+        g = np.unique(v[np.isfinite(v) & (v > 0)])
+    mids = np.concatenate([[g[0] / 2], (g[:-1] + g[1:]) / 2])
+    mids = np.tile(mids, -(-248 // mids.size))[:248]
+    blocks = mids.reshape(8, 31) * np.where(np.arange(31) % 2 == 0, 1.0, -1.0)
+    x = np.concatenate([np.full((8, 1), g[-1]), blocks], axis=1)
+    return (x * np.exp2(np.arange(8) - 4.0)[:, None]).astype(np.float32)
+
+
+@pytest.mark.parametrize("name", sorted(MICROXCALING))
+def test_microxcaling_profile_matches_microxcaling(name):
+    x = _tie_inputs(name)
+    p = profile("microxcaling")
+    assert _digest(p.quantize(x, name).astype(np.float32)) == MICROXCALING[name]
+    # the ties are what tells it from nearest-even: the test can fail
+    even = p.quantize(x, name, rounding=Rounding.NEAREST_EVEN)
+    assert _digest(even.astype(np.float32)) != MICROXCALING[name]
+
+
+def test_microxcaling_log2_difference_is_not_copied():
+    """microxcaling's float32 log2 puts amax 1024 (1 - 2^-24) in the binade of 1024 (scale 4:
+    1024 after rounding); the exact FLOOR gives scale 2, and the element saturates at 448."""
+    x = np.zeros((1, 32), np.float32)
+    x[0, 0] = np.nextafter(np.float32(1024), np.float32(0))
+    x[0, 1] = 1.0
+    y = profile("microxcaling").quantize(x, "mxfp8_e4m3")
+    assert y[0, :2].tolist() == [896.0, 1.0]
+
+
+# Quark quark/torch/quantization/utils.py even_round, as its comment states it for FP4 (mbits 1):
+# amax in [2^n, 1.75 * 2^n) gives 2^n, in [1.75 * 2^n, 2^(n+1)] gives 2^(n+1); then minus emax
+# (2 for FP4); for E4M3 (mbits 3) the carry starts at (2 - 2^-4) 2^n, emax 8.
+QUARK_EVEN = [
+    ("mxfp4_e2m1", 1.74, -2), ("mxfp4_e2m1", 1.75, -1), ("mxfp4_e2m1", 7.0, 1),
+    ("mxfp4_e2m1", 6.99, 0), ("mxfp8_e4m3", 1.9375, -7), ("mxfp8_e4m3", 1.93, -8),
+    ("mxfp8_e4m3", 496.0, 1), ("mxfp8_e4m3", 495.0, 0),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(("name", "amax", "e"), QUARK_EVEN)
+def test_quark_even_transcribed(name, amax, e):
+    x = np.zeros((1, 32), np.float32)
+    x[0, 2] = -amax
+    assert int(profile("quark").encode(x, name).scales[0, 0]) == e + 127

@@ -91,3 +91,39 @@ def test_tiny_block_scale_clamps():
     assert got["modelopt-nvfp4"] == [2.0**-9, 2.0**-9]
     assert got["transformer-engine-nvfp4"] == [2.0**-9, 0.0]  # rounds to 0: elements 0
     assert not profile("transformer-engine-nvfp4").quantize(y).values[2].any()
+
+
+# Transformer Engine 4over6 (quantize_4over6_nvfp4.cuh, defaults E4M3 bound 256, MAE), worked by
+# hand from the kernel's sequence for one block with amax_t = amax_b = 6: S_enc = 256 * 6 / 6 =
+# 256, base = (6 / 6) * 256 = 256, map-6 scale E4M3(256) = 256 (reciprocal 1), map-4 scale
+# E4M3(1.5 * 256) = 384 (reciprocal RN(1 / 1.5)); an error term is |RN(RN(q s) 6 / 1536) - x|.
+# [6, 5 x 15]: map-6 gives [6, 4 ...] (5 ties to the even 4), error 15; map-4 gives
+# RN(5 / 1.5) -> 3, value 3 * 384 / 256 = 4.5, error 15 * 0.5 = 7.5: map-4 wins.
+# [6 x 16]: both errors 0, the tie keeps map-6. [6, 1 x 15]: exact on map-6; map-4 gives
+# RN(1 / 1.5) -> 0.5, value 0.75, error 15 * 0.25: map-6 wins.
+TE_4OVER6 = [
+    ([6.0] + [5.0] * 15, 384.0, [6.0] + [4.5] * 15),
+    ([6.0] * 16, 256.0, [6.0] * 16),
+    ([-6.0] + [1.0] * 15, 256.0, [-6.0] + [1.0] * 15),
+]
+
+
+@pytest.mark.parametrize(("block", "scale", "values"), TE_4OVER6)
+def test_transformer_engine_4over6_transcribed(block, scale, values):
+    parts = profile("transformer-engine-4over6").quantize(np.array([block], np.float32))
+    assert parts.block_scales.tolist() == [[scale]]
+    assert parts.values.tolist() == [values]
+
+
+def test_transformer_engine_4over6_block_scales_top_out_at_256_and_384():
+    """With the E4M3 bound 256 the map-to-6 scale is at most 256 and map-to-4 at most 384; the
+    mode differs from the standard kernel's sequence on ordinary data."""
+    x = _inputs()
+    four = profile("transformer-engine-4over6").quantize(x)
+    sb = four.block_scales
+    assert sb.max() <= 384.0
+    assert np.isin(sb[sb > 256], [288.0, 320.0, 352.0, 384.0]).all()  # only map-to-4 passes 256
+    std = profile("transformer-engine-nvfp4").quantize(x)
+    err4 = np.abs(four.values.astype(np.float64) - x).sum()
+    err6 = np.abs(std.values.astype(np.float64) - x).sum()
+    assert err4 < err6  # picking the better candidate per block lowers the total error

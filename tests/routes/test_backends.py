@@ -18,7 +18,8 @@ from tests.conftest import assert_same_codes, assert_same_floats, probe_values
 
 R = qa.Rounding
 #: the first seven modes and three of issue 16 (the scalar cores are shared; every mode runs on
-#: every deciding input in tests/oracle/test_cpu_exact.py); STOCHASTIC_EQUAL is not on CUDA/Dask
+#: every deciding input in tests/oracle/test_cpu_exact.py); STOCHASTIC_EQUAL: tests/oracle/
+#: test_block_rbits.py, tests/routes/test_cuda*.py
 MODES = (*(r for r in R if r <= R.STOCHASTIC), R.NEAREST_ODD, R.AWAY_FROM_ZERO, R.JAM)
 # numba-cuda (<= 0.30) warns from its own internals on NumPy 2.4 when it compiles for a GPU
 pytestmark = pytest.mark.filterwarnings(

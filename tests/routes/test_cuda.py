@@ -126,6 +126,23 @@ def test_int8_with_scale():
 
 
 @inner
+def test_stochastic_equal_matches_cpu():
+    """Rounding.STOCHASTIC_EQUAL on the element kernels (float and integer formats) against the
+    CPU route, which runs it on the generic implementation."""
+    kw = {"rounding": R.STOCHASTIC_EQUAL, "seed": 8, "offset": 5}
+    for name in ("float8_e4m3fn", "bfloat16"):
+        x = _sample(name)
+        assert_same_floats(_host(qa.quantize(_dev(x), name, **kw)), qa.quantize(x, name, **kw))
+        assert_same_codes(_host(qa.encode(_dev(x), name, **kw)), qa.encode(x, name, **kw),
+                          f"cuda enc {name}", x)  # fmt: skip
+    rng = np.random.default_rng(1)
+    x = (rng.standard_normal(N) * 40).astype(np.float32)
+    kw["scale"] = 0.37
+    assert_same_floats(_host(qa.quantize(_dev(x), "int8", **kw)), qa.quantize(x, "int8", **kw))
+    assert_same_codes(_host(qa.encode(_dev(x), "int8", **kw)), qa.encode(x, "int8", **kw))
+
+
+@inner
 def test_wide_formats_and_big_offsets():
     """Issue 19 on the device: results wider than float32 round once, nearest-even (the cores'
     ieee_bits), and offsets in [2**63, 2**64) reach the kernels as the same 64 bits."""

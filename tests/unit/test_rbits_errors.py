@@ -31,14 +31,25 @@ def test_rbits_errors(kw, exc, match):
         qa.quantize(X, "float8_e4m3fn", **kw)
 
 
-def test_rbits_not_on_block_formats_or_array_scales():
-    with pytest.raises(NotImplementedError, match="block format"):
-        qa.quantize(np.ones(32, np.float32), "mxfp8_e4m3", rounding=SR, rbits=np.uint8(3))
-    with pytest.raises(NotImplementedError, match="block format"):
-        qa.quantize(np.ones(32, np.float32), "mxfp8_e4m3", rounding=Rounding.STOCHASTIC_EQUAL,
-                    seed=0)  # fmt: skip
+def test_rbits_not_with_array_scales_nor_on_the_cuda_route():
+    """Block formats take rbits= and STOCHASTIC_EQUAL (tests/oracle/test_block_rbits.py);
+    integer formats with an array of scales do not, nor do the CUDA kernels take rbits=."""
+    from qemu_arrays.dispatch import Route, _check_capability
+    from qemu_arrays.request import Op, round_request
+
     with pytest.raises(NotImplementedError, match="one scale value"):
         qa.quantize(X, "int8", scale=np.array([0.5, 0.25]), rounding=SR, rbits=B)
+    kw = {k: None for k in ("overflow", "seed", "random_bits", "scale", "zero_point", "axis",
+                            "block_size", "scale_format", "symmetric", "percentile")}  # fmt: skip
+    kw.update(overflow=qa.Overflow.OWN, stream=0, offset=0, via_float32=False)
+    req = round_request(Op.QUANTIZE, "mxfp8_e4m3", rounding=SR, **{**kw, "rbits": B})
+    with pytest.raises(NotImplementedError, match="rbits=.*CUDA route.*NUMPY, TORCH_CPU"):
+        _check_capability(Route.CUDA, req)
+    req = round_request(Op.QUANTIZE, "mxfp8_e4m3", rounding=Rounding.STOCHASTIC_EQUAL,
+                        **{**kw, "seed": 1})  # fmt: skip
+    _check_capability(Route.CUDA, req)  # the CUDA kernels take STOCHASTIC_EQUAL
+    with pytest.raises(NotImplementedError, match="STOCHASTIC_EQUAL.*HOST route"):
+        _check_capability(Route.HOST, req)
 
 
 def test_rbits_uint64_with_random_bits_and_out():
