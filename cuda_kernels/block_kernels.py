@@ -4,9 +4,10 @@ Every kernel is built by a factory for one :class:`BlockSpec` (format, scale rul
 output dtype, mode family, values/codes), whose fields are closure constants: on a GPU numba
 folds them into the shared scalar steps, and each specification
 compiles once, on first use. The rounding mode, the random key and the geometry are run-time
-arguments. Every block and element rule is a shared step of :mod:`qemu_arrays.formats.block_cores`
-(the CPU kernels call the same functions); the loads and stores are
-:mod:`qemu_arrays.cuda_kernels.block_io`.
+arguments, and so are the caller's random bits (``rbits=``: an array and a flag, read by
+:func:`qemu_arrays.cuda_kernels.kernels.element_u`). Every block and element rule is a shared
+step of :mod:`qemu_arrays.formats.block_cores` (the CPU kernels call the same functions); the
+loads and stores are :mod:`qemu_arrays.cuda_kernels.block_io`.
 
 Two layouts, no transposition: blocks run along ``axis`` of the caller's C-contiguous array,
 viewed as ``(outer, n, inner)`` (``n`` the axis length, ``inner`` the product of the trailing
@@ -38,6 +39,7 @@ from numba import cuda, njit
 
 from qemu_arrays.cuda_kernels import block_io, simulated
 from qemu_arrays.cuda_kernels.block_io import abs_bits, decoded_bits, load_bits, store_bits
+from qemu_arrays.cuda_kernels.kernels import element_u
 from qemu_arrays.formats.block_cores import (
     IntElement,
     MxScalePlan,
@@ -51,8 +53,6 @@ from qemu_arrays.formats.block_cores import (
     nv_scale,
     nv_vec_ok,
 )
-from qemu_arrays.formats.codes import SRE
-from qemu_arrays.formats.cores import SR, random_u
 from qemu_arrays.formats.jit_cache import purge_stale_cache
 
 # the @njit glue below is cached: recompiled when a core of formats/ (or the loads) changes
@@ -186,7 +186,9 @@ def _build_lanes(spec):
     LOW = BS - 1
 
     @cuda.jit
-    def kern(xb, outb, codes, scodes, R, n, nb, aligned, rnd, k0, k1, k2, offset, r, tscale):
+    def kern(
+        xb, outb, codes, scodes, R, n, nb, aligned, rnd, k0, k1, k2, offset, r, rb, has_rb, tscale
+    ):
         lane = cuda.threadIdx.x & 31
         w = cuda.grid(1) >> 5
         nw = cuda.gridsize(1) >> 5
@@ -221,7 +223,7 @@ def _build_lanes(spec):
             if first and blk_ok:
                 scodes[t] = sc
             if valid:
-                u = random_u(k0, k1, k2, offset + i, r) if (rnd == SR or rnd == SRE) else 0
+                u = element_u(rnd, k0, k1, k2, offset + i, r, rb, i, has_rb)
                 vec_nv = VEC_NV and special == 0 and nv_vec_ok(a, d)
                 vb, code = _element_step(SPEC, b, e, d, special, vec_nv, rnd, u, r)
                 if WANT & 1:
@@ -240,7 +242,9 @@ def _build_rows(spec):
     CK = 1 if IN_KIND == 1 else 0
 
     @cuda.jit
-    def kern(xb, outb, codes, scodes, R, n, nb, inner, rnd, k0, k1, k2, offset, r, tscale):
+    def kern(
+        xb, outb, codes, scodes, R, n, nb, inner, rnd, k0, k1, k2, offset, r, rb, has_rb, tscale
+    ):
         total = R * nb * inner
         t = cuda.grid(1)
         stride = cuda.gridsize(1)
@@ -262,7 +266,7 @@ def _build_rows(spec):
             for jj in range(cnt):
                 i = base + jj * inner
                 b = load_bits(xb[i], IN_KIND)
-                u = random_u(k0, k1, k2, offset + i, r) if (rnd == SR or rnd == SRE) else 0
+                u = element_u(rnd, k0, k1, k2, offset + i, r, rb, i, has_rb)
                 vb, code = _element_step(SPEC, b, e, d, special, vec_nv, rnd, u, r)
                 if WANT & 1:
                     outb[i] = store_bits(vb, OUT_KIND)

@@ -13,27 +13,39 @@ import numpy as np
 from numba import cuda
 
 from qemu_arrays.cuda_kernels import simulated
-from qemu_arrays.formats.codes import SRE
 from qemu_arrays.formats.cores import (
     NAN_ERROR,
     OWN,
     RNE,
     SR,
+    SRE,
     decode_code,
     format_code,
     ieee_bits,
-    random_u,
     round_bits_fast,
     round_ieee_bits,
     round_int_value,
+    stochastic_u,
 )
 from qemu_arrays.formats.rne32 import rne32, rne32_cpu
+
+
+@cuda.jit(device=True)
+def element_u(rnd, k0, k1, k2, index, r, rb, i, has_rb):
+    """The random integer of element ``i`` for the shared cores: the caller's word ``rb[i]``
+    (``rbits=``, broadcast to ``x`` and flattened in C order on the host) when ``has_rb == 1``,
+    else the counter-based bits of ``index``; the rule is the core's
+    (:func:`qemu_arrays.formats.cores.stochastic_u`). Without ``rbits`` the kernels take a
+    1-element ``rb`` they never read; the flag is a run-time argument (one compile per dtype of
+    ``rb``, not per presence)."""
+    b = np.int64(rb[i]) if has_rb == 1 else np.int64(0)
+    return stochastic_u(rnd, k0, k1, k2, index, r, b, has_rb)
 
 
 @cuda.jit
 def quantize_float(
     xb, outb, bmask, in_e, in_m, m, emin, emax, sigmax, sub, hz, sg, sp, rnd, ovf,
-    k0, k1, k2, offset, r, narrow, n_m, n_emin, n_emax, n_sigmax, err,
+    k0, k1, k2, offset, r, rb, has_rb, narrow, n_m, n_emin, n_emax, n_sigmax, err,
 ):  # fmt: skip
     """Round the IEEE bit patterns ``xb`` (``in_e``/``in_m`` layout) into the format; write the
     IEEE bits of the values to ``outb``. 16-bit input (``narrow=1``) is rounded from its own bits
@@ -44,7 +56,7 @@ def quantize_float(
     stride = cuda.gridsize(1)
     for i in range(start, xb.size, stride):
         b = np.int64(xb[i]) & bmask
-        u = random_u(k0, k1, k2, offset + i, r) if (rnd == SR or rnd == SRE) else 0
+        u = element_u(rnd, k0, k1, k2, offset + i, r, rb, i, has_rb)
         ok, mag = round_bits_fast(b, in_e, in_m, m, emin, emax, sigmax, sg, rnd, u, r)
         if ok:
             outb[i] = (b & sign_mask) | mag
@@ -65,14 +77,14 @@ def quantize_float(
 @cuda.jit
 def encode_float(
     xb, codes, bmask, in_e, in_m, m, emin, emax, sigmax, sub, hz, sg, sp, eb, bias, rnd, ovf,
-    k0, k1, k2, offset, r, err,
+    k0, k1, k2, offset, r, rb, has_rb, err,
 ):  # fmt: skip
     """Round the IEEE bit patterns ``xb`` into the format; write the format's codes."""
     start = cuda.grid(1)
     stride = cuda.gridsize(1)
     for i in range(start, xb.size, stride):
         b = np.int64(xb[i]) & bmask
-        u = random_u(k0, k1, k2, offset + i, r) if (rnd == SR or rnd == SRE) else 0
+        u = element_u(rnd, k0, k1, k2, offset + i, r, rb, i, has_rb)
         st, s, kept, q = round_ieee_bits(
             b, in_e, in_m, m, emin, emax, sigmax, sub, hz, sg, sp, rnd, ovf, u, r
         )
@@ -83,14 +95,14 @@ def encode_float(
 
 @cuda.jit
 def quantize_int(
-    x, out, codes, scale, zp, qmin, qmax, rnd, k0, k1, k2, offset, r, want, cmask, err
+    x, out, codes, scale, zp, qmin, qmax, rnd, k0, k1, k2, offset, r, rb, has_rb, want, cmask, err
 ):
     """Integer formats: ``k = clamp(round(x / scale) + zp)``; ``want`` 1 writes ``(k - zp) *
     scale`` to ``out``, 2 writes the code ``(k) & cmask`` to ``codes``."""
     start = cuda.grid(1)
     stride = cuda.gridsize(1)
     for i in range(start, x.size, stride):
-        u = random_u(k0, k1, k2, offset + i, r) if (rnd == SR or rnd == SRE) else 0
+        u = element_u(rnd, k0, k1, k2, offset + i, r, rb, i, has_rb)
         st, k = round_int_value(np.float64(x[i]) / scale, qmin - zp, qmax - zp, rnd, u, r)
         if st == NAN_ERROR:
             cuda.atomic.add(err, 0, 1)
@@ -143,12 +155,12 @@ def specialised_quantize(in_e, in_m, p, rnd, ovf, narrow, nparams, max_registers
     opts = {} if max_registers is None else {"max_registers": max_registers}
 
     @cuda.jit(**opts)
-    def kern(xb, outb, bmask, k0, k1, k2, offset, r, err):
+    def kern(xb, outb, bmask, k0, k1, k2, offset, r, rb, has_rb, err):
         start = cuda.grid(1)
         stride = cuda.gridsize(1)
         for i in range(start, xb.size, stride):
             b = np.int64(xb[i]) & bmask
-            u = random_u(k0, k1, k2, offset + i, r) if is_sr else 0
+            u = element_u(rnd, k0, k1, k2, offset + i, r, rb, i, has_rb) if is_sr else 0
             ok, mag = round_bits_fast(b, in_e, in_m, m, emin, emax, sigmax, sg, rnd, u, r)
             if ok:
                 outb[i] = (b & sign_mask) | mag

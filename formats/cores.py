@@ -90,6 +90,29 @@ def random_u(k0, k1, k2, index, r):
     return (w0 << (r - 32)) | (w1 >> (64 - r))
 
 
+@_HOT
+def caller_u(b, r):
+    """The ``u`` of the counter rule ``u < floor(f 2^r)`` for the caller's random bits ``b``
+    (``rbits=``, an int64 holding the caller's word; its low ``r`` bits are used): an element
+    rounds away from zero exactly when ``floor(f 2^r) + (b mod 2^r) >= 2^r`` (PTX ``cvt.rs``'s
+    carry rule, gfloat's StochasticFastest), i.e. ``u = 2^r - 1 - (b mod 2^r)``; under
+    ``STOCHASTIC_EQUAL`` (``u < 2^(r-1)``) exactly when bit ``r - 1`` of ``b`` is set."""
+    mask = (1 << r) - 1
+    return mask - (b & mask)
+
+
+@_HOT
+def stochastic_u(rnd, k0, k1, k2, index, r, b, caller):
+    """The element's ``r``-bit integer ``u`` for the rounding cores: 0 for the deterministic
+    modes; for the stochastic ones the caller's bits ``b`` through :func:`caller_u` when
+    ``caller == 1``, else the counter-based bits of element ``index`` under the key."""
+    if rnd != SR and rnd != SRE:
+        return 0
+    if caller == 1:
+        return caller_u(b, r)
+    return random_u(k0, k1, k2, index, r)
+
+
 def random_key(seed: int, stream: int = 0) -> tuple[int, int, int]:
     """The key words ``(k0, k1, k2)`` for ``(seed, stream)`` (host-side, plain Python)."""
     s = int(seed) % (1 << 64)

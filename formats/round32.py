@@ -6,17 +6,31 @@ for the modes TOWARD_ZERO, UP, DOWN and STOCHASTIC, both written as ``@intrinsic
 emit LLVM IR on ``i32`` words only, with no branch and no call, so that a kernel's element loop
 vectorizes (numba types Python integer arithmetic as int64; see :mod:`qemu_arrays.formats.rne32`).
 
-:func:`round32` takes the ``plan`` of ``rne_f32_plan`` (the same formats: signed, with zero and
-subnormals, at most float32's precision and range) followed by one float32 constant
-``2**(emin - m)``, the format's smallest subnormal. In the format's normal range the magnitude
-bits are truncated at the kept LSB and the LSB incremented where the mode rounds up (a carry into
-the exponent is right); below it the kept integer ``big >> s`` of the reference (``big`` the
-significand with its implicit bit, ``s`` the reference's shift) is incremented the same way and
-scaled by ``2**(emin - m)`` in float32 (exact). Stochastic rounding rounds up when ``u < t``, ``t``
-the remainder's top ``r`` bits, as the reference does, for every shift (the shift amounts are
-clamped only where the result no longer depends on them). Overflow follows each mode's rule
+:func:`round32` takes the first ten constants of ``rne_f32_plan``'s plan (the same formats:
+signed, with zero and subnormals, at most float32's precision and range), then the float32
+constants ``2**(emin - m)`` (the format's smallest subnormal) and ``2**(m - emin)`` (one factor,
+or two where it exceeds float32's range). The mode is a literal: each mode compiles to its own
+selects only.
+
+In the format's normal range the magnitude bits get an increment below the kept LSB and are
+truncated there (a carry into the exponent is right): none toward zero, all ones (``2**s - 1``)
+on the side UP or DOWN rounds away from zero, and for stochastic rounding the complement of
+the random integer ``u`` placed with its top bit just below the kept LSB. The carry out of the
+remainder ``rem`` (``s`` bits) is then exactly the reference's ``u < t``, ``t = floor(rem *
+2**(r - s))`` its top ``r`` bits: with ``v = floor((2**r - 1 - u) * 2**(s - r))``, ``rem + v >=
+2**s`` iff ``rem >= (u + 1) * 2**(s - r)`` (``s >= r``) or ``rem > floor(u / 2**(r - s))`` (``s <
+r``), both ``t > u``. Below the smallest normal, ``y = |x| * 2**(m - emin)`` is exact (a power of
+two, ``y < 2**m``): the kept integer is ``floor(y)`` and the remainder's fraction ``y -
+floor(y)`` (exact); stochastic rounding compares the random word with ``floor(frac * 2**32)``
+(exact, below ``2**32``) with its low ``32 - r`` bits cleared, i.e. ``u < floor(frac * 2**r)``;
+the result ``kept * 2**(emin - m)`` is exact in float32. Overflow follows each mode's rule
 (``rounds_away_at_max``); NaN input gives the canonical NaN (a format without NaN is the
 caller's to route to the general kernel, as for the nearest-even kernel).
+
+:func:`sr_word32_run` is the random word for a run of indices whose low word does not wrap (the
+kernel splits a chunk where it does): the carry of :func:`sr_bits32` and the high word's mixing
+with the key leave the loop. Per element, on AVX-512, the stochastic kernel runs about 3.9
+vector instructions (the hash 1.9 of them: six 32-bit multiplies, nine shifts per 16 lanes).
 """
 
 from __future__ import annotations
@@ -30,7 +44,18 @@ from qemu_arrays.formats.jit_cache import purge_stale_cache
 
 purge_stale_cache(__file__)
 
-__all__ = ["round32", "round32_cpu", "sr_bits32", "sr_bits32_cpu", "sr_event32", "sr_event32_cpu"]
+__all__ = [
+    "round32",
+    "round32_cpu",
+    "code32",
+    "round64",
+    "sr_bits32",
+    "sr_bits32_cpu",
+    "sr_event32",
+    "sr_event32_cpu",
+    "sr_word32_run",
+    "sr_word64_run",
+]
 
 _QNAN32 = 0x7FC00000
 _I32 = ir.IntType(32)
@@ -101,104 +126,193 @@ def sr_event32(typingctx, h, e, k0, k1, r):
     return types.uint32(*args), codegen
 
 
-def _select_up(builder, mode, sign_neg, rem, u, t):
-    """Whether the magnitude rounds up: stochastic ``u < t``, UP/DOWN on their side when inexact."""
-    inexact = builder.icmp_unsigned("!=", rem, _c(0))
-    up_sr = builder.icmp_unsigned("<", u, t)
-    up_up = builder.and_(inexact, builder.not_(sign_neg))
-    up_dn = builder.and_(inexact, sign_neg)
-    up = builder.select(
-        builder.icmp_signed("==", mode, _c(RDN)), up_dn, ir.Constant(ir.IntType(1), 0)
-    )
-    up = builder.select(builder.icmp_signed("==", mode, _c(RUP)), up_up, up)
-    return builder.select(builder.icmp_signed("==", mode, _c(SR)), up_sr, up)
+@intrinsic
+def sr_word32_run(typingctx, lo0, j, hk1, k0, k2):
+    """The random word of element ``i = base + j`` for a run of indices that does not cross a
+    multiple of ``2**32``: ``lo0 = i & 0xFFFFFFFF`` at ``j = 0`` (``lo0 + j < 2**32``), and the
+    high word of ``base`` given pre-mixed with the key as ``hk1 = hi ^ k1`` (no carry to
+    propagate). Its top ``r`` bits are :func:`sr_bits32` (``random_u(k0, k1, k2, i, r)``)."""
+    args = (lo0, j, hk1, k0, k2)
+    if not all(isinstance(a, types.Integer) for a in args):
+        return None
+
+    def codegen(context, builder, signature, llargs):
+        lo, jj, hk, a0, a2 = (
+            _to_i32(context, builder, v, t) for v, t in zip(llargs, signature.args, strict=True)
+        )
+        h = _mix32(builder, builder.xor(builder.add(lo, jj), a2))
+        h = _mix32(builder, builder.xor(h, hk))
+        return _mix32(builder, builder.add(h, a0))
+
+    return types.uint32(*args), codegen
 
 
 def _rounds_away(builder, mode, sign_neg):
     """``rounds_away_at_max`` for the four modes: stochastic always, UP/DOWN on their side."""
-    one = ir.Constant(ir.IntType(1), 1)
-    away = builder.select(builder.icmp_signed("==", mode, _c(RUP)), builder.not_(sign_neg), one)
-    away = builder.select(builder.icmp_signed("==", mode, _c(RDN)), sign_neg, away)
-    return builder.select(
-        builder.icmp_signed("==", mode, _c(RTZ)), ir.Constant(ir.IntType(1), 0), away
+    if mode == RUP:
+        return builder.not_(sign_neg)
+    if mode == RDN:
+        return sign_neg
+    return ir.Constant(ir.IntType(1), int(mode == SR))
+
+
+def _mode_of(mode_type):
+    """The rounding code of a literal ``mode`` argument, or None (read at run time)."""
+    lit = getattr(mode_type, "literal_value", None)
+    return lit if lit in (RTZ, RUP, RDN, SR) else None
+
+
+class _Width:
+    """The IEEE binary format a rounding kernel works on: float32 (``i32`` words) or float64."""
+
+    def __init__(self, bits):
+        self.bits = bits
+        self.it = ir.IntType(bits)
+        self.ft = ir.FloatType() if bits == 32 else ir.DoubleType()
+        self.ty = types.uint32 if bits == 32 else types.uint64
+        self.mant = 23 if bits == 32 else 52
+        self.inf = 0x7F800000 if bits == 32 else 0x7FF0000000000000
+        self.qnan = _QNAN32 if bits == 32 else 0x7FF8000000000000
+
+    def c(self, v):
+        v &= (1 << self.bits) - 1
+        return ir.Constant(self.it, v - (1 << self.bits) if v >> (self.bits - 1) else v)
+
+    def arg(self, context, builder, val, ty):
+        v = context.cast(builder, val, ty, types.int64)
+        return v if self.bits == 64 else builder.trunc(v, self.it)
+
+
+def _round_ir(context, builder, signature, args, md, wd):
+    """The IR of :func:`round32` (``wd`` 32 bits) and :func:`round64` (64 bits)."""
+    bt, pt, _mt, ut, rt = signature.args
+    c, ft = wd.c, wd.ft
+
+    def field(k, ty):
+        return context.cast(builder, builder.extract_value(args[1], k), pt[k], ty)
+
+    x = wd.arg(context, builder, args[0], bt)
+    uu = wd.arg(context, builder, args[3], ut)
+    rr = wd.arg(context, builder, args[4], rt)
+    sh, _h, low, _m0, lo_field, max_mag, ovf_mag, ovf_nan, _hn, neg_zero = (
+        wd.arg(context, builder, builder.extract_value(args[1], k), pt[k]) for k in range(10)
     )
+    fty = types.float32 if wd.bits == 32 else types.float64
+    c_sub, c1 = field(10, fty), field(11, fty)
+    # loop-invariant constants
+    ovf_val = builder.select(builder.icmp_unsigned("!=", ovf_nan, c(0)), c(wd.qnan), ovf_mag)
+    zero_sign = builder.select(builder.icmp_unsigned("!=", neg_zero, c(0)), c(-1), c(0))
+    lo_mag = builder.shl(lo_field, c(wd.mant))
+    sign = builder.and_(x, c(1 << (wd.bits - 1)))
+    sign_neg = builder.icmp_unsigned("!=", sign, c(0))
+    mag = builder.and_(x, c((1 << (wd.bits - 1)) - 1))
+    sub = builder.icmp_unsigned("<", mag, lo_mag)
+    # the format's normal range: add the rounding increment below the kept LSB, truncate
+    # the random word's top r bits, in place (u * 2**(bits - r)); loop-invariant mask
+    mask_r = builder.shl(c(-1), builder.sub(c(wd.bits), rr))
+    if md == SR:  # the complement of u, its top bit just below the kept LSB: the carry
+        # out of the remainder is u < t (t the remainder's top r bits), see the module doc
+        top = builder.and_(builder.not_(uu), mask_r)
+        inc = builder.lshr(top, builder.sub(c(wd.bits), sh))
+    elif md == RUP:
+        inc = builder.select(sign_neg, c(0), low)
+    elif md == RDN:
+        inc = builder.select(sign_neg, low, c(0))
+    else:
+        inc = c(0)
+    r_norm = builder.and_(builder.add(mag, inc), builder.not_(low))
+    # below: y = |x| * 2**(m - emin) (exact, < 2**m), its integer part and remainder
+    # (elements in the normal range compute garbage here, never selected)
+    y = builder.fmul(builder.bitcast(mag, ft), c1)
+    if len(pt) == 13:  # 2**(m - emin) beyond the float's range: a second factor
+        y = builder.fmul(y, field(12, fty))
+    kept = builder.fptosi(y, wd.it)
+    if md != RTZ:
+        frac = builder.fsub(y, builder.sitofp(kept, ft))
+        if md == SR:  # u < t, t = floor(frac * 2**r): w < t * 2**(bits - r), the latter
+            # floor(frac * 2**bits) (exact, < 2**bits) with its low bits - r bits cleared
+            t = builder.fptoui(builder.fmul(frac, ir.Constant(ft, 2.0**wd.bits)), wd.it)
+            up = builder.icmp_unsigned("<", uu, builder.and_(t, mask_r))
+        else:
+            inexact = builder.fcmp_unordered("!=", frac, ir.Constant(ft, 0.0))
+            side = sign_neg if md == RDN else builder.not_(sign_neg)
+            up = builder.and_(inexact, side)
+        kept = builder.add(kept, builder.zext(up, wd.it))
+    r_sub = builder.bitcast(builder.fmul(builder.sitofp(kept, ft), c_sub), wd.it)
+    res = builder.select(sub, r_sub, r_norm)
+    # overflow: a finite result above the largest magnitude, and an infinite input
+    over = builder.icmp_unsigned(">", res, max_mag)
+    away = _rounds_away(builder, md, sign_neg)
+    res = builder.select(over, builder.select(away, ovf_val, max_mag), res)
+    if md != SR:  # stochastic rounding already rounds an infinity away (an overflow)
+        res = builder.select(builder.icmp_unsigned("==", mag, c(wd.inf)), ovf_val, res)
+    res = builder.select(builder.icmp_unsigned(">", mag, c(wd.inf)), c(wd.qnan), res)
+    keep = builder.select(builder.icmp_unsigned("==", res, c(wd.qnan)), c(0), c(-1))
+    keep = builder.select(builder.icmp_unsigned("==", res, c(0)), zero_sign, keep)
+    return builder.or_(res, builder.and_(sign, keep))
 
 
-def _clamp(builder, v, lo, hi):
-    v = builder.select(builder.icmp_signed("<", v, _c(lo)), _c(lo), v)
-    return builder.select(builder.icmp_signed(">", v, _c(hi)), _c(hi), v)
+def _make_round(bits):
+    wd = _Width(bits)
+
+    def round_bits(typingctx, b, plan, mode, w, r):
+        if not isinstance(b, types.Integer) or not isinstance(plan, types.BaseTuple):
+            return None
+        if len(plan) not in (12, 13) or _mode_of(mode) is None:
+            return None
+        md = _mode_of(mode)
+
+        def codegen(context, builder, signature, args):
+            return _round_ir(context, builder, signature, args, md, wd)
+
+        return wd.ty(b, plan, mode, w, r), codegen
+
+    return intrinsic(round_bits)
+
+
+round32 = _make_round(32)
+round32.__doc__ = """round32(b, plan, mode, w, r): the float32 with bits ``b`` rounded into the format
+of ``plan`` under ``mode`` (a literal: TOWARD_ZERO, UP, DOWN or STOCHASTIC with the random
+word ``w``, whose top ``r`` bits are the element's ``r``-bit random integer ``u``), as uint32
+float32 bits, on 32-bit words only."""
+round64 = _make_round(64)
+round64.__doc__ = """round64(b, plan, mode, w, r): :func:`round32` for the float64 with bits ``b``
+(``plan`` from ``round_f64_plan``; ``w`` a 64-bit word, ``r <= 62``), as uint64 float64 bits."""
 
 
 @intrinsic
-def round32(typingctx, b, plan, mode, u, r):
-    """The float32 with bits ``b`` rounded into the format of ``plan`` under ``mode``
-    (TOWARD_ZERO, UP, DOWN or STOCHASTIC with the ``r``-bit random integer ``u``), as uint32
-    float32 bits, on 32-bit words only."""
-    if not isinstance(b, types.Integer) or not isinstance(plan, types.BaseTuple):
+def sr_word64_run(typingctx, lo0, j, hk1, hk1b, k0, k2):
+    """The two random words of element ``i = base + j`` as one 64-bit word ``(w0 << 32) | w1``
+    (its top ``r`` bits are ``random_u(k0, k1, k2, i, r)`` for ``r <= 62``), for a run as in
+    :func:`sr_word32_run`: ``hk1 = hi ^ k1``, ``hk1b = ((hi + 0x9E3779B9) & M32) ^ k1``."""
+    args = (lo0, j, hk1, hk1b, k0, k2)
+    if not all(isinstance(a, types.Integer) for a in args):
         return None
-    if len(plan) != 12:
-        return None
 
-    def codegen(context, builder, signature, args):
-        bt, pt, mt, ut, rt = signature.args
-        f32 = ir.FloatType()
-
-        def field(k, ty):
-            return context.cast(builder, builder.extract_value(args[1], k), pt[k], ty)
-
-        x = _to_i32(context, builder, args[0], bt)
-        md = _to_i32(context, builder, args[2], mt)
-        uu = _to_i32(context, builder, args[3], ut)
-        rr = _to_i32(context, builder, args[4], rt)
-        sh, _h, _l, _m0, lo_field, max_mag, ovf_mag, ovf_nan, _hn, neg_zero = (
-            builder.trunc(field(k, types.int64), _I32) for k in range(10)
+    def codegen(context, builder, signature, llargs):
+        i64 = ir.IntType(64)
+        lo, jj, hk, hkb, a0, a2 = (
+            _to_i32(context, builder, v, t) for v, t in zip(llargs, signature.args, strict=True)
         )
-        c_sub = field(11, types.float32)
-        # loop-invariant constants
-        ovf_val = builder.select(builder.icmp_unsigned("!=", ovf_nan, _c(0)), _c(_QNAN32), ovf_mag)
-        zero_sign = builder.select(builder.icmp_unsigned("!=", neg_zero, _c(0)), _c(-1), _c(0))
-        lo_mag = builder.shl(lo_field, _c(23))
-        sign = builder.and_(x, _c(0x80000000))
-        sign_neg = builder.icmp_unsigned("!=", sign, _c(0))
-        mag = builder.and_(x, _c(0x7FFFFFFF))
-        ef = builder.lshr(mag, _c(23))
-        sub = builder.icmp_unsigned("<", mag, lo_mag)
-        # below the smallest normal: the significand and the reference's shift
-        ef1 = builder.select(builder.icmp_unsigned("<", ef, _c(1)), _c(1), ef)
-        hidden = builder.select(builder.icmp_unsigned("!=", ef, _c(0)), _c(0x800000), _c(0))
-        big = builder.or_(builder.and_(mag, _c(0x7FFFFF)), hidden)
-        s_true = builder.select(sub, builder.add(sh, builder.sub(lo_field, ef1)), sh)
-        B = builder.select(sub, big, mag)
-        sc = builder.select(builder.icmp_signed(">", s_true, _c(24)), _c(24), s_true)
-        low = builder.sub(builder.shl(_c(1), sc), _c(1))
-        rem = builder.and_(B, low)
-        kept = builder.lshr(B, sc)
-        # the remainder's top r bits (rem < 2**24, so shifts past 31 need no more than 31)
-        d1 = _clamp(builder, builder.sub(s_true, rr), 0, 31)
-        d2 = _clamp(builder, builder.sub(rr, s_true), 0, 31)
-        t = builder.lshr(builder.shl(rem, d2), d1)
-        up = _select_up(builder, md, sign_neg, rem, uu, t)
-        kept = builder.add(kept, builder.zext(up, _I32))
-        r_norm = builder.shl(kept, sh)
-        r_sub = builder.bitcast(builder.fmul(builder.uitofp(kept, f32), c_sub), _I32)
-        res = builder.select(sub, r_sub, r_norm)
-        # overflow: a finite result above the largest magnitude, and an infinite input
-        over = builder.icmp_unsigned(">", res, max_mag)
-        away = _rounds_away(builder, md, sign_neg)
-        res = builder.select(over, builder.select(away, ovf_val, max_mag), res)
-        res = builder.select(builder.icmp_unsigned("==", mag, _c(0x7F800000)), ovf_val, res)
-        res = builder.select(builder.icmp_unsigned(">", mag, _c(0x7F800000)), _c(_QNAN32), res)
-        keep = builder.select(builder.icmp_unsigned("==", res, _c(_QNAN32)), _c(0), _c(-1))
-        keep = builder.select(builder.icmp_unsigned("==", res, _c(0)), zero_sign, keep)
-        return builder.or_(res, builder.and_(sign, keep))
+        h = _mix32(builder, builder.xor(builder.add(lo, jj), a2))
+        w0 = _mix32(builder, builder.add(_mix32(builder, builder.xor(h, hk)), a0))
+        w1 = _mix32(builder, builder.add(_mix32(builder, builder.xor(h, hkb)), a0))
+        hi = builder.shl(builder.zext(w0, i64), ir.Constant(i64, 32))
+        return builder.or_(hi, builder.zext(w1, i64))
 
-    return types.uint32(b, plan, mode, u, r), codegen
+    return types.uint64(*args), codegen
 
 
 @njit(cache=True, nogil=True)
-def round32_cpu(b, plan, mode, u, r):
-    """:func:`round32` compiled for the CPU (tests)."""
-    return round32(b, plan, mode, u, r)  # type: ignore[call-arg]  # an @intrinsic
+def round32_cpu(b, plan, mode, w, r):
+    """:func:`round32` compiled for the CPU (tests), ``mode`` read at run time, ``w`` the random word."""
+    if mode == SR:
+        return round32(b, plan, SR, w, r)  # an @intrinsic
+    if mode == RUP:
+        return round32(b, plan, RUP, w, r)
+    if mode == RDN:
+        return round32(b, plan, RDN, w, r)
+    return round32(b, plan, RTZ, w, r)
 
 
 @njit(cache=True, nogil=True)
@@ -211,3 +325,37 @@ def sr_bits32_cpu(base, j, k0, k1, k2, r):
 def sr_event32_cpu(h, e, k0, k1, r):
     """:func:`sr_event32` compiled for the CPU (tests)."""
     return sr_event32(h, e, k0, k1, r)  # type: ignore[call-arg]  # an @intrinsic
+
+
+@intrinsic
+def code32(typingctx, b, r, cplan):
+    """The format's code (uint32) of ``r``, the float32 bits of the input ``b`` rounded into the
+    format (by ``rne32`` or :func:`round32`), for the plan of ``kernels.elements.code_plan``
+    (``sh, adj, lo_mag, scale, inf_code, nan_pos, nan_neg, mag_bits``): normal, the float32
+    exponent and mantissa fields re-biased; subnormal, ``value * 2**(m - emin)`` (exact); inf
+    and NaN, the format's codes (a NaN's sign from the input). On 32-bit words only."""
+    if not isinstance(b, types.Integer) or not isinstance(r, types.Integer):
+        return None
+    if not isinstance(cplan, types.BaseTuple) or len(cplan) != 8:
+        return None
+
+    def codegen(context, builder, signature, args):
+        bt, rt, pt = signature.args
+        f32 = ir.FloatType()
+        x = _to_i32(context, builder, args[0], bt)
+        rr = _to_i32(context, builder, args[1], rt)
+        sh, adj, lo_mag, _s, inf_code, nan_pos, nan_neg, mag_bits = (
+            _to_i32(context, builder, builder.extract_value(args[2], k), pt[k]) for k in range(8)
+        )
+        scale = context.cast(builder, builder.extract_value(args[2], 3), pt[3], types.float32)
+        mag = builder.and_(rr, _c(0x7FFFFFFF))
+        c_norm = builder.sub(builder.lshr(mag, sh), adj)
+        c_sub = builder.fptosi(builder.fmul(builder.bitcast(mag, f32), scale), _I32)
+        c = builder.select(builder.icmp_unsigned("<", mag, lo_mag), c_sub, c_norm)
+        c = builder.select(builder.icmp_unsigned("==", mag, _c(0x7F800000)), inf_code, c)
+        c = builder.or_(c, builder.shl(builder.lshr(rr, _c(31)), mag_bits))
+        neg_in = builder.icmp_signed("<", x, _c(0))
+        nan_code = builder.select(neg_in, nan_neg, nan_pos)
+        return builder.select(builder.icmp_unsigned("==", rr, _c(_QNAN32)), nan_code, c)
+
+    return types.uint32(b, r, cplan), codegen

@@ -75,9 +75,9 @@ class Capability:
     them, and CUDA device arrays are copied to the host as well (no CUDA matmul kernel yet):
     not traceable; Dask arrays have no matmul route."""
     caller_bits: bool = False
-    """Caller-supplied random bits (``rbits=``), which the numba kernels do not take: NumPy and
-    PyTorch CPU run them through the generic route, Dask chunk by chunk (each chunk with its
-    slice of ``rbits``)."""
+    """Caller-supplied random bits (``rbits=``): the CUDA kernels take them (one array argument
+    and a flag), the numba CPU kernels do not (NumPy and PyTorch CPU run them through the
+    generic route); Dask takes them chunk by chunk (each chunk with its slice of ``rbits``)."""
     equal_sr: bool = False
     """``Rounding.STOCHASTIC_EQUAL``: the CUDA kernels draw its bit, the numba CPU kernels do
     not (NumPy and PyTorch CPU run it through the generic route)."""
@@ -104,7 +104,7 @@ CAPABILITIES: dict[Route, Capability] = {
     ),
     Route.CUDA: Capability(
         element=True, block=True, granularity=False, out=True, traceable=False, matmul=True,
-        equal_sr=True,
+        caller_bits=True, equal_sr=True,
     ),
     Route.DASK: Capability(
         element=True, block=False, granularity=False, out=False, traceable=False,
@@ -215,18 +215,18 @@ def _able(feature: str) -> str:
 
 
 def _needs_caller_bits(req: Request) -> bool:
-    """Whether the call needs a route with ``caller_bits`` (the kernels draw bits for
-    ``Rounding.STOCHASTIC`` only, and never take the caller's)."""
+    """Whether a NumPy/PyTorch CPU call needs the generic route (the numba CPU kernels draw bits
+    for ``Rounding.STOCHASTIC`` only, and never take the caller's)."""
     return req.rbits is not None or req.rounding is Rounding.STOCHASTIC_EQUAL
 
 
 def _check_capability(r: Route, req: Request) -> None:
     cap = CAPABILITIES[r]
-    for what, given, flag in (
+    for what, asked, flag in (
         ("rbits=", req.rbits is not None, "caller_bits"),
         (f"rounding={req.rounding!r}", req.rounding is Rounding.STOCHASTIC_EQUAL, "equal_sr"),
     ):
-        if given and not getattr(cap, flag):
+        if asked and not getattr(cap, flag):
             msg = (
                 f"{what} is not supported on the {r.name} route ({r.value}); routes with it: "
                 f"{_able(flag)}; hint: convert x to NumPy (or JAX) first"

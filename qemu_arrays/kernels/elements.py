@@ -39,7 +39,7 @@ from qemu_arrays.formats.cores import (
 )
 from qemu_arrays.formats.jit_cache import purge_stale_cache
 from qemu_arrays.formats.rne32 import rne32
-from qemu_arrays.formats.round32 import round32, sr_bits32
+from qemu_arrays.formats.round32 import code32, round32, round64, sr_word32_run, sr_word64_run
 from qemu_arrays.kernels import half as _half
 from qemu_arrays.kernels.half import bf16_to_f32, f32_to_bf16, f32_to_half, half_to_f32
 from qemu_arrays.kernels.runtime import init_threading, run
@@ -348,7 +348,6 @@ def code_plan(p):
 @njit(**_JIT)
 def _encode_rne_span(lo, hi, xb, codes, plan, cplan):
     """Elements ``lo:hi`` of :func:`encode_f32_rne` (as :func:`_rne_span`)."""
-    sh, adj, lo_mag, scale, inf_code, nan_pos, nan_neg, mag_bits = cplan
     has_nan = plan[8]
     todo = 0
     for c0 in range(lo, hi, CHUNK):
@@ -357,15 +356,7 @@ def _encode_rne_span(lo, hi, xb, codes, plan, cplan):
         for j in range(c1 - c0):
             i = np.uint64(c0) + np.uint64(j)
             b = xb[i]
-            r = np.int64(rne32(b, plan))
-            mag = r & 0x7FFFFFFF
-            c_norm = (mag >> sh) - adj
-            c_sub = np.int64(bits_f32(mag) * np.float32(scale))
-            c = c_sub if mag < lo_mag else c_norm
-            c = inf_code if mag == 0x7F800000 else c
-            c |= (r >> 31) << mag_bits
-            nan_code = nan_neg if (np.int64(b) >> 31) & 1 else nan_pos
-            codes[i] = nan_code if r == 0x7FC00000 else c
+            codes[i] = code32(b, rne32(b, plan), cplan)
             nan_in |= (b & np.uint32(0x7FFFFFFF)) > np.uint32(0x7F800000)
         todo += nan_in and has_nan == 0
     return todo
@@ -476,43 +467,89 @@ def round_f32_plan(p, overflow: int, rnd: int, r: int):
     if plan is None or rnd not in SELECT_MODES or not 1 <= r <= 32:
         return None
     m, emin = p[0], p[1]
-    return (*plan, math.ldexp(1.0, emin - m))
+    k = m - emin  # |x| * 2**k: the multiple of the smallest subnormal (two exact steps when
+    # 2**k exceeds float32's range)
+    steps = (
+        (math.ldexp(1.0, k),)
+        if k <= 127
+        else (math.ldexp(1.0, k // 2), math.ldexp(1.0, k - k // 2))
+    )
+    return (*plan[:10], math.ldexp(1.0, -k), *steps)
+
+
+#: the element types of the select-only kernels (``io``, a literal in each span): float32 values,
+#: float16 values, bfloat16 values (read and written as 16-bit bits), float32 in and codes out
+IO_F32, IO_F16, IO_BF16, IO_CODES = 0, 1, 2, 3
+_NO_CODES = (0, 0, 0, 0.0, 0, 0, 0, 0)  # the code plan argument of the value kernels (unused)
 
 
 @njit(**_JIT, inline="always")
-def _select_chunk(c0, c1, xb, outb, plan, mode, k0, k1, k2, base, r):
-    """Elements ``c0:c1`` of :func:`_select_span` under the rounding code ``mode`` (a constant
-    where the caller passes one: LLVM then drops the other modes' selects); True when one of
-    them is a NaN."""
+def _select_run(c0, c1, xb, outb, plan, cplan, io, mode, k0, k2, lo0, hk1, r):
+    """Elements ``c0:c1`` of a select-only span under the rounding code ``mode`` (a literal:
+    only its selects are emitted), their random indices' low words ``lo0 + j`` not wrapping
+    (:func:`qemu_arrays.formats.round32.sr_word32_run`); True when one of them is a NaN."""
     nan_in = False
     for j in range(c1 - c0):  # unsigned indices: no negative-index wraparound code
         i = np.uint64(c0) + np.uint64(j)
-        b = xb[i]
-        u = sr_bits32(base, j, k0, k1, k2, r) if mode == SR else np.uint32(0)
-        outb[i] = round32(b, plan, mode, u, r)
+        if io == IO_F16:
+            b = half_to_f32(xb[i])
+        elif io == IO_BF16:
+            b = bf16_to_f32(xb[i])
+        else:
+            b = np.uint32(xb[i])
+        w = sr_word32_run(lo0, j, hk1, k0, k2) if mode == SR else np.uint32(0)
+        res = round32(b, plan, mode, w, r)
+        if io == IO_F16:
+            outb[i] = f32_to_half(res)
+        elif io == IO_BF16:
+            outb[i] = f32_to_bf16(res)
+        elif io == IO_CODES:
+            outb[i] = code32(b, res, cplan)
+        else:
+            outb[i] = res
         nan_in |= (b & np.uint32(0x7FFFFFFF)) > np.uint32(0x7F800000)
     return nan_in
 
 
-@njit(**_JIT)
-def _select_span(lo, hi, xb, outb, plan, rnd, k0, k1, k2, offset, r):
-    """Elements ``lo:hi`` of :func:`quantize_f32_select`; returns the number of chunks holding
-    a NaN input when the format has no NaN (as :func:`_rne_span`)."""
+@njit(**_JIT, inline="always")
+def _select_chunk(c0, c1, xb, outb, plan, cplan, io, mode, k0, k1, k2, base, r):
+    """Elements ``c0:c1`` of a select-only span (random index of element ``c0``: ``base``),
+    split where the indices' low word wraps past ``2**32``; True when one of them is a NaN."""
+    lo0 = base & 0xFFFFFFFF
+    hi = (base >> 32) & 0xFFFFFFFF
+    nan_in = False
+    while c0 < c1:  # twice at most
+        s1 = min(c1, c0 + ((1 << 32) - lo0))  # the first element whose low word wrapped
+        nan_in |= _select_run(c0, s1, xb, outb, plan, cplan, io, mode, k0, k2, lo0, hi ^ k1, r)
+        c0, lo0, hi = s1, 0, (hi + 1) & 0xFFFFFFFF
+    return nan_in
+
+
+@njit(**_JIT, inline="always")
+def _select_modes(lo, hi, xb, outb, plan, cplan, io, rnd, k0, k1, k2, offset, r):
+    """Elements ``lo:hi`` in chunks, each mode a literal; the number of chunks holding a NaN
+    input when the format has no NaN (as :func:`_rne_span`)."""
     has_nan = plan[8]
     todo = 0
     for c0 in range(lo, hi, CHUNK):
         c1 = min(hi, c0 + CHUNK)
         base = offset + c0  # the random bits' index of element c0 (two's complement wrap)
         if rnd == SR:
-            nan_in = _select_chunk(c0, c1, xb, outb, plan, SR, k0, k1, k2, base, r)
+            nan_in = _select_chunk(c0, c1, xb, outb, plan, cplan, io, SR, k0, k1, k2, base, r)
         elif rnd == RTZ:
-            nan_in = _select_chunk(c0, c1, xb, outb, plan, RTZ, k0, k1, k2, base, r)
+            nan_in = _select_chunk(c0, c1, xb, outb, plan, cplan, io, RTZ, k0, k1, k2, base, r)
         elif rnd == RUP:
-            nan_in = _select_chunk(c0, c1, xb, outb, plan, RUP, k0, k1, k2, base, r)
+            nan_in = _select_chunk(c0, c1, xb, outb, plan, cplan, io, RUP, k0, k1, k2, base, r)
         else:
-            nan_in = _select_chunk(c0, c1, xb, outb, plan, RDN, k0, k1, k2, base, r)
+            nan_in = _select_chunk(c0, c1, xb, outb, plan, cplan, io, RDN, k0, k1, k2, base, r)
         todo += nan_in and has_nan == 0
     return todo
+
+
+@njit(**_JIT)
+def _select_span(lo, hi, xb, outb, plan, rnd, k0, k1, k2, offset, r):
+    """Elements ``lo:hi`` of :func:`quantize_f32_select` (see :func:`_select_modes`)."""
+    return _select_modes(lo, hi, xb, outb, plan, _NO_CODES, IO_F32, rnd, k0, k1, k2, offset, r)
 
 
 def quantize_f32_select(xb, outb, plan, p, rnd, ovf, k0, k1, k2, offset, r):
@@ -525,6 +562,128 @@ def quantize_f32_select(xb, outb, plan, p, rnd, ovf, k0, k1, k2, offset, r):
     if run(xb.size, "element_rne", _select_span, xb.size, CHUNK, *args):
         return quantize_float_bits(
             xb, outb, outb.view(np.float32), 8, 23, p, rnd, ovf, k0, k1, k2, offset, r
+        )
+    return 0
+
+
+def _make_select16_span(io):
+    """The span of :func:`quantize_16_select` for float16 (``io = IO_F16``) or bfloat16 input,
+    each compiled on its first use only."""
+
+    @njit(**_JIT)
+    def _select16_span(lo, hi, xh, outh, plan, rnd, k0, k1, k2, offset, r):
+        return _select_modes(lo, hi, xh, outh, plan, _NO_CODES, io, rnd, k0, k1, k2, offset, r)
+
+    return _select16_span
+
+
+_SELECT16_SPANS = (_make_select16_span(IO_F16), _make_select16_span(IO_BF16))
+
+
+def quantize_16_select(xh, outh, plan, rnd, k0, k1, k2, offset, r, bf: int) -> bool:
+    """Stochastic and directed rounding of float16 (``bf = 0``) or bfloat16 (``bf = 1``) input,
+    read and written as uint16 bits, in one pass: each element widened exactly to float32,
+    rounded as :func:`quantize_f32_select` does (the same random bits, by element index) and
+    narrowed back as :func:`quantize_16_rne` does. Returns False, having written nothing the
+    caller may keep, when an input is a NaN and the format has none."""
+    args = (xh, outh, plan, rnd, k0, k1, k2, offset, r)
+    return not run(xh.size, "element_rne", _SELECT16_SPANS[bf], xh.size, CHUNK, *args)
+
+
+@njit(**_JIT)
+def _select_code_span(lo, hi, xb, codes, plan, cplan, rnd, k0, k1, k2, offset, r):
+    """Elements ``lo:hi`` of :func:`encode_f32_select`."""
+    return _select_modes(lo, hi, xb, codes, plan, cplan, IO_CODES, rnd, k0, k1, k2, offset, r)
+
+
+def encode_f32_select(xb, codes, plan, p, rnd, ovf, k0, k1, k2, offset, r):
+    """Stochastic and directed codes of float32 input in one select-only pass: each value
+    rounded as :func:`quantize_f32_select` does, then mapped to its code as
+    :func:`encode_f32_rne` does. Identical to :func:`encode_float_bits` (tested); a format
+    :func:`code_plan` refuses, or NaN input into a format without NaN, takes that kernel.
+    Returns the NaN-error count."""
+    cplan = code_plan(p)
+    args = (xb, codes, plan, cplan, rnd, k0, k1, k2, offset, r)
+    if cplan is None or run(xb.size, "element_rne", _select_code_span, xb.size, CHUNK, *args):
+        return encode_float_bits(xb, codes, 8, 23, p, rnd, ovf, k0, k1, k2, offset, r)
+    return 0
+
+
+# ---- branch-free stochastic and directed rounding for float64 input ---------------------------
+
+
+def round_f64_plan(p, overflow: int, rnd: int, r: int):
+    """The ``plan`` of :func:`quantize_f64_select` (:func:`round_f32_plan` for float64 input,
+    ``r <= 62``), or None when the format, mode or ``r`` needs the general kernel."""
+    plan = rne_f64_plan(p, overflow)
+    if plan is None or rnd not in SELECT_MODES or not 1 <= r <= 62:
+        return None
+    m, emin = p[0], p[1]
+    k = m - emin
+    steps = (
+        (math.ldexp(1.0, k),)
+        if k <= 1023
+        else (math.ldexp(1.0, k // 2), math.ldexp(1.0, k - k // 2))
+    )
+    return (*plan[:10], math.ldexp(1.0, -k), *steps)
+
+
+@njit(**_JIT, inline="always")
+def _select64_run(c0, c1, xb, outb, plan, mode, k0, k2, lo0, hk1, hk1b, r):
+    """:func:`_select_run` for float64 bits (int64), the random word 64 bits wide."""
+    nan_in = False
+    for j in range(c1 - c0):
+        i = np.uint64(c0) + np.uint64(j)
+        b = xb[i]
+        w = sr_word64_run(lo0, j, hk1, hk1b, k0, k2) if mode == SR else np.uint64(0)
+        outb[i] = round64(b, plan, mode, w, r)
+        nan_in |= (b & 0x7FFFFFFFFFFFFFFF) > 0x7FF0000000000000
+    return nan_in
+
+
+@njit(**_JIT, inline="always")
+def _select64_chunk(c0, c1, xb, outb, plan, mode, k0, k1, k2, base, r):
+    """:func:`_select_chunk` for :func:`_select64_run`."""
+    lo0 = base & 0xFFFFFFFF
+    hi = (base >> 32) & 0xFFFFFFFF
+    nan_in = False
+    while c0 < c1:  # twice at most
+        s1 = min(c1, c0 + ((1 << 32) - lo0))
+        hk1b = ((hi + 0x9E3779B9) & 0xFFFFFFFF) ^ k1
+        nan_in |= _select64_run(c0, s1, xb, outb, plan, mode, k0, k2, lo0, hi ^ k1, hk1b, r)
+        c0, lo0, hi = s1, 0, (hi + 1) & 0xFFFFFFFF
+    return nan_in
+
+
+@njit(**_JIT)
+def _select64_span(lo, hi, xb, outb, plan, rnd, k0, k1, k2, offset, r):
+    """Elements ``lo:hi`` of :func:`quantize_f64_select` (as :func:`_select_modes`)."""
+    has_nan = plan[8]
+    todo = 0
+    for c0 in range(lo, hi, CHUNK):
+        c1 = min(hi, c0 + CHUNK)
+        base = offset + c0
+        if rnd == SR:
+            nan_in = _select64_chunk(c0, c1, xb, outb, plan, SR, k0, k1, k2, base, r)
+        elif rnd == RTZ:
+            nan_in = _select64_chunk(c0, c1, xb, outb, plan, RTZ, k0, k1, k2, base, r)
+        elif rnd == RUP:
+            nan_in = _select64_chunk(c0, c1, xb, outb, plan, RUP, k0, k1, k2, base, r)
+        else:
+            nan_in = _select64_chunk(c0, c1, xb, outb, plan, RDN, k0, k1, k2, base, r)
+        todo += nan_in and has_nan == 0
+    return todo
+
+
+def quantize_f64_select(xb, outb, plan, p, rnd, ovf, k0, k1, k2, offset, r):
+    """Stochastic (``r <= 62``: two random words) and directed rounding of float64 input (bits
+    as int64) in one select-only pass: :func:`quantize_f32_select` on 64-bit words
+    (:func:`qemu_arrays.formats.round32.round64`). Identical to :func:`quantize_float_bits`
+    (tested). Returns the NaN-error count."""
+    args = (xb, outb, plan, rnd, k0, k1, k2, offset, r)
+    if run(xb.size, "element_rne", _select64_span, xb.size, CHUNK, *args):
+        return quantize_float_bits(
+            xb, outb, outb.view(np.float64), 11, 52, p, rnd, ovf, k0, k1, k2, offset, r
         )
     return 0
 
@@ -552,3 +711,110 @@ def quantize_int_rne(x, out, s, lo, hi):
     """
     args = (x, out, float(s), float(lo), float(hi))
     return run(x.size, "element_rne", _int_rne_span, x.size, CHUNK, *args)
+
+
+# ---- the pre-scan of a direct ``out=``: inputs that may raise ------------------------------------
+
+
+@njit(**_JIT)
+def _special_span(lo, hi, xb, mag_mask, inf_bits, zeros):
+    """Elements ``lo:hi`` of :func:`count_specials`."""
+    n = 0
+    for j in range(hi - lo):  # unsigned indices: the loop vectorizes
+        i = np.uint64(lo) + np.uint64(j)
+        mag = xb[i] & mag_mask
+        n += (mag > inf_bits) | ((zeros == 1) & (mag == 0))
+    return n
+
+
+def count_specials(xb, exponent_bits: int, mantissa_bits: int, zeros: bool) -> int:
+    """How many of the IEEE bit patterns ``xb`` (uint16, uint32 or int64) are NaN, or zero
+    (either sign) when ``zeros``: the inputs an element format without NaN (without zero) may
+    refuse, counted in one read-only pass before a kernel writes into the caller's ``out=``."""
+    width = exponent_bits + mantissa_bits
+    dt = xb.dtype.type
+    args = (xb, dt((1 << width) - 1), dt(((1 << exponent_bits) - 1) << mantissa_bits), int(zeros))
+    return run(xb.size, "element_rne", _special_span, xb.size, CHUNK, *args)
+
+
+# ---- decode through a table --------------------------------------------------------------------
+
+
+@njit(**_JIT)
+def _gather_span(lo, hi, codes, table, out, mask):
+    """Elements ``lo:hi`` of :func:`decode_gather`; returns how many codes exceed ``mask``."""
+    bad = 0
+    for j in range(hi - lo):  # unsigned indices: the loop vectorizes (a gather)
+        i = np.uint64(lo) + np.uint64(j)
+        c = codes[i]
+        out[i] = table[c & mask]
+        bad += c > mask
+    return bad
+
+
+def decode_gather(codes, table, out) -> int:
+    """``out[i] = table[codes[i]]`` for unsigned integer codes and a table of ``2**bits`` entries
+    (both as bit patterns of one width: any float dtype's values copied exactly), in one pass;
+    returns how many codes lie outside the table (their elements are garbage: the caller
+    raises)."""
+    mask = codes.dtype.type(table.size - 1)
+    return run(codes.size, "element_rne", _gather_span, codes.size, CHUNK, codes, table, out, mask)
+
+
+def decode_plan(p, table_bits):
+    """Constants of :func:`decode_f32`: the float32 value of a code by arithmetic (the inverse
+    of :func:`qemu_arrays.formats.round32.code32`), for a format :func:`code_plan` takes; the NaN bit patterns (by sign)
+    are read from ``table_bits``, the float32 bits of every code's value (the decode rule of
+    :func:`qemu_arrays.formats.cores.decode_code`). None where the format is not covered."""
+    if code_plan(p) is None or rne_f32_plan(p, 0) is None:
+        return None
+    m, emin, emax, sigmax, sub, hz, sg, sp, eb, bias = p
+    mag_bits = eb + m
+    all_mag = (1 << mag_bits) - 1
+    never = 1 << 20  # above every code
+    inf_mag, nan_lo, nan_hi, nan_exact = never, never, 0, never
+    if sp == IEEE:
+        inf_mag, nan_lo, nan_hi = ((1 << eb) - 1) << m, (((1 << eb) - 1) << m) + 1, all_mag
+    elif sp in (FNUZ, P3109):
+        nan_exact = 1 << mag_bits
+        inf_mag = all_mag if sp == P3109 else never
+    elif sp != 3:  # FN: the all-ones magnitude is NaN (FINITE: no special)
+        nan_lo = nan_hi = all_mag
+    nan_pos = nan_neg = 0x7FC00000
+    if nan_exact != never:
+        nan_pos = nan_neg = int(table_bits[nan_exact])
+    elif nan_hi >= nan_lo:
+        nan_pos, nan_neg = int(table_bits[nan_lo]), int(table_bits[nan_lo | (1 << mag_bits)])
+    return (mag_bits, all_mag, 1 << m, (127 - bias) << m, 23 - m, math.ldexp(1.0, emin - m),
+            inf_mag, nan_lo, nan_hi, nan_exact, nan_pos, nan_neg)  # fmt: skip
+
+
+@njit(**_JIT)
+def _decode_f32_span(lo, hi, codes, out, dplan):
+    """Elements ``lo:hi`` of :func:`decode_f32`; returns how many codes are out of range."""
+    mag_bits, all_mag, lo_norm, adj, sh, sub_scale, inf_mag, nan_lo, nan_hi, nan_exact, \
+        nan_pos, nan_neg = dplan  # fmt: skip
+    top = (1 << (mag_bits + 1)) - 1
+    bad = 0
+    for j in range(hi - lo):  # unsigned indices: the loop vectorizes
+        i = np.uint64(lo) + np.uint64(j)
+        c = np.int64(codes[i])
+        s = (c >> mag_bits) & 1
+        mag = c & all_mag
+        norm = (mag + adj) << sh
+        subn = np.int64(f32_bits(np.float32(mag) * np.float32(sub_scale)))
+        v = (subn if mag < lo_norm else norm) | (s << 31)
+        v = (0x7F800000 | (s << 31)) if mag == inf_mag else v
+        is_nan = ((mag >= nan_lo) & (mag <= nan_hi)) | (c == nan_exact)
+        out[i] = (nan_neg if s == 1 else nan_pos) if is_nan else v
+        bad += c > top
+    return bad
+
+
+def decode_f32(codes, out_bits, dplan) -> int:
+    """float32 values (as uint32 bits) of the format's codes (unsigned integers) by arithmetic
+    in one vectorized pass (:func:`decode_plan`); identical to the table of
+    :func:`qemu_arrays.formats.cores.decode_code` (tested on every code). Returns how many codes
+    lie outside the format's range (their elements are garbage: the caller raises)."""
+    args = (codes, out_bits, dplan)
+    return run(codes.size, "element_rne", _decode_f32_span, codes.size, CHUNK, *args)

@@ -24,6 +24,7 @@ from qemu_arrays.routes.cpu_elements import (
     decode_table,
     quantize_float,
     rne_plan,
+    select_plan,
     widen,
 )
 from qemu_arrays.validation import (
@@ -176,7 +177,7 @@ def _quantize(arr, req: Request, rule_x=None):
     r, *keys = random_args(req, work.dtype.itemsize)
     out = check_out(req.out, arr.shape, arr.dtype)
     plain = not req.is_scaled_float and not isinstance(req.fmt, IntFormat)
-    direct = _direct_out(out, work) if plain else None
+    direct = _direct_out(out, work, req) if plain else None
     res = np.empty(work.shape, dtype=work.dtype) if direct is None else direct
     if req.is_scaled_float:
         err = _quantize_scaled_float(work, res, req, r, keys, rule_x)
@@ -196,25 +197,33 @@ def _quantize(arr, req: Request, rule_x=None):
 
 
 def _quantize_16(arr, req: Request):
-    """Nearest-even of a float16/bfloat16 array into an element float format in one pass of
-    the 16-bit kernel, or None where that kernel does not apply (the float32 route then)."""
-    if arr.dtype.itemsize != 2 or req.rounding is not Rounding.NEAREST_EVEN:
-        return None
-    if req.is_scaled_float or isinstance(req.fmt, IntFormat):
-        return None
-    plan = rne_plan(req.fmt, req.overflow)
-    if plan is None:
+    """Nearest-even, directed and stochastic rounding (``random_bits <= 32``) of a
+    float16/bfloat16 array into an element float format in one pass of a 16-bit kernel (the
+    float32 route's bits: the same random bits per element), or None where no such kernel
+    applies (the float32 route then)."""
+    if arr.dtype.itemsize != 2 or req.is_scaled_float or isinstance(req.fmt, IntFormat):
         return None
     from qemu_arrays.kernels import elements
 
+    r, *keys = random_args(req, 4)  # those of the float32 route
+    if req.rounding is Rounding.NEAREST_EVEN:
+        plan = rne_plan(req.fmt, req.overflow)
+    else:
+        plan = select_plan(req.fmt, req.overflow, req.rounding, r)
+    if plan is None:
+        return None
     out = check_out(req.out, arr.shape, arr.dtype)
     src = arr if arr.flags.c_contiguous else np.ascontiguousarray(arr)
-    direct = _direct_out(out, src)
+    direct = _direct_out(out, src, req)
     res = np.empty(arr.shape, dtype=arr.dtype) if direct is None else direct
     bf = int(arr.dtype != np.float16)
-    if not elements.quantize_16_rne(
-        src.reshape(-1).view(np.uint16), res.reshape(-1).view(np.uint16), plan, bf
-    ):
+    xh, rh = src.reshape(-1).view(np.uint16), res.reshape(-1).view(np.uint16)
+    if req.rounding is Rounding.NEAREST_EVEN:
+        done = elements.quantize_16_rne(xh, rh, plan, bf)
+    else:
+        offset = kernel_offset(req.offset)
+        done = elements.quantize_16_select(xh, rh, plan, int(req.rounding), *keys, offset, r, bf)
+    if not done:
         return None  # a NaN into a format without NaN: the float32 route decides (and raises)
     if out is not None and res is not out:
         out[...] = res
@@ -222,16 +231,40 @@ def _quantize_16(arr, req: Request):
     return res
 
 
-def _direct_out(out, work):
+def _direct_out(out, work, req: Request):
     """``out`` as the element kernels' own output buffer (no temporary, no copy) where they can
-    write it: the work dtype, C order, and either apart from the input or the input itself
-    (the kernels read and write each element at the same index). Else None."""
+    write it: the work dtype, C order, either apart from the input or the input itself (the
+    kernels read and write each element at the same index), and no input the format may refuse
+    (a failing call leaves ``out`` as it was: see :func:`_may_raise`). Else None."""
     if out is None or out.dtype != work.dtype or not out.flags.c_contiguous:
         return None
     same = out.__array_interface__["data"][0] == work.__array_interface__["data"][0]
     if np.may_share_memory(out, work) and not same:
         return None
+    if _may_raise(work, req):
+        return None
     return out
+
+
+def _may_raise(work, req: Request) -> bool:
+    """Whether rounding ``work`` into the element format of ``req`` might raise: only a format
+    without NaN (NaN input) or without zero (zero input) refuses a value, and only then does
+    one read-only pass count those inputs (a hit: the kernels write a temporary, so that an
+    error leaves ``out`` untouched; the kernels decide whether it is an error)."""
+    fmt = req.fmt
+    no_zero = not fmt.has_zero
+    if fmt.has_nan and not no_zero:
+        return False
+    if req.overflow is Overflow.ML_DTYPES and not no_zero:
+        return False  # NaN into a format without NaN (but with zero): a zero, never an error
+    from qemu_arrays.kernels import elements
+
+    if work.dtype.itemsize == 2:  # float16 or bfloat16, read as bits
+        e, m = (5, 10) if work.dtype == np.float16 else (8, 7)
+        xb = work.reshape(-1).view(np.uint16)
+    else:
+        xb, e, m = bits_view(work)
+    return elements.count_specials(xb, e, m, no_zero) > 0
 
 
 def _encode(arr, req: Request, rule_x=None):
@@ -266,8 +299,16 @@ def _encode(arr, req: Request, rule_x=None):
         if req.rounding is Rounding.NEAREST_EVEN and in_m == 23 and fmt.bits <= 16
         else None
     )
+    splan = None
+    if plan is None and in_m == 23 and fmt.bits <= 16:
+        splan = select_plan(fmt, overflow, req.rounding, r)
     if plan is not None:  # the vectorized kernel: same codes, selects only
         err = elements.encode_f32_rne(xb, codes, plan, fmt.params(), overflow_code(overflow))
+    elif splan is not None:  # stochastic and directed: the same, in one pass
+        err = elements.encode_f32_select(
+            xb, codes, splan, fmt.params(), int(req.rounding), overflow_code(overflow), *keys,
+            kernel_offset(req.offset), r,
+        )  # fmt: skip
     else:
         err = elements.encode_float_bits(
             xb, codes, in_e, in_m, fmt.params(), int(req.rounding), overflow_code(overflow),
@@ -290,8 +331,46 @@ def _value_table(fmt, dtype):
     return t
 
 
+def _decode_table(codes, req: Request):
+    """Codes of a format of at most 16 bits, given as a uint8/uint16 array, decoded in one
+    pass (the range check included): float32 values by arithmetic where the format allows
+    (``decode_plan``), else a gather of the value table; None where neither applies."""
+    fmt = req.fmt
+    if not isinstance(codes, np.ndarray) or codes.dtype not in (np.uint8, np.uint16):
+        return None
+    if fmt.bits > 16 or isinstance(fmt, IntFormat) or req.scale is not None:
+        return None
+    from qemu_arrays.kernels import elements
+
+    dtype = check_float_dtype(req.dtype)
+    src = (codes if codes.flags.c_contiguous else np.ascontiguousarray(codes)).reshape(-1)
+    out = np.empty(codes.shape, dtype=dtype)
+    dplan = _decode_plan(fmt) if dtype == np.float32 else None
+    if dplan is not None:  # by arithmetic, vectorized
+        bad = elements.decode_f32(src, out.reshape(-1).view(np.uint32), dplan)
+    else:
+        table = _value_table(fmt, dtype)
+        ut = np.dtype(f"u{table.itemsize}")
+        bad = elements.decode_gather(src, table.view(ut), out.reshape(-1).view(ut))
+    if bad:
+        check_codes(codes, fmt.bits, repr(fmt.name))  # raises, naming a code out of range
+    return out
+
+
+@lru_cache(maxsize=256)
+def _decode_plan(fmt):
+    """The constants of the arithmetic float32 decode kernel, or None."""
+    from qemu_arrays.kernels import elements
+
+    table = _value_table(fmt, np.dtype(np.float32)).view(np.uint32)
+    return elements.decode_plan(fmt.params(), table)
+
+
 def _decode(codes, req: Request):
     fmt = req.fmt
+    res = _decode_table(codes, req)
+    if res is not None:
+        return res
     codes = check_codes(codes, fmt.bits, repr(fmt.name))
     dtype = check_float_dtype(req.dtype)
     out = np.empty(codes.shape, dtype=dtype)

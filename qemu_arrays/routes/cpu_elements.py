@@ -25,6 +25,7 @@ __all__ = [
     "rne64_plan",
     "rne_plan",
     "round_array",
+    "select64_plan",
     "select_plan",
     "widen",
 ]
@@ -74,6 +75,14 @@ def select_plan(fmt, overflow, rounding, r):
 
 
 @lru_cache(maxsize=256)
+def select64_plan(fmt, overflow, rounding, r):
+    """The constants of the branch-free float64 stochastic/directed kernel, or None."""
+    from qemu_arrays.kernels import elements
+
+    return elements.round_f64_plan(fmt.params(), overflow_code(overflow), int(rounding), r)
+
+
+@lru_cache(maxsize=256)
 def decode_table(fmt):
     """Every code's float64 value (formats of at most 16 bits), read-only."""
     from qemu_arrays.kernels import elements
@@ -108,6 +117,11 @@ def quantize_float(work, res, req: Request, r, keys):
     plan = select_plan(fmt, req.overflow, req.rounding, r) if in_m == 23 else None
     if plan is not None:  # stochastic (r <= 32) and directed modes: same bits, selects only
         return elements.quantize_f32_select(
+            xb, rb, plan, fmt.params(), int(req.rounding), ovf, *keys, kernel_offset(req.offset), r
+        )
+    plan = select64_plan(fmt, req.overflow, req.rounding, r) if in_m == 52 else None
+    if plan is not None:  # the same for float64 input (r <= 62)
+        return elements.quantize_f64_select(
             xb, rb, plan, fmt.params(), int(req.rounding), ovf, *keys, kernel_offset(req.offset), r
         )
     return elements.quantize_float_bits(

@@ -37,6 +37,7 @@ from qemu_arrays.routes.cuda_common import (
     _nb,
     _np_dtype,
     _rounding_args,
+    rbits_arg,
     scratch,
     scratch_owned,
 )
@@ -117,6 +118,7 @@ def _round(k, lib, op, src, src_dt, shape, fmt, kw, stream):
     item = 8 if src_dt.itemsize == 8 else 4
     offset = kw["offset"]
     rounding, r, k0, k1, k2 = _rounding_args(kw, item)
+    rb = rbits_arg(kw["request"], shape, stream)  # (array, flag)
     n = math.prod(shape)
     # NaN (or zero) into a format that cannot hold it is the only error: only formats without
     # NaN can raise, and only then is the error flag read back (a synchronisation)
@@ -125,7 +127,7 @@ def _round(k, lib, op, src, src_dt, shape, fmt, kw, stream):
     blocks, threads = _grid(n)
     if isinstance(fmt, IntFormat):
         res = _int_round(k, lib, op, src, src_dt, shape, fmt, kw, stream, rounding, r,
-                         (k0, k1, k2), int(offset), err, blocks, threads)  # fmt: skip
+                         (k0, k1, k2, *rb), int(offset), err, blocks, threads)  # fmt: skip
     else:
         if kw.get("scale") is not None or kw.get("zero_point") is not None:
             msg = f"scale/zero_point apply to integer formats; {fmt.name!r} is a float format"
@@ -146,14 +148,16 @@ def _round(k, lib, op, src, src_dt, shape, fmt, kw, stream):
                 if simulated():  # the simulator runs Python: one generic kernel is faster there
                     k.quantize_float[blocks, threads, stream](
                         xb, ob, bmask, in_e, in_m, m, emin, emax, sigmax, sub, hz, sg, sp,
-                        int(rounding), ovf, k0, k1, k2, int(offset), r,
+                        int(rounding), ovf, k0, k1, k2, int(offset), r, *rb,
                         narrow, nm, nemin, nemax, nsig, err,
                     )  # fmt: skip
                 else:
                     kern = k.specialised_quantize(
                         in_e, in_m, p, int(rounding), ovf, narrow, nparams
                     )
-                    kern[blocks, threads, stream](xb, ob, bmask, k0, k1, k2, int(offset), r, err)
+                    kern[blocks, threads, stream](
+                        xb, ob, bmask, k0, k1, k2, int(offset), r, *rb, err
+                    )
         else:
             cdt = code_dtype(fmt.bits)
             res = lib.empty(
@@ -162,7 +166,7 @@ def _round(k, lib, op, src, src_dt, shape, fmt, kw, stream):
             if n:
                 k.encode_float[blocks, threads, stream](
                     xb, _nb(lib.flat(res)), bmask, in_e, in_m, m, emin, emax, sigmax, sub, hz,
-                    sg, sp, eb, bias, int(rounding), ovf, k0, k1, k2, int(offset), r, err,
+                    sg, sp, eb, bias, int(rounding), ovf, k0, k1, k2, int(offset), r, *rb, err,
                 )  # fmt: skip
             res = _as_unsigned(lib, res, cdt)
         if n and may_fail:
@@ -203,7 +207,7 @@ def _int_round(k, lib, op, src, src_dt, shape, fmt, kw, stream, rounding, r, key
     work = src if work_dt == src_dt else lib.cast(src, work_dt)
     n = math.prod(shape)
     xin = _nb(lib.flat(work))
-    k0, k1, k2 = key
+    k0, k1, k2, rb, has_rb = key
     if op == "quantize":
         res = lib.empty(src, shape, work_dt)
         codes = scratch(np.int64)
@@ -218,7 +222,7 @@ def _int_round(k, lib, op, src, src_dt, shape, fmt, kw, stream, rounding, r, key
     if n:
         k.quantize_int[blocks, threads, stream](
             xin, outv, codes, float(scale), zp, fmt.min, fmt.max, int(rounding), k0, k1, k2,
-            offset, r, want, (1 << fmt.bits) - 1, err,
+            offset, r, rb, has_rb, want, (1 << fmt.bits) - 1, err,
         )  # fmt: skip
         _check_err(err, stream, fmt, kw.get("overflow"))
     if op == "quantize":

@@ -33,6 +33,7 @@ from qemu_arrays.routes.cuda_common import (
     _nb,
     _np_dtype,
     _rounding_args,
+    rbits_arg,
     scratch,
     scratch_owned,
 )
@@ -122,6 +123,7 @@ def quantize_encode(op, lib, src, src_dt, shape, fmt, kw, stream):
     outer, n, inner, nb, sshape = _geometry(shape, axis, bs)
     size = outer * n * inner
     xb = _bits(lib, src)
+    rb = rbits_arg(kw["request"], shape, stream)  # (array, flag)
     ts = None
     if two:
         if scale is not None:
@@ -151,7 +153,7 @@ def quantize_encode(op, lib, src, src_dt, shape, fmt, kw, stream):
 
         sc_nb = _nb_flat(lib, scodes)
         t32 = np.float32(1.0 if ts is None else ts)
-        args = (int(rounding), k0, k1, k2, int(offset), r, t32)
+        args = (int(rounding), k0, k1, k2, int(offset), r, *rb, t32)
         if _lanes_ok(inner, bs):
             aligned = 1 if n % bs == 0 else 0
             chunks = -(-size // 32) if aligned else outer * (-(-(nb * bs) // 32))

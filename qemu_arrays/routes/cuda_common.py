@@ -42,6 +42,14 @@ class _Lib:
             raise ValueError(msg)
         return x
 
+    def broadcast(self, x, shape):
+        """``x`` broadcast to ``shape``, as a contiguous copy (PyTorch and CuPy)."""
+        if self.kind == "torch":
+            return x.broadcast_to(shape).contiguous()
+        import cupy
+
+        return cupy.ascontiguousarray(cupy.broadcast_to(x, shape))
+
     def flat(self, x):
         return x.reshape(-1) if self.kind != "numba" else x.reshape(x.size)
 
@@ -208,6 +216,56 @@ def scratch_owned(name, dtype, stream):
     if buf is None:
         buf = bufs[key] = cuda.to_device(np.zeros(1, dtype=dtype))
     return buf
+
+
+_SIGNED_OF = {"uint16": "int16", "uint32": "int32", "uint64": "int64"}
+
+
+def rbits_arg(req: Request, shape: tuple, stream):
+    """``(rb, has_rb)`` for the kernels: the request's ``rbits`` broadcast to ``shape`` (x's),
+    flat in C order, on the device, and 1; or a 1-element buffer the kernels never read, and 0.
+
+    A device array (CuPy, PyTorch CUDA, numba) of ``x``'s shape is used in place (PyTorch's
+    wider unsigned types as signed views of the same bits: the kernels use only the low
+    ``random_bits`` bits); one of another shape is broadcast by its own library into a
+    contiguous copy (numba device arrays through the host); a host array is broadcast on the
+    host and copied to the device once. The dtype was checked by the request."""
+    rb = req.rbits
+    if rb is None:
+        return scratch(np.uint32), 0
+    rshape = tuple(int(s) for s in (rb.shape if hasattr(rb, "shape") else np.shape(rb)))
+    try:
+        ok = np.broadcast_shapes(rshape, shape) == shape
+    except ValueError:
+        ok = False
+    if not ok:
+        msg = (
+            f"rbits of shape {rshape} does not broadcast to x of shape {shape}; hint: one "
+            "random word per element (or a shape that broadcasts)"
+        )
+        raise ValueError(msg)
+    if math.prod(shape) == 0:
+        return scratch(np.uint32), 0
+    from numba import cuda
+
+    mod = type(rb).__module__.split(".", 1)[0]
+    if mod == "torch":
+        on_device = bool(rb.is_cuda)
+    else:
+        on_device = hasattr(rb, "__cuda_array_interface__")
+    if not on_device:
+        host = rb.numpy() if mod == "torch" else np.asarray(rb)
+        flat = np.ascontiguousarray(np.broadcast_to(host, shape)).reshape(-1)
+        return cuda.to_device(flat, stream=stream), 1
+    lib = _Lib(rb)
+    if lib.kind == "torch" and str(rb.dtype)[6:] in _SIGNED_OF:
+        rb = lib.view(rb, _SIGNED_OF[str(rb.dtype)[6:]])
+    if lib.kind == "numba" and (rshape != shape or not rb.is_c_contiguous()):
+        flat = np.ascontiguousarray(np.broadcast_to(rb.copy_to_host(), shape)).reshape(-1)
+        return cuda.to_device(flat, stream=stream), 1
+    if rshape != shape:
+        rb = lib.broadcast(rb, shape)
+    return _nb(lib.flat(lib.contiguous(rb))), 1
 
 
 def _keywords(req: Request) -> dict:

@@ -189,3 +189,150 @@ def test_nearest_even_codes_kernel_equals_general_kernel(name):
             f"{fmt.name} {overflow.name}: input {xb[bad[0]]:#010x} gave code {fast[bad[0]]:#x}, "
             f"general kernel {slow[bad[0]]:#x}"
         )
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64, np.float16, "bfloat16"], ids=str)
+@pytest.mark.parametrize("rnd", [R.NEAREST_EVEN, R.STOCHASTIC], ids=lambda m: m.name)
+def test_a_failing_call_leaves_out_untouched(dtype, rnd):
+    """A direct ``out=`` (the kernels' own output buffer) is not written when the call raises:
+    a NaN late in the array into a format without NaN (before the pre-scan, the kernels had
+    written the elements before it)."""
+    dt = np.dtype(qa_ml_dtypes().bfloat16) if dtype == "bfloat16" else np.dtype(dtype)
+    kw = {"rounding": rnd, "seed": 2} if rnd is R.STOCHASTIC else {"rounding": rnd}
+    for fmt in ("float4_e2m1fn", "float6_e3m2fn"):
+        x = np.linspace(-3, 3, 20000).astype(dt)
+        x[15000] = np.nan
+        out = np.full_like(x, 7)
+        with pytest.raises(ValueError, match="no NaN"):
+            qa.quantize(x, fmt, out=out, **kw)
+        assert (out.astype(np.float32) == 7).all(), f"{fmt}: out was modified by a failing call"
+        x[15000] = 1.0
+        assert qa.quantize(x, fmt, out=out, **kw) is out  # the same call succeeds in place
+        want = qa.quantize(x, fmt, **kw)
+        np.testing.assert_array_equal(out.astype(np.float32), want.astype(np.float32))
+
+
+@pytest.mark.parametrize("dtype", [np.float16, "bfloat16"], ids=str)
+@pytest.mark.parametrize("rnd", MODES, ids=lambda m: m.name)
+def test_16_bit_select_kernel_equals_the_float32_route(dtype, rnd):
+    """Every float16/bfloat16 bit pattern, every eligible format, two policies: the one-pass
+    16-bit stochastic/directed kernel gives the float32 route's result (same random bits per
+    element, an offset across a 2**32 boundary) cast back, bit for bit."""
+    from qemu_arrays.float_casts import cast_float
+
+    dt = np.dtype(dtype) if dtype is np.float16 else np.dtype(qa_ml_dtypes().bfloat16)
+    h = np.arange(1 << 16, dtype=np.uint16).view(dt)
+    kw = {"rounding": rnd}
+    if rnd is R.STOCHASTIC:
+        kw.update(seed=3, stream=1, offset=(1 << 32) - 30000, random_bits=32)
+    for name in FORMATS:
+        fmt = qa.get_format(name)
+        for overflow in (qa.Overflow.OWN, qa.Overflow.SATURATE):
+            x = h if fmt.has_nan else h[~np.isnan(h.astype(np.float32))]
+            want = cast_float(qa.quantize(x.astype(np.float32), fmt, overflow=overflow, **kw), dt)
+            got = qa.quantize(x, fmt, overflow=overflow, **kw)
+            assert got.dtype == dt
+            bad = np.nonzero(got.view(np.uint16) != want.view(np.uint16))[0]
+            assert bad.size == 0, (
+                f"{fmt.name} {overflow.name}: {x.view(np.uint16)[bad[0]]:#06x} gave "
+                f"{got.view(np.uint16)[bad[0]]:#06x}, float32 route {want.view(np.uint16)[bad[0]]:#06x}"
+            )
+
+
+@pytest.mark.parametrize("name", FORMATS, ids=str)
+@pytest.mark.parametrize("rnd", MODES, ids=lambda m: m.name)
+def test_select_codes_kernel_equals_general_kernel(name, rnd):
+    from qemu_arrays.validation import code_dtype
+
+    fmt = qa.get_format(name)
+    p = fmt.params()
+    if cpu.code_plan(p) is None:
+        pytest.skip("the general kernel encodes this format")
+    for overflow in qa.Overflow:
+        for r, seed, stream, offset in RANDOM[:2] if rnd is R.STOCHASTIC else RANDOM[:1]:
+            plan = cpu.round_f32_plan(p, int(overflow), int(rnd), r)
+            xb = XB
+            if not fmt.has_nan and overflow is not qa.Overflow.ML_DTYPES:
+                nan = (xb & 0x7F800000 == 0x7F800000) & (xb & 0x7FFFFF != 0)
+                xb = xb[~nan]
+            k = random_key(seed, stream)
+            fast = np.empty(xb.size, code_dtype(fmt.bits))
+            slow = np.empty_like(fast)
+            e1 = cpu.encode_f32_select(xb, fast, plan, p, int(rnd), int(overflow), *k, offset, r)
+            e2 = cpu.encode_float_bits(xb, slow, 8, 23, p, int(rnd), int(overflow), *k, offset, r)
+            assert e1 == e2
+            bad = np.nonzero(fast != slow)[0]
+            assert bad.size == 0, (
+                f"{fmt.name} {overflow.name} {rnd.name} r={r}: input {xb[bad[0]]:#010x} gave "
+                f"code {fast[bad[0]]:#x}, general kernel {slow[bad[0]]:#x}"
+            )
+
+
+DECODE_FORMATS = [*FORMATS, "float16", "bfloat16", "float8_e5m3fnu", "float8_e8m0fnu"]
+
+
+def test_decode_kernels_equal_the_decode_rule():
+    """Every code of every format of at most 16 bits (and P3109 formats): ``decode`` into each
+    float dtype (the arithmetic float32 kernel where it applies, else the one-pass gather)
+    gives the value of the exact reference's ``decode_code``, cast to the dtype (NaN: any
+    NaN)."""
+    from qemu_arrays.float_casts import cast_float
+    from qemu_arrays.formats.reference import decode_code
+
+    dts = [np.dtype(np.float32), np.dtype(np.float64), np.dtype(np.float16)]
+    dts.append(np.dtype(qa_ml_dtypes().bfloat16))
+    formats = [qa.get_format(n) for n in DECODE_FORMATS] + [qa.p3109(8, 3), qa.p3109(6, 1)]
+    for fmt in formats:
+        codes = np.arange(1 << fmt.bits, dtype=np.uint8 if fmt.bits <= 8 else np.uint16)
+        if fmt.bits > 8:  # a sample of the 16-bit codes: every exponent, edge mantissas
+            codes = codes[(codes % 61 == 0) | (codes % 128 < 3) | (codes % 128 > 125)]
+        ref = np.array([decode_code(int(c), fmt) for c in codes], np.float64)
+        for dt in dts:
+            want = cast_float(ref, dt)
+            got = qa.decode(codes, fmt, dtype=dt)
+            ok = (got.view(f"u{dt.itemsize}") == want.view(f"u{dt.itemsize}")) | (
+                np.isnan(got.astype(np.float64)) & np.isnan(want.astype(np.float64))
+            )
+            bad = np.nonzero(~ok)[0]
+            assert bad.size == 0, f"{fmt.name} {dt}: code {codes[bad[0]]:#x} gave {got[bad[0]]}"
+        if fmt.bits < 16:  # a code out of range, found by the kernel's pass
+            with pytest.raises(ValueError, match="must lie in"):
+                qa.decode(np.array([0, 1 << fmt.bits], np.uint16), fmt)
+
+
+XB64 = _bits64(3000, 6)
+# (random_bits, seed, stream, offset) for float64 input: the default 53, both words' edges
+RANDOM64 = [(53, 5, 2, (1 << 32) - 3000), (62, 7, 0, -3), (32, 9, 1, 0), (3, 1, 3, 123)]
+
+
+# an 11-bit exponent: 2**(m - emin) beyond float64's range, the subnormal scaling in two steps
+WIDE = qa.FloatFormat(exponent_bits=11, mantissa_bits=10)
+
+
+@pytest.mark.parametrize("name", [*FORMATS, WIDE], ids=str)
+@pytest.mark.parametrize("rnd", MODES, ids=lambda m: m.name)
+def test_float64_select_kernel_equals_general_kernel(name, rnd):
+    fmt = qa.get_format(name)
+    p = fmt.params()
+    xb0 = XB64
+    for overflow in qa.Overflow:
+        xb = xb0
+        if not fmt.has_nan and overflow is not qa.Overflow.ML_DTYPES:
+            xb = xb[~np.isnan(xb.view(np.float64))]
+        for r, seed, stream, offset in RANDOM64 if rnd is R.STOCHASTIC else RANDOM64[:1]:
+            plan = cpu.round_f64_plan(p, int(overflow), int(rnd), r)
+            assert plan is not None
+            k = random_key(seed, stream)
+            fast = np.empty_like(xb)
+            slow = np.empty_like(xb)
+            e1 = cpu.quantize_f64_select(xb, fast, plan, p, int(rnd), int(overflow), *k, offset, r)
+            e2 = cpu.quantize_float_bits(
+                xb, slow, slow.view(np.float64), 11, 52, p, int(rnd), int(overflow), *k, offset, r
+            )
+            assert e1 == e2
+            bad = np.nonzero(fast != slow)[0]
+            assert bad.size == 0, (
+                f"{fmt.name} {overflow.name} {rnd.name} r={r}: {xb[bad[0]] & 0xFFFFFFFFFFFFFFFF:#018x}"
+                f" gave {fast[bad[0]] & 0xFFFFFFFFFFFFFFFF:#018x}, general "
+                f"{slow[bad[0]] & 0xFFFFFFFFFFFFFFFF:#018x}"
+            )

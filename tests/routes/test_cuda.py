@@ -143,6 +143,42 @@ def test_stochastic_equal_matches_cpu():
 
 
 @inner
+def test_rbits_matches_cpu():
+    """rbits= on the element kernels (issue 16): the CPU route's bits (the generic
+    implementation) with the same words, given on the device or on the host, of x's shape or
+    broadcast; float, 16-bit and integer formats, quantize and encode, both stochastic modes."""
+    rng = np.random.default_rng(16)
+    x = _sample("float8_e4m3fn")[:44].reshape(4, 11)
+    b8 = rng.integers(0, 256, x.shape, dtype=np.uint8)
+    kw = {"rounding": R.STOCHASTIC, "rbits": b8}
+    want = qa.quantize(x, "float8_e4m3fn", **kw)
+    dkw = {**kw, "rbits": _dev(b8)}
+    assert_same_floats(_host(qa.quantize(_dev(x), "float8_e4m3fn", **dkw)), want, "e4m3 rbits")
+    assert_same_codes(_host(qa.encode(_dev(x), "float8_e4m3fn", **dkw)),
+                      qa.encode(x, "float8_e4m3fn", **kw), "e4m3 rbits codes", x)  # fmt: skip
+    y = _sample("bfloat16")[:44].reshape(4, 11)
+    kw = {"rounding": R.STOCHASTIC_EQUAL, "rbits": rng.integers(0, 1 << 16, (1, 11), np.uint16)}
+    got = _host(qa.quantize(_dev(y), "bfloat16", **kw))  # host bits, broadcast
+    assert_same_floats(got, qa.quantize(y, "bfloat16", **kw), "bf16 rbits broadcast")
+    b64 = rng.integers(0, 1 << 63, (4, 1), dtype=np.uint64) * np.uint64(2)
+    kw = {"rounding": R.STOCHASTIC, "rbits": b64, "random_bits": 40, "scale": 0.37}
+    z = (rng.standard_normal((4, 11)) * 40).astype(np.float32)
+    dkw = {**kw, "rbits": _dev(b64)}
+    assert_same_floats(_host(qa.quantize(_dev(z), "int8", **dkw)), qa.quantize(z, "int8", **kw))
+    assert_same_codes(_host(qa.encode(_dev(z), "int8", **dkw)), qa.encode(z, "int8", **kw))
+
+
+@inner
+def test_rbits_errors_on_the_device():
+    xd = _dev(np.ones((2, 3), np.float32))
+    with pytest.raises(TypeError, match="rbits must be an array of unsigned integers"):
+        qa.quantize(xd, "float8_e4m3fn", rounding=R.STOCHASTIC, rbits=_dev(np.ones(3, np.int32)))
+    for bad in (np.ones(2, np.uint8), _dev(np.ones((3, 3), np.uint8))):
+        with pytest.raises(ValueError, match=r"rbits of shape \(\d.*does not broadcast to x"):
+            qa.quantize(xd, "float8_e4m3fn", rounding=R.STOCHASTIC, rbits=bad)
+
+
+@inner
 def test_wide_formats_and_big_offsets():
     """Issue 19 on the device: results wider than float32 round once, nearest-even (the cores'
     ieee_bits), and offsets in [2**63, 2**64) reach the kernels as the same 64 bits."""

@@ -252,6 +252,25 @@ def test_block_stochastic_equal(name, rng):
 
 
 @inner
+def test_block_rbits(rng):
+    """rbits= on the block kernels (issue 16): each element reads the word of its C-order
+    index, whatever the block axis. The warp kernel (blocks along the last axis) with device
+    bits of x's shape, the one-thread-per-block kernel (axis 0) with host bits broadcast; the
+    CPU route's bits with the same words."""
+    x = np.ascontiguousarray(_edge(rng)[[1, 3], :32])  # a mixed row, one near float32 max
+    b = rng.integers(0, 1 << 16, x.shape, dtype=np.uint16)
+    kw = {"rounding": R.STOCHASTIC, "rbits": b}
+    want = qa.quantize(x, "mxfp8_e4m3", **kw)
+    got = _host(qa.quantize(_dev(x), "mxfp8_e4m3", **{**kw, "rbits": _dev(b)}))
+    assert_same_floats(got, want, "mxfp8_e4m3 rbits")
+    b1 = rng.integers(0, 256, (1, 2), dtype=np.uint8)
+    kw = {"rounding": R.STOCHASTIC_EQUAL, "rbits": b1, "axis": 0}
+    _compare(_t(x), "nvfp4", **kw)
+    kw = {"rounding": R.STOCHASTIC, "rbits": b1[0], "random_bits": 5, "axis": 0}
+    _compare(_t(x), "mxint8", ops="e", **kw)
+
+
+@inner
 def test_nvfp4_quotient_overflow_saturates():
     """With a tiny given tensor scale ``x / d`` overflows float32: E2M1(inf) saturates to
     ``±6`` (documented semantics), on the device and on the CPU."""

@@ -31,9 +31,10 @@ def test_rbits_errors(kw, exc, match):
         qa.quantize(X, "float8_e4m3fn", **kw)
 
 
-def test_rbits_not_with_array_scales_nor_on_the_cuda_route():
-    """Block formats take rbits= and STOCHASTIC_EQUAL (tests/oracle/test_block_rbits.py);
-    integer formats with an array of scales do not, nor do the CUDA kernels take rbits=."""
+def test_rbits_not_with_array_scales_nor_on_the_host_route():
+    """Block formats take rbits= and STOCHASTIC_EQUAL (tests/oracle/test_block_rbits.py), on
+    the CUDA kernels too; integer formats with an array of scales do not, nor does the HOST
+    route."""
     from qemu_arrays.dispatch import Route, _check_capability
     from qemu_arrays.request import Op, round_request
 
@@ -43,8 +44,9 @@ def test_rbits_not_with_array_scales_nor_on_the_cuda_route():
                             "block_size", "scale_format", "symmetric", "percentile")}  # fmt: skip
     kw.update(overflow=qa.Overflow.OWN, stream=0, offset=0, via_float32=False)
     req = round_request(Op.QUANTIZE, "mxfp8_e4m3", rounding=SR, **{**kw, "rbits": B})
-    with pytest.raises(NotImplementedError, match="rbits=.*CUDA route.*NUMPY, TORCH_CPU"):
-        _check_capability(Route.CUDA, req)
+    _check_capability(Route.CUDA, req)  # the CUDA kernels take rbits= (tests/routes/test_cuda*)
+    with pytest.raises(NotImplementedError, match="rbits=.*HOST route.*NUMPY, TORCH_CPU, CUDA"):
+        _check_capability(Route.HOST, req)
     req = round_request(Op.QUANTIZE, "mxfp8_e4m3", rounding=Rounding.STOCHASTIC_EQUAL,
                         **{**kw, "seed": 1})  # fmt: skip
     _check_capability(Route.CUDA, req)  # the CUDA kernels take STOCHASTIC_EQUAL
