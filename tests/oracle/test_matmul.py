@@ -453,6 +453,21 @@ def test_stochastic_rounding_is_reproducible_and_indexed_by_output_element():
     assert_same(batch[1], shifted, "SR, second batch")
 
 
+def test_sr_event32_is_the_counter_word():
+    """The kernels' hoisted draw (``formats/round32.sr_event32``) is ``random_u`` of index
+    ``(e << 32) | t``, for every number of random bits."""
+    from qemu_arrays.formats.cores import mix32, random_key, random_u
+    from qemu_arrays.formats.round32 import sr_event32_cpu
+
+    k0, k1, k2 = random_key(7, 3)
+    for t, e in [(0, 0), (5, 1), (2**31 + 9, 12345), (2**32 - 1, 2**31 - 1), (77, 2**20 + 3)]:
+        h = mix32(t ^ k2)
+        for r in (1, 8, 17, 32):
+            assert int(sr_event32_cpu(h, e, k0, k1, r)) == int(
+                random_u(k0, k1, k2, (e << 32) | t, r)
+            )
+
+
 def test_threads_do_not_change_results():
     import numba
 
