@@ -51,6 +51,8 @@ __all__ = [
     "round64",
     "sr_bits32",
     "sr_bits32_cpu",
+    "sr_event32",
+    "sr_event32_cpu",
     "sr_word32_run",
     "sr_word64_run",
 ]
@@ -98,6 +100,28 @@ def sr_bits32(typingctx, base, j, k0, k1, k2, r):
         h = _mix32(builder, builder.xor(builder.xor(h, hi), a1))
         w0 = _mix32(builder, builder.add(h, a0))
         return builder.lshr(w0, builder.sub(_c(32), rr))
+
+    return types.uint32(*args), codegen
+
+
+@intrinsic
+def sr_event32(typingctx, h, e, k0, k1, r):
+    """The ``r``-bit random integer (``1 <= r <= 32``) of index ``(e << 32) | t`` under the key
+    ``(k0, k1, k2)``, given ``h = mix32(t ^ k2)`` (the same for every ``e``: the caller hoists
+    it): ``random_u(k0, k1, k2, (e << 32) | t, r)`` for ``0 <= t < 2**32``, with ``e``'s low
+    32 bits. The matmul kernels draw event ``t`` of output element ``e`` this way, two hashes
+    per element."""
+    args = (h, e, k0, k1, r)
+    if not all(isinstance(a, types.Integer) for a in args):
+        return None
+
+    def codegen(context, builder, signature, llargs):
+        hh, ee, a0, a1, rr = (
+            _to_i32(context, builder, v, t) for v, t in zip(llargs, signature.args, strict=True)
+        )
+        w = _mix32(builder, builder.xor(builder.xor(hh, ee), a1))
+        w = _mix32(builder, builder.add(w, a0))
+        return builder.lshr(w, builder.sub(_c(32), rr))
 
     return types.uint32(*args), codegen
 
@@ -295,6 +319,12 @@ def round32_cpu(b, plan, mode, w, r):
 def sr_bits32_cpu(base, j, k0, k1, k2, r):
     """:func:`sr_bits32` compiled for the CPU (tests)."""
     return sr_bits32(base, j, k0, k1, k2, r)  # type: ignore[call-arg]  # an @intrinsic
+
+
+@njit(cache=True, nogil=True)
+def sr_event32_cpu(h, e, k0, k1, r):
+    """:func:`sr_event32` compiled for the CPU (tests)."""
+    return sr_event32(h, e, k0, k1, r)  # type: ignore[call-arg]  # an @intrinsic
 
 
 @intrinsic

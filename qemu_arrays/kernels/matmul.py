@@ -15,16 +15,22 @@ One addition ``acc <- R(acc + x)`` takes the first path that applies, lane by la
   odd at 53 bits is not enough), run after the vector loop from the saved operands.
 
 Both give the bits of ``add_round``. Stochastic rounding draws event ``t`` of output element
-``e`` from ``random_u(key, (e << 32) | t, r)``. Rows are split over threads; results do not
-depend on the thread count.
+``e`` from ``random_u(key, (e << 32) | t, r)``.
+
+Threads: each kernel is a serial span over groups of rows (``_name_span(lo, hi, ...)``), and
+the public function of the same name runs it through :func:`qemu_arrays.kernels.runtime.run`:
+on the calling thread for small products (:data:`~qemu_arrays.kernels.runtime.SERIAL_BELOW`
+``["matmul"]`` multiply-adds) or with one thread configured, else over numba's pool in chunks
+(forked workers, the library's thread count and the ``workqueue`` lock behave as for every other
+kernel). Results do not depend on the thread count.
 """
 
 from __future__ import annotations
 
-from contextlib import contextmanager
+from pathlib import Path
 
 import numpy as np
-from numba import njit, prange
+from numba import njit
 
 from qemu_arrays.formats.accumulate import (
     add_round,
@@ -35,164 +41,28 @@ from qemu_arrays.formats.accumulate import (
     kulisch_clear,
     kulisch_round,
     nominal_exponent,
-    round_value,
     split64,
 )
 from qemu_arrays.formats.bits import bits_f32, bits_f64, f32_bits, f64_bits, fma
-from qemu_arrays.formats.cores import NAN_ERROR, RDN, RNE, RTZ, SR, random_u, round_bits_fast
+from qemu_arrays.formats.cores import NAN_ERROR, RDN, RTZ, SR, random_u
 from qemu_arrays.formats.jit_cache import purge_stale_cache
 from qemu_arrays.formats.rne32 import rne32
-from qemu_arrays.kernels.runtime import get_num_threads, init_threading
+from qemu_arrays.kernels.matmul_spans import add as _add
+from qemu_arrays.kernels.matmul_spans import rnd_round as _round
+from qemu_arrays.kernels.matmul_spans import sel_consts
+from qemu_arrays.kernels.runtime import init_threading, run
 
-purge_stale_cache(__file__)  # formats/ changes: accumulate, cores, bits, rne32 are inlined
+# formats/ changes (accumulate, cores, bits, rne32 are inlined), and the spans'
+purge_stale_cache(__file__, str(Path(__file__).with_name("matmul_spans.py")))
 init_threading()  # a fork-safe layer before any parallel kernel runs (kernels/runtime.py)
 
-#: below this many multiply-adds a product runs on one thread
-SERIAL_BELOW = 1 << 16
+#: the thread-count family of :func:`qemu_arrays.kernels.runtime.run` (work: multiply-adds)
+FAMILY = "matmul"
 
-
-@contextmanager
-def threads_for(work: int):
-    """Run the ``parallel=True`` kernels inside on the thread count of
-    :func:`qemu_arrays.kernels.runtime.get_num_threads` (one thread below
-    :data:`SERIAL_BELOW`); numba's count is restored after, and under the ``workqueue`` layer
-    the process-wide launch lock is held (``workqueue`` is not thread-safe)."""
-    import numba
-
-    from qemu_arrays.kernels import runtime
-
-    prev = numba.get_num_threads()
-    n = 1 if work < SERIAL_BELOW else max(1, min(get_num_threads(), numba.config.NUMBA_NUM_THREADS))
-    lock = runtime._lock if runtime._layer == "workqueue" else None
-    if lock is not None:
-        lock.acquire()
-    try:
-        if n != prev:
-            numba.set_num_threads(n)
-        try:
-            yield
-        finally:
-            if n != prev:
-                numba.set_num_threads(prev)
-    finally:
-        if lock is not None:
-            lock.release()
-
-
-_PAR = {"parallel": True, "cache": True, "nogil": True}
 _JIT = {"cache": True, "nogil": True}
-_INL = {"cache": True, "nogil": True, "inline": "always"}
 
 SIGN = np.int64(-9223372036854775807 - 1)  # the sign bit of a float64, 1 << 63
 ROWS = 4  # rows of the output per task: each B[k, :] load serves four rows
-
-
-# ---- one vector of additions -------------------------------------------------------------------
-
-
-@njit(**_INL)
-def _lane(a0, x, m, emin, emax, sigmax, sg, rnd, u, r, need_ts, ro_ok):
-    """The fast path of ``R(a0 + x)``: ``(ok, value)``; ``ok`` False leaves the lane to the
-    general core. With ``need_ts`` the float64 sum is corrected to the exact sum rounded to
-    odd (TwoSum), which rounds like the exact sum when ``ro_ok``."""
-    s = a0 + x
-    b = f64_bits(s)
-    good = True
-    if need_ts:
-        bb = s - a0
-        e = (a0 - (s - bb)) + (x - bb)
-        nz = e != 0.0
-        step = np.int64(1) if (e > 0.0) == (s > 0.0) else np.int64(-1)
-        b = b + step * np.int64(nz and (b & 1) == 0)
-        good = ro_ok or not nz
-    ok, mag = round_bits_fast(b, 11, 52, m, emin, emax, sigmax, sg, rnd, u, r)
-    return ok and good, bits_f64((b & SIGN) | mag)
-
-
-@njit(**_INL)
-def _add_span(src, dst, xs, xscale, ebase, t, p, rnd, ovf, k0, k1, k2, r, need_ts, ro_ok):
-    """``dst[j] = R(src[j] + xscale * xs[j])`` (``xscale * xs[j]`` exact; ``dst`` is not
-    ``src``); returns the count of NaN errors. Lane ``j`` is output element ``ebase + j``."""
-    m, emin, emax, sigmax, sub, hz, sg, sp, eb, bias = p
-    n = src.size
-    nslow = 0
-    for j in range(n):
-        a0 = src[j]
-        u = random_u(k0, k1, k2, ((ebase + j) << 32) | t, r) if rnd == SR else 0
-        ok, v = _lane(a0, xscale * xs[j], m, emin, emax, sigmax, sg, rnd, u, r, need_ts, ro_ok)
-        dst[j] = v if ok else a0
-        nslow += not ok
-    err = 0
-    if nslow:
-        for j in range(n):
-            a0 = src[j]
-            x = xscale * xs[j]
-            u = random_u(k0, k1, k2, ((ebase + j) << 32) | t, r) if rnd == SR else 0
-            ok, v = _lane(a0, x, m, emin, emax, sigmax, sg, rnd, u, r, need_ts, ro_ok)
-            if not ok:
-                st, s_, kept, q = add_round(
-                    a0, x, m, emin, emax, sigmax, sub, hz, sg, sp, rnd, ovf, u, r
-                )
-                err += st == NAN_ERROR
-                dst[j] = as_float64(st, s_, kept, q)
-    return err
-
-
-@njit(**_INL)
-def _round_span(dst, xs, xscale, ebase, t, p, rnd, ovf, k0, k1, k2, r):
-    """``dst[j] = R(xscale * xs[j])`` (one rounding of an exact value); NaN-error count."""
-    m, emin, emax, sigmax, sub, hz, sg, sp, eb, bias = p
-    n = dst.size
-    nslow = 0
-    for j in range(n):
-        x = xscale * xs[j]
-        u = random_u(k0, k1, k2, ((ebase + j) << 32) | t, r) if rnd == SR else 0
-        b = f64_bits(x)
-        ok, mag = round_bits_fast(b, 11, 52, m, emin, emax, sigmax, sg, rnd, u, r)
-        dst[j] = bits_f64((b & SIGN) | mag) if ok else x
-        nslow += not ok
-    err = 0
-    if nslow:
-        for j in range(n):
-            x = xscale * xs[j]
-            u = random_u(k0, k1, k2, ((ebase + j) << 32) | t, r) if rnd == SR else 0
-            ok, mag = round_bits_fast(f64_bits(x), 11, 52, m, emin, emax, sigmax, sg, rnd, u, r)
-            if not ok:
-                st, s_, kept, q = round_value(
-                    x, m, emin, emax, sigmax, sub, hz, sg, sp, rnd, ovf, u, r
-                )
-                err += st == NAN_ERROR
-                dst[j] = as_float64(st, s_, kept, q)
-    return err
-
-
-@njit(**_JIT)
-def _add(src, dst, xs, xscale, ebase, t, p, rnd, ovf, k0, k1, k2, r, need_ts, ro_ok):
-    """:func:`_add_span` with the common modes as literals, so that their branches fold (one
-    compiled function; the kernels call it once per row, k and column chunk)."""
-    if rnd == RNE:
-        if need_ts:
-            return _add_span(src, dst, xs, xscale, ebase, t, p, RNE, ovf, k0, k1, k2, r,
-                             True, ro_ok)  # fmt: skip
-        return _add_span(src, dst, xs, xscale, ebase, t, p, RNE, ovf, k0, k1, k2, r,
-                         False, ro_ok)  # fmt: skip
-    if rnd == SR:
-        return _add_span(src, dst, xs, xscale, ebase, t, p, SR, ovf, k0, k1, k2, r, True,
-                         ro_ok)  # fmt: skip
-    if rnd == RTZ:  # the tensor cores' mode
-        return _add_span(src, dst, xs, xscale, ebase, t, p, RTZ, ovf, k0, k1, k2, r, True,
-                         ro_ok)  # fmt: skip
-    return _add_span(src, dst, xs, xscale, ebase, t, p, rnd, ovf, k0, k1, k2, r, True, ro_ok)
-
-
-@njit(**_JIT)
-def _round(dst, xs, xscale, ebase, t, p, rnd, ovf, k0, k1, k2, r):
-    """:func:`_round_span` with the common modes as literals."""
-    if rnd == RNE:
-        return _round_span(dst, xs, xscale, ebase, t, p, RNE, ovf, k0, k1, k2, r)
-    if rnd == SR:
-        return _round_span(dst, xs, xscale, ebase, t, p, SR, ovf, k0, k1, k2, r)
-    return _round_span(dst, xs, xscale, ebase, t, p, rnd, ovf, k0, k1, k2, r)
 
 
 # ---- sequential and blocked (rounded partial sums) ---------------------------------------------
@@ -201,8 +71,8 @@ JC = 512  # columns per chunk: ROWS rows of two buffers of JC float64 stay in th
 
 
 @njit(**_JIT)
-def _chain(buf, cur, prow, A, B, i0, nr, j0, j1, k_lo, k_hi, N, eoff, p, rnd, ovf, fma, k0, k1,
-           k2, r, need_ts, ro_ok):  # fmt: skip
+def _chain(buf, cur, prow, A, B, i0, nr, j0, j1, k_lo, k_hi, N, eoff, p, c, rnd, ovf, fma, k0,
+           k1, k2, r, need_ts, ro_ok):  # fmt: skip
     """For rows ``i0 .. i0 + nr`` and columns ``j0 .. j1``: ``acc <- R(acc + A[i, k] B[k, j])``
     for ``k_lo <= k < k_hi`` (events ``k``, or ``2k`` and ``2k + 1`` when the product is
     rounded first). ``buf[cur]`` holds the running values (rows of width ``j1 - j0``), the
@@ -219,25 +89,25 @@ def _chain(buf, cur, prow, A, B, i0, nr, j0, j1, k_lo, k_hi, N, eoff, p, rnd, ov
             src = buf[cur, rr, :w]
             dst = buf[nxt, rr, :w]
             if fma:
-                err += _add(src, dst, bk, aik, ebase, k, p, rnd, ovf, k0, k1, k2, r, need_ts,
+                err += _add(src, dst, bk, aik, ebase, k, p, c, rnd, ovf, k0, k1, k2, r, need_ts,
                             ro_ok)  # fmt: skip
             else:
                 pr = prow[:w]
-                err += _round(pr, bk, aik, ebase, 2 * k, p, rnd, ovf, k0, k1, k2, r)
-                err += _add(src, dst, pr, 1.0, ebase, 2 * k + 1, p, rnd, ovf, k0, k1, k2, r,
+                err += _round(pr, bk, aik, ebase, 2 * k, p, c, rnd, ovf, k0, k1, k2, r)
+                err += _add(src, dst, pr, 1.0, ebase, 2 * k + 1, p, c, rnd, ovf, k0, k1, k2, r,
                             need_ts, ro_ok)  # fmt: skip
         cur = nxt
     return err, cur
 
 
-@njit(**_PAR)
-def sequential(A, B, out, p, rnd, ovf, fma, k0, k1, k2, r, eoff, need_ts, ro_ok):
+@njit(**_JIT)
+def _sequential_span(lo, hi, A, B, out, p, rnd, ovf, fma, k0, k1, k2, r, eoff, need_ts, ro_ok):
     """``out[i, j] = R(...R(R(0 + A[i,0] B[0,j]) + A[i,1] B[1,j])...)``; NaN-error count."""
     M, K = A.shape
     N = B.shape[1]
-    ng = (M + ROWS - 1) // ROWS
+    c = sel_consts(p, rnd, r)
     err = 0
-    for g in prange(ng):
+    for g in range(lo, hi):
         i0 = g * ROWS
         nr = min(ROWS, M - i0)
         buf = np.empty((2, ROWS, JC))
@@ -247,26 +117,27 @@ def sequential(A, B, out, p, rnd, ovf, fma, k0, k1, k2, r, eoff, need_ts, ro_ok)
             j1 = min(N, j0 + JC)
             w = j1 - j0
             buf[0] = 0.0
-            e, cur = _chain(buf, 0, prow, A, B, i0, nr, j0, j1, 0, K, N, eoff, p, rnd, ovf, fma,
-                            k0, k1, k2, r, need_ts, ro_ok)  # fmt: skip
+            e, cur = _chain(buf, 0, prow, A, B, i0, nr, j0, j1, 0, K, N, eoff, p, c, rnd, ovf,
+                            fma, k0, k1, k2, r, need_ts, ro_ok)  # fmt: skip
             e_g += e
             out[i0 : i0 + nr, j0:j1] = buf[cur, :nr, :w]
         err += e_g
     return err
 
 
-@njit(**_PAR)
-def blocked(A, B, SA, SB, out, bk, p, pp, rnd, ovf, povf, fma, k0, k1, k2, r, eoff, need_ts,
-            ro_ok, p_need_ts, p_ro_ok, n_add):  # fmt: skip
+@njit(**_JIT)
+def _blocked_span(lo, hi, A, B, SA, SB, out, bk, p, pp, rnd, ovf, povf, fma, k0, k1, k2, r, eoff,
+                  need_ts, ro_ok, p_need_ts, p_ro_ok, n_add):  # fmt: skip
     """Blocks of ``bk`` products summed from +0 in the accumulator ``p``, each partial times
     ``SA[i, t] * SB[t, j]`` (exact) added into ``pp`` (the promotion format) with one rounding
     (event ``n_add + t``); NaN-error count."""
     M, K = A.shape
     N = B.shape[1]
     nb = (K + bk - 1) // bk
-    ng = (M + ROWS - 1) // ROWS
+    c = sel_consts(p, rnd, r)
+    pc = sel_consts(pp, rnd, r)
     err = 0
-    for g in prange(ng):
+    for g in range(lo, hi):
         i0 = g * ROWS
         nr = min(ROWS, M - i0)
         buf = np.empty((2, ROWS, JC))
@@ -282,7 +153,8 @@ def blocked(A, B, SA, SB, out, bk, p, pp, rnd, ovf, povf, fma, k0, k1, k2, r, eo
             for t in range(nb):
                 buf[0] = 0.0
                 e, cur = _chain(buf, 0, prow, A, B, i0, nr, j0, j1, t * bk, min(K, (t + 1) * bk),
-                                N, eoff, p, rnd, ovf, fma, k0, k1, k2, r, need_ts, ro_ok)  # fmt: skip
+                                N, eoff, p, c, rnd, ovf, fma, k0, k1, k2, r, need_ts,
+                                ro_ok)  # fmt: skip
                 e_g += e
                 for rr in range(nr):
                     i = i0 + rr
@@ -291,7 +163,7 @@ def blocked(A, B, SA, SB, out, bk, p, pp, rnd, ovf, povf, fma, k0, k1, k2, r, eo
                     for j in range(w):
                         xs[j] = part[j] * sbt[j]
                     e_g += _add(tot[tc, rr, :w], tot[1 - tc, rr, :w], xs[:w], SA[i, t],
-                                eoff + i * N + j0, n_add + t, pp, rnd, povf, k0, k1, k2, r,
+                                eoff + i * N + j0, n_add + t, pp, pc, rnd, povf, k0, k1, k2, r,
                                 p_need_ts, p_ro_ok)  # fmt: skip
                 tc = 1 - tc
             out[i0 : i0 + nr, j0:j1] = tot[tc, :nr, :w]
@@ -299,13 +171,16 @@ def blocked(A, B, SA, SB, out, bk, p, pp, rnd, ovf, povf, fma, k0, k1, k2, r, eo
     return err
 
 
-@njit(**_PAR)
-def promote(parts, SA, SB, out, pp, rnd, povf, k0, k1, k2, r, eoff, t0, p_need_ts, p_ro_ok):
+@njit(**_JIT)
+def _promote_span(
+    lo, hi, parts, SA, SB, out, pp, rnd, povf, k0, k1, k2, r, eoff, t0, p_need_ts, p_ro_ok
+):
     """``out[i, j] <- R(out[i, j] + parts[t, i, j] * SA[i, t] * SB[t, j])`` for each block
     ``t`` in turn (exact partial sums, computed elsewhere); NaN-error count."""
     nb, M, N = parts.shape
+    pc = sel_consts(pp, rnd, r)
     err = 0
-    for i in prange(M):
+    for i in range(lo, hi):
         xs = np.empty(N)
         tot = np.empty((2, N))
         tot[0] = out[i]
@@ -317,7 +192,7 @@ def promote(parts, SA, SB, out, pp, rnd, povf, k0, k1, k2, r, eoff, t0, p_need_t
             pt = parts[t, i]
             for j in range(N):
                 xs[j] = pt[j] * sbt[j] + 0.0  # an exact zero partial is +0
-            e_row += _add(tot[tc], tot[1 - tc], xs, sa, eoff + i * N, t0 + t, pp, rnd, povf,
+            e_row += _add(tot[tc], tot[1 - tc], xs, sa, eoff + i * N, t0 + t, pp, pc, rnd, povf,
                           k0, k1, k2, r, p_need_ts, p_ro_ok)  # fmt: skip
             tc = 1 - tc
         out[i] = tot[tc]
@@ -325,13 +200,13 @@ def promote(parts, SA, SB, out, pp, rnd, povf, k0, k1, k2, r, eoff, t0, p_need_t
     return err
 
 
-@njit(**_PAR)
-def promote_native32(parts, SA, SB, out):
+@njit(**_JIT)
+def _promote_native32_span(lo, hi, parts, SA, SB, out):
     """``promote`` into float32 under nearest-even: the exact sum ``total + part`` rounded to
     odd at 53 bits (TwoSum; it then rounds like the exact sum) and converted to float32 by the
     CPU (IEEE nearest-even, subnormals, overflow to inf). ``out`` (float32) holds the totals."""
     nb, M, N = parts.shape
-    for i in prange(M):
+    for i in range(lo, hi):
         row = out[i]
         for t in range(nb):
             sa = SA[i, t]
@@ -347,21 +222,21 @@ def promote_native32(parts, SA, SB, out):
                 step = np.int64(1) - np.int64(2) * np.int64((e > 0.0) != (s_ > 0.0))
                 fix = np.int64(e != 0.0) & ~b & np.int64(s_ - s_ == 0.0)  # bit 0: round to odd
                 row[j] = np.float32(bits_f64(b + step * (fix & 1)))
+    return 0
 
 
 # ---- the CPU's own IEEE arithmetic: float32/float64 accumulators, nearest-even -------------------
 
 
-@njit(**_PAR)
-def sequential_native(A, B, out, fma_):
+@njit(**_JIT)
+def _sequential_native_span(lo, hi, A, B, out, fma_):
     """``sequential`` for an accumulator that is the arrays' own IEEE format (float32 arrays:
     binary32, float64 arrays: binary64) under nearest-even: IEEE 754 defines the CPU's fused
     multiply-add (``fma_``) or its multiply-then-add as exactly ``R(acc + a b)`` or
     ``R(acc + R(a b))``. NaN results are made canonical by the caller."""
     M, K = A.shape
     N = B.shape[1]
-    ng = (M + ROWS - 1) // ROWS
-    for g in prange(ng):
+    for g in range(lo, hi):
         i0 = g * ROWS
         nr = min(ROWS, M - i0)
         acc = np.zeros((ROWS, N), dtype=out.dtype)
@@ -377,18 +252,18 @@ def sequential_native(A, B, out, fma_):
                     for j in range(N):
                         row[j] = row[j] + a * bk[j]
         out[i0 : i0 + nr] = acc[:nr]
+    return 0
 
 
-@njit(**_PAR)
-def blocked_native(A, B, out, bk, fma_):
+@njit(**_JIT)
+def _blocked_native_span(lo, hi, A, B, out, bk, fma_):
     """``blocked`` with the accumulator and the promotion format both the arrays' own IEEE
     format, nearest-even, no block scales: the CPU's own arithmetic (see
     :func:`sequential_native`)."""
     M, K = A.shape
     N = B.shape[1]
     nb = (K + bk - 1) // bk
-    ng = (M + ROWS - 1) // ROWS
-    for g in prange(ng):
+    for g in range(lo, hi):
         i0 = g * ROWS
         nr = min(ROWS, M - i0)
         part = np.empty((ROWS, N), dtype=out.dtype)
@@ -412,10 +287,11 @@ def blocked_native(A, B, out, bk, fma_):
                 for j in range(N):
                     tr[j] = tr[j] + pr[j]
         out[i0 : i0 + nr] = tot[:nr]
+    return 0
 
 
-@njit(**_PAR)
-def sequential_rne32(A, B, out, plan, fma_, bk, promote):
+@njit(**_JIT)
+def _sequential_rne32_span(lo, hi, A, B, out, plan, fma_, bk, promote):
     """``sequential`` (or, with ``promote``, ``blocked`` with ``bk`` products per block and
     float32 nearest-even promotions) into a narrow accumulator under nearest-even, on float32
     words: ``R(acc + a b) = rne32(fl32(acc + a b))`` where the caller has checked that every
@@ -424,10 +300,9 @@ def sequential_rne32(A, B, out, plan, fma_, bk, promote):
     select-only nearest-even core of the element kernels."""
     M, K = A.shape
     N = B.shape[1]
-    ng = (M + ROWS - 1) // ROWS
     step = bk if promote else max(K, 1)
     nb = (K + step - 1) // step
-    for g in prange(ng):
+    for g in range(lo, hi):
         i0 = g * ROWS
         nr = min(ROWS, M - i0)
         acc = np.empty((ROWS, N), dtype=np.float32)
@@ -453,6 +328,7 @@ def sequential_rne32(A, B, out, plan, fma_, bk, promote):
                     for j in range(N):
                         tr[j] = tr[j] + pr[j]
         out[i0 : i0 + nr] = tot[:nr] if promote else acc[:nr]
+    return 0
 
 
 # ---- data statistics ----------------------------------------------------------------------------
@@ -508,13 +384,16 @@ def pairwise_program(K: int) -> np.ndarray:
     return np.array(ops, dtype=np.int64)
 
 
-@njit(**_PAR)
-def pairwise(A, B, out, prog, depth, p, rnd, ovf, fma, k0, k1, k2, r, eoff, need_ts, ro_ok):
+@njit(**_JIT)
+def _pairwise_span(
+    lo, hi, A, B, out, prog, depth, p, rnd, ovf, fma, k0, k1, k2, r, eoff, need_ts, ro_ok
+):
     """The pairwise tree of ``prog`` for each output row; NaN-error count."""
     M, K = A.shape
     N = B.shape[1]
+    c = sel_consts(p, rnd, r)
     err = 0
-    for i in prange(M):
+    for i in range(lo, hi):
         stack = np.empty((depth, N))
         tmp = np.empty(N)
         ebase = eoff + i * N
@@ -530,11 +409,11 @@ def pairwise(A, B, out, prog, depth, p, rnd, ovf, fma, k0, k1, k2, r, eoff, need
                     for j in range(N):
                         dst[j] = aik * bk[j]
                 else:
-                    e_row += _round(stack[sp], B[op], A[i, op], ebase, t, p, rnd, ovf, k0, k1,
-                                    k2, r)  # fmt: skip
+                    e_row += _round(stack[sp], B[op], A[i, op], ebase, t, p, c, rnd, ovf, k0,
+                                    k1, k2, r)  # fmt: skip
                 sp += 1
             else:
-                e_row += _add(stack[sp - 2], tmp, stack[sp - 1], 1.0, ebase, t, p, rnd, ovf,
+                e_row += _add(stack[sp - 2], tmp, stack[sp - 1], 1.0, ebase, t, p, c, rnd, ovf,
                               k0, k1, k2, r, need_ts, ro_ok)  # fmt: skip
                 stack[sp - 2, :] = tmp
                 sp -= 1
@@ -549,20 +428,23 @@ def pairwise(A, B, out, prog, depth, p, rnd, ovf, fma, k0, k1, k2, r, eoff, need
 # ---- exact sums ---------------------------------------------------------------------------------
 
 
-@njit(**_PAR)
-def round_exact(X, out, p, rnd, ovf, k0, k1, k2, r, eoff, t):
+@njit(**_JIT)
+def _round_exact_span(lo, hi, X, out, p, rnd, ovf, k0, k1, k2, r, eoff, t):
     """``out = R(X)`` element by element (``X`` exact float64 values; event ``t``)."""
     M, N = X.shape
+    c = sel_consts(p, rnd, r)
     err = 0
-    for i in prange(M):
+    for i in range(lo, hi):
         row = out[i]
         xs = X[i] + 0.0  # an exact zero sum is +0
-        err += _round(row, xs, 1.0, eoff + i * N, t, p, rnd, ovf, k0, k1, k2, r)
+        err += _round(row, xs, 1.0, eoff + i * N, t, p, c, rnd, ovf, k0, k1, k2, r)
     return err
 
 
-@njit(**_PAR)
-def exact_dot(A, B, SA, SB, out, bk, base, nlimbs, p, rnd, ovf, k0, k1, k2, r, eoff, blocks):
+@njit(**_JIT)
+def _exact_dot_span(
+    lo, hi, A, B, SA, SB, out, bk, base, nlimbs, p, rnd, ovf, k0, k1, k2, r, eoff, blocks
+):
     """Exact sums in a wide integer accumulator (any data). Without ``blocks`` the sum over all
     of k is rounded once into ``p`` (event 0). With ``blocks``, each block of ``bk`` products
     (each times ``SA[i, t] * SB[t, j]``, exact) is added exactly to the running value, which is
@@ -573,7 +455,7 @@ def exact_dot(A, B, SA, SB, out, bk, base, nlimbs, p, rnd, ovf, k0, k1, k2, r, e
     step = bk if blocks else K
     m, emin, emax, sigmax, sub, hz, sg, sp, eb, bias = p
     err = 0
-    for i in prange(M):
+    for i in range(lo, hi):
         limbs = np.zeros(nlimbs, np.int64)
         e_row = 0
         for j in range(N):
@@ -623,8 +505,8 @@ def exact_dot(A, B, SA, SB, out, bk, base, nlimbs, p, rnd, ovf, k0, k1, k2, r, e
 # ---- hardware models: chains of truncating fused steps ----------------------------------------
 
 
-@njit(**_PAR)
-def fused_chain(A, B, EA, EB, XA, XB, C, out, group, F, p_out, interval, promote_rnd):
+@njit(**_JIT)
+def _fused_chain_span(lo, hi, A, B, EA, EB, XA, XB, C, out, group, F, p_out, interval, promote_rnd):
     """The tensor-core model of ``docs/matmul.md``: groups of ``group`` products and the running
     value truncated onto ``2**(Emax - F)`` and added exactly, rounded toward zero to ``p_out``
     bits; ``EA``/``EB`` the inputs' nominal exponents (int64), ``XA[i, g]``/``XB[g, j]`` the
@@ -634,7 +516,7 @@ def fused_chain(A, B, EA, EB, XA, XB, C, out, group, F, p_out, interval, promote
     M, K = A.shape
     N = B.shape[1]
     ng = (K + group - 1) // group
-    for i in prange(M):
+    for i in range(lo, hi):
         for j in range(N):
             total = C[i, j]
             acc = 0.0 if interval > 0 else total
@@ -674,3 +556,100 @@ def fused_chain(A, B, EA, EB, XA, XB, C, out, group, F, p_out, interval, promote
                     total = as_float64(st, s_, kept, q)
                     acc = 0.0
             out[i, j] = total if interval > 0 else acc
+    return 0
+
+
+# ---- the entry points: the spans on the calling thread or the pool (kernels/runtime.py) --------
+
+
+def _groups(M: int) -> int:
+    return (M + ROWS - 1) // ROWS
+
+
+def _rows_per_chunk(row_work: int) -> int:
+    """Rows per chunk for row-wise spans: about 2**16 units of work per chunk."""
+    return max(1, (1 << 16) // max(1, row_work))
+
+
+def sequential(A, B, out, p, rnd, ovf, fma, k0, k1, k2, r, eoff, need_ts, ro_ok) -> int:
+    """``out[i, j] = R(...R(R(0 + A[i,0] B[0,j]) + A[i,1] B[1,j])...)``; NaN-error count."""
+    M, K = A.shape
+    args = (A, B, out, p, rnd, ovf, fma, k0, k1, k2, r, eoff, need_ts, ro_ok)
+    return run(M * B.shape[1] * max(K, 1), FAMILY, _sequential_span, _groups(M), 1, *args)
+
+
+def blocked(A, B, SA, SB, out, bk, p, pp, rnd, ovf, povf, fma, k0, k1, k2, r, eoff, need_ts,
+            ro_ok, p_need_ts, p_ro_ok, n_add) -> int:  # fmt: skip
+    """Blocks of ``bk`` products summed in ``p``, promoted into ``pp`` (:func:`_blocked_span`)."""
+    M, K = A.shape
+    args = (A, B, SA, SB, out, bk, p, pp, rnd, ovf, povf, fma, k0, k1, k2, r, eoff, need_ts,
+            ro_ok, p_need_ts, p_ro_ok, n_add)  # fmt: skip
+    return run(M * B.shape[1] * max(K, 1), FAMILY, _blocked_span, _groups(M), 1, *args)
+
+
+def promote(parts, SA, SB, out, pp, rnd, povf, k0, k1, k2, r, eoff, t0, p_need_ts, p_ro_ok):
+    """Exact block partials added into ``pp`` (:func:`_promote_span`); NaN-error count."""
+    nb, M, N = parts.shape
+    args = (parts, SA, SB, out, pp, rnd, povf, k0, k1, k2, r, eoff, t0, p_need_ts, p_ro_ok)
+    return run(nb * M * N, FAMILY, _promote_span, M, _rows_per_chunk(nb * N), *args)
+
+
+def promote_native32(parts, SA, SB, out) -> int:
+    """:func:`promote` into float32 under nearest-even (:func:`_promote_native32_span`)."""
+    nb, M, N = parts.shape
+    args = (parts, SA, SB, out)
+    return run(nb * M * N, FAMILY, _promote_native32_span, M, _rows_per_chunk(nb * N), *args)
+
+
+def sequential_native(A, B, out, fma_) -> int:
+    """The CPU's own IEEE arithmetic (:func:`_sequential_native_span`)."""
+    M, K = A.shape
+    args = (A, B, out, fma_)
+    return run(M * B.shape[1] * max(K, 1), FAMILY, _sequential_native_span, _groups(M), 1, *args)
+
+
+def blocked_native(A, B, out, bk, fma_) -> int:
+    """The CPU's own IEEE arithmetic in blocks (:func:`_blocked_native_span`)."""
+    M, K = A.shape
+    args = (A, B, out, bk, fma_)
+    return run(M * B.shape[1] * max(K, 1), FAMILY, _blocked_native_span, _groups(M), 1, *args)
+
+
+def sequential_rne32(A, B, out, plan, fma_, bk, promote) -> int:
+    """Nearest-even on float32 words (:func:`_sequential_rne32_span`)."""
+    M, K = A.shape
+    args = (A, B, out, plan, fma_, bk, promote)
+    return run(M * B.shape[1] * max(K, 1), FAMILY, _sequential_rne32_span, _groups(M), 1, *args)
+
+
+def pairwise(A, B, out, prog, depth, p, rnd, ovf, fma, k0, k1, k2, r, eoff, need_ts,
+             ro_ok) -> int:  # fmt: skip
+    """The pairwise tree of ``prog`` for each row (:func:`_pairwise_span`); NaN-error count."""
+    M, K = A.shape
+    N = B.shape[1]
+    args = (A, B, out, prog, depth, p, rnd, ovf, fma, k0, k1, k2, r, eoff, need_ts, ro_ok)
+    return run(M * N * max(K, 1), FAMILY, _pairwise_span, M, _rows_per_chunk(N * K), *args)
+
+
+def round_exact(X, out, p, rnd, ovf, k0, k1, k2, r, eoff, t) -> int:
+    """``out = R(X)`` (:func:`_round_exact_span`); NaN-error count."""
+    M, N = X.shape
+    args = (X, out, p, rnd, ovf, k0, k1, k2, r, eoff, t)
+    return run(M * N, FAMILY, _round_exact_span, M, _rows_per_chunk(N), *args)
+
+
+def exact_dot(A, B, SA, SB, out, bk, base, nlimbs, p, rnd, ovf, k0, k1, k2, r, eoff,
+              blocks) -> int:  # fmt: skip
+    """Exact sums in a wide integer accumulator (:func:`_exact_dot_span`); NaN-error count."""
+    M, K = A.shape
+    N = B.shape[1]
+    args = (A, B, SA, SB, out, bk, base, nlimbs, p, rnd, ovf, k0, k1, k2, r, eoff, blocks)
+    return run(M * N * max(K, 1), FAMILY, _exact_dot_span, M, _rows_per_chunk(N * K), *args)
+
+
+def fused_chain(A, B, EA, EB, XA, XB, C, out, group, F, p_out, interval, promote_rnd) -> int:
+    """The tensor-core model (:func:`_fused_chain_span`)."""
+    M, K = A.shape
+    N = B.shape[1]
+    args = (A, B, EA, EB, XA, XB, C, out, group, F, p_out, interval, promote_rnd)
+    return run(M * N * max(K, 1), FAMILY, _fused_chain_span, M, _rows_per_chunk(N * K), *args)

@@ -54,6 +54,7 @@ SERIAL_BELOW = {
     "decode": 1 << 15,  # formats of more than 16 bits (narrower ones decode through a table)
     "scaled": 1 << 20,  # per-channel and per-group integer scales (range and rounding passes)
     "block": 1 << 20,  # MX and NVFP4
+    "matmul": 1 << 16,  # matmul/dot: multiply-adds (the rounded additions: about 1 ns each)
 }
 
 #: seconds a compile runs before the notice is printed

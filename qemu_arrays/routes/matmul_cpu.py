@@ -95,6 +95,25 @@ def _scaled_int(fmt: IntFormat, enc, name: str) -> Operand:
     return Operand(vals, fmt, False, scale=sc)
 
 
+def _block(fmt: BlockFormat, enc, wide: bool) -> Operand:
+    """A QArray of a block format: the element values, the block scales (applied to each
+    block's partial sum, docs/matmul.md) and, for two-level formats (NVFP4), the float32
+    per-tensor scale, applied in the epilogue as cuBLASLt's ``alpha``."""
+    el = fmt.element
+    if isinstance(el, FloatFormat):
+        vals = _decode(enc.codes, el)
+    else:
+        k = np.asarray(enc.codes).astype(np.int64)
+        k = np.where(k >> (el.bits - 1), k - (1 << el.bits), k)
+        vals = k * 2.0**-fmt.element_fraction_bits
+    scales = _decode(enc.scales, fmt.scale)
+    axis = enc.axis if enc.axis is not None else vals.ndim - 1
+    ts = None
+    if fmt.tensor_scale:
+        ts = np.asarray(np.float64(np.float32(enc.tensor_scale)))
+    return Operand(vals, el, wide, block=fmt, scales=scales, axis=axis % vals.ndim, scale=ts)
+
+
 def _epilogue(out: np.ndarray, a: Operand, b: Operand) -> np.ndarray:
     """``out * s`` with ``s = s_a * s_b`` (in float64) rounded to the output's dtype, one IEEE
     multiplication in that dtype (docs/matmul.md, "Scaled integer inputs")."""
@@ -121,23 +140,14 @@ def operand(x, name: str) -> Operand:
         wide = np.dtype(getattr(x, "dtype", np.float32)) == np.float64
         if isinstance(fmt, FloatFormat):
             return Operand(_decode(enc.codes, fmt), fmt, wide)
-        if isinstance(fmt, BlockFormat) and not fmt.tensor_scale:
-            el = fmt.element
-            if isinstance(el, FloatFormat):
-                vals = _decode(enc.codes, el)
-            else:
-                k = np.asarray(enc.codes).astype(np.int64)
-                k = np.where(k >> (el.bits - 1), k - (1 << el.bits), k)
-                vals = k * 2.0**-fmt.element_fraction_bits
-            scales = _decode(enc.scales, fmt.scale)
-            axis = enc.axis if enc.axis is not None else vals.ndim - 1
-            return Operand(vals, el, wide, block=fmt, scales=scales, axis=axis % vals.ndim)
+        if isinstance(fmt, BlockFormat):
+            return _block(fmt, enc, wide)
         if isinstance(fmt, IntFormat):
             return _scaled_int(fmt, enc, name)
         msg = (
             f"{name} is a QArray of {fmt.name!r}: matmul takes QArrays of float element formats, "
-            "scaled integer formats and MX block formats; two-level (NVFP4) formats are not "
-            f"modelled yet; hint: matmul({name}.dequantize(), ...)"
+            f"scaled integer formats and block formats (MX, NVFP4); hint: "
+            f"matmul({name}.dequantize(), ...)"
         )
         raise NotImplementedError(msg)
     if _is_tensor(x):
@@ -202,16 +212,14 @@ def _native_dtype(fmt: FloatFormat):
 def _native(A, B, pl: Plan, req, dtype) -> np.ndarray:
     """The CPU's own IEEE arithmetic (accumulator binary32/binary64, nearest-even)."""
     from qemu_arrays.kernels import matmul as km
-    from qemu_arrays.kernels.matmul import threads_for
 
     An = np.ascontiguousarray(A, dtype=dtype)
     Bn = np.ascontiguousarray(B, dtype=dtype)
     o = np.empty((A.shape[0], B.shape[1]), dtype=dtype)
-    with threads_for(o.size * max(A.shape[1], 1)):
-        if pl.order == "blocked":
-            km.blocked_native(An, Bn, o, pl.block_k, req.fma)
-        else:
-            km.sequential_native(An, Bn, o, req.fma)
+    if pl.order == "blocked":
+        km.blocked_native(An, Bn, o, pl.block_k, req.fma)
+    else:
+        km.sequential_native(An, Bn, o, req.fma)
     o[np.isnan(o)] = np.nan  # the canonical NaN
     return o
 
@@ -221,7 +229,6 @@ def _rne32(A, B, SA, SB, pl: Plan, req, sa: Stats, sb: Stats):
     products exact in float32, float32 sums exact or rounding innocuously (docs/matmul.md);
     promotions (if any) native float32. ``(out, errors)`` or None when it does not apply."""
     from qemu_arrays.kernels import matmul as km
-    from qemu_arrays.kernels.matmul import threads_for
 
     acc = pl.acc
     plan = rne_plan(acc, Overflow.OWN)
@@ -245,9 +252,8 @@ def _rne32(A, B, SA, SB, pl: Plan, req, sa: Stats, sb: Stats):
         return None
     M, N = A.shape[0], B.shape[1]
     o = np.empty((M, N), dtype=np.float32)
-    with threads_for(M * N * max(A.shape[1], 1)):
-        km.sequential_rne32(A.astype(np.float32), B.astype(np.float32), o, plan, req.fma,
-                            pl.block_k, blocks)  # fmt: skip
+    km.sequential_rne32(A.astype(np.float32), B.astype(np.float32), o, plan, req.fma,
+                        pl.block_k, blocks)  # fmt: skip
     nan = np.isnan(o)
     err = int(nan.any()) if not acc.has_nan else 0
     return o.astype(np.float64), err
@@ -256,7 +262,6 @@ def _rne32(A, B, SA, SB, pl: Plan, req, sa: Stats, sb: Stats):
 def _matmul2d(A, B, SA, SB, pl: Plan, req, get_stats, eoff: int) -> tuple:
     """One 2-D product: (out float64 M x N, NaN-error count)."""
     from qemu_arrays.kernels import matmul as km
-    from qemu_arrays.kernels.matmul import threads_for
 
     native = _native_dtype(pl.acc) if req.rounding is Rounding.NEAREST_EVEN else None
     if native is not None and (
@@ -274,7 +279,6 @@ def _matmul2d(A, B, SA, SB, pl: Plan, req, get_stats, eoff: int) -> tuple:
     k0, k1, k2 = _keys(req)
     r = pl.r
     acc = pl.acc
-    work = M * N * max(K, 1)
     if pl.order == "exact" or (pl.order == "blocked" and acc is None):
         blocks = pl.order == "blocked"
         fmt = pl.promote if blocks else pl.result
@@ -292,8 +296,7 @@ def _matmul2d(A, B, SA, SB, pl: Plan, req, get_stats, eoff: int) -> tuple:
             if not blocks:
                 X = (A.astype(np.float32) @ B.astype(np.float32)).astype(np.float64) if use32 \
                     else A @ B  # fmt: skip
-                with threads_for(work):
-                    err = km.round_exact(X, out, fmt.params(), int(rnd), 0, k0, k1, k2, r, eoff, 0)
+                err = km.round_exact(X, out, fmt.params(), int(rnd), 0, k0, k1, k2, r, eoff, 0)
                 return out, err
             nb = -(-K // pl.block_k)
             SA_ = np.ones((M, nb)) if SA is None else SA
@@ -310,12 +313,11 @@ def _matmul2d(A, B, SA, SB, pl: Plan, req, get_stats, eoff: int) -> tuple:
             # they are promoted
             for t in range(nb):
                 np.matmul(An[:, t * bk : (t + 1) * bk], Bn[t * bk : (t + 1) * bk], out=P[0])
-                with threads_for(M * N):
-                    if native32:
-                        km.promote_native32(P, SA_[:, t : t + 1].copy(), SB_[t : t + 1], tot32)
-                    else:
-                        err += km.promote(P, SA_, SB_, out, fmt.params(), int(rnd), 0, k0, k1,
-                                          k2, r, eoff, t, p_ts, p_ro)  # fmt: skip
+                if native32:
+                    km.promote_native32(P, SA_[:, t : t + 1].copy(), SB_[t : t + 1], tot32)
+                else:
+                    err += km.promote(P, SA_, SB_, out, fmt.params(), int(rnd), 0, k0, k1,
+                                      k2, r, eoff, t, p_ts, p_ro)  # fmt: skip
             if native32:
                 tot32[np.isnan(tot32)] = np.nan  # the canonical NaN
                 return tot32, 0
@@ -331,9 +333,8 @@ def _matmul2d(A, B, SA, SB, pl: Plan, req, get_stats, eoff: int) -> tuple:
         nbk = -(-K // pl.block_k) if blocks else 1
         SA_ = np.ones((M, nbk)) if SA is None else SA
         SB_ = np.ones((nbk, N)) if SB is None else SB
-        with threads_for(work):
-            err = km.exact_dot(A, B, SA_, SB_, out, pl.block_k if blocks else max(K, 1), base,
-                               nlimbs, fmt.params(), int(rnd), 0, k0, k1, k2, r, eoff, blocks)  # fmt: skip
+        err = km.exact_dot(A, B, SA_, SB_, out, pl.block_k if blocks else max(K, 1), base,
+                           nlimbs, fmt.params(), int(rnd), 0, k0, k1, k2, r, eoff, blocks)  # fmt: skip
         return out, err
     # rounded additions
     if rnd is Rounding.NEAREST_EVEN and pl.order in ("sequential", "blocked"):
@@ -344,24 +345,23 @@ def _matmul2d(A, B, SA, SB, pl: Plan, req, get_stats, eoff: int) -> tuple:
     addend_bits = (sa.bits + sb.bits) if req.fma else acc.precision
     need_ts, ro_ok = _fast_flags(acc, rnd, r, exact, addend_bits)
     p = acc.params()
-    with threads_for(work):
-        if pl.order == "sequential":
-            err = km.sequential(A, B, out, p, int(rnd), 0, req.fma, k0, k1, k2, r, eoff, need_ts,
-                                ro_ok)  # fmt: skip
-        elif pl.order == "pairwise":
-            prog = km.pairwise_program(K)
-            depth = max(2, math.ceil(math.log2(max(K, 1))) + 2)
-            err = km.pairwise(A, B, out, prog, depth, p, int(rnd), 0, req.fma, k0, k1, k2, r,
-                              eoff, need_ts, ro_ok)  # fmt: skip
-        else:
-            nb = -(-K // pl.block_k)
-            SA_ = np.ones((M, nb)) if SA is None else SA
-            SB_ = np.ones((nb, N)) if SB is None else SB
-            pp = pl.promote
-            p_ts, p_ro = _fast_flags(pp, rnd, r, False, 53)
-            n_add = K if req.fma else 2 * K
-            err = km.blocked(A, B, SA_, SB_, out, pl.block_k, p, pp.params(), int(rnd), 0, 0,
-                             req.fma, k0, k1, k2, r, eoff, need_ts, ro_ok, p_ts, p_ro, n_add)  # fmt: skip
+    if pl.order == "sequential":
+        err = km.sequential(A, B, out, p, int(rnd), 0, req.fma, k0, k1, k2, r, eoff, need_ts,
+                            ro_ok)  # fmt: skip
+    elif pl.order == "pairwise":
+        prog = km.pairwise_program(K)
+        depth = max(2, math.ceil(math.log2(max(K, 1))) + 2)
+        err = km.pairwise(A, B, out, prog, depth, p, int(rnd), 0, req.fma, k0, k1, k2, r,
+                          eoff, need_ts, ro_ok)  # fmt: skip
+    else:
+        nb = -(-K // pl.block_k)
+        SA_ = np.ones((M, nb)) if SA is None else SA
+        SB_ = np.ones((nb, N)) if SB is None else SB
+        pp = pl.promote
+        p_ts, p_ro = _fast_flags(pp, rnd, r, False, 53)
+        n_add = K if req.fma else 2 * K
+        err = km.blocked(A, B, SA_, SB_, out, pl.block_k, p, pp.params(), int(rnd), 0, 0,
+                         req.fma, k0, k1, k2, r, eoff, need_ts, ro_ok, p_ts, p_ro, n_add)  # fmt: skip
     return out, err
 
 

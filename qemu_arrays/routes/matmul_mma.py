@@ -101,12 +101,11 @@ def compute(a: Operand, b: Operand, req: MatmulRequest, pl: Plan) -> np.ndarray:
             raise ValueError(msg)
         C = np.ascontiguousarray(np.broadcast_to(c, (M, N)))
     out = np.empty((M, N))
-    with km.threads_for(M * N * max(K, 1)):
-        km.fused_chain(
-            np.ascontiguousarray(A), np.ascontiguousarray(B), _nominal(A, fa), _nominal(B, fb),
-            np.ascontiguousarray(XA), np.ascontiguousarray(XB), C, out, model.group,
-            model.frac_bits, model.out_precision, model.promote_interval or 0,
-            int(Rounding.NEAREST_EVEN),
-        )  # fmt: skip
+    km.fused_chain(
+        np.ascontiguousarray(A), np.ascontiguousarray(B), _nominal(A, fa), _nominal(B, fb),
+        np.ascontiguousarray(XA), np.ascontiguousarray(XB), C, out, model.group,
+        model.frac_bits, model.out_precision, model.promote_interval or 0,
+        int(Rounding.NEAREST_EVEN),
+    )  # fmt: skip
     out[np.isnan(out)] = np.nan
     return out.astype(np.float32).reshape(pl.out_shape)

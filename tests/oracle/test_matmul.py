@@ -258,6 +258,19 @@ def test_overflow_follows_each_format():
             assert_same(got, reference(A, B, **kw, seed=1, r=8), f"{acc} {rnd.name}")
 
 
+def test_float32_sum_overflowing_with_finite_operands():
+    """bfloat16 has float32's range: a running value near its largest plus a product passes
+    float32's largest value; the result follows each mode's overflow rule."""
+    v = 1.5 * 2.0**125  # products exact in float32; six of them pass float32's largest value
+    A = np.array([[v] * 6 + [-v], [-v] * 6 + [1.0]], np.float32)
+    B = np.ones((7, 1), np.float32)
+    for rnd in (R.TOWARD_ZERO, R.UP, R.DOWN, R.STOCHASTIC):
+        for fma in (True, False):
+            kw = {"accumulator": "bfloat16", "rounding": rnd, "fma": fma}
+            got = qa.matmul(A, B, **kw, seed=3, random_bits=8, allow_narrow=True)
+            assert_same(got, reference(A, B, **kw, seed=3, r=8), f"{rnd.name} fma={fma}")
+
+
 def test_double_rounding_boundary():
     """A product on a midpoint of a wide-range accumulator's grid next to a tiny running sum:
     the plain float64 sum would lose the tiny term and round the tie to even (2.5)."""
@@ -380,6 +393,42 @@ def test_mx_times_plain_array_and_qarray_of_element_format():
                 reference(x, y, accumulator="bfloat16"), "element-format QArray")  # fmt: skip
 
 
+def _block_parts(q):
+    """(element values, block scale values, tensor scale) of a block-format QArray."""
+    fmt, enc = q.__qemu_arrays_operand__()
+    vals = np.asarray(qa.decode(enc.codes, fmt.element, dtype=np.float64))
+    scales = np.asarray(qa.decode(enc.scales, fmt.scale, dtype=np.float64))
+    return vals, scales, enc.tensor_scale
+
+
+def test_nvfp4_block_dot_and_tensor_scales():
+    """NVFP4 x NVFP4 as cuBLASLt's VEC16_UE4M3 block scaling: each block of 16 products summed
+    in the accumulator, times the two E4M3 block scales (exact), promoted into float32; the
+    float32 per-tensor scales in the epilogue, ``out = fl32(acc * fl32(t_a * t_b))``."""
+    rng = np.random.default_rng(14)
+    x = (rng.standard_normal((2, 56)) * np.exp2(rng.integers(-4, 4, (2, 56)))).astype(np.float32)
+    y = (rng.standard_normal((56, 3)) * 30).astype(np.float32)
+    qx = qa.asarray(x, "nvfp4", axis=-1)
+    qy = qa.asarray(y, "nvfp4", axis=0)
+    va, sa, ta = _block_parts(qx)
+    vb, sb, tb = _block_parts(qy)
+    alpha = np.float32(np.float64(ta) * np.float64(tb))
+    assert ta != 1.0
+    assert tb != 1.0
+
+    def scales(i, j):
+        return [Fraction(float(sa[i, t])) * Fraction(float(sb[t, j])) for t in range(sa.shape[1])]
+
+    for acc, rnd in [("float32", R.NEAREST_EVEN), ("bfloat16", R.TOWARD_ZERO),
+                     (None, R.NEAREST_EVEN)]:  # fmt: skip
+        kw = {"accumulator": acc, "rounding": rnd}
+        got = qa.matmul(qx, qy, **kw, allow_narrow=True)
+        want = reference(va, vb, **kw, order="blocked", block_k=16, block_scales=scales)
+        assert_same(got, want.astype(np.float32) * alpha, f"nvfp4 {acc} {rnd.name}")
+    close = np.asarray(qx.dequantize(), np.float64) @ np.asarray(qy.dequantize(), np.float64)
+    np.testing.assert_allclose(qa.matmul(qx, qy), close, rtol=1e-5, atol=1e-6)
+
+
 # ---- stochastic rounding: the events and their random bits --------------------------------------
 
 
@@ -402,6 +451,21 @@ def test_stochastic_rounding_is_reproducible_and_indexed_by_output_element():
                                        element=20 + i * 5 + j) for j in range(5)]
                         for i in range(4)])  # fmt: skip
     assert_same(batch[1], shifted, "SR, second batch")
+
+
+def test_sr_event32_is_the_counter_word():
+    """The kernels' hoisted draw (``formats/round32.sr_event32``) is ``random_u`` of index
+    ``(e << 32) | t``, for every number of random bits."""
+    from qemu_arrays.formats.cores import mix32, random_key, random_u
+    from qemu_arrays.formats.round32 import sr_event32_cpu
+
+    k0, k1, k2 = random_key(7, 3)
+    for t, e in [(0, 0), (5, 1), (2**31 + 9, 12345), (2**32 - 1, 2**31 - 1), (77, 2**20 + 3)]:
+        h = mix32(t ^ k2)
+        for r in (1, 8, 17, 32):
+            assert int(sr_event32_cpu(h, e, k0, k1, r)) == int(
+                random_u(k0, k1, k2, (e << 32) | t, r)
+            )
 
 
 def test_threads_do_not_change_results():

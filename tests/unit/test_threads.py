@@ -246,3 +246,58 @@ def test_parallel_decode_and_tensor_max_give_the_serial_bits():
         res[variant] = out.view(np.uint64), amax
     assert np.array_equal(res["serial"][0], res["parallel"][0])
     assert res["serial"][1] == res["parallel"][1] == float(np.nanmax(np.abs(x[np.isfinite(x)])))
+
+
+# ---- matmul: the same runtime (serial spans, the pool above SERIAL_BELOW["matmul"]) ------------
+
+MATMUL_CASES = {
+    "sequential stochastic": {"accumulator": "bfloat16", **_SR},
+    "sequential nearest-even rne32": {"accumulator": "bfloat16"},
+    "sequential float32 native": {"accumulator": "float32"},
+    "pairwise up": {"accumulator": "bfloat16", "order": "pairwise", "rounding": R.UP},
+    "blocked toward zero": {
+        "accumulator": "float8_e5m2",
+        "order": "blocked",
+        "block_k": 8,
+        "rounding": R.TOWARD_ZERO,
+    },  # fmt: skip
+    "exact": {"accumulator": None},
+    "exact blocks": {"accumulator": None, "order": "blocked", "block_k": 16},
+}
+
+
+def _mm_data():
+    rng = np.random.default_rng(1)
+    a = qa.quantize(rng.standard_normal((13, 40)).astype(np.float32), "float8_e4m3fn")
+    b = qa.quantize(rng.standard_normal((40, 9)).astype(np.float32), "float8_e4m3fn")
+    return a, b
+
+
+@pytest.mark.parametrize("case", list(MATMUL_CASES))
+def test_matmul_parallel_variant_gives_the_serial_bits(case):
+    a, b = _mm_data()
+    kw = MATMUL_CASES[case]
+    with runtime.force("serial"):
+        want = np.asarray(qa.matmul(a, b, allow_narrow=True, **kw))
+    with runtime.force("parallel"):
+        got = np.asarray(qa.matmul(a, b, allow_narrow=True, **kw))
+    assert np.array_equal(got.view(np.uint8), want.view(np.uint8))
+
+
+def test_matmul_runs_on_the_runtime(monkeypatch, restore_threads):
+    """One thread configured: a product above the serial threshold stays on the calling thread;
+    the parallel variant goes through the one pool driver (no kernel of its own)."""
+    from qemu_arrays.kernels import parallel as cpu_parallel
+
+    def refuse(*args):
+        msg = "the pool was used"
+        raise AssertionError(msg)
+
+    n = round(runtime.SERIAL_BELOW["matmul"] ** (1 / 3)) + 8
+    x = np.ones((n, n), np.float32)
+    monkeypatch.setattr(cpu_parallel, "run_parallel", refuse)
+    qa.set_num_threads(1)
+    assert float(qa.matmul(x, x, accumulator="bfloat16", allow_narrow=True)[0, 0]) == n
+    qa.set_num_threads(None)
+    with pytest.raises(AssertionError, match="pool"), runtime.force("parallel"):
+        qa.matmul(x[:4, :4], x[:4, :4], accumulator="bfloat16", allow_narrow=True)
