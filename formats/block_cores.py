@@ -38,6 +38,7 @@ from qemu_arrays.formats.codes import (  # ScaleRule codes
     RCEIL,
     RFLOOR,
     RHALF_UP,
+    RNE,
 )
 from qemu_arrays.formats.cores import (
     FINITE,
@@ -53,6 +54,7 @@ from qemu_arrays.formats.cores import (
     round_subnormal_fast,
 )
 from qemu_arrays.formats.jit_cache import purge_stale_cache
+from qemu_arrays.formats.round32 import round32
 
 purge_stale_cache(__file__)
 
@@ -404,6 +406,31 @@ def nv_rne32(b, d, plan):
 def nv_rne32_bits(b, d, plan):
     """:func:`nv_rne32` as float32 bits."""
     return np.int64(f32_bits(nv_rne32(b, d, plan)))
+
+
+@_HOT
+def sel_element32(b, inv, mul, nv, mode, plan, rplan, w, r):
+    """float32 bits of the element, before its scale, of float32 bits ``b`` in every mode of
+    the CPU's select-only block kernels: the quotient ``x * inv`` (MX, ``inv = 2**-e``; ``nv``
+    0) or ``float32(x / mul)`` (NVFP4, ``mul = d``; ``nv`` 1), rounded by
+    :func:`~qemu_arrays.formats.rne32.rne32` (``mode`` nearest-even, ``plan``) or
+    :func:`~qemu_arrays.formats.round32.round32` (``rplan``; ``w`` the random word of
+    stochastic rounding). The same rule as :func:`mx_rne32` / :func:`nv_rne32` and, where their
+    callers allow it, :func:`mx_element` / :func:`nv_element`."""
+    if nv == 0:
+        q = f32_bits(bits_f32(b) * inv)
+    else:
+        q = f32_bits(bits_f32(b) / mul)
+    if mode == RNE:
+        return rne32(q, plan)
+    return round32(q, rplan, mode, w, r)
+
+
+@_HOT
+def sel_value32(p, mul):
+    """The float32 value of the element with float32 bits ``p`` under the block scale ``mul``
+    (``2**e`` for MX, ``d`` for NVFP4): one product, exact where it is not zero."""
+    return bits_f32(p) * mul
 
 
 @_HOT

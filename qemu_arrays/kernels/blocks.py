@@ -18,7 +18,7 @@ from numba import njit, prange
 
 from qemu_arrays.formats import rne32 as _rne32
 from qemu_arrays.formats import round32 as _round32
-from qemu_arrays.formats.bits import bits_f32, bits_f64, f32_bits, f64_bits
+from qemu_arrays.formats.bits import bits_f32, bits_f64, f64_bits
 from qemu_arrays.formats.block_cores import (  # scale rules: qemu_arrays.formats.block_spec.ScaleRule
     CEIL,
     CEIL_POW2,
@@ -37,13 +37,14 @@ from qemu_arrays.formats.block_cores import (  # scale rules: qemu_arrays.format
     nv_scale,
     nv_vec_ok,
     pow2_f32,
+    sel_element32,
+    sel_value32,
     shared_exponent,
     split_bits,
 )
 from qemu_arrays.formats.cores import RDN, RNE, RTZ, RUP, SR, random_u
 from qemu_arrays.formats.jit_cache import purge_stale_cache
-from qemu_arrays.formats.rne32 import rne32
-from qemu_arrays.formats.round32 import code32, round32, sr_bits32
+from qemu_arrays.formats.round32 import code32, sr_bits32
 from qemu_arrays.kernels import elements as _cpu
 from qemu_arrays.kernels import simd as cpu_simd
 from qemu_arrays.kernels.runtime import run
@@ -514,20 +515,15 @@ def _sel_loop(xb, out, codes, base, nj, ex, s0, nv, plan, ea, mode, want):
         s = np.uint64(s0) + np.uint64(j)
         b = xb[i]
         mul = smul[s]
+        inv = np.float32(0.0)
         if nv == 0:
-            q = f32_bits(bits_f32(b) * sinv[s])
+            inv = sinv[s]
             if mode != RNE:  # 0 < |x| < 2**(e - 126), on 32-bit words (no i1 vector logic)
                 bad |= np.uint32((b & np.uint32(0x7FFFFFFF)) - np.uint32(1) < slim[s])
-        else:
-            q = f32_bits(bits_f32(b) / mul)
-        if mode == RNE:
-            p = rne32(q, plan)
-        elif mode == SR:
-            p = round32(q, rplan, SR, sr_bits32(rbase, j, k0, k1, k2, 32), r)  # the word
-        else:
-            p = round32(q, rplan, mode, np.uint32(0), r)
+        w = sr_bits32(rbase, j, k0, k1, k2, 32) if mode == SR else np.uint32(0)  # the word
+        p = sel_element32(b, inv, mul, nv, mode, plan, rplan, w, r)
         if want == 1:
-            out[i] = bits_f32(p) * mul
+            out[i] = sel_value32(p, mul)
         else:
             codes[i] = code32(b, p, cplan)  # the element kernels' code step
     return bad
