@@ -44,7 +44,7 @@ from qemu_arrays.formats.block_cores import (  # scale rules: qemu_arrays.format
 )
 from qemu_arrays.formats.cores import RDN, RNE, RTZ, RUP, SR, random_u
 from qemu_arrays.formats.jit_cache import purge_stale_cache
-from qemu_arrays.formats.round32 import code32, sr_bits32
+from qemu_arrays.formats.round32 import code32, sr_bits32, value32
 from qemu_arrays.kernels import elements as _cpu
 from qemu_arrays.kernels import simd as cpu_simd
 from qemu_arrays.kernels.runtime import run
@@ -871,3 +871,45 @@ def decode_blocks(codes, scodes, R, n, bs, etab, dtab, out):
     to check)."""
     nb = -(-n // bs)
     run(codes.size, "block", _decode_span, R * nb, _GCH, codes, scodes, n, nb, bs, etab, dtab, out)
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _decode_block32(codes, out, base, nj, dplan, d, seen):
+    for j in range(nj):  # unsigned indices; 32-bit words: 16 lanes per AVX-512 vector
+        i = base + np.uint64(j)
+        v, seen = value32(codes[i], seen, dplan)
+        out[i] = out.dtype.type(bits_f32(v)) * d
+    return seen
+
+
+@njit(**_JIT)
+def _decode32_span(t0, t1, codes, scodes, n, nb, bs, dplan, dtab, out):
+    """Blocks ``t0:t1`` (row-major over (row, block)) of :func:`decode_blocks32`."""
+    seen = np.uint32(0)
+    row = t0 // nb
+    blk = t0 - row * nb
+    for t in range(t0, t1):  # (row, blk) stepped, no division per block
+        start = np.uint64(row * n + blk * bs)
+        nj = min(bs, n - blk * bs)
+        d = dtab[scodes[t]]
+        blk += 1
+        if blk == nb:
+            blk = 0
+            row += 1
+        if nj == 32:  # literal trip counts: the compiler unrolls and vectorizes
+            seen = _decode_block32(codes, out, start, 32, dplan, d, seen)
+        elif nj == 16:
+            seen = _decode_block32(codes, out, start, 16, dplan, d, seen)
+        else:
+            seen = _decode_block32(codes, out, start, nj, dplan, d, seen)
+    return int(seen > (1 << (dplan[0] + 1)) - 1)
+
+
+def decode_blocks32(codes, scodes, R, n, bs, dplan, dtab, out) -> int:
+    """:func:`decode_blocks` with the element value by arithmetic (``formats.round32.value32``
+    on ``dplan``, ``kernels.elements.decode_plan`` of the element format) instead of a table
+    load: float32 bits, exact in ``out``'s dtype, times the block's factor. Returns 1 where an
+    element code lies outside the element format (its value is garbage: the caller raises)."""
+    nb = -(-n // bs)
+    args = (codes, scodes, n, nb, bs, dplan, dtab, out)
+    return run(codes.size, "block", _decode32_span, R * nb, _GCH, *args)
