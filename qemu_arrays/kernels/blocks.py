@@ -281,6 +281,32 @@ def _mx_elems(xb, out, base, nj, inv, sc2, plan):
 
 
 @njit(cache=True, nogil=True, inline="always")
+def _mx_codes(xb, codes, base, nj, inv, plan, ea):
+    """Nearest-even codes of ``nj`` elements from ``base`` under the scale ``2**-e = inv``:
+    the element of the shared step :func:`~qemu_arrays.formats.block_cores.sel_element32`, its
+    code by :func:`~qemu_arrays.formats.round32.code32` (``_sel_loop``'s steps for this mode,
+    with the block's ``inv`` a scalar instead of spread over the elements)."""
+    rplan, cplan = ea[7:19], ea[19:27]
+    for j in range(nj):
+        i = base + np.uint64(j)
+        b = xb[i]
+        p = sel_element32(b, inv, np.float32(1.0), 0, RNE, plan, rplan, np.uint32(0), 32)
+        codes[i] = code32(b, p, cplan)
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _nv_codes(xb, codes, base, nj, d, plan, ea):
+    """Nearest-even codes of ``nj`` elements from ``base`` under the block's float32 ``d``, as
+    :func:`_mx_codes` (the quotient ``float32(x / d)`` of the shared step)."""
+    rplan, cplan = ea[7:19], ea[19:27]
+    for j in range(nj):
+        i = base + np.uint64(j)
+        b = xb[i]
+        p = sel_element32(b, np.float32(0.0), d, 1, RNE, plan, rplan, np.uint32(0), 32)
+        codes[i] = code32(b, p, cplan)
+
+
+@njit(cache=True, nogil=True, inline="always")
 def _nv_elems(xb, out, base, nj, d, plan):
     """``out = rne(x / d) * d`` over ``nj`` elements from ``base``: the shared select-only step
     :func:`~qemu_arrays.formats.block_cores.nv_rne32`."""
@@ -402,7 +428,15 @@ def _make_mx_f32_span(MODE, WANT):  # noqa: N803  (constants of the compiled spa
             _store_scales(scodes, sc_loc, sidx, t0, nt, whole)
             # ... then the elements (asking for the next task's blocks meanwhile), and last the
             # blocks with NaN or inf
-            if mode != RNE or want != 1:  # other modes, codes: the task's elements in one loop
+            if mode == RNE and want == 2:  # nearest-even codes: block by block, no spread
+                for k in range(nt):
+                    base = _block_base(bases, t0, k, bs, whole)
+                    _prefetch_block(xb, base, bs)
+                    if bs == 32:  # a literal trip count: the compiler unrolls and vectorizes
+                        _mx_codes(xb, codes, base, 32, invs[k], plan, ea)
+                    else:
+                        _mx_codes(xb, codes, base, bs, invs[k], plan, ea)
+            elif mode != RNE or want != 1:  # other modes, codes: the task's elements in one loop
                 todo += _sel_task(
                     xb,
                     out,
@@ -696,7 +730,15 @@ def _make_nv_f32_span(MODE, WANT):  # noqa: N803  (constants of the compiled spa
             _store_scales(scodes, sc_loc, sidx, t0, nt, whole)
             # ... then the elements (asking for the next task's blocks meanwhile; the blocks
             # flagged slow are overwritten below)
-            if mode != RNE or want != 1:  # other modes, codes: the task's elements in one loop
+            if mode == RNE and want == 2:  # nearest-even codes: block by block, no spread
+                for k in range(nt):
+                    base = _block_base(bases, t0, k, bs, whole)
+                    _prefetch_block(xb, base, bs)
+                    if bs == 16:  # literal trip counts: the compiler unrolls and vectorizes
+                        _nv_codes(xb, codes, base, 16, ds[k], plan, ea)
+                    else:
+                        _nv_codes(xb, codes, base, bs, ds[k], plan, ea)
+            elif mode != RNE or want != 1:  # other modes, codes: the task's elements in one loop
                 _sel_task(
                     xb,
                     out,
