@@ -281,32 +281,6 @@ def _mx_elems(xb, out, base, nj, inv, sc2, plan):
 
 
 @njit(cache=True, nogil=True, inline="always")
-def _mx_codes(xb, codes, base, nj, inv, plan, ea):
-    """Nearest-even codes of ``nj`` elements from ``base`` under the scale ``2**-e = inv``:
-    the element of the shared step :func:`~qemu_arrays.formats.block_cores.sel_element32`, its
-    code by :func:`~qemu_arrays.formats.round32.code32` (``_sel_loop``'s steps for this mode,
-    with the block's ``inv`` a scalar instead of spread over the elements)."""
-    rplan, cplan = ea[7:19], ea[19:27]
-    for j in range(nj):
-        i = base + np.uint64(j)
-        b = xb[i]
-        p = sel_element32(b, inv, np.float32(1.0), 0, RNE, plan, rplan, np.uint32(0), 32)
-        codes[i] = code32(b, p, cplan)
-
-
-@njit(cache=True, nogil=True, inline="always")
-def _nv_codes(xb, codes, base, nj, d, plan, ea):
-    """Nearest-even codes of ``nj`` elements from ``base`` under the block's float32 ``d``, as
-    :func:`_mx_codes` (the quotient ``float32(x / d)`` of the shared step)."""
-    rplan, cplan = ea[7:19], ea[19:27]
-    for j in range(nj):
-        i = base + np.uint64(j)
-        b = xb[i]
-        p = sel_element32(b, np.float32(0.0), d, 1, RNE, plan, rplan, np.uint32(0), 32)
-        codes[i] = code32(b, p, cplan)
-
-
-@njit(cache=True, nogil=True, inline="always")
 def _nv_elems(xb, out, base, nj, d, plan):
     """``out = rne(x / d) * d`` over ``nj`` elements from ``base``: the shared select-only step
     :func:`~qemu_arrays.formats.block_cores.nv_rne32`."""
@@ -428,14 +402,11 @@ def _make_mx_f32_span(MODE, WANT):  # noqa: N803  (constants of the compiled spa
             _store_scales(scodes, sc_loc, sidx, t0, nt, whole)
             # ... then the elements (asking for the next task's blocks meanwhile), and last the
             # blocks with NaN or inf
-            if mode == RNE and want == 2:  # nearest-even codes: block by block, no spread
-                for k in range(nt):
-                    base = _block_base(bases, t0, k, bs, whole)
-                    _prefetch_block(xb, base, bs)
-                    if bs == 32:  # a literal trip count: the compiler unrolls and vectorizes
-                        _mx_codes(xb, codes, base, 32, invs[k], plan, ea)
-                    else:
-                        _mx_codes(xb, codes, base, bs, invs[k], plan, ea)
+            if mode != SR and (mode != RNE or want == 2):  # block by block, no spread
+                todo += _blocks_no_sr(
+                    xb, out, codes, bases, t0, nt, bs, whole, invs, muls, lims, 0, plan, ea,
+                    mode, want,
+                )  # fmt: skip
             elif mode != RNE or want != 1:  # other modes, codes: the task's elements in one loop
                 todo += _sel_task(
                     xb,
@@ -560,6 +531,46 @@ def _sel_loop(xb, out, codes, base, nj, ex, s0, nv, plan, ea, mode, want):
             out[i] = sel_value32(p, mul)
         else:
             codes[i] = code32(b, p, cplan)  # the element kernels' code step
+    return bad
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _sel_block(xb, out, codes, base, nj, inv, mul, lim, nv, plan, ea, mode, want):
+    """:func:`_sel_loop` over one block (elements ``base:base + nj``) whose scale ``(inv, mul,
+    lim)`` is a scalar, for the modes without random bits (nearest-even codes, the directed
+    modes): the same steps, with no per-element spread of the block's scale."""
+    r, rplan, cplan = ea[5], ea[7:19], ea[19:27]
+    bad = np.uint32(0)
+    for j in range(nj):  # unsigned indices: no negative-index wraparound code
+        i = base + np.uint64(j)
+        b = xb[i]
+        if nv == 0 and mode != RNE:  # 0 < |x| < 2**(e - 126), as in _sel_loop
+            bad |= np.uint32((b & np.uint32(0x7FFFFFFF)) - np.uint32(1) < lim)
+        p = sel_element32(b, inv, mul, nv, mode, plan, rplan, np.uint32(0), r)
+        if want == 1:
+            out[i] = sel_value32(p, mul)
+        else:
+            codes[i] = code32(b, p, cplan)
+    return bad
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _blocks_no_sr(xb, out, codes, bases, t0, nt, bs, whole, invs, muls, lims, nv, plan, ea,
+                  mode, want):  # fmt: skip
+    """The elements of one task's ``nt`` blocks by :func:`_sel_block` (a literal trip count
+    for blocks of 16 and 32: the compiler unrolls and vectorizes); the next task's blocks are
+    prefetched meanwhile. Returns 1 where an MX element is flagged as in :func:`_sel_loop`."""
+    bad = np.uint32(0)
+    for k in range(nt):
+        base = _block_base(bases, t0, k, bs, whole)
+        _prefetch_block(xb, base, bs)
+        inv, mul, lim = invs[k], muls[k], lims[k]
+        if bs == 32:
+            bad |= _sel_block(xb, out, codes, base, 32, inv, mul, lim, nv, plan, ea, mode, want)
+        elif bs == 16:
+            bad |= _sel_block(xb, out, codes, base, 16, inv, mul, lim, nv, plan, ea, mode, want)
+        else:
+            bad |= _sel_block(xb, out, codes, base, bs, inv, mul, lim, nv, plan, ea, mode, want)
     return bad
 
 
@@ -730,14 +741,11 @@ def _make_nv_f32_span(MODE, WANT):  # noqa: N803  (constants of the compiled spa
             _store_scales(scodes, sc_loc, sidx, t0, nt, whole)
             # ... then the elements (asking for the next task's blocks meanwhile; the blocks
             # flagged slow are overwritten below)
-            if mode == RNE and want == 2:  # nearest-even codes: block by block, no spread
-                for k in range(nt):
-                    base = _block_base(bases, t0, k, bs, whole)
-                    _prefetch_block(xb, base, bs)
-                    if bs == 16:  # literal trip counts: the compiler unrolls and vectorizes
-                        _nv_codes(xb, codes, base, 16, ds[k], plan, ea)
-                    else:
-                        _nv_codes(xb, codes, base, bs, ds[k], plan, ea)
+            if mode != SR and (mode != RNE or want == 2):  # block by block, no spread
+                _blocks_no_sr(
+                    xb, out, codes, bases, t0, nt, bs, whole, ds, ds, _NV_LIMS, 1, plan, ea,
+                    mode, want,
+                )  # fmt: skip
             elif mode != RNE or want != 1:  # other modes, codes: the task's elements in one loop
                 _sel_task(
                     xb,

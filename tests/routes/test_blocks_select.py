@@ -115,6 +115,24 @@ def test_fast_kernels_equal_the_exact_reference(name, rng):
         _same(got, np.array(want, dtype=np.float64).astype(np.float32))
 
 
+@pytest.mark.parametrize("rounding", [Rounding.UP, Rounding.DOWN], ids=lambda r: r.name)
+def test_directed_modes_with_tiny_elements_under_a_large_scale(rounding):
+    """Directed rounding block by block (``_sel_block``): elements whose ``x * 2**-e``
+    underflows in float32 (float32 subnormals and the smallest normals under a block maximum of
+    ``2**20``, either sign) must leave the array to the general kernel, or UP/DOWN lose the
+    smallest subnormal of the block: values and codes against the exact reference."""
+    fmt = get_format("mxfp8_e4m3")
+    tiny = np.array([2.0**-149, 3 * 2.0**-149, 2.0**-127, 2.0**-126, 1.5 * 2.0**-126], np.float32)
+    x = np.zeros((3, 64), np.float32)
+    x[:, 0] = 2.0**20
+    x[0, 1:6], x[1, 1:6] = tiny, -tiny
+    x[2, 40] = 1.0  # a block of ordinary values
+    got = qa.quantize(x, fmt, rounding=rounding)
+    want = reference.quantize_blocks(x, fmt, rounding)
+    _same(got, np.array(want, dtype=np.float64).astype(np.float32))
+    assert np.array_equal(qa.decode(qa.encode(x, fmt, rounding=rounding), fmt), got)
+
+
 @pytest.mark.parametrize("name", ["mxfp8_e4m3", "nvfp4"])
 def test_inexact_scaled_elements_and_short_blocks_take_the_general_kernel(
     name, rng, general_calls, monkeypatch
