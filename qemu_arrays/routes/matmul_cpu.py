@@ -255,6 +255,7 @@ def _rne32(A, B, SA, SB, pl: Plan, req, sa: Stats, sb: Stats):
     km.sequential_rne32(A.astype(np.float32), B.astype(np.float32), o, plan, req.fma,
                         pl.block_k, blocks)  # fmt: skip
     nan = np.isnan(o)
+    o[nan] = np.nan  # the canonical NaN (an x86 inf - inf in the promotion is negative)
     err = int(nan.any()) if not acc.has_nan else 0
     return o.astype(np.float64), err
 

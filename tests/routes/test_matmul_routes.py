@@ -58,3 +58,16 @@ def test_mixed_libraries_refuse():
     A, B = _inputs()
     with pytest.raises(TypeError, match="take different routes"):
         qa.matmul(torch.from_numpy(A), to_backend(Backend.ARRAY_API_STRICT, B))
+
+
+def test_nan_results_are_canonical():
+    """inf - inf in a float32 promotion (the float32-word path of narrow nearest-even
+    accumulators, where x86 gives the negative NaN) and in every other path: the canonical
+    quiet NaN, as docs/matmul.md says."""
+    A = np.ones((1, 8), np.float32)
+    A[0, 1], A[0, 5] = np.inf, -np.inf
+    B = np.ones((8, 1), np.float32)
+    for kw in ({"order": "blocked", "block_k": 4}, {}, {"order": "pairwise"}):
+        for acc in ("bfloat16", "float32"):
+            got = qa.matmul(A, B, accumulator=acc, allow_narrow=True, **kw)
+            assert got.view(np.uint32)[0, 0] == 0x7FC00000, (acc, kw)
