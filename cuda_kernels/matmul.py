@@ -1,11 +1,13 @@
 """numba-CUDA kernels of the emulated matrix multiplication (``docs/matmul.md``): the orders
-whose every addition is rounded into the accumulator, ``"sequential"`` and ``"blocked"``.
+whose every addition is rounded into the accumulator, ``"sequential"``, ``"blocked"`` and
+``"pairwise"``.
 
 One thread per output element (a grid-stride loop over the flat output, batches included), which
 runs the definition literally: ``acc = +0``; ``acc <- R(acc + a_k b_k)`` for each ``k`` (the
 product exact in float64, the inputs being float32 values), or with ``fma == 0`` the product
 rounded into the accumulator first; in blocked order each run of ``bk`` products summed so from
-``+0`` and added into the promotion format with one rounding. Every rounding is the CPU
+``+0`` and added into the promotion format with one rounding; in pairwise order the CPU's
+post-order program of the tree, on a stack in local memory. Every rounding is the CPU
 kernels' own scalar core: :func:`qemu_arrays.formats.accumulate.add_round` (an exact sum of two
 float64 values rounded once) and :func:`~qemu_arrays.formats.accumulate.round_value`, which
 numba compiles again for the CUDA target, so the device gives the CPU's bits; stochastic
@@ -30,7 +32,7 @@ from numba import cuda
 from qemu_arrays.formats.accumulate import add_round, as_float64, round_value
 from qemu_arrays.formats.cores import NAN_ERROR, SR, random_u
 
-__all__ = ["check_float32_values", "rounded_matmul"]
+__all__ = ["STACK", "check_float32_values", "pairwise_matmul", "rounded_matmul"]
 
 
 @cuda.jit(device=True)
@@ -112,6 +114,52 @@ def rounded_matmul(A, B, IA, IB, out, P, err, bk, blocked, rnd, ovf, fma, k0, k1
         else:
             val, nerr = _chain(A, B, ia, ib, i, j, 0, K, P, rnd, ovf, fma, k0, k1, k2, r, e)
         out[e] = val
+        if nerr > 0:
+            cuda.atomic.add(err, 0, nerr)
+
+
+#: the pairwise tree's stack: ``ceil(log2 K) + 2`` entries, enough for any ``K < 2**62``
+STACK = 64
+
+
+@cuda.jit
+def pairwise_matmul(A, B, IA, IB, out, P, err, prog, rnd, ovf, fma, k0, k1, k2, r):
+    """``out[e]`` in pairwise order: ``prog`` is the tree's post-order
+    (:func:`qemu_arrays.kernels.matmul.pairwise_program`: ``k >= 0`` pushes product ``k``,
+    ``-1`` pops two and pushes their rounded sum), the position of an entry its event. Leaves
+    are exact products with ``fma == 1`` (a single product is rounded), else rounded."""
+    M = A.shape[1]
+    K = A.shape[2]
+    N = B.shape[2]
+    mn = M * N
+    n = IA.size * mn
+    stack = cuda.local.array(STACK, np.float64)
+    start = cuda.grid(1)
+    stride = cuda.gridsize(1)
+    for e in range(start, n, stride):
+        bi = e // mn
+        rem = e - bi * mn
+        i = rem // N
+        j = rem - i * N
+        ia = IA[bi]
+        ib = IB[bi]
+        sp = 0
+        nerr = 0
+        for t in range(prog.size):
+            op = prog[t]
+            if op >= 0:
+                x = np.float64(A[ia, i, op]) * np.float64(B[ib, op, j])
+                if fma != 1 or K == 1:
+                    x, bad = _round(x, P, 0, rnd, ovf, k0, k1, k2, r, e, t)
+                    nerr += bad
+                stack[sp] = x
+                sp += 1
+            else:
+                v, bad = _add(stack[sp - 2], stack[sp - 1], P, 0, rnd, ovf, k0, k1, k2, r, e, t)
+                nerr += bad
+                stack[sp - 2] = v
+                sp -= 1
+        out[e] = stack[0] if sp == 1 else 0.0
         if nerr > 0:
             cuda.atomic.add(err, 0, nerr)
 

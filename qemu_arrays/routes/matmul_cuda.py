@@ -1,8 +1,8 @@
 """The matmul route of CUDA device arrays (CuPy, PyTorch CUDA tensors, numba device arrays):
 the kernels of :mod:`qemu_arrays.cuda_kernels.matmul` for the orders whose additions are all
-rounded into an accumulator (``"sequential"`` and ``"blocked"`` with an accumulator), the host
-round trip of :mod:`qemu_arrays.routes.matmul_host` for the rest (``docs/matmul.md``, "How it
-runs").
+rounded into an accumulator (``"sequential"``, ``"blocked"`` and ``"pairwise"`` with an
+accumulator), the host round trip of :mod:`qemu_arrays.routes.matmul_host` for the rest (exact
+sums, ``accumulator=None``; the hardware models) (``docs/matmul.md``, "How it runs").
 
 The plan is the CPU route's (:func:`qemu_arrays.routes.matmul_common.plan`), from the operands'
 dtypes and shapes. On the device: 16-bit inputs are widened to float32 (exact), float64 inputs
@@ -31,13 +31,16 @@ from qemu_arrays.routes.matmul_common import (
     plan,
 )
 
-__all__ = ["on_device", "run"]
+__all__ = ["ORDERS", "on_device", "run"]
+
+#: the orders the CUDA kernels run (with an accumulator)
+ORDERS = ("sequential", "blocked", "pairwise")
 
 
 def on_device(pl: Plan, req: MatmulRequest) -> bool:
     """Whether the plan runs on the CUDA kernels (else the host round trip): every addition
-    rounded into an accumulator, in sequential or blocked order, no hardware model."""
-    return req.model is None and pl.acc is not None and pl.order in ("sequential", "blocked")
+    rounded into an accumulator (sequential, blocked or pairwise order), no hardware model."""
+    return req.model is None and pl.acc is not None and pl.order in ORDERS
 
 
 def _operand(lib: _Lib, x, name: str) -> Operand:
@@ -117,10 +120,19 @@ def _device(la: _Lib, a, b, pl: Plan, req: MatmulRequest):
         seed = req.seed if req.rounding is Rounding.STOCHASTIC else 0
         k0, k1, k2 = random_keys(seed or 0, req.stream)
         blocks, threads = _grid(n)
-        km.rounded_matmul[blocks, threads, stream](
-            A, B, IA, IB, _nb(out), P, err, pl.block_k, int(pl.order == "blocked"),
-            int(req.rounding), 0, int(req.fma), k0, k1, k2, pl.r,
-        )  # fmt: skip
+        rnd, fma = int(req.rounding), int(req.fma)
+        if pl.order == "pairwise":
+            from qemu_arrays.kernels.matmul import pairwise_program
+
+            prog = cuda.to_device(pairwise_program(pl.K), stream=stream)
+            km.pairwise_matmul[blocks, threads, stream](
+                A, B, IA, IB, _nb(out), P, err, prog, rnd, 0, fma, k0, k1, k2, pl.r
+            )
+        else:
+            blocked = int(pl.order == "blocked")
+            km.rounded_matmul[blocks, threads, stream](
+                A, B, IA, IB, _nb(out), P, err, pl.block_k, blocked, rnd, 0, fma, k0, k1, k2, pl.r
+            )
         if not (acc.has_nan and pp.has_nan) and int(err.copy_to_host(stream=stream)[0]):
             raise nan_in_accumulator(acc)
     return out.reshape(pl.out_shape)

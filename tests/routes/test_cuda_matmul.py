@@ -114,9 +114,9 @@ ACCS = ["float6_e3m2fn", "bfloat16", E8M13, "float32"]
 
 @inner
 @pytest.mark.parametrize("acc", ACCS, ids=lambda f: getattr(f, "name", f))
-def test_sequential_and_blocked_match_cpu(acc, device_only):
-    """Every rounding mode, fma on and off, sequential and blocked (K = 37 not a multiple of
-    block_k = 8; promotion into bfloat16 or float32)."""
+def test_rounded_orders_match_cpu(acc, device_only):
+    """Every rounding mode, fma on and off, sequential, blocked (K = 37 not a multiple of
+    block_k = 8; promotion into bfloat16 or float32) and pairwise."""
     A, B = _inputs()
     narrow = acc in ("float6_e3m2fn", "bfloat16")
     modes = MODES if narrow else [R.NEAREST_EVEN, R.TOWARD_ZERO, R.STOCHASTIC, R.DOWN]
@@ -129,6 +129,7 @@ def test_sequential_and_blocked_match_cpu(acc, device_only):
             promote = "bfloat16" if acc == "float6_e3m2fn" else "float32"
             _check(A, B, f"blocked {rnd.name} fma={fma}", order="blocked", block_k=8,
                    promote_to=promote, **kw)  # fmt: skip
+            _check(A, B, f"pairwise {rnd.name} fma={fma}", order="pairwise", **kw)
 
 
 @inner
@@ -136,7 +137,8 @@ def test_against_the_exact_reference(device_only):
     """The device's bits are docs/matmul.md's definition (formats/reference.py), stochastic
     rounding's event numbering included."""
     A, B = _inputs(M=2, K=19, N=2, seed=4)
-    for order, fma in (("sequential", False), ("blocked", True), ("blocked", False)):
+    cases = (("sequential", False), ("blocked", True), ("blocked", False), ("pairwise", True))
+    for order, fma in cases:
         kw = {"accumulator": "bfloat16", "rounding": R.STOCHASTIC, "fma": fma, "seed": 11}
         extra = {"block_k": 5, "promote_to": E8M13} if order == "blocked" else {}
         got = _host(qa.matmul(_dev(A), _dev(B), order=order, random_bits=7, allow_narrow=True,
@@ -162,6 +164,8 @@ def test_specials(device_only):
             _check(A, B, f"{acc} {rnd.name}", accumulator=acc, rounding=rnd, seed=1)
             _check(A, B, f"{acc} {rnd.name} blocked", accumulator=acc, rounding=rnd, seed=1,
                    order="blocked", block_k=4)  # fmt: skip
+            _check(A, B, f"{acc} {rnd.name} pairwise", accumulator=acc, rounding=rnd, seed=1,
+                   order="pairwise")  # fmt: skip
     B2 = B.copy()
     B2[2, 1] = 1.0
     B2[5, 2] = 1.0  # only infinities (of one sign per output) into the saturating format
@@ -189,9 +193,14 @@ def test_shapes_dtypes_and_batches(device_only):
     _same_bits(_host(v), qa.dot(A[0, 0, 0], B[0, :, 0], **kw), "dot")
     e = qa.matmul(_dev(np.zeros((0, 4), np.float32)), _dev(np.zeros((4, 2), np.float32)), **kw)
     assert tuple(e.shape) == (0, 2)
-    z = _host(qa.matmul(_dev(np.zeros((2, 0), np.float32)), _dev(np.zeros((0, 3), np.float32)),
-                        **kw))  # fmt: skip
-    _same_bits(z, np.zeros((2, 3), np.float32), "K = 0")
+    for order in ("sequential", "pairwise"):
+        z = _host(qa.matmul(_dev(np.zeros((2, 0), np.float32)),
+                            _dev(np.zeros((0, 3), np.float32)), order=order, **kw))  # fmt: skip
+        _same_bits(z, np.zeros((2, 3), np.float32), f"K = 0 {order}")
+    a1, b1 = A[0, 0, :, :1], B[0, :1]  # K = 1: pairwise rounds the single product
+    for order in ("sequential", "pairwise"):
+        got = _host(qa.matmul(_dev(a1), _dev(b1), order=order, **kw))
+        _same_bits(got, qa.matmul(a1, b1, order=order, **kw), f"K = 1 {order}")
     bad = a64.copy()
     bad[0, 1] = 0.1
     with pytest.raises(ValueError, match="not float32 values"):
@@ -200,7 +209,7 @@ def test_shapes_dtypes_and_batches(device_only):
 
 @inner
 def test_the_other_cases_take_the_host_route(monkeypatch):
-    """pairwise, exact sums and the hardware models: the host round trip, the CPU's bits."""
+    """Exact sums and the hardware models: the host round trip, the CPU's bits."""
     from qemu_arrays.routes import matmul_host
 
     calls = []
@@ -212,9 +221,13 @@ def test_the_other_cases_take_the_host_route(monkeypatch):
 
     monkeypatch.setattr(matmul_host, "run", counted)
     A, B = _inputs(M=2, K=12, N=2)
-    for kw in ({"order": "pairwise", "accumulator": "bfloat16"}, {"accumulator": None},
-               {"order": "blocked", "block_k": 4, "accumulator": None}):  # fmt: skip
+    for kw in ({"accumulator": None}, {"order": "blocked", "block_k": 4, "accumulator": None}):
         _check(A, B, str(kw), **kw)
+    assert len(calls) == 2
+    from qemu_arrays.hardware import profile
+
+    h100 = profile("nvidia-h100-fp8-fast-accum")
+    _same_bits(_host(h100.matmul(_dev(A), _dev(B))), h100.matmul(A, B), "h100 model")
     assert len(calls) == 3
     _check(A, B, "sequential", accumulator="bfloat16")
     assert len(calls) == 3
