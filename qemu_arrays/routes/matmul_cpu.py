@@ -260,6 +260,54 @@ def _rne32(A, B, SA, SB, pl: Plan, req, sa: Stats, sb: Stats):
     return o.astype(np.float64), err
 
 
+#: the bytes of one row panel of block partials (and of the totals it is added into): both stay
+#: in the core's L2 cache while the panel's blocks are added in
+_PANEL_BYTES = 1 << 20
+
+
+def _exact_blocks(A, B, SA, SB, out, fmt, bk: int, use32: bool, req, r: int, eoff: int) -> tuple:
+    """``order="blocked"`` with exact partial sums that fit in the BLAS product's precision (53
+    bits, 24 for sgemm): one BLAS product per block and row panel, each partial promoted into
+    ``fmt`` at once (row panels keep the partials and the totals in the cache). Unscaled float32
+    partials promoted into float32 under nearest-even are one IEEE float32 addition (both
+    addends are float32 values: the CPU rounds their exact sum); else the promotion kernels.
+    Returns (out, NaN-error count)."""
+    from qemu_arrays.kernels import matmul as km
+
+    M, K = A.shape
+    N = B.shape[1]
+    rnd = req.rounding
+    k0, k1, k2 = _keys(req)
+    nb = -(-K // bk)
+    SA_ = np.ones((M, nb)) if SA is None else SA
+    SB_ = np.ones((nb, N)) if SB is None else SB
+    native32 = fmt == FLOAT32 and rnd is Rounding.NEAREST_EVEN
+    plain32 = native32 and use32 and SA is None and SB is None
+    tot32 = np.zeros((M, N), np.float32) if native32 else None
+    p_ts, p_ro = _fast_flags(fmt, rnd, r, False, 53)
+    dt = np.float32 if use32 else np.float64
+    An, Bn = A.astype(dt, copy=False), B.astype(dt, copy=False)
+    rows = max(1, min(M, _PANEL_BYTES // (np.dtype(dt).itemsize * max(N, 1))))
+    P = np.empty((1, rows, N), dtype=dt)
+    err = 0
+    for i0 in range(0, M, rows):
+        i1 = min(M, i0 + rows)
+        Pp = P[:, : i1 - i0]
+        for t in range(nb):
+            np.matmul(An[i0:i1, t * bk : (t + 1) * bk], Bn[t * bk : (t + 1) * bk], out=Pp[0])
+            if plain32:
+                np.add(tot32[i0:i1], Pp[0], out=tot32[i0:i1])
+            elif native32:
+                km.promote_native32(Pp, SA_[i0:i1, t : t + 1].copy(), SB_[t : t + 1], tot32[i0:i1])
+            else:
+                err += km.promote(Pp, SA_[i0:i1], SB_, out[i0:i1], fmt.params(), int(rnd), 0, k0,
+                                  k1, k2, r, eoff + i0 * N, t, p_ts, p_ro)  # fmt: skip
+    if native32:
+        tot32[np.isnan(tot32)] = np.nan  # the canonical NaN
+        return tot32, 0
+    return out, err
+
+
 def _matmul2d(A, B, SA, SB, pl: Plan, req, get_stats, eoff: int) -> tuple:
     """One 2-D product: (out float64 M x N, NaN-error count)."""
     from qemu_arrays.kernels import matmul as km
@@ -299,30 +347,7 @@ def _matmul2d(A, B, SA, SB, pl: Plan, req, get_stats, eoff: int) -> tuple:
                     else A @ B  # fmt: skip
                 err = km.round_exact(X, out, fmt.params(), int(rnd), 0, k0, k1, k2, r, eoff, 0)
                 return out, err
-            nb = -(-K // pl.block_k)
-            SA_ = np.ones((M, nb)) if SA is None else SA
-            SB_ = np.ones((nb, N)) if SB is None else SB
-            native32 = fmt == FLOAT32 and rnd is Rounding.NEAREST_EVEN
-            tot32 = np.zeros((M, N), np.float32) if native32 else None
-            p_ts, p_ro = _fast_flags(fmt, rnd, r, False, 53)
-            dt = np.float32 if use32 else np.float64
-            An, Bn = A.astype(dt, copy=False), B.astype(dt, copy=False)
-            P = np.empty((1, M, N), dtype=dt)
-            err = 0
-            bk = pl.block_k
-            # one block at a time: its exact partial sums (M x N) stay in the cache while
-            # they are promoted
-            for t in range(nb):
-                np.matmul(An[:, t * bk : (t + 1) * bk], Bn[t * bk : (t + 1) * bk], out=P[0])
-                if native32:
-                    km.promote_native32(P, SA_[:, t : t + 1].copy(), SB_[t : t + 1], tot32)
-                else:
-                    err += km.promote(P, SA_, SB_, out, fmt.params(), int(rnd), 0, k0, k1,
-                                      k2, r, eoff, t, p_ts, p_ro)  # fmt: skip
-            if native32:
-                tot32[np.isnan(tot32)] = np.nan  # the canonical NaN
-                return tot32, 0
-            return out, err
+            return _exact_blocks(A, B, SA, SB, out, fmt, pl.block_k, use32, req, r, eoff)
         # the wide integer accumulator
         base = (sa.lsb + sb.lsb + lo) if sa.bits and sb.bits else 0
         top = (sa.emax + sb.emax + 2 + hi + math.ceil(math.log2(n + 1))) if sa.bits and sb.bits \

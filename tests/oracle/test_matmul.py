@@ -327,6 +327,32 @@ def test_exact_paths(wide):
             assert_same(got, reference(A, B, **kw, seed=2, r=32), f"blocks into {promote}")
 
 
+def test_exact_blocks_in_row_panels(monkeypatch):
+    """The BLAS exact-blocks path works on row panels: with one-row panels every promotion
+    (plain float32 addition, the float32 kernel with MX scales, the general kernel with its
+    stochastic events indexed by output element) still equals the reference."""
+    from qemu_arrays.routes import matmul_cpu
+
+    monkeypatch.setattr(matmul_cpu, "_PANEL_BYTES", 8)
+    rng = np.random.default_rng(11)
+    A, B = _pair("float8_e4m3fn", 5, 40, 3, rng)
+    for promote, rnd in [("float32", R.NEAREST_EVEN), ("bfloat16", R.STOCHASTIC),
+                         ("float32", R.UP)]:  # fmt: skip
+        kw = {"accumulator": None, "rounding": rnd, "order": "blocked", "block_k": 16,
+              "promote_to": promote}  # fmt: skip
+        got = qa.matmul(A, B, **kw, seed=4, random_bits=9, allow_narrow=True)
+        assert_same(got, reference(A, B, **kw, seed=4, r=9), f"panels into {promote} {rnd}")
+    big = A * np.float32(2.0**100)  # float32 partials would overflow: float64 partials
+    kw = {"accumulator": None, "order": "blocked", "block_k": 16}
+    assert_same(qa.matmul(big, B, **kw), reference(big, B, **kw), "float64 partials")
+    qx = qa.asarray(rng.standard_normal((5, 64)).astype(np.float32), "mxfp8_e4m3", axis=-1)
+    qy = qa.asarray(rng.standard_normal((64, 3)).astype(np.float32), "mxfp8_e4m3", axis=0)
+    monkeypatch.setattr(matmul_cpu, "_PANEL_BYTES", 1 << 20)
+    whole = qa.matmul(qx, qy, accumulator=None)
+    monkeypatch.setattr(matmul_cpu, "_PANEL_BYTES", 8)
+    assert_same(qa.matmul(qx, qy, accumulator=None), whole, "MX scales in panels")
+
+
 def test_float32_accumulator_equals_numpy_on_exact_data():
     """Sanity: with products and sums exact in float32, every order gives numpy's result."""
     rng = np.random.default_rng(0)
