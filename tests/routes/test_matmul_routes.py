@@ -1,6 +1,7 @@
 """matmul/dot on every array library: the same bits as on NumPy, returned in the operands'
-library (PyTorch CPU through zero-copy views; JAX, array-API and CUDA arrays through the host);
-Dask refuses; JAX tracers refuse."""
+library (PyTorch CPU through zero-copy views; JAX and array-API arrays through the host; CUDA
+arrays on the CUDA kernels, or the host for exact sums: tests/routes/test_cuda_matmul.py); Dask
+refuses; JAX tracers refuse."""
 
 from __future__ import annotations
 
