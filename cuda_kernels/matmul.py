@@ -1,13 +1,14 @@
 """numba-CUDA kernels of the emulated matrix multiplication (``docs/matmul.md``): the orders
 whose every addition is rounded into the accumulator, ``"sequential"``, ``"blocked"`` and
-``"pairwise"``.
+``"pairwise"``, and the exact sums (``accumulator=None``, blocked or not).
 
 One thread per output element (a grid-stride loop over the flat output, batches included), which
 runs the definition literally: ``acc = +0``; ``acc <- R(acc + a_k b_k)`` for each ``k`` (the
 product exact in float64, the inputs being float32 values), or with ``fma == 0`` the product
 rounded into the accumulator first; in blocked order each run of ``bk`` products summed so from
 ``+0`` and added into the promotion format with one rounding; in pairwise order the CPU's
-post-order program of the tree, on a stack in local memory. Every rounding is the CPU
+post-order program of the tree, on a stack in local memory; exact sums in the CPU's wide
+integer accumulator, in local memory. Every rounding is the CPU
 kernels' own scalar core: :func:`qemu_arrays.formats.accumulate.add_round` (an exact sum of two
 float64 values rounded once) and :func:`~qemu_arrays.formats.accumulate.round_value`, which
 numba compiles again for the CUDA target, so the device gives the CPU's bits; stochastic
@@ -29,10 +30,24 @@ from __future__ import annotations
 import numpy as np
 from numba import cuda
 
-from qemu_arrays.formats.accumulate import add_round, as_float64, round_value
+from qemu_arrays.formats.accumulate import (
+    add_round,
+    as_float64,
+    kulisch_clear,
+    kulisch_term,
+    kulisch_total_round,
+    round_value,
+)
 from qemu_arrays.formats.cores import NAN_ERROR, SR, random_u
 
-__all__ = ["STACK", "check_float32_values", "pairwise_matmul", "rounded_matmul"]
+__all__ = [
+    "LIMBS",
+    "STACK",
+    "check_float32_values",
+    "exact_matmul",
+    "pairwise_matmul",
+    "rounded_matmul",
+]
 
 
 @cuda.jit(device=True)
@@ -160,6 +175,56 @@ def pairwise_matmul(A, B, IA, IB, out, P, err, prog, rnd, ovf, fma, k0, k1, k2, 
                 stack[sp - 2] = v
                 sp -= 1
         out[e] = stack[0] if sp == 1 else 0.0
+        if nerr > 0:
+            cuda.atomic.add(err, 0, nerr)
+
+
+#: the wide accumulator's 32-bit digits per thread: enough for products of float32 values
+#: (bits 2**-298 to 2**256, and K up to 2**62) and totals of formats up to float64's range
+LIMBS = 72
+
+
+@cuda.jit
+def exact_matmul(A, B, IA, IB, out, P, err, bk, blocked, base, nlimbs, rnd, ovf, k0, k1, k2, r):
+    """``out[e]`` for ``accumulator=None``: the exact sum (a wide integer accumulator of
+    ``nlimbs <= LIMBS`` digits from ``2**base`` in local memory) rounded once into ``P[0:10]``
+    (event 0); with ``blocked == 1``, each block of ``bk`` products added exactly to the running
+    value and rounded (event ``t``). The CPU kernel's shared steps
+    (:func:`~qemu_arrays.formats.accumulate.kulisch_term`, ``kulisch_total_round``)."""
+    M = A.shape[1]
+    K = A.shape[2]
+    N = B.shape[2]
+    mn = M * N
+    n = IA.size * mn
+    limbs = cuda.local.array(LIMBS, np.int64)
+    step = bk if blocked == 1 else K
+    nb = (K + bk - 1) // bk if blocked == 1 else 1
+    start = cuda.grid(1)
+    stride = cuda.gridsize(1)
+    for e in range(start, n, stride):
+        bi = e // mn
+        rem = e - bi * mn
+        i = rem // N
+        j = rem - i * N
+        ia = IA[bi]
+        ib = IB[bi]
+        total = 0.0
+        nerr = 0
+        for t in range(nb):
+            kulisch_clear(limbs, nlimbs)
+            nan = False
+            pinf = False
+            ninf = False
+            for k in range(t * step, min(K, (t + 1) * step)):
+                x = np.float64(A[ia, i, k]) * np.float64(B[ib, k, j])
+                nan, pinf, ninf = kulisch_term(limbs, base, x, nan, pinf, ninf)
+            u = _u(rnd, k0, k1, k2, e, t, r)
+            st, s, kept, q = kulisch_total_round(total, nan, pinf, ninf, limbs, nlimbs, base, P[0],
+                                                 P[1], P[2], P[3], P[4], P[5], P[6], P[7], rnd,
+                                                 ovf, u, r)  # fmt: skip
+            nerr += 1 if st == NAN_ERROR else 0
+            total = as_float64(st, s, kept, q)
+        out[e] = total
         if nerr > 0:
             cuda.atomic.add(err, 0, nerr)
 

@@ -72,8 +72,8 @@ class Capability:
     """Runs under ``jax.jit``/``jax.grad``/``jax.vmap`` (JAX tracers)."""
     matmul: bool = False
     """``matmul``/``dot`` (docs/matmul.md). JAX and array-API arrays take the HOST route for
-    them (not traceable); CUDA device arrays run the CUDA kernels for every order with an
-    accumulator and go through the host for the exact sums and the hardware models (``routes/matmul_cuda.py``); Dask arrays have no matmul route."""
+    them (not traceable); CUDA device arrays run the CUDA kernels (every order, the exact
+    sums) and go through the host for the hardware models (``routes/matmul_cuda.py``); Dask arrays have no matmul route."""
     caller_bits: bool = False
     """Caller-supplied random bits (``rbits=``): the CUDA kernels take them (one array argument
     and a flag), the numba CPU kernels do not (NumPy and PyTorch CPU run them through the

@@ -1,8 +1,9 @@
 """The matmul route of CUDA device arrays (CuPy, PyTorch CUDA tensors, numba device arrays):
 the kernels of :mod:`qemu_arrays.cuda_kernels.matmul` for the orders whose additions are all
-rounded into an accumulator (``"sequential"``, ``"blocked"`` and ``"pairwise"`` with an
-accumulator), the host round trip of :mod:`qemu_arrays.routes.matmul_host` for the rest (exact
-sums, ``accumulator=None``; the hardware models) (``docs/matmul.md``, "How it runs").
+rounded into an accumulator (``"sequential"``, ``"blocked"`` and ``"pairwise"``) and for the
+exact sums (``accumulator=None``, blocked or not), the host round trip of
+:mod:`qemu_arrays.routes.matmul_host` for the hardware models (``docs/matmul.md``, "How it
+runs").
 
 The plan is the CPU route's (:func:`qemu_arrays.routes.matmul_common.plan`), from the operands'
 dtypes and shapes. On the device: 16-bit inputs are widened to float32 (exact), float64 inputs
@@ -33,14 +34,32 @@ from qemu_arrays.routes.matmul_common import (
 
 __all__ = ["ORDERS", "on_device", "run"]
 
-#: the orders the CUDA kernels run (with an accumulator)
+#: the orders the CUDA kernels run with an accumulator (and without one: the exact sums)
 ORDERS = ("sequential", "blocked", "pairwise")
 
 
-def on_device(pl: Plan, req: MatmulRequest) -> bool:
-    """Whether the plan runs on the CUDA kernels (else the host round trip): every addition
-    rounded into an accumulator (sequential, blocked or pairwise order), no hardware model."""
-    return req.model is None and pl.acc is not None and pl.order in ORDERS
+def exact_geometry(pl: Plan) -> tuple[int, int]:
+    """``(base, digits)`` of the wide accumulator of an exact plan, for any data: products of
+    float32 values have bits from ``2**-298`` to below ``2**256``; exact blocks add the
+    promotion format's values too (the CPU route sizes it from the data instead)."""
+    blocked = pl.order == "blocked"
+    n = pl.block_k if blocked else pl.K
+    base, top = -298, 256 + 2 + math.ceil(math.log2(n + 1))
+    if blocked and pl.promote is not None:
+        base = min(base, pl.promote.emin - pl.promote.mantissa_bits)
+        top = max(top, pl.promote.emax + 2)
+    return base, (top - base) // 32 + 4
+
+
+def on_device(pl: Plan, req: MatmulRequest, limbs: int) -> bool:
+    """Whether the plan runs on the CUDA kernels (else the host round trip): no hardware model,
+    and every addition rounded into an accumulator (any order), or an exact sum whose wide
+    accumulator fits ``limbs`` digits (every format up to float64's range)."""
+    if req.model is not None:
+        return False
+    if pl.acc is not None:
+        return pl.order in ORDERS
+    return exact_geometry(pl)[1] <= limbs
 
 
 def _operand(lib: _Lib, x, name: str) -> Operand:
@@ -113,29 +132,43 @@ def _device(la: _Lib, a, b, pl: Plan, req: MatmulRequest):
             return out.reshape(pl.out_shape)
         IA = cuda.to_device(_batch_index(pl.batch, ba), stream=stream)
         IB = cuda.to_device(_batch_index(pl.batch, bb), stream=stream)
-        acc = pl.acc
-        pp = pl.promote if pl.promote is not None else acc
-        P = cuda.to_device(np.array(acc.params() + pp.params(), np.int64), stream=stream)
         err = cuda.to_device(np.zeros(1, np.int64), stream=stream)
-        seed = req.seed if req.rounding is Rounding.STOCHASTIC else 0
-        k0, k1, k2 = random_keys(seed or 0, req.stream)
-        blocks, threads = _grid(n)
-        rnd, fma = int(req.rounding), int(req.fma)
-        if pl.order == "pairwise":
-            from qemu_arrays.kernels.matmul import pairwise_program
-
-            prog = cuda.to_device(pairwise_program(pl.K), stream=stream)
-            km.pairwise_matmul[blocks, threads, stream](
-                A, B, IA, IB, _nb(out), P, err, prog, rnd, 0, fma, k0, k1, k2, pl.r
-            )
-        else:
-            blocked = int(pl.order == "blocked")
-            km.rounded_matmul[blocks, threads, stream](
-                A, B, IA, IB, _nb(out), P, err, pl.block_k, blocked, rnd, 0, fma, k0, k1, k2, pl.r
-            )
-        if not (acc.has_nan and pp.has_nan) and int(err.copy_to_host(stream=stream)[0]):
-            raise nan_in_accumulator(acc)
+        fmts = _launch(km, pl, req, A, B, IA, IB, _nb(out), err, stream)
+        if not all(f.has_nan for f in fmts) and int(err.copy_to_host(stream=stream)[0]):
+            raise nan_in_accumulator(fmts[0])
     return out.reshape(pl.out_shape)
+
+
+def _launch(km, pl: Plan, req: MatmulRequest, A, B, IA, IB, out, err, stream):
+    """Launch the kernel of the plan's order; the formats it rounds into (accumulator first)."""
+    from numba import cuda
+
+    acc = pl.acc if pl.acc is not None else (pl.promote or pl.result)
+    pp = pl.promote if pl.promote is not None else acc
+    P = cuda.to_device(np.array(acc.params() + pp.params(), np.int64), stream=stream)
+    seed = req.seed if req.rounding is Rounding.STOCHASTIC else 0
+    k0, k1, k2 = random_keys(seed or 0, req.stream)
+    blocks, threads = _grid(out.size)
+    rnd, fma, r = int(req.rounding), int(req.fma), pl.r
+    blocked = int(pl.order == "blocked")
+    if pl.acc is None:
+        base, nlimbs = exact_geometry(pl)
+        km.exact_matmul[blocks, threads, stream](
+            A, B, IA, IB, out, P, err, pl.block_k, blocked, base, nlimbs, rnd, 0, k0, k1, k2, r
+        )
+        return (acc,)
+    if pl.order == "pairwise":
+        from qemu_arrays.kernels.matmul import pairwise_program
+
+        prog = cuda.to_device(pairwise_program(pl.K), stream=stream)
+        km.pairwise_matmul[blocks, threads, stream](
+            A, B, IA, IB, out, P, err, prog, rnd, 0, fma, k0, k1, k2, r
+        )
+    else:
+        km.rounded_matmul[blocks, threads, stream](
+            A, B, IA, IB, out, P, err, pl.block_k, blocked, rnd, 0, fma, k0, k1, k2, r
+        )
+    return (acc, pp)
 
 
 def load_matmul():
@@ -156,7 +189,7 @@ def run(a, b, req: MatmulRequest):
     la, lb = _Lib(a), _Lib(b)
     oa, ob = _operand(la, a, "a"), _operand(lb, b, "b")
     pl = plan(req, oa, ob, tuple(a.shape), tuple(b.shape))
-    if not on_device(pl, req):
+    if not on_device(pl, req, load_matmul().LIMBS):
         from qemu_arrays.routes import matmul_host
 
         return matmul_host.run(a, b, req)

@@ -1,5 +1,5 @@
 """matmul/dot of JAX and array-API arrays, and of CUDA device arrays in the cases the CUDA
-kernels do not cover (:mod:`qemu_arrays.routes.matmul_cuda`: exact sums, hardware models): a copy to NumPy, the numba CPU route (:mod:`qemu_arrays.routes.matmul_cpu`), and a copy
+kernels do not cover (:mod:`qemu_arrays.routes.matmul_cuda`: the hardware models): a copy to NumPy, the numba CPU route (:mod:`qemu_arrays.routes.matmul_cpu`), and a copy
 back into the operands' library and device.
 
 Not traceable (``jax.jit`` refuses); the results are the CPU route's bits.

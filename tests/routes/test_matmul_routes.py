@@ -1,7 +1,7 @@
 """matmul/dot on every array library: the same bits as on NumPy, returned in the operands'
 library (PyTorch CPU through zero-copy views; JAX and array-API arrays through the host; CUDA
-arrays on the CUDA kernels, or the host for exact sums: tests/routes/test_cuda_matmul.py); Dask
-refuses; JAX tracers refuse."""
+arrays on the CUDA kernels, the host for hardware models: tests/routes/test_cuda_matmul.py);
+Dask refuses; JAX tracers refuse."""
 
 from __future__ import annotations
 
