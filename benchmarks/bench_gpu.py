@@ -17,9 +17,10 @@ that the results are PyTorch's bits (E4M3, saturating) and the CPU route's bits 
 block case). Targets (issue 4): >= 70% of copy bandwidth for nearest-even, >= 60% for stochastic.
 
 Then ``qemu_arrays.matmul`` on the device (issue 17: one thread per output element, the general
-rounding core for every addition) on 1024 x 1024 x 256 float32 tensors of E4M3 values, against
-``torch.matmul`` in float32 (TF32 off) on the same tensors, after checking 8 rows of each mode
-against the CPU route. (Not yet run on a GPU: the matmul kernel is tested in the simulator.)
+rounding core for every addition, the exact sum in a wide integer accumulator) on 1024 x 1024 x
+256 float32 tensors of E4M3 values, against ``torch.matmul`` in float32 (TF32 off) on the same
+tensors, after checking 8 rows of each mode against the CPU route. (Not yet run on a GPU: the
+matmul kernels are tested in the simulator.)
 
     python benchmarks/bench_gpu.py [--log2n 28] [--reps 20]
 """
@@ -142,6 +143,9 @@ def _matmul_rows(torch, qa, reps):
         "bfloat16 sequential stochastic": {"accumulator": "bfloat16", "allow_narrow": True, **sr},
         "e8m13 blocked 128 -> float32": {"accumulator": e8m13, "order": "blocked",
                                          "block_k": 128, "allow_narrow": True},
+        "bfloat16 pairwise": {"accumulator": "bfloat16", "order": "pairwise",
+                              "allow_narrow": True},
+        "exact sum (accumulator=None)": {"accumulator": None},
     }  # fmt: skip
     ha, hb = a.cpu().numpy(), b.cpu().numpy()
     for label, kw in modes.items():
