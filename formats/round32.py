@@ -239,7 +239,15 @@ def _round_ir(context, builder, signature, args, md, wd):
             side = sign_neg if md == RDN else builder.not_(sign_neg)
             up = builder.and_(inexact, side)
         kept = builder.add(kept, builder.zext(up, wd.it))
-    r_sub = builder.bitcast(builder.fmul(builder.sitofp(kept, ft), c_sub), wd.it)
+    # kept * 2**(emin - m) as (kept * (c_sub * 2**K)) * 2**-K, K = 64 (512 for float64) where
+    # c_sub is tiny, else 0: both steps exact, and no operand subnormal (a subnormal operand
+    # costs a microcode assist on x86 CPUs in every lane, selected or not); loop-invariant
+    kk = 64 if wd.bits == 32 else 512
+    tiny = builder.fcmp_ordered("<", c_sub, ir.Constant(ft, 2.0 ** (4 - kk)))
+    k_up = builder.select(tiny, ir.Constant(ft, 2.0**kk), ir.Constant(ft, 1.0))
+    k_down = builder.select(tiny, ir.Constant(ft, 2.0**-kk), ir.Constant(ft, 1.0))
+    r_sub = builder.fmul(builder.fmul(builder.sitofp(kept, ft), builder.fmul(c_sub, k_up)), k_down)
+    r_sub = builder.bitcast(r_sub, wd.it)
     res = builder.select(sub, r_sub, r_norm)
     # overflow: a finite result above the largest magnitude, and an infinite input
     over = builder.icmp_unsigned(">", res, max_mag)
