@@ -129,7 +129,7 @@ def _sel_lane(a0, x, c, mode, u, r, need_ts, ro_ok):
     if need_ts:  # the exact sum rounded to odd at 53 bits: step s's bits toward the error
         bb = s - a0
         e = (a0 - (s - bb)) + (x - bb)
-        nz = e != 0.0
+        nz = (e > 0.0) | (e < 0.0)  # ordered: an infinite s has a NaN error, no step
         step = np.int64(-1) if (e > 0.0) != (s > 0.0) else np.int64(1)
         b = b + step if nz & ((b & 1) == 0) else b
         good = ro_ok | (e == 0.0)
@@ -224,7 +224,7 @@ def _lane(a0, x, m, emin, emax, sigmax, sg, rnd, u, r, need_ts, ro_ok):
     if need_ts:
         bb = s - a0
         e = (a0 - (s - bb)) + (x - bb)
-        nz = e != 0.0
+        nz = (e > 0.0) | (e < 0.0)  # ordered: an infinite s has a NaN error, no step
         step = np.int64(1) if (e > 0.0) == (s > 0.0) else np.int64(-1)
         b = b + step * np.int64(nz and (b & 1) == 0)
         good = ro_ok or not nz

@@ -226,6 +226,21 @@ def test_special_values_follow_ieee():
                 reference(A, B, accumulator=None, order="blocked", block_k=1), "exact blocks")  # fmt: skip
 
 
+@pytest.mark.parametrize("m", [10, 40])
+def test_infinite_running_sum_in_a_float64_range_accumulator(m):
+    """An infinite input makes the running sum infinite; its TwoSum error is NaN and must not
+    step inf's bits down to the largest float64 (the fast lanes decided it as finite in
+    formats of float64's exponent range under toward-zero and down)."""
+    acc = qa.FloatFormat(exponent_bits=11, mantissa_bits=m)
+    A = np.array([[np.inf, 1.0, 3.0, -2.0], [-np.inf, 1.0, 3.0, -2.0]], np.float32)
+    B = np.array([[1.0], [1.5], [2.0], [1.0]], np.float32)
+    for rnd in (R.TOWARD_ZERO, R.DOWN, R.UP, R.NEAREST_EVEN, R.STOCHASTIC):
+        for order in ("sequential", "pairwise"):
+            kw = {"accumulator": acc, "rounding": rnd, "order": order}
+            got = qa.matmul(A, B, **kw, seed=1, random_bits=9, allow_narrow=True)
+            assert_same(got, reference(A, B, **kw, seed=1, r=9), f"{rnd.name} {order}")
+
+
 def test_nan_into_a_format_without_nan_raises():
     A = np.array([[np.inf, 1.0]], np.float32)
     B = np.array([[0.0], [1.0]], np.float32)  # inf * 0 = NaN
