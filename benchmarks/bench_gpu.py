@@ -16,6 +16,12 @@ and, for block formats, the ratio to the plain E4M3 element round trip. Before t
 that the results are PyTorch's bits (E4M3, saturating) and the CPU route's bits (a slice, every
 block case). Targets (issue 4): >= 70% of copy bandwidth for nearest-even, >= 60% for stochastic.
 
+Then ``qemu_arrays.matmul`` on the device (issue 17: one thread per output element, the general
+rounding core for every addition, the exact sum in a wide integer accumulator) on 1024 x 1024 x
+256 float32 tensors of E4M3 values, against ``torch.matmul`` in float32 (TF32 off) on the same
+tensors, after checking 8 rows of each mode against the CPU route. (Not yet run on a GPU: the
+matmul kernels are tested in the simulator.)
+
     python benchmarks/bench_gpu.py [--log2n 28] [--reps 20]
 """
 
@@ -120,6 +126,39 @@ def main(argv=None):
         gbs = 2 * n * 4 / (ms * 1e-3) / 1e9
         blk = f"{ms / te:11.2f}x" if "MX" in name or "NV" in name else ""
         print(f"{name:40s} {ms:8.3f} {gbs:8.0f} {tc / ms:8.1%} {tt / ms:8.2f}x {blk:>12s}")
+
+    _matmul_rows(torch, qa, args.reps)
+
+
+def _matmul_rows(torch, qa, reps):
+    """The device matmul (sequential and blocked modes) against torch.matmul in float32."""
+    g = torch.Generator(device="cuda").manual_seed(1)
+    a = qa.quantize(torch.randn(1024, 256, device="cuda", generator=g), "float8_e4m3fn")
+    b = qa.quantize(torch.randn(256, 1024, device="cuda", generator=g), "float8_e4m3fn")
+    e8m13 = qa.FloatFormat(exponent_bits=8, mantissa_bits=13, name="e8m13")
+    sr = {"rounding": qa.Rounding.STOCHASTIC, "seed": 0}
+    modes = {
+        "float32 sequential": {"accumulator": "float32"},
+        "bfloat16 sequential": {"accumulator": "bfloat16", "allow_narrow": True},
+        "bfloat16 sequential stochastic": {"accumulator": "bfloat16", "allow_narrow": True, **sr},
+        "e8m13 blocked 128 -> float32": {"accumulator": e8m13, "order": "blocked",
+                                         "block_k": 128, "allow_narrow": True},
+        "bfloat16 pairwise": {"accumulator": "bfloat16", "order": "pairwise",
+                              "allow_narrow": True},
+        "exact sum (accumulator=None)": {"accumulator": None},
+    }  # fmt: skip
+    ha, hb = a.cpu().numpy(), b.cpu().numpy()
+    for label, kw in modes.items():
+        got = qa.matmul(a[:8], b, **kw).cpu().numpy()
+        same = bool((got.view("u4") == qa.matmul(ha[:8], hb, **kw).view("u4")).all())
+        print(f"matmul {label}: bits identical to the CPU route (8 rows): {same}")
+    torch.backends.cuda.matmul.allow_tf32 = False
+    tt = _time(lambda: torch.matmul(a, b), reps, torch)
+    print(f"{'matmul 1024 x 1024 x 256':40s} {'ms':>8s} {'vs torch fp32':>14s}")
+    print(f"{'torch.matmul float32':40s} {tt:8.3f} {1.0:13.2f}x")
+    for label, kw in modes.items():
+        ms = _time(lambda kw=kw: qa.matmul(a, b, **kw), reps, torch)
+        print(f"{'qemu ' + label:40s} {ms:8.3f} {ms / tt:13.1f}x")
 
 
 if __name__ == "__main__":

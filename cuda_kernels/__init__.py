@@ -14,7 +14,9 @@ for tests on small arrays).
 Modules: :mod:`qemu_arrays.cuda_kernels.kernels` (element formats), :mod:`qemu_arrays.cuda_kernels.rne32` (the 32-bit
 nearest-even step for float32 input), :mod:`qemu_arrays.cuda_kernels.block_kernels` and
 :mod:`qemu_arrays.cuda_kernels.block_io` (MX and NVFP4; their rules are the shared steps of
-:mod:`qemu_arrays.formats.block_cores`).
+:mod:`qemu_arrays.formats.block_cores`), :mod:`qemu_arrays.cuda_kernels.matmul` (matmul with a
+rounded accumulator, over :mod:`qemu_arrays.formats.accumulate`; host side
+:mod:`qemu_arrays.routes.matmul_cuda`).
 """
 
 from __future__ import annotations

@@ -48,6 +48,8 @@ __all__ = [
     "kulisch_add_value",
     "kulisch_clear",
     "kulisch_round",
+    "kulisch_term",
+    "kulisch_total_round",
     "nominal_exponent",
     "round_exact_sum",
     "round_value",
@@ -276,6 +278,44 @@ def kulisch_round(limbs, n, base, zero_sign, m, emin, emax, sigmax, sub, hz, sg,
             i -= 1
     M |= sticky
     return round_magnitude(sign, M, E, m, emin, emax, sigmax, sub, hz, sg, sp, rnd, ovf, u, r)
+
+
+@_HOT
+def kulisch_term(limbs, base, x, nan, pinf, ninf):
+    """Add the float64 term ``x`` exactly to the accumulator (a finite non-zero ``x``), or note
+    it in the flags ``(nan, pinf, ninf)`` (a NaN, +inf or -inf term); the flags, updated."""
+    if x - x == 0.0:
+        if x != 0.0:
+            sign, M, E = split64(x)
+            kulisch_add(limbs, base, sign, M, E)
+    elif x != x:
+        nan = True
+    elif x > 0:
+        pinf = True
+    else:
+        ninf = True
+    return nan, pinf, ninf
+
+
+@_JIT
+def kulisch_total_round(total, nan, pinf, ninf, limbs, n, base, m, emin, emax, sigmax, sub, hz,
+                        sg, sp, rnd, ovf, u, r):  # fmt: skip
+    """``R(total + S)`` with one rounding: ``S`` the exact sum of terms held in ``limbs[:n]``
+    and the flags of :func:`kulisch_term`, ``total`` a float64 (the running value of the exact
+    blocks, else 0). Specials as IEEE (a NaN term, +inf and -inf, ``inf - inf``: NaN); an exact
+    zero is ``+0``, except under ``DOWN`` when it is not ``+0 + +0``. ``(status, sign, kept,
+    q)``; ``limbs`` is left holding ``total + S`` when they are finite."""
+    if nan or pinf or ninf or total - total != 0.0:
+        special = math.nan if (nan or (pinf and ninf)) else (math.inf if pinf else -math.inf)
+        if not (nan or pinf or ninf):
+            special = 0.0
+        return add_round(total, special, m, emin, emax, sigmax, sub, hz, sg, sp, rnd, ovf, u, r)
+    zs = rnd == RDN and not (total == 0.0 and f64_bits(total) >= 0)  # type: ignore[call-arg]
+    if total != 0.0:
+        sign, M, E = split64(total)
+        kulisch_add(limbs, base, sign, M, E)
+    return kulisch_round(limbs, n, base, 1 if zs else 0, m, emin, emax, sigmax, sub, hz, sg, sp,
+                         rnd, ovf, u, r)  # fmt: skip
 
 
 # ---- the truncating multi-term adder of the tensor-core models ---------------------------------

@@ -72,8 +72,8 @@ class Capability:
     """Runs under ``jax.jit``/``jax.grad``/``jax.vmap`` (JAX tracers)."""
     matmul: bool = False
     """``matmul``/``dot`` (docs/matmul.md). JAX and array-API arrays take the HOST route for
-    them, and CUDA device arrays are copied to the host as well (no CUDA matmul kernel yet):
-    not traceable; Dask arrays have no matmul route."""
+    them (not traceable); CUDA device arrays run the CUDA kernels (every order, the exact
+    sums) and go through the host for the hardware models (``routes/matmul_cuda.py``); Dask arrays have no matmul route."""
     caller_bits: bool = False
     """Caller-supplied random bits (``rbits=``): the CUDA kernels take them (one array argument
     and a flag), the numba CPU kernels do not (NumPy and PyTorch CPU run them through the
@@ -412,7 +412,11 @@ def run_matmul(a, b, req):
         from qemu_arrays.routes import matmul_cpu
 
         return matmul_cpu.run(a, b, req)
-    # JAX, array-API and (for now) CUDA device arrays: a copy to the host and back
+    if r is Route.CUDA:
+        from qemu_arrays.routes import matmul_cuda
+
+        return matmul_cuda.run(a, b, req)
+    # JAX and array-API arrays: a copy to the host and back
     from qemu_arrays.routes import matmul_host
 
     return matmul_host.run(a, b, req)

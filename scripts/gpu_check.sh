@@ -10,5 +10,5 @@ python -c "import qemu_arrays.formats" 2>/dev/null \
 unset NUMBA_ENABLE_CUDASIM
 nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv
 python -c "from numba import cuda; assert cuda.is_available(), 'numba.cuda sees no GPU'; cuda.detect()"
-QEMU_ARRAYS_REAL_GPU=1 python -m pytest -q tests/routes/test_cuda.py tests/routes/test_cuda_blocks.py tests/routes/test_backends.py "$@"
+QEMU_ARRAYS_REAL_GPU=1 python -m pytest -q tests/routes/test_cuda.py tests/routes/test_cuda_blocks.py tests/routes/test_cuda_matmul.py tests/routes/test_backends.py "$@"
 python benchmarks/bench_gpu.py

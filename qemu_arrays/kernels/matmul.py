@@ -37,14 +37,14 @@ from qemu_arrays.formats.accumulate import (
     as_float64,
     fused_round,
     fused_term,
-    kulisch_add,
     kulisch_clear,
-    kulisch_round,
+    kulisch_term,
+    kulisch_total_round,
     nominal_exponent,
     split64,
 )
 from qemu_arrays.formats.bits import bits_f32, bits_f64, f32_bits, f64_bits, fma
-from qemu_arrays.formats.cores import NAN_ERROR, RDN, RTZ, SR, random_u
+from qemu_arrays.formats.cores import NAN_ERROR, RTZ, SR, random_u
 from qemu_arrays.formats.jit_cache import purge_stale_cache
 from qemu_arrays.formats.rne32 import rne32
 from qemu_arrays.kernels.matmul_spans import add as _add
@@ -469,32 +469,11 @@ def _exact_dot_span(
                 ninf = False
                 for k in range(t * step, min(K, (t + 1) * step)):
                     x = (A[i, k] * B[k, j]) * scale
-                    if x - x == 0.0:
-                        if x != 0.0:
-                            s_, M_, E_ = split64(x)
-                            kulisch_add(limbs, base, s_, M_, E_)
-                    elif x != x:
-                        nan = True
-                    elif x > 0:
-                        pinf = True
-                    else:
-                        ninf = True
+                    nan, pinf, ninf = kulisch_term(limbs, base, x, nan, pinf, ninf)
                 u = random_u(k0, k1, k2, (e << 32) | t, r) if rnd == SR else 0
-                if nan or pinf or ninf or total - total != 0.0:
-                    special = np.nan if (nan or (pinf and ninf)) else (np.inf if pinf else -np.inf)
-                    if not (nan or pinf or ninf):
-                        special = 0.0
-                    st, s_, kept, q = add_round(total, special, m, emin, emax, sigmax, sub, hz,
-                                                sg, sp, rnd, ovf, u, r)  # fmt: skip
-                else:
-                    # an exact zero: +0, except under DOWN when it is not +0 + +0 (IEEE)
-                    zs = rnd == RDN and not (total == 0.0 and f64_bits(total) >= 0)
-                    if total != 0.0:
-                        s_, M_, E_ = split64(total)
-                        kulisch_add(limbs, base, s_, M_, E_)
-                    st, s_, kept, q = kulisch_round(limbs, nlimbs, base, 1 if zs else 0, m, emin,
-                                                    emax, sigmax, sub, hz, sg, sp, rnd, ovf, u,
-                                                    r)  # fmt: skip
+                st, s_, kept, q = kulisch_total_round(total, nan, pinf, ninf, limbs, nlimbs, base,
+                                                      m, emin, emax, sigmax, sub, hz, sg, sp, rnd,
+                                                      ovf, u, r)  # fmt: skip
                 e_row += st == NAN_ERROR
                 total = as_float64(st, s_, kept, q)
             out[i, j] = total

@@ -17,7 +17,16 @@ from qemu_arrays.formats.spec import FloatFormat, IntFormat
 from qemu_arrays.matmul_request import MAX_P_PLUS_R, MatmulRequest
 from qemu_arrays.validation import BF16
 
-__all__ = ["Operand", "Plan", "Stats", "element_format", "nan_in_accumulator", "plan", "stats"]
+__all__ = [
+    "Operand",
+    "Plan",
+    "Stats",
+    "block_size",
+    "element_format",
+    "nan_in_accumulator",
+    "plan",
+    "stats",
+]
 
 FLOAT32 = get_format("float32")
 FLOAT64 = FloatFormat(exponent_bits=11, mantissa_bits=52, name="float64")
@@ -62,6 +71,16 @@ class Operand:
     scale: Any = None
     """Scaled integer formats: the per-tensor (0-d) or per-row of ``a`` / per-column of ``b``
     scale (float64, the reduction axis removed), applied in the epilogue."""
+    group: int | None = None
+    """Scaled integer formats with scales along the reduction axis: the group size (1 for a
+    scale per k). ``scales`` then holds one scale per group, laid out as block scales are, and
+    ``axis`` is the reduction axis."""
+
+
+def block_size(o: Operand) -> int | None:
+    """The size of ``o``'s blocks along the reduction axis (block formats, grouped integer
+    scales), or None."""
+    return o.block.block_size if o.block is not None else o.group
 
 
 def _width(fmt) -> tuple[int, int]:
@@ -156,24 +175,35 @@ def plan(req: MatmulRequest, a: Operand, b: Operand, shape_a, shape_b) -> Plan:
     """The plan of ``req`` on two operands: shapes, the order and block size (block formats
     included), the formats checked against the inputs, the output dtype, the random bits."""
     batch, M, K, N, a_vec, b_vec = _shapes(req, shape_a, shape_b)
-    blocks = [(n, o) for n, o in (("a", a), ("b", b)) if o.block is not None]
+    blocks = [(n, o) for n, o in (("a", a), ("b", b)) if block_size(o) is not None]
     order = req.order
     block_k = req.block_k
     promote = req.promote_to
     if blocks:
-        sizes = {o.block.block_size for _, o in blocks}
+        sizes = {block_size(o) for _, o in blocks}
         if len(sizes) > 1:
             msg = (
-                f"a and b are block formats with different block sizes {sorted(sizes)}; their "
-                "block dot product needs one block size"
+                f"a and b have blocks (or scale groups) of different sizes {sorted(sizes)} "
+                "along the reduction axis; their block dot product needs one size"
+            )
+            raise ValueError(msg)
+        kinds = {o.block is None for _, o in blocks} | {
+            o.block is None for o in (a, b) if o.scale is not None and o.group is None
+        }
+        if len(kinds) > 1:
+            msg = (
+                "a block format (MX, NVFP4) cannot be multiplied with a scaled integer QArray "
+                "here: their scales enter differently (exact block scales against float32 "
+                "group scale products); hint: dequantize one of them"
             )
             raise ValueError(msg)
         bs = sizes.pop()
         for n, o in blocks:
             red = len(o.values.shape) - (1 if n == "a" or len(o.values.shape) == 1 else 2)
             if o.axis != red:
+                what = f"a block format ({o.block.name})" if o.block else f"{o.fmt.name!r}"
                 msg = (
-                    f"{n} is a block format ({o.block.name}) with blocks along axis {o.axis}, "
+                    f"{n} is {what} with blocks along axis {o.axis}, "
                     f"but the reduction runs along axis {red}; hint: quantize {n} with "
                     f"axis={red - len(o.values.shape)}"
                 )

@@ -14,6 +14,7 @@ data statistics choose, for each order, the cheapest path that is exact:
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import numpy as np
@@ -67,25 +68,29 @@ def _check_float32_values(v: np.ndarray, name: str) -> None:
 
 
 def _scaled_int(fmt: IntFormat, enc, name: str) -> Operand:
-    """A QArray of a scaled integer format: the integers ``k - zero_point`` as values, the
-    scale (per tensor, per row of ``a`` or per column of ``b``) for the epilogue."""
+    """A QArray of a scaled integer format: the integers ``k - zero_point`` as values, and the
+    scale: per tensor, per row of ``a`` or per column of ``b`` (for the epilogue), or per group
+    along the reduction axis (applied to each group's exact sum, docs/matmul.md)."""
     codes = np.asarray(enc.codes)
     nd = codes.ndim
     red = nd - 1 if name == "a" or nd == 1 else nd - 2
     scales = np.asarray(enc.scales, dtype=np.float64)
     along_k = scales.ndim > 0 and scales.shape[red - nd + scales.ndim] > 1
-    if enc.block_size is not None or along_k:
-        msg = (
-            f"{name} is a QArray of {fmt.name!r} with scales along the reduction axis "
-            f"(axis={enc.axis}, block_size={enc.block_size}); matmul applies integer scales "
-            f"per tensor, per row of a or per column of b (axis={-2 if name == 'a' else -1}), "
-            f"in the epilogue; hint: matmul({name}.dequantize(), ...)"
-        )
-        raise NotImplementedError(msg)
     ones = np.ones_like(scales)
     req = Request(Op.DECODE, fmt, scale=ones, zero_point=enc.zero_points, axis=enc.axis,
-                  dtype=np.float64)  # fmt: skip
+                  block_size=enc.block_size, dtype=np.float64)  # fmt: skip
     vals = np.asarray(cpu.run(codes, req), dtype=np.float64)
+    if enc.block_size is not None or along_k:
+        full = np.broadcast_to(scales, (1,) * (nd - scales.ndim) + scales.shape)
+        ax = None if enc.axis is None else enc.axis % nd
+        if enc.block_size is not None:  # one scale per element, then one per group along k
+            full = np.repeat(full, enc.block_size, axis=ax).take(range(codes.shape[ax]), axis=ax)
+        full = np.broadcast_to(full, codes.shape)
+        group = enc.block_size if enc.block_size is not None and ax == red else 1
+        if group > 1:
+            full = full.take(range(0, codes.shape[red], group), axis=red)
+        return Operand(vals, fmt, False, scales=np.ascontiguousarray(full), axis=red,
+                       group=group)  # fmt: skip
     if scales.ndim == 0 or scales.size == 1:
         sc = np.asarray(scales.reshape(()))
     else:
@@ -93,6 +98,22 @@ def _scaled_int(fmt: IntFormat, enc, name: str) -> Operand:
         sc = np.take(full, 0, axis=red)
         sc = sc[..., :, None] if name == "a" else sc[..., None, :]
     return Operand(vals, fmt, False, scale=sc)
+
+
+def _group_scales(o: Operand, is_a: bool, nb: int) -> np.ndarray | None:
+    """The scales of one operand of a product with grouped integer scales, one per (row of
+    ``a``, group) or (group, column of ``b``): its group scales, or its epilogue scale (per
+    tensor, row or column) repeated over the groups; None for an unscaled operand."""
+    if o.group is not None:
+        return o.scales
+    if o.scale is None:
+        return None
+    v = o.values
+    if v.ndim == 1:
+        shape: tuple[int, ...] = (nb,)
+    else:
+        shape = (*v.shape[:-1], nb) if is_a else (*v.shape[:-2], nb, v.shape[-1])
+    return np.ascontiguousarray(np.broadcast_to(np.asarray(o.scale, np.float64), shape))
 
 
 def _block(fmt: BlockFormat, enc, wide: bool) -> Operand:
@@ -255,13 +276,127 @@ def _rne32(A, B, SA, SB, pl: Plan, req, sa: Stats, sb: Stats):
     km.sequential_rne32(A.astype(np.float32), B.astype(np.float32), o, plan, req.fma,
                         pl.block_k, blocks)  # fmt: skip
     nan = np.isnan(o)
+    o[nan] = np.nan  # the canonical NaN (an x86 inf - inf in the promotion is negative)
     err = int(nan.any()) if not acc.has_nan else 0
     return o.astype(np.float64), err
 
 
-def _matmul2d(A, B, SA, SB, pl: Plan, req, get_stats, eoff: int) -> tuple:
-    """One 2-D product: (out float64 M x N, NaN-error count)."""
+def _check_group_sums(sa: Stats, sb: Stats, pl: Plan) -> bool:
+    """Grouped integer scales: every partial sum of a group must be exact in the accumulator
+    (then its rounding changes nothing: the integer hardware's exact sum), and a group's sum
+    times a float32 scale product exact in float64 (the sum spans at most 29 bits). Returns
+    whether the sums are exact in float32 (sgemm)."""
+    bk = pl.block_k
+    span = sum_span(sa, sb, bk)
+    top = math.ceil(math.log2(max(bk, 1))) + sa.emax + sb.emax + 2  # |sum| < 2**top
+    if not (sa.finite and sb.finite):
+        msg = (
+            "an operand holds NaN or inf: grouped integer scales are applied to exact group "
+            "sums of finite values; hint: filter the inputs, or matmul(a.dequantize(), ...)"
+        )
+        raise ValueError(msg)
+    if span > 29:
+        msg = (
+            f"the sums of groups of {bk} span {span} bits; matmul applies grouped integer "
+            "scales to group sums of at most 29 bits (their product with a float32 scale is "
+            "then exact in float64); hint: smaller groups (block_size), or "
+            "matmul(a.dequantize(), ...)"
+        )
+        raise NotImplementedError(msg)
+    acc = pl.acc
+    if (
+        acc is not None
+        and sa.bits
+        and sb.bits
+        and not (
+            span <= acc.precision
+            and 2.0**top <= acc.max
+            and sa.lsb + sb.lsb >= acc.emin - acc.mantissa_bits
+        )
+    ):
+        msg = (
+            f"accumulator={acc.name!r} cannot hold the sums of these groups exactly (they span "
+            f"{span} bits, below 2**{top}); integer hardware sums a group exactly; hint: "
+            "accumulator=None"
+        )
+        raise ValueError(msg)
+    return span <= 24 and sa.lsb + sb.lsb >= -149 and top < 120
+
+
+#: the bytes of one row panel of block partials (and of the totals it is added into): both stay
+#: in the core's L2 cache while the panel's blocks are added in
+_PANEL_BYTES = 1 << 20
+
+
+def _exact_blocks(A, B, SA, SB, out, fmt, bk: int, use32: bool, req, r: int, eoff: int,
+                  scale32: bool = False) -> tuple:  # fmt: skip
+    """``order="blocked"`` with exact partial sums that fit in the BLAS product's precision (53
+    bits, 24 for sgemm): one BLAS product per block and row panel, each partial promoted into
+    ``fmt`` at once (row panels keep the partials and the totals in the cache). Unscaled float32
+    partials promoted into float32 under nearest-even are one IEEE float32 addition (both
+    addends are float32 values: the CPU rounds their exact sum); else the promotion kernels.
+    ``scale32`` (grouped integer scales): each block's scale is ``fl32(SA[i, t] * SB[t, j])``
+    (the product in float64, rounded to float32), and the partial times it is exact in float64
+    (the caller checked ``|partial| < 2**29``). Returns (out, NaN-error count)."""
     from qemu_arrays.kernels import matmul as km
+
+    M, K = A.shape
+    N = B.shape[1]
+    rnd = req.rounding
+    k0, k1, k2 = _keys(req)
+    nb = -(-K // bk)
+    SA_ = np.ones((M, nb)) if SA is None else SA
+    SB_ = np.ones((nb, N)) if SB is None else SB
+    native32 = fmt == FLOAT32 and rnd is Rounding.NEAREST_EVEN
+    plain32 = native32 and use32 and SA is None and SB is None
+    if scale32:
+        ones_a, ones_b = np.ones((M, nb)), np.ones((nb, N))
+    tot32 = np.zeros((M, N), np.float32) if native32 else None
+    p_ts, p_ro = _fast_flags(fmt, rnd, r, False, 53)
+    dt = np.float32 if use32 else np.float64
+    An, Bn = A.astype(dt, copy=False), B.astype(dt, copy=False)
+    rows = max(1, min(M, _PANEL_BYTES // (np.dtype(dt).itemsize * max(N, 1))))
+    P = np.empty((1, rows, N), dtype=dt)
+    err = 0
+    for i0 in range(0, M, rows):
+        i1 = min(M, i0 + rows)
+        Pp = P[:, : i1 - i0]
+        for t in range(nb):
+            np.matmul(An[i0:i1, t * bk : (t + 1) * bk], Bn[t * bk : (t + 1) * bk], out=Pp[0])
+            if scale32:
+                S = (SA_[i0:i1, t, None] * SB_[t]).astype(np.float32).astype(np.float64)
+                X = (Pp[0] * S)[None]  # exact
+                if native32:
+                    km.promote_native32(X, ones_a[i0:i1, :1], ones_b[:1], tot32[i0:i1])
+                else:
+                    err += km.promote(X, ones_a[i0:i1], ones_b, out[i0:i1], fmt.params(),
+                                      int(rnd), 0, k0, k1, k2, r, eoff + i0 * N, t, p_ts,
+                                      p_ro)  # fmt: skip
+            elif plain32:
+                np.add(tot32[i0:i1], Pp[0], out=tot32[i0:i1])
+            elif native32:
+                km.promote_native32(Pp, SA_[i0:i1, t : t + 1].copy(), SB_[t : t + 1], tot32[i0:i1])
+            else:
+                err += km.promote(Pp, SA_[i0:i1], SB_, out[i0:i1], fmt.params(), int(rnd), 0, k0,
+                                  k1, k2, r, eoff + i0 * N, t, p_ts, p_ro)  # fmt: skip
+    if native32:
+        tot32[np.isnan(tot32)] = np.nan  # the canonical NaN
+        return tot32, 0
+    return out, err
+
+
+def _matmul2d(A, B, SA, SB, pl: Plan, req, get_stats, eoff: int, groups: bool = False) -> tuple:
+    """One 2-D product: (out float64 M x N, NaN-error count). ``groups``: SA and SB are grouped
+    integer scales (their product is rounded to float32 before it scales a group's sum)."""
+    from qemu_arrays.kernels import matmul as km
+
+    if groups:
+        A = np.ascontiguousarray(A, dtype=np.float64)
+        B = np.ascontiguousarray(B, dtype=np.float64)
+        use32 = _check_group_sums(*get_stats(), pl)
+        out = np.zeros((A.shape[0], B.shape[1]))
+        return _exact_blocks(A, B, SA, SB, out, pl.promote, pl.block_k, use32, req, pl.r, eoff,
+                             scale32=True)  # fmt: skip
 
     native = _native_dtype(pl.acc) if req.rounding is Rounding.NEAREST_EVEN else None
     if native is not None and (
@@ -298,30 +433,7 @@ def _matmul2d(A, B, SA, SB, pl: Plan, req, get_stats, eoff: int) -> tuple:
                     else A @ B  # fmt: skip
                 err = km.round_exact(X, out, fmt.params(), int(rnd), 0, k0, k1, k2, r, eoff, 0)
                 return out, err
-            nb = -(-K // pl.block_k)
-            SA_ = np.ones((M, nb)) if SA is None else SA
-            SB_ = np.ones((nb, N)) if SB is None else SB
-            native32 = fmt == FLOAT32 and rnd is Rounding.NEAREST_EVEN
-            tot32 = np.zeros((M, N), np.float32) if native32 else None
-            p_ts, p_ro = _fast_flags(fmt, rnd, r, False, 53)
-            dt = np.float32 if use32 else np.float64
-            An, Bn = A.astype(dt, copy=False), B.astype(dt, copy=False)
-            P = np.empty((1, M, N), dtype=dt)
-            err = 0
-            bk = pl.block_k
-            # one block at a time: its exact partial sums (M x N) stay in the cache while
-            # they are promoted
-            for t in range(nb):
-                np.matmul(An[:, t * bk : (t + 1) * bk], Bn[t * bk : (t + 1) * bk], out=P[0])
-                if native32:
-                    km.promote_native32(P, SA_[:, t : t + 1].copy(), SB_[t : t + 1], tot32)
-                else:
-                    err += km.promote(P, SA_, SB_, out, fmt.params(), int(rnd), 0, k0, k1,
-                                      k2, r, eoff, t, p_ts, p_ro)  # fmt: skip
-            if native32:
-                tot32[np.isnan(tot32)] = np.nan  # the canonical NaN
-                return tot32, 0
-            return out, err
+            return _exact_blocks(A, B, SA, SB, out, fmt, pl.block_k, use32, req, r, eoff)
         # the wide integer accumulator
         base = (sa.lsb + sb.lsb + lo) if sa.bits and sb.bits else 0
         top = (sa.emax + sb.emax + 2 + hi + math.ceil(math.log2(n + 1))) if sa.bits and sb.bits \
@@ -383,6 +495,11 @@ def compute(a: Operand, b: Operand, req: MatmulRequest) -> tuple[np.ndarray, Pla
         from qemu_arrays.routes import matmul_mma
 
         return matmul_mma.compute(a, b, req, pl), pl
+    groups = a.group is not None or b.group is not None
+    if groups:  # every scale enters at the promotion of a group (docs/matmul.md)
+        nb = -(-pl.K // pl.block_k)
+        a = dataclasses.replace(a, scales=_group_scales(a, True, nb), scale=None)
+        b = dataclasses.replace(b, scales=_group_scales(b, False, nb), scale=None)
     va, sa_ = _as_2d(a, True)
     vb, sb_ = _as_2d(b, False)
     cache: list = []
@@ -408,7 +525,7 @@ def compute(a: Operand, b: Operand, req: MatmulRequest) -> tuple[np.ndarray, Pla
         SA = None if sa_ is None else np.ascontiguousarray(sa_[ia])
         SB = None if sb_ is None else np.ascontiguousarray(sb_[ib])
         flat = int(np.ravel_multi_index(idx, batch)) if batch else 0
-        out, e = _matmul2d(A, B, SA, SB, pl, req, get_stats, flat * M * N)
+        out, e = _matmul2d(A, B, SA, SB, pl, req, get_stats, flat * M * N, groups)
         res[idx] = out
         err += e
     if err:

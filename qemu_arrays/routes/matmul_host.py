@@ -1,8 +1,8 @@
-"""matmul/dot of JAX, array-API and CUDA device arrays: a copy to NumPy, the numba CPU route
-(:mod:`qemu_arrays.routes.matmul_cpu`), and a copy back into the operands' library and device.
+"""matmul/dot of JAX and array-API arrays, and of CUDA device arrays in the cases the CUDA
+kernels do not cover (:mod:`qemu_arrays.routes.matmul_cuda`: the hardware models): a copy to NumPy, the numba CPU route (:mod:`qemu_arrays.routes.matmul_cpu`), and a copy
+back into the operands' library and device.
 
-Not traceable (``jax.jit`` refuses), and on CUDA arrays it is a host round trip (there is no
-CUDA matmul kernel yet, ``docs/matmul.md``); the results are the CPU route's bits either way.
+Not traceable (``jax.jit`` refuses); the results are the CPU route's bits.
 """
 
 from __future__ import annotations

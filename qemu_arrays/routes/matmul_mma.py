@@ -78,6 +78,25 @@ def compute(a: Operand, b: Operand, req: MatmulRequest, pl: Plan) -> np.ndarray:
     if pl.batch:
         msg = "hardware models take 1-D and 2-D operands; hint: loop over the batch"
         raise ValueError(msg)
+    for n, o in (("a", a), ("b", b)):
+        if o.group is not None or (o.block is None and o.scale is not None):
+            msg = (
+                f"{n} is a QArray of the scaled integer format {o.fmt.name!r}: hardware models "
+                "multiply float element formats and MX block formats; hint: "
+                f"profile.matmul({n}.dequantize(), ...), or qemu_arrays.matmul for integer "
+                "operands"
+            )
+            raise ValueError(msg)
+        bad = o.block is not None and (o.block.tensor_scale or o.block.block_size != model.group)
+        if bad and model.block_scaled:
+            msg = (
+                f"{n} is a QArray of {o.block.name!r} (blocks of {o.block.block_size}"
+                f"{', a tensor scale' if o.block.tensor_scale else ''}): this model's block "
+                f"scales cover groups of {model.group} products with no tensor scale (OCP "
+                f"MX); hint: qemu_arrays.matmul({n}, ...) for its block dot product, or "
+                f"profile.matmul({n}.dequantize(), ...)"
+            )
+            raise ValueError(msg)
     if (a.block is not None or b.block is not None) and not model.block_scaled:
         msg = (
             "this model has no block scales; hint: a block-scaled profile (e.g. "

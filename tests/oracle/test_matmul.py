@@ -327,6 +327,32 @@ def test_exact_paths(wide):
             assert_same(got, reference(A, B, **kw, seed=2, r=32), f"blocks into {promote}")
 
 
+def test_exact_blocks_in_row_panels(monkeypatch):
+    """The BLAS exact-blocks path works on row panels: with one-row panels every promotion
+    (plain float32 addition, the float32 kernel with MX scales, the general kernel with its
+    stochastic events indexed by output element) still equals the reference."""
+    from qemu_arrays.routes import matmul_cpu
+
+    monkeypatch.setattr(matmul_cpu, "_PANEL_BYTES", 8)
+    rng = np.random.default_rng(11)
+    A, B = _pair("float8_e4m3fn", 5, 40, 3, rng)
+    for promote, rnd in [("float32", R.NEAREST_EVEN), ("bfloat16", R.STOCHASTIC),
+                         ("float32", R.UP)]:  # fmt: skip
+        kw = {"accumulator": None, "rounding": rnd, "order": "blocked", "block_k": 16,
+              "promote_to": promote}  # fmt: skip
+        got = qa.matmul(A, B, **kw, seed=4, random_bits=9, allow_narrow=True)
+        assert_same(got, reference(A, B, **kw, seed=4, r=9), f"panels into {promote} {rnd}")
+    big = A * np.float32(2.0**100)  # float32 partials would overflow: float64 partials
+    kw = {"accumulator": None, "order": "blocked", "block_k": 16}
+    assert_same(qa.matmul(big, B, **kw), reference(big, B, **kw), "float64 partials")
+    qx = qa.asarray(rng.standard_normal((5, 64)).astype(np.float32), "mxfp8_e4m3", axis=-1)
+    qy = qa.asarray(rng.standard_normal((64, 3)).astype(np.float32), "mxfp8_e4m3", axis=0)
+    monkeypatch.setattr(matmul_cpu, "_PANEL_BYTES", 1 << 20)
+    whole = qa.matmul(qx, qy, accumulator=None)
+    monkeypatch.setattr(matmul_cpu, "_PANEL_BYTES", 8)
+    assert_same(qa.matmul(qx, qy, accumulator=None), whole, "MX scales in panels")
+
+
 def test_float32_accumulator_equals_numpy_on_exact_data():
     """Sanity: with products and sums exact in float32, every order gives numpy's result."""
     rng = np.random.default_rng(0)
@@ -508,5 +534,75 @@ def test_scaled_int_operands_apply_their_scales_in_the_epilogue():
         got = qa.matmul(qx, qy, accumulator=acc, allow_narrow=True)
         want = reference(ints[0], ints[1], accumulator=acc)
         np.testing.assert_array_equal(got, want.astype(np.float32) * s)
-    with pytest.raises(NotImplementedError, match="scales along the reduction axis"):
-        qa.matmul(qa.asarray(x, "int8", axis=1), y)
+
+
+def _int_parts(q, K, name):
+    """(the integers ``k - zp``, the scale of each (row, group) of ``a`` or (group, column)
+    of ``b``) of a scaled integer QArray, built from its encoding independently of the route."""
+    fmt, enc = q.__qemu_arrays_operand__()
+    ints = np.asarray(qa.decode(enc.codes, fmt, scale=np.ones_like(enc.scales),
+                                zero_point=enc.zero_points, axis=enc.axis,
+                                block_size=enc.block_size, dtype=np.float64))  # fmt: skip
+    per_value = np.asarray(q.dequantize(), np.float64)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        sc = np.broadcast_to(np.asarray(enc.scales, np.float64), ints.shape) \
+            if enc.block_size is None else np.repeat(np.asarray(enc.scales, np.float64),
+                                                     enc.block_size, axis=enc.axis)  # fmt: skip
+    sc = sc.take(range(ints.shape[enc.axis]), axis=enc.axis) if enc.block_size else sc
+    np.testing.assert_allclose(ints * sc, per_value, rtol=1e-6, atol=1e-30)
+    return ints, sc
+
+
+@pytest.mark.parametrize(("promote", "rnd"), [("float32", R.NEAREST_EVEN),
+                                              ("bfloat16", R.STOCHASTIC), ("float32", R.DOWN)])  # fmt: skip
+def test_grouped_int_scales_enter_each_group_sum(promote, rnd):
+    """Scales along the reduction axis (int8 groups of 16 times asymmetric uint4 groups of
+    16; a per-k scale times a per-column one): each group's exact integer sum times
+    ``fl32(s_a[i, g] * s_b[g, j])`` is promoted into ``promote_to`` with one rounding."""
+    rng = np.random.default_rng(21)
+    K = 40  # the last group is short
+    x = (rng.standard_normal((3, K)) * np.exp2(rng.integers(-3, 3, (3, K)))).astype(np.float32)
+    y = rng.standard_normal((K, 2)).astype(np.float32)
+    pairs = [
+        (qa.asarray(x, "int8", axis=-1, block_size=16),
+         qa.asarray(y, "uint4", axis=0, block_size=16, symmetric=False), 16),
+        (qa.asarray(x, "int8", axis=-1), qa.asarray(y, "int8", axis=-1), 1),
+    ]  # fmt: skip
+    fp8_y = np.asarray(qa.quantize(y, "float8_e4m3fn"))  # a plain array: its scale is 1
+    pairs.append((qa.asarray(x, "int8", axis=-1, block_size=8), fp8_y, 8))
+    for qx, qy, g in pairs:
+        ia, sa = _int_parts(qx, K, "a")
+        ib, sb = _int_parts(qy, K, "b") if g != 8 else (fp8_y.astype(np.float64), np.ones((K, 2)))
+        sa_g, sb_g = sa[:, ::g], sb[::g, :]
+
+        def scales(i, j, sa_g=sa_g, sb_g=sb_g):
+            prod = (sa_g[i] * sb_g[:, j]).astype(np.float32)  # float64 product, then fl32
+            return [Fraction(float(v)) for v in prod]
+
+        kw = {"rounding": rnd, "order": "blocked", "promote_to": promote}
+        got = qa.matmul(qx, qy, **kw, seed=5, random_bits=9, allow_narrow=True)
+        want = reference(ia, ib, accumulator=None, block_k=g, **kw, seed=5,
+                         r=9, block_scales=scales)  # fmt: skip
+        assert_same(got, want, f"groups of {g} into {promote} {rnd.name}")
+        # the default float32 accumulator holds every group sum exactly: the same result
+        assert_same(qa.matmul(qx, qy, accumulator=None, **kw, seed=5, random_bits=9,
+                              allow_narrow=True), want, "accumulator=None")  # fmt: skip
+
+
+def test_grouped_int_scales_errors():
+    rng = np.random.default_rng(22)
+    x = rng.standard_normal((2, 64)).astype(np.float32)
+    qx = qa.asarray(x, "int8", axis=-1, block_size=32)
+    qy = qa.asarray(x.T.copy(), "int8", axis=0, block_size=32)
+    with pytest.raises(ValueError, match="accumulator='float16' cannot hold"):
+        qa.matmul(qx, qy, accumulator="float16", allow_narrow=True)
+    with pytest.raises(ValueError, match="different sizes"):
+        qa.matmul(qx, qa.asarray(x.T.copy(), "int8", axis=0, block_size=16))
+    with pytest.raises(ValueError, match="cannot be multiplied with a scaled integer"):
+        qa.matmul(qx, qa.asarray(x.T.copy(), "mxfp8_e4m3", axis=0))
+    with pytest.raises(ValueError, match="order='blocked'"):
+        qa.matmul(qx, qy, order="sequential")
+    with pytest.raises(NotImplementedError, match="span"):  # float32 values: inexact sums
+        qa.matmul(qx, x.T.copy())
+    with pytest.raises(ValueError, match="NaN or inf"):
+        qa.matmul(qx, np.full((64, 2), np.inf, np.float32))

@@ -191,3 +191,19 @@ def test_model_input_errors():
         p.matmul(np.ones((1, 4), np.float32), np.ones((4, 1), np.float32), a_format="float16")
     with pytest.raises(ValueError, match="c must hold float32 values"):
         p.matmul(np.ones((1, 4), np.float32), np.ones((4, 1), np.float32), np.float64(0.1))
+
+
+def test_models_refuse_scaled_int_and_nvfp4_operands():
+    """Scaled integer QArrays (their scales would be dropped) and NVFP4 (E4M3 block scales
+    over 16 products, a tensor scale) are not what the models multiply: a clear error, not a
+    silently unscaled result or a broadcasting failure."""
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((2, 64)).astype(np.float32)
+    y = np.asarray(qa.quantize(x.T.copy(), "float8_e4m3fn"))
+    h100 = profile("nvidia-h100-fp8-fast-accum")
+    for q in (qa.asarray(x, "int4", axis=0), qa.asarray(x, "int4", axis=-1, block_size=32)):
+        with pytest.raises(ValueError, match="scaled integer format"):
+            h100.matmul(q, y)
+    b200 = profile("nvidia-b200-mxf8f6f4")
+    with pytest.raises(ValueError, match="no tensor scale"):
+        b200.matmul(qa.asarray(x, "nvfp4", axis=-1), qa.asarray(x.T.copy(), "nvfp4", axis=0))

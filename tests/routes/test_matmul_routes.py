@@ -1,5 +1,6 @@
 """matmul/dot on every array library: the same bits as on NumPy, returned in the operands'
-library (PyTorch CPU through zero-copy views; JAX, array-API and CUDA arrays through the host);
+library (PyTorch CPU through zero-copy views; JAX and array-API arrays through the host; CUDA
+arrays on the CUDA kernels, the host for hardware models: tests/routes/test_cuda_matmul.py);
 Dask refuses; JAX tracers refuse."""
 
 from __future__ import annotations
@@ -58,3 +59,16 @@ def test_mixed_libraries_refuse():
     A, B = _inputs()
     with pytest.raises(TypeError, match="take different routes"):
         qa.matmul(torch.from_numpy(A), to_backend(Backend.ARRAY_API_STRICT, B))
+
+
+def test_nan_results_are_canonical():
+    """inf - inf in a float32 promotion (the float32-word path of narrow nearest-even
+    accumulators, where x86 gives the negative NaN) and in every other path: the canonical
+    quiet NaN, as docs/matmul.md says."""
+    A = np.ones((1, 8), np.float32)
+    A[0, 1], A[0, 5] = np.inf, -np.inf
+    B = np.ones((8, 1), np.float32)
+    for kw in ({"order": "blocked", "block_k": 4}, {}, {"order": "pairwise"}):
+        for acc in ("bfloat16", "float32"):
+            got = qa.matmul(A, B, accumulator=acc, allow_narrow=True, **kw)
+            assert got.view(np.uint32)[0, 0] == 0x7FC00000, (acc, kw)
