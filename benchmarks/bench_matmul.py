@@ -7,7 +7,7 @@ Targets: the per-addition-rounded sequential mode at most 30x numpy's float32 ma
 thread; the blocked mode with exact partial sums (block_k >= 32, promotion into float32) at most
 3x.
 
-Run: python benchmarks/bench_matmul.py [--threads 1] [--repeat 3] [--quick]
+Run: python benchmarks/bench_matmul.py [--threads 1] [--repeat 3] [--quick] [--only WORDS]
 """
 
 from __future__ import annotations
@@ -62,6 +62,8 @@ MODES = [
                                          "rounding": R.TOWARD_ZERO}, 30),
     ("sequential bfloat16 stochastic", {"accumulator": "bfloat16", "rounding": R.STOCHASTIC,
                                         "seed": 1}, 30),
+    ("sequential bfloat16 stochastic, random_bits=15",
+     {"accumulator": "bfloat16", "rounding": R.STOCHASTIC, "seed": 1, "random_bits": 15}, 30),
     ("sequential float32 RNE (native)", {"accumulator": "float32"}, 30),
     ("pairwise bfloat16 RNE", {"accumulator": "bfloat16", "order": "pairwise"}, 30),
     ("blocked exact partials, block_k=32 -> float32",
@@ -80,6 +82,8 @@ def main(argv=None):
     ap.add_argument("--threads", type=int, default=1, help="numba and BLAS threads (default 1)")
     ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--quick", action="store_true", help="256x256x256 and 1024x1024x64 only")
+    ap.add_argument("--only", default="", help="run the modes whose name contains one of these "
+                    "comma-separated words (default: all)")  # fmt: skip
     args = ap.parse_args(argv)
     import numba
 
@@ -96,7 +100,10 @@ def main(argv=None):
         B = np.asarray(qa.quantize(rng.standard_normal((K, N)).astype(np.float32),
                                    "float8_e4m3fn"))  # fmt: skip
         print(f"\n{M}x{K} @ {K}x{N} (float8_e4m3fn values in float32 arrays)")
+        words = [w for w in args.only.split(",") if w]
         for name, kw, target in MODES:
+            if words and not any(w in name for w in words):
+                continue
             t, tr = _best_pair(lambda kw=kw, A=A, B=B: qa.matmul(A, B, allow_narrow=True, **kw),
                                lambda A=A, B=B: A @ B, args.repeat)  # fmt: skip
             ratio = t / tr

@@ -29,6 +29,7 @@ NJIT_SOURCES = (
     "codes.py",
     "enums.py",
     "accumulate.py",
+    "add32.py",
 )
 
 

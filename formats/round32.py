@@ -55,6 +55,7 @@ __all__ = [
     "sr_event32_cpu",
     "sr_word32_run",
     "sr_word64_run",
+    "value32",
 ]
 
 _QNAN32 = 0x7FC00000
@@ -238,7 +239,15 @@ def _round_ir(context, builder, signature, args, md, wd):
             side = sign_neg if md == RDN else builder.not_(sign_neg)
             up = builder.and_(inexact, side)
         kept = builder.add(kept, builder.zext(up, wd.it))
-    r_sub = builder.bitcast(builder.fmul(builder.sitofp(kept, ft), c_sub), wd.it)
+    # kept * 2**(emin - m) as (kept * (c_sub * 2**K)) * 2**-K, K = 64 (512 for float64) where
+    # c_sub is tiny, else 0: both steps exact, and no operand subnormal (a subnormal operand
+    # costs a microcode assist on x86 CPUs in every lane, selected or not); loop-invariant
+    kk = 64 if wd.bits == 32 else 512
+    tiny = builder.fcmp_ordered("<", c_sub, ir.Constant(ft, 2.0 ** (4 - kk)))
+    k_up = builder.select(tiny, ir.Constant(ft, 2.0**kk), ir.Constant(ft, 1.0))
+    k_down = builder.select(tiny, ir.Constant(ft, 2.0**-kk), ir.Constant(ft, 1.0))
+    r_sub = builder.fmul(builder.fmul(builder.sitofp(kept, ft), builder.fmul(c_sub, k_up)), k_down)
+    r_sub = builder.bitcast(r_sub, wd.it)
     res = builder.select(sub, r_sub, r_norm)
     # overflow: a finite result above the largest magnitude, and an infinite input
     over = builder.icmp_unsigned(">", res, max_mag)
@@ -359,3 +368,51 @@ def code32(typingctx, b, r, cplan):
         return builder.select(builder.icmp_unsigned("==", rr, _c(_QNAN32)), nan_code, c)
 
     return types.uint32(b, r, cplan), codegen
+
+
+@intrinsic
+def value32(typingctx, c, seen, dplan):
+    """``(v, seen | c)``: ``v`` the float32 bits (uint32) of the format's code ``c``, the inverse of :func:`code32`, for
+    the plan of ``kernels.elements.decode_plan`` (``mag_bits, all_mag, lo_norm, adj, sh,
+    sub_scale, inf_mag, nan_lo, nan_hi, nan_exact, nan_pos, nan_neg``): normal, the exponent and
+    mantissa fields re-biased into float32's; subnormal, ``mag * 2**(emin - m)`` (exact in
+    float32); infinity and NaN, their float32 patterns (NaN's by sign, from the decode table).
+    On 32-bit words only (a code of at most 16 bits; a larger one gives garbage, the caller's
+    range check refuses it: ``seen``, a uint32 OR of every code, finds it), so that the loop
+    vectorizes 16 lanes to an AVX-512 vector."""
+    if not isinstance(c, types.Integer) or not isinstance(seen, types.Integer):
+        return None
+    if not isinstance(dplan, types.BaseTuple) or len(dplan) != 12:
+        return None
+
+    def codegen(context, builder, signature, args):
+        ct, st, pt = signature.args
+        f32 = ir.FloatType()
+        cc = _to_i32(context, builder, args[0], ct)
+        k = [
+            None if j == 5 else _to_i32(context, builder, builder.extract_value(args[2], j), pt[j])
+            for j in range(12)
+        ]
+        mag_bits, all_mag, lo_norm, adj, sh, _s, inf_mag, nan_lo, nan_hi, nan_exact = k[:10]
+        nan_pos, nan_neg = k[10], k[11]
+        sub_scale = context.cast(builder, builder.extract_value(args[2], 5), pt[5], types.float32)
+        sign = builder.shl(builder.and_(builder.lshr(cc, mag_bits), _c(1)), _c(31))
+        mag = builder.and_(cc, all_mag)
+        norm = builder.shl(builder.add(mag, adj), sh)
+        subn = builder.bitcast(builder.fmul(builder.sitofp(mag, f32), sub_scale), _I32)
+        v = builder.or_(builder.select(builder.icmp_unsigned("<", mag, lo_norm), subn, norm), sign)
+        inf = builder.or_(_c(0x7F800000), sign)
+        v = builder.select(builder.icmp_unsigned("==", mag, inf_mag), inf, v)
+        in_nan = builder.and_(
+            builder.icmp_unsigned(">=", mag, nan_lo), builder.icmp_unsigned("<=", mag, nan_hi)
+        )
+        is_nan = builder.or_(in_nan, builder.icmp_unsigned("==", cc, nan_exact))
+        # nan_pos, or nan_neg where the sign is set, on i32 words (a select here stays i64)
+        flip = builder.and_(builder.xor(nan_pos, nan_neg), builder.ashr(sign, _c(31)))
+        nan = builder.xor(nan_pos, flip)
+        out = builder.select(is_nan, nan, v)
+        acc = builder.or_(_to_i32(context, builder, args[1], st), cc)
+        ty = signature.return_type
+        return context.make_tuple(builder, ty, [out, acc])
+
+    return types.UniTuple(types.uint32, 2)(c, seen, dplan), codegen

@@ -41,13 +41,16 @@ def packed_nbytes(count: int, bits: int) -> int:
     return -(-int(count) * _check_bits(bits) // 8)
 
 
-def pack(codes, bits):
+def pack(codes, bits, *, check=True):
     """Pack the codes (any shape, read in C order) into a 1-D uint8 array.
 
-    Raises ``ValueError`` when a code does not fit in ``bits`` bits.
+    Raises ``ValueError`` when a code does not fit in ``bits`` bits. ``check=False`` skips
+    that scan of the codes, for an integer array the caller vouches for (codes ``encode``
+    returned): a code that does not fit then corrupts its neighbours.
     """
     bits = _check_bits(bits)
-    c = check_codes(codes, bits, f"a {bits}-bit packing").reshape(-1)
+    c = check_codes(codes, bits, f"a {bits}-bit packing") if check else np.asarray(codes)
+    c = c.reshape(-1)
     c = c.astype(np.uint8, copy=False)
     if bits == 8:
         return c.copy()

@@ -345,11 +345,13 @@ def _int_arg(name, v, lo=None):
 
 
 def _check_parts(codes, fmt, dtype, scales, zero_points, tensor_scale, axis, block_size,
-                 block_offset, scale_format):  # fmt: skip
+                 block_offset, scale_format, encoded=False):  # fmt: skip
     """The parts of a QArray checked against each other and normalised (copies of arrays):
     ``(codes, format, dtype, scales, zero points, tensor scale, axis, block size, block offset,
     scale format)``. Whatever builds a QArray (``asarray``, indexing, ``load``) passes here, so
-    that no QArray holds codes its format does not have or scales that do not fit its codes."""
+    that no QArray holds codes its format does not have or scales that do not fit its codes.
+    ``encoded``: the codes are ``encode``'s own result for this format (``asarray``), in range
+    by construction: their range scans are skipped (every other part is checked)."""
     from qemu_arrays.formats.catalog import get_format
     from qemu_arrays.validation import (
         check_axis,
@@ -360,9 +362,9 @@ def _check_parts(codes, fmt, dtype, scales, zero_points, tensor_scale, axis, blo
     )
 
     fmt = get_format(fmt)
-    codes = check_codes(codes, fmt.bits, repr(fmt.name))
+    codes = np.asarray(codes) if encoded else check_codes(codes, fmt.bits, repr(fmt.name))
     element = fmt.element if _is_block(fmt) else fmt
-    narrow = isinstance(element, IntFormat) and element.narrow_range
+    narrow = isinstance(element, IntFormat) and element.narrow_range and not encoded
     if narrow and codes.size and np.any(codes == 1 << (element.bits - 1)):
         msg = (
             f"codes hold {1 << (element.bits - 1)}, which the narrow-range {element.name} "
@@ -540,6 +542,20 @@ class QArray:
             codes, format, dtype, scales, zero_points, tensor_scale, axis, block_size,
             block_offset, scale_format,
         )  # fmt: skip
+        self._set(parts, encoded=False)
+
+    @classmethod
+    def _from_encoded(cls, codes, format, dtype, **parts):
+        """``asarray``'s QArray of the codes ``encode`` just returned (a new array no one else
+        holds, every code in range by construction): the range scans are skipped, and codes of
+        8 bits and more are kept rather than copied when already in their storage dtype."""
+        self = cls.__new__(cls)
+        keys = ("scales", "zero_points", "tensor_scale", "axis", "block_size")
+        args = [parts.get(k) for k in keys] + [0, parts.get("scale_format")]
+        self._set(_check_parts(codes, format, dtype, *args, encoded=True), encoded=True)
+        return self
+
+    def _set(self, parts, encoded):
         codes, format, dtype, scales, zero_points, tensor_scale = parts[:6]
         self._format = format
         self._shape = codes.shape
@@ -548,9 +564,11 @@ class QArray:
         if bits < 8:
             from qemu_arrays.packing import pack
 
-            self._packed = pack(codes, bits)
+            self._packed = pack(codes, bits, check=not encoded)
         else:
-            self._packed = np.array(codes, dtype=_word(bits), order="C").reshape(-1)  # a copy
+            word = _word(bits)
+            own = encoded and codes.dtype == word and codes.flags.c_contiguous
+            self._packed = (codes if own else np.array(codes, dtype=word, order="C")).reshape(-1)
         self._scales = scales
         self._zero_points = zero_points
         self._tensor_scale = tensor_scale
@@ -1266,9 +1284,9 @@ def asarray(
     kw = {"rounding": rounding, "seed": seed, "stream": stream, "random_bits": random_bits}
     if _is_block(fmt):
         enc = api.encode(arr, fmt, axis=axis, scale=scale, **kw)
-        return QArray(codes=enc.codes, format=fmt, dtype=arr.dtype, scales=enc.scales,
-                      tensor_scale=enc.tensor_scale, axis=enc.axis,
-                      block_size=enc.block_size)  # fmt: skip
+        return QArray._from_encoded(enc.codes, fmt, arr.dtype, scales=enc.scales,
+                                    tensor_scale=enc.tensor_scale, axis=enc.axis,
+                                    block_size=enc.block_size)  # fmt: skip
     if isinstance(fmt, IntFormat):
         scale = "absmax" if scale is None else scale
         work = arr.astype(np.float32) if arr.dtype.itemsize == 2 else arr
@@ -1280,8 +1298,8 @@ def asarray(
         if not isinstance(codes, np.ndarray):
             codes = codes.codes
         sfmt = None if scale_format is None else get_format(scale_format)
-        return QArray(codes=codes, format=fmt, dtype=arr.dtype, scales=sg, zero_points=zg,
-                      axis=g_axis, block_size=g_bs, scale_format=sfmt)  # fmt: skip
+        return QArray._from_encoded(codes, fmt, arr.dtype, scales=sg, zero_points=zg,
+                                    axis=g_axis, block_size=g_bs, scale_format=sfmt)  # fmt: skip
     if scale is None:
         given = {
             k: v
@@ -1301,7 +1319,7 @@ def asarray(
             )
             raise ValueError(msg)
         codes = api.encode(arr, fmt, **kw)
-        return QArray(codes=codes, format=fmt, dtype=arr.dtype)
+        return QArray._from_encoded(codes, fmt, arr.dtype)
     if zero_point is not None or symmetric is not True:
         msg = (
             f"zero_point/symmetric=False do not apply to the float format {fmt.name!r}: a scaled "
@@ -1316,5 +1334,5 @@ def asarray(
     enc = api.encode(arr, fmt, scale=sg, axis=g_axis, block_size=g_bs, **kw)
     codes = enc if isinstance(enc, np.ndarray) else enc.codes
     sfmt = None if scale_format is None else get_format(scale_format)
-    return QArray(codes=codes, format=fmt, dtype=arr.dtype, scales=sg, axis=g_axis,
-                  block_size=g_bs, scale_format=sfmt)  # fmt: skip
+    return QArray._from_encoded(codes, fmt, arr.dtype, scales=sg, axis=g_axis, block_size=g_bs,
+                                scale_format=sfmt)  # fmt: skip

@@ -44,7 +44,7 @@ from qemu_arrays.formats.block_cores import (  # scale rules: qemu_arrays.format
 )
 from qemu_arrays.formats.cores import RDN, RNE, RTZ, RUP, SR, random_u
 from qemu_arrays.formats.jit_cache import purge_stale_cache
-from qemu_arrays.formats.round32 import code32, sr_bits32
+from qemu_arrays.formats.round32 import code32, sr_bits32, value32
 from qemu_arrays.kernels import elements as _cpu
 from qemu_arrays.kernels import simd as cpu_simd
 from qemu_arrays.kernels.runtime import run
@@ -402,7 +402,12 @@ def _make_mx_f32_span(MODE, WANT):  # noqa: N803  (constants of the compiled spa
             _store_scales(scodes, sc_loc, sidx, t0, nt, whole)
             # ... then the elements (asking for the next task's blocks meanwhile), and last the
             # blocks with NaN or inf
-            if mode != RNE or want != 1:  # other modes, codes: the task's elements in one loop
+            if mode != SR and (mode != RNE or want == 2):  # block by block, no spread
+                todo += _blocks_no_sr(
+                    xb, out, codes, bases, t0, nt, bs, whole, invs, muls, lims, 0, plan, ea,
+                    mode, want,
+                )  # fmt: skip
+            elif mode != RNE or want != 1:  # other modes, codes: the task's elements in one loop
                 todo += _sel_task(
                     xb,
                     out,
@@ -526,6 +531,46 @@ def _sel_loop(xb, out, codes, base, nj, ex, s0, nv, plan, ea, mode, want):
             out[i] = sel_value32(p, mul)
         else:
             codes[i] = code32(b, p, cplan)  # the element kernels' code step
+    return bad
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _sel_block(xb, out, codes, base, nj, inv, mul, lim, nv, plan, ea, mode, want):
+    """:func:`_sel_loop` over one block (elements ``base:base + nj``) whose scale ``(inv, mul,
+    lim)`` is a scalar, for the modes without random bits (nearest-even codes, the directed
+    modes): the same steps, with no per-element spread of the block's scale."""
+    r, rplan, cplan = ea[5], ea[7:19], ea[19:27]
+    bad = np.uint32(0)
+    for j in range(nj):  # unsigned indices: no negative-index wraparound code
+        i = base + np.uint64(j)
+        b = xb[i]
+        if nv == 0 and mode != RNE:  # 0 < |x| < 2**(e - 126), as in _sel_loop
+            bad |= np.uint32((b & np.uint32(0x7FFFFFFF)) - np.uint32(1) < lim)
+        p = sel_element32(b, inv, mul, nv, mode, plan, rplan, np.uint32(0), r)
+        if want == 1:
+            out[i] = sel_value32(p, mul)
+        else:
+            codes[i] = code32(b, p, cplan)
+    return bad
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _blocks_no_sr(xb, out, codes, bases, t0, nt, bs, whole, invs, muls, lims, nv, plan, ea,
+                  mode, want):  # fmt: skip
+    """The elements of one task's ``nt`` blocks by :func:`_sel_block` (a literal trip count
+    for blocks of 16 and 32: the compiler unrolls and vectorizes); the next task's blocks are
+    prefetched meanwhile. Returns 1 where an MX element is flagged as in :func:`_sel_loop`."""
+    bad = np.uint32(0)
+    for k in range(nt):
+        base = _block_base(bases, t0, k, bs, whole)
+        _prefetch_block(xb, base, bs)
+        inv, mul, lim = invs[k], muls[k], lims[k]
+        if bs == 32:
+            bad |= _sel_block(xb, out, codes, base, 32, inv, mul, lim, nv, plan, ea, mode, want)
+        elif bs == 16:
+            bad |= _sel_block(xb, out, codes, base, 16, inv, mul, lim, nv, plan, ea, mode, want)
+        else:
+            bad |= _sel_block(xb, out, codes, base, bs, inv, mul, lim, nv, plan, ea, mode, want)
     return bad
 
 
@@ -696,7 +741,12 @@ def _make_nv_f32_span(MODE, WANT):  # noqa: N803  (constants of the compiled spa
             _store_scales(scodes, sc_loc, sidx, t0, nt, whole)
             # ... then the elements (asking for the next task's blocks meanwhile; the blocks
             # flagged slow are overwritten below)
-            if mode != RNE or want != 1:  # other modes, codes: the task's elements in one loop
+            if mode != SR and (mode != RNE or want == 2):  # block by block, no spread
+                _blocks_no_sr(
+                    xb, out, codes, bases, t0, nt, bs, whole, ds, ds, _NV_LIMS, 1, plan, ea,
+                    mode, want,
+                )  # fmt: skip
+            elif mode != RNE or want != 1:  # other modes, codes: the task's elements in one loop
                 _sel_task(
                     xb,
                     out,
@@ -871,3 +921,45 @@ def decode_blocks(codes, scodes, R, n, bs, etab, dtab, out):
     to check)."""
     nb = -(-n // bs)
     run(codes.size, "block", _decode_span, R * nb, _GCH, codes, scodes, n, nb, bs, etab, dtab, out)
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _decode_block32(codes, out, base, nj, dplan, d, seen):
+    for j in range(nj):  # unsigned indices; 32-bit words: 16 lanes per AVX-512 vector
+        i = base + np.uint64(j)
+        v, seen = value32(codes[i], seen, dplan)
+        out[i] = out.dtype.type(bits_f32(v)) * d
+    return seen
+
+
+@njit(**_JIT)
+def _decode32_span(t0, t1, codes, scodes, n, nb, bs, dplan, dtab, out):
+    """Blocks ``t0:t1`` (row-major over (row, block)) of :func:`decode_blocks32`."""
+    seen = np.uint32(0)
+    row = t0 // nb
+    blk = t0 - row * nb
+    for t in range(t0, t1):  # (row, blk) stepped, no division per block
+        start = np.uint64(row * n + blk * bs)
+        nj = min(bs, n - blk * bs)
+        d = dtab[scodes[t]]
+        blk += 1
+        if blk == nb:
+            blk = 0
+            row += 1
+        if nj == 32:  # literal trip counts: the compiler unrolls and vectorizes
+            seen = _decode_block32(codes, out, start, 32, dplan, d, seen)
+        elif nj == 16:
+            seen = _decode_block32(codes, out, start, 16, dplan, d, seen)
+        else:
+            seen = _decode_block32(codes, out, start, nj, dplan, d, seen)
+    return int(seen > (1 << (dplan[0] + 1)) - 1)
+
+
+def decode_blocks32(codes, scodes, R, n, bs, dplan, dtab, out) -> int:
+    """:func:`decode_blocks` with the element value by arithmetic (``formats.round32.value32``
+    on ``dplan``, ``kernels.elements.decode_plan`` of the element format) instead of a table
+    load: float32 bits, exact in ``out``'s dtype, times the block's factor. Returns 1 where an
+    element code lies outside the element format (its value is garbage: the caller raises)."""
+    nb = -(-n // bs)
+    args = (codes, scodes, n, nb, bs, dplan, dtab, out)
+    return run(codes.size, "block", _decode32_span, R * nb, _GCH, *args)

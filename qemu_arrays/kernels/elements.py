@@ -39,7 +39,14 @@ from qemu_arrays.formats.cores import (
 )
 from qemu_arrays.formats.jit_cache import purge_stale_cache
 from qemu_arrays.formats.rne32 import rne32
-from qemu_arrays.formats.round32 import code32, round32, round64, sr_word32_run, sr_word64_run
+from qemu_arrays.formats.round32 import (
+    code32,
+    round32,
+    round64,
+    sr_word32_run,
+    sr_word64_run,
+    value32,
+)
 from qemu_arrays.kernels import half as _half
 from qemu_arrays.kernels.half import bf16_to_f32, f32_to_bf16, f32_to_half, half_to_f32
 from qemu_arrays.kernels.runtime import init_threading, run
@@ -791,24 +798,12 @@ def decode_plan(p, table_bits):
 
 @njit(**_JIT)
 def _decode_f32_span(lo, hi, codes, out, dplan):
-    """Elements ``lo:hi`` of :func:`decode_f32`; returns how many codes are out of range."""
-    mag_bits, all_mag, lo_norm, adj, sh, sub_scale, inf_mag, nan_lo, nan_hi, nan_exact, \
-        nan_pos, nan_neg = dplan  # fmt: skip
-    top = (1 << (mag_bits + 1)) - 1
-    bad = 0
-    for j in range(hi - lo):  # unsigned indices: the loop vectorizes
+    """Elements ``lo:hi`` of :func:`decode_f32`; returns 1 where a code is out of range, else 0."""
+    seen = np.uint32(0)  # the OR of every code: a code exceeds the all-ones ``top`` iff this does
+    for j in range(hi - lo):  # unsigned indices: the loop vectorizes, 16 lanes of 32 bits
         i = np.uint64(lo) + np.uint64(j)
-        c = np.int64(codes[i])
-        s = (c >> mag_bits) & 1
-        mag = c & all_mag
-        norm = (mag + adj) << sh
-        subn = np.int64(f32_bits(np.float32(mag) * np.float32(sub_scale)))
-        v = (subn if mag < lo_norm else norm) | (s << 31)
-        v = (0x7F800000 | (s << 31)) if mag == inf_mag else v
-        is_nan = ((mag >= nan_lo) & (mag <= nan_hi)) | (c == nan_exact)
-        out[i] = (nan_neg if s == 1 else nan_pos) if is_nan else v
-        bad += c > top
-    return bad
+        out[i], seen = value32(codes[i], seen, dplan)
+    return int(seen > (1 << (dplan[0] + 1)) - 1)
 
 
 def decode_f32(codes, out_bits, dplan) -> int:

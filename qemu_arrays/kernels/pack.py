@@ -54,11 +54,42 @@ def _pack_span(g0, g1, w, out, bits):
     return 0
 
 
+@njit(cache=True, nogil=True, inline="always")
+def _six48(v):
+    """Eight 6-bit codes, one per byte of the little-endian word ``v``, as 48 stream bits."""
+    v = (v & np.uint64(0x003F003F003F003F)) | ((v >> np.uint64(2)) & np.uint64(0x0FC00FC00FC00FC0))
+    v = (v & np.uint64(0x00000FFF00000FFF)) | ((v >> np.uint64(4)) & np.uint64(0x00FFF00000FFF000))
+    return (v & np.uint64(0xFFFFFF)) | ((v >> np.uint64(8)) & np.uint64(0xFFFFFF000000))
+
+
+@njit(**_JIT)
+def _pack6_span(q0, q1, w, out):
+    """Quads ``q0:q1`` of :func:`pack_groups` for 6-bit codes: sixteen codes (two uint64 words
+    of ``w``) into twelve bytes (three uint32 words of ``out``), word stores only."""
+    m32 = np.uint64(0xFFFFFFFF)
+    for j in range(q1 - q0):  # unsigned indices: no negative-index wraparound code
+        q = np.uint64(q0) + np.uint64(j)
+        a = _six48(w[2 * q])
+        b = _six48(w[2 * q + np.uint64(1)])
+        out[3 * q] = np.uint32(a & m32)
+        out[3 * q + np.uint64(1)] = np.uint32((a >> np.uint64(32)) | ((b << np.uint64(16)) & m32))
+        out[3 * q + np.uint64(2)] = np.uint32(b >> np.uint64(16))
+    return 0
+
+
 def pack_groups(c, bits, out):
     """Pack the whole groups of the uint8 codes ``c`` (1-D, C-contiguous, each below
     ``2**bits``; ``bits`` 2, 4 or 6; a little-endian machine) into ``out``: ``len(c) // codes
-    per group`` groups."""
-    k, _ = GROUP[bits]
+    per group`` groups. 6-bit codes go sixteen at a time (four groups in three uint32 words);
+    the groups after the last whole sixteen by the group loop."""
+    k, nbytes = GROUP[bits]
     ng = c.size // k
-    w = c[: ng * k].view(_WORD[bits])
-    run(c.size, "decode", _pack_span, ng, _PER, w, out, bits)
+    g0 = 0
+    if bits == 6:
+        nq = c.size // 16
+        w64, o32 = c[: nq * 16].view(np.uint64), out[: nq * 12].view(np.uint32)
+        run(c.size, "decode", _pack6_span, nq, _PER, w64, o32)
+        g0 = 4 * nq
+    if ng > g0:
+        w = c[g0 * k : ng * k].view(_WORD[bits])
+        run(c.size, "decode", _pack_span, ng - g0, _PER, w, out[g0 * nbytes :], bits)

@@ -13,6 +13,7 @@ original shape and ``ceil(n / block_size)`` scales along the axis, never padding
 
 from __future__ import annotations
 
+from functools import lru_cache
 from typing import NamedTuple
 
 import numpy as np
@@ -359,7 +360,10 @@ def decode_block(codes, req: Request):
     Computed chunk by chunk: the temporaries stay chunk-sized whatever the array's size.
     """
     fmt, scale, tensor_scale = req.fmt, req.scale, req.tensor_scale
-    codes = check_codes(codes, fmt.bits, repr(fmt.name))
+    # uint8 codes of a float element format: the fast kernel checks their range in its pass
+    deferred = _FAST_PATH and _element_plan32(fmt) is not None
+    deferred = deferred and isinstance(codes, np.ndarray) and codes.dtype == np.uint8
+    codes = codes if deferred else check_codes(codes, fmt.bits, repr(fmt.name))
     dtype = check_float_dtype(req.dtype)
     axis = _check_block_axis(codes, req.axis)
     scale = check_codes(scale, fmt.scale.bits, f"the scale format {fmt.scale.name}", "scale")
@@ -378,6 +382,8 @@ def decode_block(codes, req: Request):
     out = np.empty(codes.shape, dtype=dtype)
     if _decode_fast(codes, scale, fmt, tensor_scale, axis, out):
         return out
+    if deferred:
+        codes = check_codes(codes, fmt.bits, repr(fmt.name))
     flat, flat_out = codes.reshape(-1), out.reshape(-1)
     for lo, hi in chunks(flat.size):
         sc = group_values(scale, codes.shape, axis, fmt.block_size, lo, hi)
@@ -395,10 +401,12 @@ def _exact_in(values, dtype):
 
 def _decode_fast(codes, scale, fmt, tensor_scale, axis, out) -> bool:
     """Decode uint8 codes with blocks along the last axis into float32 or float64 ``out`` in
-    one kernel pass (``kernels.blocks.decode_blocks``): the element value and the block's
-    factor (the scale, or NVFP4's ``d = float32(s_b * tensor_scale)``) each from a table of
-    every code, their product rounded once, as :func:`block_values` then the cast give (both
-    tables hold their values exactly, checked; the exact product of the two fits float64).
+    one kernel pass: the block's factor (the scale, or NVFP4's ``d = float32(s_b *
+    tensor_scale)``) from a table of every scale code, the element value by arithmetic on
+    32-bit words for float element formats (``kernels.blocks.decode_blocks32``, which also
+    checks the codes' range: unchecked uint8 codes may come here) or from a table
+    (``decode_blocks``), their product rounded once, as :func:`block_values` then the cast give
+    (both hold their values exactly, checked; the exact product of the two fits float64).
     False, having written nothing, where it does not apply."""
     from qemu_arrays.kernels import blocks as cpu_blocks
 
@@ -411,17 +419,35 @@ def _decode_fast(codes, scale, fmt, tensor_scale, axis, out) -> bool:
         and codes.size
     ):
         return False
-    etab = _exact_in(_element_values(np.arange(1 << fmt.bits), fmt), out.dtype)
+    dplan = _element_plan32(fmt)
+    etab = None
+    if dplan is None:
+        etab = _exact_in(_element_values(np.arange(1 << fmt.bits), fmt), out.dtype)
     sv = decode_table(fmt.scale)
     if fmt.tensor_scale:
         with np.errstate(over="ignore"):
             sv = (sv * np.float64(tensor_scale)).astype(np.float32).astype(np.float64)
     dtab = _exact_in(sv, out.dtype)
-    if etab is None or dtab is None:
+    if (etab is None and dplan is None) or dtab is None:
         return False
     n = codes.shape[-1]
     sc = np.ascontiguousarray(scale, dtype=np.uint8).reshape(-1)
-    cpu_blocks.decode_blocks(
-        codes.reshape(-1), sc, codes.size // n, n, fmt.block_size, etab, dtab, out.reshape(-1)
-    )
+    args = (codes.reshape(-1), sc, codes.size // n, n, fmt.block_size)
+    if dplan is None:
+        cpu_blocks.decode_blocks(*args, etab, dtab, out.reshape(-1))
+    elif cpu_blocks.decode_blocks32(*args, dplan, dtab, out.reshape(-1)):
+        check_codes(codes, fmt.bits, repr(fmt.name))  # raises, naming a code out of range
     return True
+
+
+@lru_cache(maxsize=64)
+def _element_plan32(fmt):
+    """``kernels.elements.decode_plan`` of the block format's element format (its float32
+    value by arithmetic), or None (an integer element, or a format that plan does not cover)."""
+    el = fmt.element
+    if not isinstance(el, FloatFormat) or el.bits > 8:
+        return None
+    from qemu_arrays.kernels import elements
+
+    table = np.asarray(cast_float(decode_table(el), np.dtype(np.float32))).view(np.uint32)
+    return elements.decode_plan(el.params(), table)

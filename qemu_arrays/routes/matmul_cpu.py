@@ -281,6 +281,40 @@ def _rne32(A, B, SA, SB, pl: Plan, req, sa: Stats, sb: Stats):
     return o.astype(np.float64), err
 
 
+def _products32(sa: Stats, sb: Stats) -> bool:
+    """Whether every product of the data is exact in float32 (normal or subnormal)."""
+    if not (sa.bits and sb.bits):
+        return True
+    return sa.bits + sb.bits <= 24 and sa.lsb + sb.lsb >= -149 and sa.emax + sb.emax + 2 <= 127
+
+
+def _sel32(A, B, SA, SB, pl: Plan, req, sa: Stats, sb: Stats, k, eoff: int):
+    """Per-addition rounding on float32 words (``kernels/matmul_sel32.py``): nearest-even,
+    toward zero, up, down and stochastic into a narrow accumulator where every product is
+    exact in float32 and rounding to odd at 24 bits keeps the format's rounding
+    (``formats/add32.py``); promotions (blocked) only native float32 nearest-even.
+    ``(out, errors)`` or None when it does not apply."""
+    from qemu_arrays.formats.add32 import sel32_consts, sel32_ok
+    from qemu_arrays.kernels.matmul_sel32 import sequential_sel32
+
+    acc, rnd, r = pl.acc, int(req.rounding), pl.r
+    blocks = pl.order == "blocked"
+    if pl.order not in ("sequential", "blocked") or not sel32_ok(acc.precision, rnd, r):
+        return None
+    if blocks and (pl.promote != FLOAT32 or rnd != int(Rounding.NEAREST_EVEN) or SA is not None
+                   or SB is not None):  # fmt: skip
+        return None
+    if not _products32(sa, sb):
+        return None
+    c = sel32_consts(acc.params())
+    if c is None:
+        return None
+    o = np.empty((A.shape[0], B.shape[1]), dtype=np.float32)
+    err = sequential_sel32(A.astype(np.float32), B.astype(np.float32), o, acc.params(), c, rnd,
+                           req.fma, *k, r, eoff, pl.block_k, blocks)  # fmt: skip
+    return o.astype(np.float64), err
+
+
 def _check_group_sums(sa: Stats, sb: Stats, pl: Plan) -> bool:
     """Grouped integer scales: every partial sum of a group must be exact in the accumulator
     (then its rounding changes nothing: the integer hardware's exact sum), and a group's sum
@@ -453,6 +487,9 @@ def _matmul2d(A, B, SA, SB, pl: Plan, req, get_stats, eoff: int, groups: bool = 
         o = _rne32(A, B, SA, SB, pl, req, sa, sb)
         if o is not None:
             return o
+    o = _sel32(A, B, SA, SB, pl, req, sa, sb, (k0, k1, k2), eoff)
+    if o is not None:
+        return o
     exact = _acc_span(acc, sa, sb, req.fma)
     addend_bits = (sa.bits + sb.bits) if req.fma else acc.precision
     need_ts, ro_ok = _fast_flags(acc, rnd, r, exact, addend_bits)

@@ -99,6 +99,9 @@ def run_sweep(
             threads_per_worker=1,
             processes=processes,
             dashboard_address=None,
+            # no dashboard, and the scheduler's HTTP routes on a free port: the default 8787
+            # may be taken (another cluster, a second sweep), which distributed warns about
+            scheduler_kwargs={"dashboard": False, "dashboard_address": ":0"},
         )
         client = Client(cluster)
     else:

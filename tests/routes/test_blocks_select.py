@@ -60,7 +60,8 @@ def _data(rng, rows, n, bs):
 
 
 def _bits(a):
-    return np.asarray(a).view(np.uint32)
+    a = np.asarray(a)
+    return a.view(np.uint64 if a.dtype == np.float64 else np.uint32)
 
 
 def _same(got, want):
@@ -114,6 +115,24 @@ def test_fast_kernels_equal_the_exact_reference(name, rng):
         _same(got, np.array(want, dtype=np.float64).astype(np.float32))
 
 
+@pytest.mark.parametrize("rounding", [Rounding.UP, Rounding.DOWN], ids=lambda r: r.name)
+def test_directed_modes_with_tiny_elements_under_a_large_scale(rounding):
+    """Directed rounding block by block (``_sel_block``): elements whose ``x * 2**-e``
+    underflows in float32 (float32 subnormals and the smallest normals under a block maximum of
+    ``2**20``, either sign) must leave the array to the general kernel, or UP/DOWN lose the
+    smallest subnormal of the block: values and codes against the exact reference."""
+    fmt = get_format("mxfp8_e4m3")
+    tiny = np.array([2.0**-149, 3 * 2.0**-149, 2.0**-127, 2.0**-126, 1.5 * 2.0**-126], np.float32)
+    x = np.zeros((3, 64), np.float32)
+    x[:, 0] = 2.0**20
+    x[0, 1:6], x[1, 1:6] = tiny, -tiny
+    x[2, 40] = 1.0  # a block of ordinary values
+    got = qa.quantize(x, fmt, rounding=rounding)
+    want = reference.quantize_blocks(x, fmt, rounding)
+    _same(got, np.array(want, dtype=np.float64).astype(np.float32))
+    assert np.array_equal(qa.decode(qa.encode(x, fmt, rounding=rounding), fmt), got)
+
+
 @pytest.mark.parametrize("name", ["mxfp8_e4m3", "nvfp4"])
 def test_inexact_scaled_elements_and_short_blocks_take_the_general_kernel(
     name, rng, general_calls, monkeypatch
@@ -161,6 +180,39 @@ def test_decode_kernel_equals_the_general_decode(name, rng, monkeypatch):
             ok = (got.view(np.uint8) == want.view(np.uint8)).reshape(got.shape + (-1,)).all(-1)
             assert (ok | np.isnan(want)).all()
             assert np.array_equal(np.isnan(got), np.isnan(want))
+
+
+_SCALE_CODES = {8: [0, 1, 100, 127, 128, 200, 254, 255], 4: [0, 1, 7, 8, 0x38, 0x7E, 0x7F, 0xF8]}
+
+
+@pytest.mark.parametrize("name", ["mxfp8_e4m3", "mxfp8_e5m2", "mxfp6_e3m2", "mxfp4_e2m1", "nvfp4"])
+def test_decode_by_arithmetic_every_element_code(name, monkeypatch):
+    """Every element code under edge scale codes (the smallest, NaN, E4M3 subnormals and
+    negative scales for NVFP4, with a tensor scale whose product rounds), rows with a short
+    last block, into float32 and float64: the arithmetic kernel (``decode_blocks32``) against
+    the general route; a code outside the element format is refused from the kernel's pass."""
+    fmt = get_format(name)
+    assert blocks._element_plan32(fmt) is not None
+    ne, bs = 1 << fmt.element.bits, fmt.block_size
+    sc = np.array(_SCALE_CODES[fmt.scale.bits if fmt.tensor_scale else 8], np.uint8)
+    kw = {"tensor_scale": float(np.float32(0.7))} if fmt.tensor_scale else {}
+    for n in (max(ne, bs) * 2, ne + 3):
+        codes = np.tile(np.arange(ne, dtype=np.uint8), (sc.size, -(-n // ne)))[:, :n].copy()
+        scales = np.repeat(sc[:, None], -(-n // bs), axis=1)
+        for dtype in (np.float32, np.float64):
+            got = qa.decode(codes, name, scale=scales, dtype=dtype, **kw)
+
+            def general(c=codes, s=scales, d=dtype):
+                return qa.decode(c, name, scale=s, dtype=d, **kw)
+
+            want = _general(general, monkeypatch)
+            _same(got, want)
+    if ne == 256:  # every uint8 is an 8-bit code
+        return
+    big = np.zeros((64, bs * 8), np.uint8)
+    big[40, 77] = ne  # one code past the element format, deep in the array
+    with pytest.raises(ValueError, match=rf"codes must lie in \[0, 2\*\*{fmt.element.bits}\)"):
+        qa.decode(big, name, scale=np.zeros((64, 8), np.uint8), dtype=np.float64, **kw)
 
 
 @pytest.mark.parametrize("name", ["mxfp8_e4m3", "nvfp4"])

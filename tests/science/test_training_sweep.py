@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
+import socket
+
 import numpy as np
 import pytest
 
@@ -45,10 +48,17 @@ def test_inprocess_sweep_is_one_table_and_reproducible():
 
 
 def test_dask_local_cluster_threads_matches_inprocess():
+    """Also with dask's default HTTP port 8787 taken (another cluster on the machine): the
+    sweep's cluster must not warn about it (a flake of a loaded CI machine)."""
     pytest.importorskip("dask.distributed")
     grid = {"eps": [0.0, 0.2], "seed": [3]}
     local = run_sweep(_task, grid, progress=False)
-    dist = run_sweep(_task, grid, scheduler="dask", processes=False, n_workers=2, progress=False)
+    with socket.socket() as busy:
+        with contextlib.suppress(OSError):  # taken already: the case under test anyway
+            busy.bind(("", 8787))
+            busy.listen()
+        dist = run_sweep(_task, grid, scheduler="dask", processes=False, n_workers=2,
+                         progress=False)  # fmt: skip
     assert dist == local
 
 

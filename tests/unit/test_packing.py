@@ -70,9 +70,10 @@ def test_errors():
 
 
 @pytest.mark.parametrize("bits", [2, 4, 6])
-@pytest.mark.parametrize("extra", [0, 1, 3])
+@pytest.mark.parametrize("extra", [0, 1, 3, 13])
 def test_the_pack_kernel_equals_the_numpy_packing(bits, extra, rng, monkeypatch):
-    """Large arrays pack with the numba kernel (whole groups) and NumPy (a partial last one)."""
+    """Large arrays pack with the numba kernel (whole groups; 6-bit codes sixteen at a time,
+    then the whole groups after them: ``extra=13``) and NumPy (a partial last group)."""
     from qemu_arrays import packing
 
     codes = rng.integers(0, 1 << bits, size=(1 << 13) + extra, dtype=np.uint8)
