@@ -8,7 +8,7 @@ import pytest
 
 import qemu_arrays as qa
 from qemu_arrays.formats.reference import quantize_blocks
-from tests.backends import capability, to_backend, to_numpy
+from tests.backends import Backend, capability, to_backend, to_numpy
 
 R = qa.Rounding
 
@@ -24,6 +24,10 @@ def _x():
 def test_zero_scale_block_keeps_signs(rounding, backend):
     if not capability(backend, block=True).block:
         pytest.skip(f"{backend.name} takes no block formats (tests/routes/test_backends.py)")
+    if backend is Backend.NUMPY_READONLY:  # a second compile of the NVFP4 kernels for nothing new
+        pytest.skip(
+            "the NumPy route is the numpy row; read-only input: tests/routes/test_backends.py"
+        )
     x = _x()
     kw = {"rounding": rounding, "seed": 3} if rounding is R.STOCHASTIC else {"rounding": rounding}
     got = to_numpy(backend, qa.quantize(to_backend(backend, x), "nvfp4", **kw))

@@ -11,9 +11,7 @@ it for the CPU and runs in the ordinary process.
 from __future__ import annotations
 
 import os
-import subprocess
 import sys
-from pathlib import Path
 
 import ml_dtypes
 import numpy as np
@@ -21,8 +19,8 @@ import pytest
 
 import qemu_arrays as qa
 from tests.conftest import assert_same_codes, assert_same_floats
+from tests.routes.simulator import assert_passed_in_simulator
 
-ROOT = Path(__file__).resolve().parents[2]
 SIM = os.environ.get("NUMBA_ENABLE_CUDASIM") == "1"
 REAL = os.environ.get("QEMU_ARRAYS_REAL_GPU") == "1"
 INNER = SIM or REAL
@@ -39,14 +37,9 @@ ROWS = (
 
 
 @pytest.mark.skipif(INNER, reason="this is the outer launcher; the inner run is in progress")
-def test_cuda_block_kernels_in_simulator_subprocess():
-    env = {**os.environ, "NUMBA_ENABLE_CUDASIM": "1", "PYTHONPATH": str(ROOT)}
-    res = subprocess.run(
-        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", str(Path(__file__))],
-        capture_output=True, text=True, env=env, cwd=ROOT, check=False,
-    )  # fmt: skip
-    assert res.returncode == 0, res.stdout[-4000:] + res.stderr[-2000:]
-    assert " passed" in res.stdout
+def test_cuda_block_kernels_in_simulator_subprocess(tmp_path_factory):
+    # one subprocess runs every tests/routes/test_cuda*.py file (tests/routes/simulator.py)
+    assert_passed_in_simulator(__file__, tmp_path_factory)
 
 
 inner = pytest.mark.skipif(not INNER, reason="runs inside the simulator subprocess or on a GPU")
