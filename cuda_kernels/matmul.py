@@ -95,6 +95,16 @@ def _chain(A, B, ia, ib, i, j, k_lo, k_hi, P, rnd, ovf, fma, k0, k1, k2, r, ge):
     return acc, nerr
 
 
+@cuda.jit(device=True)
+def _element(e, mn, N, IA, IB):
+    """Output element ``e`` (batches flattened, ``mn = M * N``): the batch indices of ``a``
+    and ``b`` (``IA``, ``IB``), the row and the column."""
+    bi = e // mn
+    rem = e - bi * mn
+    i = rem // N
+    return IA[bi], IB[bi], i, rem - i * N
+
+
 @cuda.jit
 def rounded_matmul(A, B, IA, IB, out, P, err, bk, blocked, rnd, ovf, fma, k0, k1, k2, r):
     """``out[e]`` for every output element ``e`` (C order over ``(batch, M, N)``): the
@@ -109,12 +119,7 @@ def rounded_matmul(A, B, IA, IB, out, P, err, bk, blocked, rnd, ovf, fma, k0, k1
     start = cuda.grid(1)
     stride = cuda.gridsize(1)
     for e in range(start, n, stride):
-        bi = e // mn
-        rem = e - bi * mn
-        i = rem // N
-        j = rem - i * N
-        ia = IA[bi]
-        ib = IB[bi]
+        ia, ib, i, j = _element(e, mn, N, IA, IB)
         if blocked == 1:
             n_add = K if fma == 1 else 2 * K
             tot = 0.0
@@ -152,12 +157,7 @@ def pairwise_matmul(A, B, IA, IB, out, P, err, prog, rnd, ovf, fma, k0, k1, k2, 
     start = cuda.grid(1)
     stride = cuda.gridsize(1)
     for e in range(start, n, stride):
-        bi = e // mn
-        rem = e - bi * mn
-        i = rem // N
-        j = rem - i * N
-        ia = IA[bi]
-        ib = IB[bi]
+        ia, ib, i, j = _element(e, mn, N, IA, IB)
         sp = 0
         nerr = 0
         for t in range(prog.size):
@@ -202,12 +202,7 @@ def exact_matmul(A, B, IA, IB, out, P, err, bk, blocked, base, nlimbs, rnd, ovf,
     start = cuda.grid(1)
     stride = cuda.gridsize(1)
     for e in range(start, n, stride):
-        bi = e // mn
-        rem = e - bi * mn
-        i = rem // N
-        j = rem - i * N
-        ia = IA[bi]
-        ib = IB[bi]
+        ia, ib, i, j = _element(e, mn, N, IA, IB)
         total = 0.0
         nerr = 0
         for t in range(nb):

@@ -57,3 +57,22 @@ def assert_passed_in_simulator(test_file: str, tmp_path_factory) -> None:
     if res.returncode not in (0, 1):  # 1: another file's failure, reported by its own launcher
         msg = f"the simulator run ended with {res.returncode}\n{tail}"
         raise AssertionError(msg)
+
+
+def to_device(x, real: bool):
+    """``x`` on the device: a PyTorch CUDA tensor on a real GPU (``real``), else a numba device
+    array (the simulator's)."""
+    import numpy as np
+
+    if real:
+        import torch
+
+        return torch.from_numpy(np.ascontiguousarray(x)).cuda()
+    from numba import cuda
+
+    return cuda.to_device(np.ascontiguousarray(x))
+
+
+def to_host(y, real: bool):
+    """A device array of :func:`to_device` back as a NumPy array."""
+    return y.cpu().numpy() if real else y.copy_to_host()

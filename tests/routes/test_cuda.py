@@ -16,7 +16,7 @@ import pytest
 
 import qemu_arrays as qa
 from tests.conftest import assert_same_codes, assert_same_floats, probe_values
-from tests.routes.simulator import assert_passed_in_simulator
+from tests.routes.simulator import assert_passed_in_simulator, to_device, to_host
 
 SIM = os.environ.get("NUMBA_ENABLE_CUDASIM") == "1"
 REAL = os.environ.get("QEMU_ARRAYS_REAL_GPU") == "1"
@@ -45,19 +45,11 @@ inner = pytest.mark.skipif(not INNER, reason="runs inside the simulator subproce
 
 
 def _dev(x):
-    if REAL:
-        import torch
-
-        return torch.from_numpy(np.ascontiguousarray(x)).cuda()
-    from numba import cuda
-
-    return cuda.to_device(np.ascontiguousarray(x))
+    return to_device(x, REAL)
 
 
 def _host(y):
-    if REAL:
-        return y.cpu().numpy()
-    return y.copy_to_host()
+    return to_host(y, REAL)
 
 
 def _sample(name, dtype=np.float32):

@@ -17,7 +17,7 @@ import pytest
 
 import qemu_arrays as qa
 from qemu_arrays.formats.reference import dot_reference
-from tests.routes.simulator import assert_passed_in_simulator
+from tests.routes.simulator import assert_passed_in_simulator, to_device, to_host
 
 SIM = os.environ.get("NUMBA_ENABLE_CUDASIM") == "1"
 REAL = os.environ.get("QEMU_ARRAYS_REAL_GPU") == "1"
@@ -40,17 +40,11 @@ inner = pytest.mark.skipif(not INNER, reason="runs inside the simulator subproce
 
 
 def _dev(x):
-    if REAL:
-        import torch
-
-        return torch.from_numpy(np.ascontiguousarray(x)).cuda()
-    from numba import cuda
-
-    return cuda.to_device(np.ascontiguousarray(x))
+    return to_device(x, REAL)
 
 
 def _host(y):
-    return y.cpu().numpy() if REAL else y.copy_to_host()
+    return to_host(y, REAL)
 
 
 def _inputs(M=3, K=37, N=2, seed=1, fmt="float8_e4m3fn"):
